@@ -1,0 +1,22 @@
+//! Database migrations for Storefront (sea-orm-migration).
+//!
+//! Every command that touches the database runs [`Migrator::up`] first, so a new database is
+//! ready as soon as the binary connects to it.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_accounts;
+mod m20261123_000002_create_products;
+
+/// The ordered list of Storefront's migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_create_accounts::Migration),
+            Box::new(m20261123_000002_create_products::Migration),
+        ]
+    }
+}

@@ -1,0 +1,227 @@
+//! Accounts: registration, sign-in, listing and roles.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+use uuid::Uuid;
+
+use crate::{
+    auth::PasswordHasher,
+    entities::account,
+    error::{AppError, AppResult},
+    pagination::{Page, PageRequest},
+    role::Role,
+    validation,
+};
+
+/// The one answer to every failed sign-in, whatever the reason.
+pub const INVALID_CREDENTIALS: &str = "invalid username or password";
+
+/// What a new account is made of, as the client sent it.
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub password: String,
+    pub email: Option<&'a str>,
+    pub role: Role,
+}
+
+/// Validates and stores a new account.
+///
+/// The password is hashed before the insert, so a taken username costs the same time as a free
+/// one; the database's unique indexes decide who wins a race.
+///
+/// # Errors
+/// `BAD_USER_INPUT` for a rule the input breaks, `CONFLICT` for a taken username or email.
+pub async fn register(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    new: NewAccount<'_>,
+) -> AppResult<account::Model> {
+    let username_normalized = validation::username(new.username)?;
+    validation::new_password(&new.password, "password")?;
+    let email = new.email.map(validation::email).transpose()?;
+    let password_hash = hasher.hash(new.password).await?;
+    let now = Utc::now();
+    let (email, email_normalized) = email.unzip();
+    let account = account::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        username: Set(new.username.to_owned()),
+        username_normalized: Set(username_normalized),
+        email: Set(email),
+        email_normalized: Set(email_normalized),
+        password_hash: Set(password_hash),
+        role: Set(new.role.as_str().to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    account
+        .insert(db)
+        .await
+        .map_err(unique_violation_to_conflict)
+}
+
+/// Checks a username and password.
+///
+/// # Errors
+/// `UNAUTHENTICATED` with the same message for an unknown user and a wrong password, after the
+/// same argon2 work in both cases.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    username: &str,
+    password: String,
+) -> AppResult<account::Model> {
+    let account = match validation::username(username) {
+        Ok(normalized) => find_by_username(db, &normalized).await?,
+        Err(_) => None,
+    };
+    let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
+    if hasher.verify(password, stored_hash).await? {
+        account.ok_or(AppError::Unauthenticated(INVALID_CREDENTIALS))
+    } else {
+        Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+    }
+}
+
+/// The account with this id, if any.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn find(db: &DatabaseConnection, id: Uuid) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find_by_id(id).one(db).await?)
+}
+
+/// The accounts with these ids (missing ones are skipped).
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn find_many(
+    db: &DatabaseConnection,
+    ids: &[Uuid],
+) -> Result<Vec<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await
+}
+
+async fn find_by_username(
+    db: &DatabaseConnection,
+    normalized: &str,
+) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find()
+        .filter(account::Column::UsernameNormalized.eq(normalized))
+        .one(db)
+        .await?)
+}
+
+/// One page of accounts in creation order.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn page(
+    db: &DatabaseConnection,
+    request: PageRequest,
+    with_total: bool,
+) -> AppResult<Page<account::Model>> {
+    let mut query = account::Entity::find().order_by_asc(account::Column::Id);
+    if let Some(after) = request.after {
+        query = query.filter(account::Column::Id.gt(after));
+    }
+    let mut items = query.limit(request.first + 1).all(db).await?;
+    let has_next_page = items.len() as u64 > request.first;
+    items.truncate(request.first as usize);
+    let has_previous_page = match request.after {
+        Some(after) => {
+            account::Entity::find()
+                .filter(account::Column::Id.lte(after))
+                .count(db)
+                .await?
+                > 0
+        }
+        None => false,
+    };
+    let total_count = if with_total {
+        Some(account::Entity::find().count(db).await?)
+    } else {
+        None
+    };
+    Ok(Page {
+        items,
+        has_next_page,
+        has_previous_page,
+        total_count,
+    })
+}
+
+/// Gives an account a new role.
+///
+/// # Errors
+/// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin.
+pub async fn set_role(db: &DatabaseConnection, id: Uuid, role: Role) -> AppResult<account::Model> {
+    let account = find(db, id).await?.ok_or(AppError::NotFound("account"))?;
+    if account.role == role.as_str() {
+        return Ok(account);
+    }
+    if Role::from_name(&account.role) == Some(Role::Admin) {
+        let admins = account::Entity::find()
+            .filter(account::Column::Role.eq(Role::Admin.as_str()))
+            .count(db)
+            .await?;
+        if admins <= 1 {
+            return Err(AppError::Conflict {
+                field: "role",
+                message: "cannot remove the last admin",
+            });
+        }
+    }
+    let mut active: account::ActiveModel = account.into();
+    active.role = Set(role.as_str().to_owned());
+    active.updated_at = Set(Utc::now());
+    Ok(active.update(db).await?)
+}
+
+/// Creates an admin account, or promotes the existing account with this username to admin.
+/// Returns the account and whether it was created.
+///
+/// # Errors
+/// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username.
+pub async fn create_or_promote_admin(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    username: &str,
+    password: String,
+) -> AppResult<(account::Model, bool)> {
+    let normalized = validation::username(username)?;
+    if let Some(existing) = find_by_username(db, &normalized).await? {
+        let promoted = set_role(db, existing.id, Role::Admin).await?;
+        return Ok((promoted, false));
+    }
+    let new = NewAccount {
+        username,
+        password,
+        email: None,
+        role: Role::Admin,
+    };
+    Ok((register(db, hasher, new).await?, true))
+}
+
+/// Maps a unique-index violation to `CONFLICT` on the field whose index it was; the database's
+/// own text is never shown.
+fn unique_violation_to_conflict(err: DbErr) -> AppError {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(detail)) if detail.contains("email") => {
+            AppError::Conflict {
+                field: "email",
+                message: "this email is already registered",
+            }
+        }
+        Some(SqlErr::UniqueConstraintViolation(_)) => AppError::Conflict {
+            field: "username",
+            message: "this username is taken",
+        },
+        _ => err.into(),
+    }
+}

@@ -1,0 +1,140 @@
+//! Start-up: one `App::build` for the binary and the tests alike.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::{PasswordHasher, TokenService},
+    authz::Authorizer,
+    config::{Config, redact_url},
+    db,
+    graphql::{self, AppSchema},
+    http,
+};
+
+/// What every request shares.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub tokens: TokenService,
+    pub passwords: PasswordHasher,
+    pub authz: Authorizer,
+}
+
+/// A built server: connected, migrated, policy loaded, schema built and port bound.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    state: Arc<AppState>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::authz::PolicyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0:?}")]
+    Internal(crate::error::AppError),
+}
+
+impl App {
+    /// Connects to the database and applies pending migrations, loads the policy, builds the
+    /// schema and binds `config.listen_addr` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// A [`StartError`] saying which step failed.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let db = db::connect_and_migrate(&config.database_url).await?;
+        tracing::info!(database = %redact_url(&config.database_url), "database ready");
+        let authz = Authorizer::load(&config.policy_dir, config.policy_dir_is_default).await?;
+        tracing::info!(source = %authz.source(), "authorization policy loaded");
+        let passwords = PasswordHasher::for_this_machine()
+            .await
+            .map_err(StartError::Internal)?;
+        let state = Arc::new(AppState {
+            db,
+            tokens: TokenService::new(config),
+            passwords,
+            authz,
+        });
+        let schema: AppSchema = graphql::build_schema(state.clone());
+        let router = http::router(schema, state.clone());
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state, for callers that need the database (the CLI, tests).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then finishes in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run(self) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "storefront listening; GraphQL at /graphql");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+
+    /// Serves until `shutdown` resolves (for tests).
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

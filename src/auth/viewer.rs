@@ -1,0 +1,59 @@
+use axum::http::{HeaderMap, header::AUTHORIZATION};
+use uuid::Uuid;
+
+use super::TokenService;
+use crate::role::Role;
+
+/// Who is making a request, decided once per request from its `Authorization` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// No `Authorization` header.
+    Anonymous,
+    /// An `Authorization` header that is not a valid, current Bearer access token.
+    InvalidToken,
+    /// A verified access token.
+    Account { id: Uuid, role: Role },
+}
+
+impl Viewer {
+    /// Reads and verifies the Bearer token in `headers`.
+    pub fn from_headers(headers: &HeaderMap, tokens: &TokenService) -> Self {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Viewer::Anonymous;
+        };
+        let Some(token) = value.to_str().ok().and_then(bearer_token) else {
+            return Viewer::InvalidToken;
+        };
+        match tokens.verify_access_token(token) {
+            Ok(claims) => Viewer::Account {
+                id: claims.account_id,
+                role: claims.role,
+            },
+            Err(reason) => {
+                tracing::debug!(%reason, "rejected access token");
+                Viewer::InvalidToken
+            }
+        }
+    }
+}
+
+/// The token of a `Bearer <token>` header value; the scheme is case-insensitive.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
+}

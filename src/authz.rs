@@ -1,0 +1,8 @@
+//! Authorization: what a caller may do. Decided by the Casbin policy in `POLICY_DIR`
+//! (`model.conf` + `policy.csv`), the only place a permission is granted.
+
+mod guard;
+mod policy;
+
+pub use guard::Can;
+pub use policy::{Authorizer, Permission, PolicyError, PolicySource, Subject};

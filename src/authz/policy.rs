@@ -1,0 +1,245 @@
+use std::{fmt, path::Path};
+
+use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
+
+use crate::role::Role;
+
+/// A permission the code asks about: an (object, action) pair of the policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    AccountRead,
+    ProductRead,
+    ProductCreate,
+    ProductUpdate,
+    ProductDelete,
+    ProductReadCreator,
+    UserList,
+    UserSetRole,
+}
+
+impl Permission {
+    /// Every permission a guard can ask about.
+    pub const ALL: [Permission; 8] = [
+        Permission::AccountRead,
+        Permission::ProductRead,
+        Permission::ProductCreate,
+        Permission::ProductUpdate,
+        Permission::ProductDelete,
+        Permission::ProductReadCreator,
+        Permission::UserList,
+        Permission::UserSetRole,
+    ];
+
+    /// The policy's object and action for this permission.
+    pub fn object_action(self) -> (&'static str, &'static str) {
+        match self {
+            Permission::AccountRead => ("account", "read"),
+            Permission::ProductRead => ("product", "read"),
+            Permission::ProductCreate => ("product", "create"),
+            Permission::ProductUpdate => ("product", "update"),
+            Permission::ProductDelete => ("product", "delete"),
+            Permission::ProductReadCreator => ("product", "read_creator"),
+            Permission::UserList => ("user", "list"),
+            Permission::UserSetRole => ("user", "set_role"),
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Who asks, as the policy names them: a role subject, never a user-chosen string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Anonymous,
+    Role(Role),
+}
+
+impl Subject {
+    const ALL: [Subject; 3] = [
+        Subject::Anonymous,
+        Subject::Role(Role::User),
+        Subject::Role(Role::Admin),
+    ];
+
+    /// The policy's name for this subject: `role:anonymous`, `role:user`, `role:admin`.
+    pub fn policy_name(self) -> &'static str {
+        match self {
+            Subject::Anonymous => "role:anonymous",
+            Subject::Role(Role::User) => "role:user",
+            Subject::Role(Role::Admin) => "role:admin",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Subject::Anonymous => 0,
+            Subject::Role(Role::User) => 1,
+            Subject::Role(Role::Admin) => 2,
+        }
+    }
+}
+
+/// Where the policy came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicySource {
+    Folder(std::path::PathBuf),
+    BuiltIn,
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySource::Folder(dir) => write!(f, "folder {}", dir.display()),
+            PolicySource::BuiltIn => f.write_str("built-in copy"),
+        }
+    }
+}
+
+/// A policy that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+}
+
+const BUILT_IN_MODEL: &str = include_str!("../../policies/model.conf");
+const BUILT_IN_POLICY: &str = include_str!("../../policies/policy.csv");
+
+/// Every decision of the policy, taken once when it loads: a guard's check is a table look-up.
+///
+/// The code asks about a fixed set of subjects and permissions, so the table is complete; it is
+/// rebuilt whenever a policy is loaded.
+#[derive(Debug)]
+pub struct Authorizer {
+    decisions: [[bool; Permission::ALL.len()]; Subject::ALL.len()],
+    source: PolicySource,
+}
+
+impl Authorizer {
+    /// Loads `model.conf` and `policy.csv` from `dir`. When the folder does not exist and was
+    /// not named explicitly, falls back to the copy built into the binary.
+    ///
+    /// # Errors
+    /// When the files cannot be read or do not form a valid policy, or an explicitly named
+    /// folder does not exist.
+    pub async fn load(dir: &Path, dir_is_default: bool) -> Result<Self, PolicyError> {
+        if !dir.exists() && dir_is_default {
+            return Self::from_texts(BUILT_IN_MODEL, BUILT_IN_POLICY, PolicySource::BuiltIn).await;
+        }
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let model = read("model.conf")?;
+        let policy = read("policy.csv")?;
+        Self::from_texts(&model, &policy, PolicySource::Folder(dir.to_owned())).await
+    }
+
+    /// Builds the decision table from a model and a policy given as text.
+    ///
+    /// # Errors
+    /// When Casbin refuses the model or the policy.
+    pub async fn from_texts(
+        model: &str,
+        policy: &str,
+        source: PolicySource,
+    ) -> Result<Self, PolicyError> {
+        let invalid = |e: casbin::Error| PolicyError::Invalid(e.to_string());
+        let model = DefaultModel::from_str(model).await.map_err(invalid)?;
+        let adapter = StringAdapter::new(strip_comments(policy));
+        let enforcer = Enforcer::new(model, adapter).await.map_err(invalid)?;
+        let mut decisions = [[false; Permission::ALL.len()]; Subject::ALL.len()];
+        for subject in Subject::ALL {
+            for permission in Permission::ALL {
+                let (object, action) = permission.object_action();
+                // Every request here is well-formed, so an error means the model is broken
+                // (a missing section, a matcher naming an unknown field): refuse to start
+                // rather than guess a decision.
+                decisions[subject.index()][permission.index()] = enforcer
+                    .enforce((subject.policy_name(), object, action))
+                    .map_err(invalid)?;
+            }
+        }
+        Ok(Self { decisions, source })
+    }
+
+    /// Whether the policy lets `subject` have `permission`.
+    pub fn allows(&self, subject: Subject, permission: Permission) -> bool {
+        self.decisions[subject.index()][permission.index()]
+    }
+
+    /// Where this policy was loaded from.
+    pub fn source(&self) -> &PolicySource {
+        &self.source
+    }
+}
+
+/// The policy text without comment lines and blank lines, which Casbin's string adapter does
+/// not skip.
+fn strip_comments(policy: &str) -> String {
+    policy
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn built_in() -> Authorizer {
+        Authorizer::from_texts(BUILT_IN_MODEL, BUILT_IN_POLICY, PolicySource::BuiltIn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn admin_inherits_everything_a_user_may_do() {
+        let authz = built_in().await;
+        for permission in Permission::ALL {
+            if authz.allows(Subject::Role(Role::User), permission) {
+                assert!(authz.allows(Subject::Role(Role::Admin), permission));
+            }
+        }
+        assert!(authz.allows(Subject::Role(Role::Admin), Permission::ProductRead));
+    }
+
+    #[tokio::test]
+    async fn built_in_policy_grants_what_the_product_promises() {
+        let authz = built_in().await;
+        let user = Subject::Role(Role::User);
+        let admin = Subject::Role(Role::Admin);
+        assert!(authz.allows(user, Permission::AccountRead));
+        assert!(authz.allows(user, Permission::ProductRead));
+        assert!(!authz.allows(user, Permission::ProductCreate));
+        assert!(!authz.allows(user, Permission::ProductReadCreator));
+        assert!(!authz.allows(user, Permission::UserSetRole));
+        for permission in Permission::ALL {
+            assert!(authz.allows(admin, permission), "{permission:?}");
+            assert!(
+                !authz.allows(Subject::Anonymous, permission),
+                "{permission:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_model_is_refused() {
+        let err = Authorizer::from_texts("[nonsense", "", PolicySource::BuiltIn)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::Invalid(_)));
+    }
+}

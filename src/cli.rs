@@ -1,0 +1,162 @@
+//! The `storefront` command line.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    accounts,
+    app::App,
+    auth::PasswordHasher,
+    config::{self, Config},
+    db, graphql, products,
+};
+
+/// Storefront: a GraphQL API for accounts and products, authorized by a Casbin policy.
+///
+/// Configuration comes from the environment and `.env`: DATABASE_URL, JWT_SECRET, LISTEN_ADDR,
+/// APP_ENV, POLICY_DIR, JWT_ISSUER, JWT_AUDIENCE, RUST_LOG.
+#[derive(Parser, Debug)]
+#[command(name = "storefront", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the API on LISTEN_ADDR (the default command).
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Print the GraphQL schema (SDL), as `schema.graphql` holds it.
+    PrintSchema,
+    /// Store the three demo products (idempotent).
+    Seed,
+    /// Create an admin account, or promote an existing account to admin.
+    ///
+    /// The password comes from ADMIN_PASSWORD or, if unset, from the first line of stdin.
+    CreateAdmin {
+        /// The admin's username.
+        #[arg(long)]
+        username: String,
+    },
+}
+
+/// Runs a command; the process exit code follows the result.
+///
+/// # Errors
+/// A message for the operator, already naming what failed.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Migrate => {
+            connect().await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::PrintSchema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Seed => {
+            let db = connect().await?;
+            let added = products::seed_demo(&db)
+                .await
+                .map_err(|e| format!("seed failed: {e:?}"))?;
+            eprintln!("demo products: {added} added");
+            Ok(())
+        }
+        Command::CreateAdmin { username } => create_admin(&username).await,
+    }
+}
+
+async fn serve() -> Result<(), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    if config.jwt_secret.generated {
+        tracing::warn!(
+            "JWT_SECRET is not set: using a random secret for this process only; \
+             tokens will not survive a restart (set JWT_SECRET, at least 32 bytes)"
+        );
+    }
+    let new_default_database = config.database_is_default && !default_sqlite_file_exists();
+    let app = App::build(&config).await.map_err(|e| e.to_string())?;
+    if new_default_database {
+        let added = products::seed_demo(&app.state().db)
+            .await
+            .map_err(|e| format!("seed failed: {e:?}"))?;
+        tracing::info!(added, "new embedded database: demo products seeded");
+    }
+    app.run().await.map_err(|e| format!("server failed: {e}"))
+}
+
+fn default_sqlite_file_exists() -> bool {
+    let path = config::DEFAULT_DATABASE_URL
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    std::path::Path::new(path).exists()
+}
+
+async fn connect() -> Result<DatabaseConnection, String> {
+    let (url, _) =
+        config::database_url_from(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    db::connect_and_migrate(&url)
+        .await
+        .map_err(|e| format!("database {}: {e}", config::redact_url(&url)))
+}
+
+async fn create_admin(username: &str) -> Result<(), String> {
+    let password = match std::env::var("ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => read_password_line()?,
+    };
+    let db = connect().await?;
+    let hasher = PasswordHasher::new(1)
+        .await
+        .map_err(|e| format!("password hashing failed: {e:?}"))?;
+    match accounts::create_or_promote_admin(&db, &hasher, username, password).await {
+        Ok((account, true)) => {
+            eprintln!(
+                "created admin account {} ({})",
+                account.username, account.id
+            );
+            Ok(())
+        }
+        Ok((account, false)) => {
+            eprintln!(
+                "promoted existing account {} ({}) to admin; its password is unchanged",
+                account.username, account.id
+            );
+            Ok(())
+        }
+        Err(crate::error::AppError::BadUserInput { message, .. }) => Err(message),
+        Err(crate::error::AppError::Conflict { message, .. }) => Err(message.to_owned()),
+        Err(other) => Err(format!("create-admin failed: {other:?}")),
+    }
+}
+
+/// One line of stdin without its line ending; nothing else is changed.
+fn read_password_line() -> Result<String, String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password for the admin account: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line)
+        .to_owned();
+    if password.is_empty() {
+        return Err("no password: set ADMIN_PASSWORD or write it on stdin".to_owned());
+    }
+    Ok(password)
+}

@@ -1,0 +1,85 @@
+//! Database connection and migrations, for SQLite and PostgreSQL alike.
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+    TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+/// How long a SQLite writer waits for the lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in a SQLite pool: WAL lets readers run beside the one writer.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Connections in a PostgreSQL pool, per replica.
+const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+/// An arbitrary constant that names Storefront's migration lock in `pg_advisory_xact_lock`.
+const MIGRATION_LOCK_KEY: i64 = 0x5354_4f52_4546_524e; // "STOREFRN"
+
+/// Opens a pool tuned for the database the URL names.
+///
+/// SQLite: WAL journal, `synchronous = NORMAL`, a busy timeout and foreign keys on, with a few
+/// connections so reads do not queue behind each other. PostgreSQL: a bounded pool with
+/// connect and acquire timeouts, so an unreachable database fails fast instead of hanging.
+///
+/// # Errors
+/// When the URL is malformed or the database cannot be reached.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        options
+            .max_connections(SQLITE_MAX_CONNECTIONS)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+            });
+    } else {
+        options
+            .max_connections(POSTGRES_MAX_CONNECTIONS)
+            .min_connections(1);
+    }
+    Database::connect(options).await
+}
+
+/// Applies every pending migration.
+///
+/// On PostgreSQL the migrations run inside a transaction holding an advisory lock, so replicas
+/// that start together do not race to create the same tables.
+///
+/// # Errors
+/// When a migration fails; the database is left as the failed migration's transaction found it.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [MIGRATION_LOCK_KEY.into()],
+        ))
+        .await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    } else {
+        Migrator::up(db, None).await
+    }
+}
+
+/// Connects and migrates: what every command that touches the database does first.
+///
+/// # Errors
+/// As [`connect`] and [`migrate`].
+pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(url).await?;
+    migrate(&db).await?;
+    Ok(db)
+}

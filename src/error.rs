@@ -1,0 +1,99 @@
+//! The one error type. Typed inside, plain outside: every variant maps to an
+//! `extensions.code`, and internal detail goes to the log, never into a response.
+
+use async_graphql::ErrorExtensions;
+
+/// Every failure a client can see.
+///
+/// Deliberately not `Display`: async-graphql converts any `Display` type into an error that
+/// carries its text to the client. [`AppError`] converts only through its own `From` impl,
+/// which chooses what the client may see.
+#[derive(Debug)]
+pub enum AppError {
+    /// No valid access token.
+    Unauthenticated(&'static str),
+    /// Signed in, but the policy does not grant the permission.
+    Forbidden,
+    /// The named thing does not exist.
+    NotFound(&'static str),
+    /// A field of the input is invalid.
+    BadUserInput {
+        field: &'static str,
+        message: String,
+    },
+    /// The input conflicts with stored data (a taken username or email).
+    Conflict {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// Something failed on our side; the detail is logged, not returned.
+    Internal(String),
+}
+
+/// The result of every fallible operation below the GraphQL layer.
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    /// A field error with a message for humans.
+    pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
+        Self::BadUserInput {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// An internal error from anything displayable; the text is logged only.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::Internal(detail.to_string())
+    }
+
+    /// The `extensions.code` of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::Conflict { .. } => "CONFLICT",
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::internal(format_args!("database: {err}"))
+    }
+}
+
+impl From<sea_orm::TransactionError<AppError>> for AppError {
+    fn from(err: sea_orm::TransactionError<AppError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(app) => app,
+        }
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        let code = err.code();
+        let (message, field) = match err {
+            AppError::Unauthenticated(message) => (message.to_owned(), None),
+            AppError::Forbidden => ("you do not have permission to do this".to_owned(), None),
+            AppError::NotFound(what) => (format!("{what} not found"), None),
+            AppError::BadUserInput { field, message } => (message, Some(field)),
+            AppError::Conflict { field, message } => (message.to_owned(), Some(field)),
+            AppError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                ("internal server error".to_owned(), None)
+            }
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(field) = field {
+                ext.set("field", field);
+            }
+        })
+    }
+}

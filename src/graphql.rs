@@ -1,0 +1,76 @@
+//! The GraphQL API: schema, types and thin resolvers over the services.
+
+mod loaders;
+mod mutation;
+mod query;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, Schema, SchemaBuilder, dataloader::DataLoader};
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    auth::Viewer,
+    error::{AppError, AppResult},
+};
+pub use mutation::Mutation;
+pub use query::Query;
+
+/// Storefront's executable schema.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query, Mutation, EmptySubscription)
+}
+
+/// The schema with its shared state, ready to execute requests.
+pub fn build_schema(state: Arc<AppState>) -> AppSchema {
+    let accounts = DataLoader::with_cache(
+        loaders::AccountLoader::new(state.db.clone()),
+        tokio::spawn,
+        async_graphql::dataloader::NoCache,
+    );
+    builder().data(state).data(accounts).finish()
+}
+
+/// The schema in SDL, as `schema.graphql` holds it.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+/// Typed access to what every request carries; the only place that reads context data.
+pub trait ContextExt {
+    /// The shared application state.
+    fn state(&self) -> &AppState;
+    /// Who is calling.
+    fn viewer(&self) -> &Viewer;
+    /// The signed-in caller's account id.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when the caller is not signed in.
+    fn account_id(&self) -> AppResult<Uuid>;
+}
+
+impl ContextExt for Context<'_> {
+    fn state(&self) -> &AppState {
+        self.data_unchecked::<Arc<AppState>>()
+    }
+
+    fn viewer(&self) -> &Viewer {
+        self.data_opt::<Viewer>().unwrap_or(&Viewer::Anonymous)
+    }
+
+    fn account_id(&self) -> AppResult<Uuid> {
+        match self.viewer() {
+            Viewer::Account { id, .. } => Ok(*id),
+            _ => Err(AppError::Unauthenticated("sign in to do this")),
+        }
+    }
+}
+
+/// Parses an opaque id; one that cannot name anything is `None`.
+fn parse_id(id: &async_graphql::ID) -> Option<Uuid> {
+    Uuid::parse_str(id.as_str()).ok()
+}

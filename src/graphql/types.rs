@@ -1,0 +1,235 @@
+use async_graphql::{
+    ComplexObject, Context, ID, InputObject, InputValueError, InputValueResult, MaybeUndefined,
+    Scalar, ScalarType, SimpleObject, Value, dataloader::DataLoader,
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::loaders::AccountLoader;
+use crate::{
+    authz::{Can, Permission},
+    entities::{account, product},
+    error::AppError,
+    pagination::{Page, encode_cursor},
+    role::Role,
+    validation,
+};
+
+/// An amount of money (see the scalar's description).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decimal(pub String);
+
+/// Money as a string with at most 2 decimal places, never negative, e.g. `"19.99"`.
+/// Input also accepts a JSON number, read by its decimal text.
+#[Scalar(name = "Decimal")]
+impl ScalarType for Decimal {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match value {
+            Value::String(text) => Ok(Decimal(text)),
+            Value::Number(number) => Ok(Decimal(number.to_string())),
+            other => Err(InputValueError::expected_type(other)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+/// A person's account, as they and admins see it.
+#[derive(SimpleObject, Clone)]
+pub struct Account {
+    pub id: ID,
+    pub username: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<account::Model> for Account {
+    fn from(row: account::Model) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            username: row.username,
+            email: row.email,
+            // A role name this build does not know is treated as the least privileged one.
+            role: Role::from_name(&row.role).unwrap_or(Role::User),
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A signed-in session: the Bearer token to send as `Authorization: Bearer <accessToken>`.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires (3600).
+    pub expires_in: i32,
+    pub account: Account,
+}
+
+/// A product in the catalog.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Product {
+    pub id: ID,
+    pub name: String,
+    pub description: String,
+    pub price: Decimal,
+    pub stock: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub created_by_id: Option<Uuid>,
+}
+
+#[ComplexObject]
+impl Product {
+    /// The admin who created the product; null for seeded products or deleted accounts.
+    /// Only roles the policy allows may read it.
+    #[graphql(guard = "Can(Permission::ProductReadCreator)")]
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Account>> {
+        let Some(id) = self.created_by_id else {
+            return Ok(None);
+        };
+        ctx.data_unchecked::<DataLoader<AccountLoader>>()
+            .load_one(id)
+            .await
+            .map_err(|err| AppError::internal(err).into())
+    }
+}
+
+impl From<product::Model> for Product {
+    fn from(row: product::Model) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            name: row.name,
+            description: row.description,
+            price: Decimal(validation::format_cents(row.price_cents)),
+            stock: row.stock,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            created_by_id: row.created_by,
+        }
+    }
+}
+
+/// Where a page sits in the whole list.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+/// Defines a connection type (one page of a list) and its edge type over a node type.
+macro_rules! connection {
+    ($connection:ident, $edge:ident, $node:ty, $what:literal, $plural:literal) => {
+        #[doc = concat!($what, " with the cursor to pass as `after` to read the ones that follow it.")]
+        #[derive(SimpleObject)]
+        pub struct $edge {
+            pub cursor: String,
+            pub node: $node,
+        }
+
+        #[doc = concat!("One page of ", $plural, ".")]
+        #[derive(SimpleObject)]
+        pub struct $connection {
+            pub edges: Vec<$edge>,
+            pub nodes: Vec<$node>,
+            pub page_info: PageInfo,
+            /// The number of items in the whole list (with the same filter).
+            pub total_count: i32,
+        }
+
+        impl $connection {
+            /// A connection from a page of rows, each with its id for the cursor.
+            pub fn from_page<R>(page: Page<R>, id_of: impl Fn(&R) -> Uuid) -> Self
+            where
+                $node: From<R>,
+            {
+                let edges: Vec<$edge> = page
+                    .items
+                    .into_iter()
+                    .map(|row| $edge {
+                        cursor: encode_cursor(id_of(&row)),
+                        node: <$node>::from(row),
+                    })
+                    .collect();
+                let nodes = edges.iter().map(|edge| edge.node.clone()).collect();
+                let page_info = PageInfo {
+                    has_next_page: page.has_next_page,
+                    has_previous_page: page.has_previous_page,
+                    start_cursor: edges.first().map(|edge| edge.cursor.clone()),
+                    end_cursor: edges.last().map(|edge| edge.cursor.clone()),
+                };
+                Self {
+                    edges,
+                    nodes,
+                    page_info,
+                    // Counted only when the query selects it; otherwise never sent.
+                    total_count: page
+                        .total_count
+                        .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+                }
+            }
+        }
+    };
+}
+
+connection!(
+    ProductConnection,
+    ProductEdge,
+    Product,
+    "A product",
+    "products"
+);
+connection!(
+    AccountConnection,
+    AccountEdge,
+    Account,
+    "An account",
+    "accounts"
+);
+
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// 3–32 characters: letters, digits, `_`, `.` and `-`. Unique, ignoring case.
+    pub username: String,
+    /// 8–128 characters.
+    pub password: String,
+    /// Optional; unique, ignoring case.
+    pub email: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct LoginInput {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateProductInput {
+    /// 1–200 characters after trimming.
+    pub name: String,
+    /// Up to 5000 characters.
+    #[graphql(default)]
+    pub description: String,
+    /// 0 to 1000000000, at most 2 decimal places.
+    pub price: Decimal,
+    /// 0 or more.
+    #[graphql(default)]
+    pub stock: i32,
+}
+
+/// Fields to change; an omitted field keeps its value. None of them may be null.
+#[derive(InputObject)]
+pub struct UpdateProductInput {
+    pub name: MaybeUndefined<String>,
+    pub description: MaybeUndefined<String>,
+    pub price: MaybeUndefined<Decimal>,
+    pub stock: MaybeUndefined<i32>,
+}

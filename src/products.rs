@@ -1,0 +1,250 @@
+//! The product catalog.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, LikeExpr},
+};
+use uuid::Uuid;
+
+use crate::{
+    entities::product,
+    error::{AppError, AppResult},
+    pagination::{Page, PageRequest},
+    validation,
+};
+
+/// A new product, as the client sent it.
+pub struct NewProduct<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub price: &'a str,
+    pub stock: i32,
+}
+
+/// Changes to a product; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ProductChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub price: Option<&'a str>,
+    pub stock: Option<i32>,
+}
+
+/// Validates and stores a new product.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on the first field that breaks a rule.
+pub async fn create(
+    db: &DatabaseConnection,
+    new: NewProduct<'_>,
+    created_by: Option<Uuid>,
+) -> AppResult<product::Model> {
+    let name = validation::product_name(new.name)?;
+    validation::description(new.description)?;
+    let price_cents = validation::price_cents(new.price)?;
+    let stock = validation::stock(new.stock)?;
+    let now = Utc::now();
+    let product = product::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name_search: Set(search_key(&name)),
+        name: Set(name),
+        description: Set(new.description.to_owned()),
+        price_cents: Set(price_cents),
+        stock: Set(stock),
+        created_by: Set(created_by),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    Ok(product.insert(db).await?)
+}
+
+/// Applies changes to a product.
+///
+/// # Errors
+/// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
+/// is no such product.
+pub async fn update(
+    db: &DatabaseConnection,
+    id: Uuid,
+    changes: ProductChanges<'_>,
+) -> AppResult<product::Model> {
+    let name = changes.name.map(validation::product_name).transpose()?;
+    if let Some(description) = changes.description {
+        validation::description(description)?;
+    }
+    let price_cents = changes.price.map(validation::price_cents).transpose()?;
+    let stock = changes.stock.map(validation::stock).transpose()?;
+
+    let existing = find(db, id).await?.ok_or(AppError::NotFound("product"))?;
+    let mut active: product::ActiveModel = existing.clone().into();
+    if let Some(name) = name {
+        active.name_search = Set(search_key(&name));
+        active.name = Set(name);
+    }
+    if let Some(description) = changes.description {
+        active.description = Set(description.to_owned());
+    }
+    if let Some(price_cents) = price_cents {
+        active.price_cents = Set(price_cents);
+    }
+    if let Some(stock) = stock {
+        active.stock = Set(stock);
+    }
+    if !active.is_changed() {
+        return Ok(existing);
+    }
+    active.updated_at = Set(Utc::now());
+    match active.update(db).await {
+        Ok(updated) => Ok(updated),
+        // Deleted between the read and the write.
+        Err(sea_orm::DbErr::RecordNotUpdated) => Err(AppError::NotFound("product")),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Deletes a product.
+///
+/// # Errors
+/// `NOT_FOUND` when there is no such product.
+pub async fn delete(db: &DatabaseConnection, id: Uuid) -> AppResult<()> {
+    let result = product::Entity::delete_by_id(id).exec(db).await?;
+    if result.rows_affected == 0 {
+        return Err(AppError::NotFound("product"));
+    }
+    Ok(())
+}
+
+/// The product with this id, if any.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn find(db: &DatabaseConnection, id: Uuid) -> AppResult<Option<product::Model>> {
+    Ok(product::Entity::find_by_id(id).one(db).await?)
+}
+
+/// One page of products in creation order, optionally only those whose name contains `search`
+/// (case-insensitively).
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn page(
+    db: &DatabaseConnection,
+    request: PageRequest,
+    search: Option<&str>,
+    with_total: bool,
+) -> AppResult<Page<product::Model>> {
+    let filter = match search.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(term) => Condition::all().add(
+            Expr::col(product::Column::NameSearch)
+                .like(LikeExpr::new(format!("%{}%", escape_like(&search_key(term)))).escape('\\')),
+        ),
+        None => Condition::all(),
+    };
+    let mut query = product::Entity::find()
+        .filter(filter.clone())
+        .order_by_asc(product::Column::Id);
+    if let Some(after) = request.after {
+        query = query.filter(product::Column::Id.gt(after));
+    }
+    let mut items = query.limit(request.first + 1).all(db).await?;
+    let has_next_page = items.len() as u64 > request.first;
+    items.truncate(request.first as usize);
+    let has_previous_page = match request.after {
+        Some(after) => product::Entity::find()
+            .filter(filter.clone())
+            .filter(product::Column::Id.lte(after))
+            .limit(1)
+            .one(db)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    let total_count = if with_total {
+        Some(product::Entity::find().filter(filter).count(db).await?)
+    } else {
+        None
+    };
+    Ok(Page {
+        items,
+        has_next_page,
+        has_previous_page,
+        total_count,
+    })
+}
+
+/// The three demo products `storefront seed` stores, with fixed ids so seeding is idempotent.
+const DEMO_PRODUCTS: [(u128, &str, &str, i64, i32); 3] = [
+    (
+        0x0190_0000_0000_7000_8000_0000_0000_0001,
+        "Espresso cup",
+        "A 90 ml porcelain cup that keeps crema where it belongs.",
+        1250,
+        40,
+    ),
+    (
+        0x0190_0000_0000_7000_8000_0000_0000_0002,
+        "Pour-over kettle",
+        "Gooseneck kettle, 1 litre, for a steady, slow pour.",
+        4999,
+        12,
+    ),
+    (
+        0x0190_0000_0000_7000_8000_0000_0000_0003,
+        "Coffee beans, 1 kg",
+        "Medium roast, washed Ethiopian beans.",
+        2890,
+        100,
+    ),
+];
+
+/// Stores the demo products that are missing. Returns how many were added.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn seed_demo(db: &DatabaseConnection) -> AppResult<u64> {
+    let mut added = 0;
+    let now = Utc::now();
+    for (id, name, description, price_cents, stock) in DEMO_PRODUCTS {
+        let product = product::ActiveModel {
+            id: Set(Uuid::from_u128(id)),
+            name: Set(name.to_owned()),
+            name_search: Set(search_key(name)),
+            description: Set(description.to_owned()),
+            price_cents: Set(price_cents),
+            stock: Set(stock),
+            created_by: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let inserted = product::Entity::insert(product)
+            .on_conflict_do_nothing()
+            .exec_without_returning(db)
+            .await?;
+        if let sea_orm::TryInsertResult::Inserted(rows) = inserted {
+            added += rows;
+        }
+    }
+    Ok(added)
+}
+
+/// The form of a name that search compares: lower-cased in Rust, so SQLite and PostgreSQL
+/// agree on every script, not only ASCII.
+fn search_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// Escapes `%`, `_` and `\` so a search term matches literally.
+fn escape_like(term: &str) -> String {
+    let mut escaped = String::with_capacity(term.len());
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}

@@ -1,0 +1,281 @@
+//! Input rules. Each violation is a `BAD_USER_INPUT` naming the field; nothing is stored.
+
+use crate::error::{AppError, AppResult};
+
+pub const USERNAME_MIN: usize = 3;
+pub const USERNAME_MAX: usize = 32;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 128;
+pub const EMAIL_MAX: usize = 254;
+pub const PRODUCT_NAME_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 5000;
+/// The highest price, in cents: 1,000,000,000.00.
+pub const PRICE_MAX_CENTS: i64 = 1_000_000_000 * 100;
+
+/// Checks a username and returns its normalized (lower-case) form, which is what uniqueness
+/// is decided on.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `username` unless it is 3–32 ASCII letters, digits, `_`, `.` or `-`.
+pub fn username(username: &str) -> AppResult<String> {
+    let len = username.chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) {
+        return Err(AppError::bad_input(
+            "username",
+            format!("username must be {USERNAME_MIN} to {USERNAME_MAX} characters long"),
+        ));
+    }
+    if !username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(AppError::bad_input(
+            "username",
+            "username may contain only letters (a-z, A-Z), digits, `_`, `.` and `-`",
+        ));
+    }
+    Ok(username.to_ascii_lowercase())
+}
+
+/// Checks a new password's length in characters. The password is never trimmed or changed.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `field` unless it is 8–128 characters.
+pub fn new_password(password: &str, field: &'static str) -> AppResult<()> {
+    let len = password.chars().count();
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
+        return Err(AppError::bad_input(
+            field,
+            format!("password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an email address and returns it with its normalized (lower-case) form.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `email` unless it looks like `local@domain.tld`.
+pub fn email(email: &str) -> AppResult<(String, String)> {
+    let invalid = || {
+        AppError::bad_input(
+            "email",
+            "email must be a valid address like name@example.com",
+        )
+    };
+    if email.len() > EMAIL_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.contains('@')
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if !(local_ok && domain_ok) {
+        return Err(invalid());
+    }
+    Ok((email.to_owned(), email.to_lowercase()))
+}
+
+/// Checks a product name and returns it trimmed.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `name` unless it is 1–200 characters after trimming, with no control
+/// characters.
+pub fn product_name(name: &str) -> AppResult<String> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if !(1..=PRODUCT_NAME_MAX).contains(&len) {
+        return Err(AppError::bad_input(
+            "name",
+            format!("name must be 1 to {PRODUCT_NAME_MAX} characters long (after trimming)"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "name",
+            "name must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a product description.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `description` when longer than 5000 characters or holding control
+/// characters other than tab and line breaks.
+pub fn description(description: &str) -> AppResult<()> {
+    if description.chars().count() > DESCRIPTION_MAX {
+        return Err(AppError::bad_input(
+            "description",
+            format!("description must be at most {DESCRIPTION_MAX} characters long"),
+        ));
+    }
+    if description
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(AppError::bad_input(
+            "description",
+            "description must not contain control characters other than tabs and line breaks",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a price such as `"19.99"` into cents.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `price` unless it is a plain decimal number with at most 2 decimal
+/// places, from 0 to 1,000,000,000.
+pub fn price_cents(price: &str) -> AppResult<i64> {
+    let invalid = |why: &str| AppError::bad_input("price", why.to_owned());
+    if price.starts_with('-') {
+        return Err(invalid("price must be 0 or more"));
+    }
+    let (whole, fraction) = price.split_once('.').unwrap_or((price, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || !digits(whole)
+        || !digits(fraction)
+        || (price.contains('.') && fraction.is_empty())
+    {
+        return Err(invalid("price must be a decimal number such as \"19.99\""));
+    }
+    if fraction.len() > 2 {
+        return Err(invalid("price must have at most 2 decimal places"));
+    }
+    let whole = whole.trim_start_matches('0');
+    let too_high = || invalid("price must be at most 1000000000");
+    if whole.len() > 10 {
+        return Err(too_high());
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| too_high())?
+    };
+    let fraction: i64 = format!("{fraction:0<2}").parse().unwrap_or(0);
+    let cents = whole * 100 + fraction;
+    if cents > PRICE_MAX_CENTS {
+        return Err(too_high());
+    }
+    Ok(cents)
+}
+
+/// Formats cents as a decimal string with two places: `1999` → `"19.99"`.
+pub fn format_cents(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// Checks a stock level.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `stock` when negative.
+pub fn stock(stock: i32) -> AppResult<i32> {
+    if stock < 0 {
+        return Err(AppError::bad_input("stock", "stock must be 0 or more"));
+    }
+    Ok(stock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(err: AppError) -> &'static str {
+        match err {
+            AppError::BadUserInput { field, .. } => field,
+            other => panic!("expected BadUserInput, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn usernames() {
+        assert_eq!(username("Dana.B-2_x").unwrap(), "dana.b-2_x");
+        for bad in ["ab", &"a".repeat(33), "with space", "émile", "a@b", ""] {
+            assert_eq!(field(username(bad).unwrap_err()), "username", "{bad}");
+        }
+        assert!(username(&"a".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn passwords_count_characters_not_bytes() {
+        assert!(new_password("ééééééé", "password").is_err()); // 7 chars, 14 bytes
+        assert!(new_password("éééééééé", "password").is_ok());
+        assert!(new_password(&"é".repeat(128), "password").is_ok());
+        assert!(new_password(&"a".repeat(129), "password").is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            email("Dana@Example.COM").unwrap(),
+            ("Dana@Example.COM".to_owned(), "dana@example.com".to_owned())
+        );
+        for bad in [
+            "",
+            "plain",
+            "a@b",
+            "@example.com",
+            "a b@example.com",
+            "a@-x.com",
+            "a@@x.com",
+            "a..b@x.com",
+        ] {
+            assert_eq!(field(email(bad).unwrap_err()), "email", "{bad}");
+        }
+    }
+
+    #[test]
+    fn prices() {
+        assert_eq!(price_cents("19.99").unwrap(), 1999);
+        assert_eq!(price_cents("19.9").unwrap(), 1990);
+        assert_eq!(price_cents("0").unwrap(), 0);
+        assert_eq!(price_cents("1000000000").unwrap(), PRICE_MAX_CENTS);
+        assert_eq!(price_cents("1000000000.00").unwrap(), PRICE_MAX_CENTS);
+        for bad in [
+            "-1",
+            "1.999",
+            "1000000000.01",
+            "abc",
+            "",
+            ".5",
+            "5.",
+            "1e3",
+            "99999999999999999999999",
+            " 1",
+            "1,00",
+        ] {
+            assert_eq!(field(price_cents(bad).unwrap_err()), "price", "{bad}");
+        }
+        assert_eq!(format_cents(1999), "19.99");
+        assert_eq!(format_cents(5), "0.05");
+    }
+
+    #[test]
+    fn product_names_are_trimmed() {
+        assert_eq!(product_name("  Lamp ").unwrap(), "Lamp");
+        assert!(product_name("   ").is_err());
+        assert!(product_name(&"x".repeat(201)).is_err());
+        assert!(product_name("a\u{0}b").is_err());
+        assert!(description(&"x".repeat(5001)).is_err());
+        assert!(description("line\nbreak").is_ok());
+        assert!(description("nul\u{0}").is_err());
+    }
+}

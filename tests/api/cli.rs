@@ -1,0 +1,166 @@
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn storefront(db: &TestDb, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
+    command
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .env_remove("ADMIN_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("storefront runs");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn create_admin_reads_the_password_from_the_environment_or_stdin() {
+    let db = TestDb::new().await;
+    let out = storefront(
+        &db,
+        &["create-admin", "--username", "boss"],
+        &[("ADMIN_PASSWORD", "boss passphrase")],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = storefront(
+        &db,
+        &["create-admin", "--username", "deputy"],
+        &[],
+        Some("deputy passphrase\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("deputy passphrase"),
+        "the password is never echoed"
+    );
+
+    let app = spawn_on(db, Vec::new()).await;
+    for (name, password) in [("boss", "boss passphrase"), ("deputy", "deputy passphrase")] {
+        let r = app.login(name, password).await;
+        assert_no_errors(&r);
+        assert_eq!(r["data"]["login"]["account"]["role"], "ADMIN");
+    }
+}
+
+#[tokio::test]
+async fn create_admin_promotes_an_existing_account_and_refuses_bad_input() {
+    let db = TestDb::new().await;
+    let app = spawn_on(db, Vec::new()).await;
+    app.register("riser", "riser passphrase").await;
+    let out = storefront(
+        &app.db,
+        &["create-admin", "--username", "RISER"],
+        &[("ADMIN_PASSWORD", "ignored passphrase")],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = app.login("riser", "riser passphrase").await;
+    assert_eq!(r["data"]["login"]["account"]["role"], "ADMIN", "{r}");
+
+    let out = storefront(
+        &app.db,
+        &["create-admin", "--username", "shorty"],
+        &[("ADMIN_PASSWORD", "short")],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
+    let out = storefront(
+        &app.db,
+        &["create-admin", "--username", "x"],
+        &[("ADMIN_PASSWORD", "long enough pass")],
+        None,
+    );
+    assert!(!out.status.success());
+    let out = storefront(
+        &app.db,
+        &["create-admin", "--username", "nopass"],
+        &[],
+        Some(""),
+    );
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn seed_is_idempotent_and_migrate_prepares_a_new_database() {
+    let db = TestDb::new().await;
+    let out = storefront(&db, &["migrate"], &[], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..2 {
+        let out = storefront(&db, &["seed"], &[], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let app = spawn_on(db, Vec::new()).await;
+    let user = app.register("shopper", "shopper passphrase").await;
+    let r = app
+        .gql(
+            "{ products { totalCount nodes { name price } } }",
+            json!({}),
+            Some(&user),
+        )
+        .await;
+    assert_no_errors(&r);
+    assert_eq!(r["data"]["products"]["totalCount"], 3);
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_clear_error_naming_the_variable() {
+    let db = TestDb::new().await;
+    for (var, value) in [
+        ("LISTEN_ADDR", "not-an-address"),
+        ("JWT_SECRET", "too-short"),
+        ("APP_ENV", "staging"),
+    ] {
+        let out = storefront(&db, &["serve"], &[(var, value)], None);
+        assert!(!out.status.success(), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(var), "{var}: {stderr}");
+        assert!(!stderr.contains("too-short"), "the secret is not echoed");
+    }
+    let out = storefront(
+        &db,
+        &["serve"],
+        &[("APP_ENV", "production"), ("JWT_SECRET", "")],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+}

@@ -1,0 +1,204 @@
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ACCOUNT: &str = "{ account { username } }";
+
+/// Claims exactly as the server issues them, for an existing account.
+async fn valid_claims(app: &TestApp) -> Value {
+    let token = app.register("jwtuser", "jwt passphrase").await;
+    claims_of(&token)
+}
+
+fn header() -> Value {
+    json!({"alg": "HS256", "typ": "JWT"})
+}
+
+async fn assert_rejected(app: &TestApp, token: &str, why: &str) {
+    let r = app.gql(ACCOUNT, json!({}), Some(token)).await;
+    assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{why}: {r}");
+    assert!(r["data"].is_null(), "{why}: {r}");
+}
+
+#[tokio::test]
+async fn issued_tokens_carry_every_claim_and_live_exactly_one_hour() {
+    let app = spawn_app().await;
+    let claims = valid_claims(&app).await;
+    for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+        assert!(!claims[claim].is_null(), "missing {claim}: {claims}");
+    }
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert_eq!(claims["iss"], "storefront");
+    assert_eq!(claims["aud"], "storefront");
+    assert_eq!(claims["role"], "user");
+    // The forged copy of a valid token is accepted: the attacks below differ in one thing only.
+    let token = forge_jwt(&header(), &claims, JWT_SECRET.as_bytes());
+    let r = app.gql(ACCOUNT, json!({}), Some(&token)).await;
+    assert_eq!(r["data"]["account"]["username"], "jwtuser", "{r}");
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_tokens_are_rejected_beyond_five_seconds_of_skew() {
+    let app = spawn_app().await;
+    let claims = valid_claims(&app).await;
+    let now = Utc::now().timestamp();
+    let with = |changes: Value| {
+        let mut c = claims.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        forge_jwt(&header(), &c, JWT_SECRET.as_bytes())
+    };
+
+    assert_rejected(
+        &app,
+        &with(json!({"iat": now - 3700, "nbf": now - 3700, "exp": now - 30})),
+        "expired 30 s ago",
+    )
+    .await;
+    assert_rejected(&app, &with(json!({"nbf": now + 60})), "nbf in the future").await;
+    assert_rejected(
+        &app,
+        &with(json!({"iat": now + 60, "nbf": now})),
+        "iat in the future",
+    )
+    .await;
+
+    // Within the allowed skew it is still accepted.
+    let r = app
+        .gql(ACCOUNT, json!({}), Some(&with(json!({"exp": now - 2}))))
+        .await;
+    assert_no_errors(&r);
+}
+
+#[tokio::test]
+async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
+    let app = spawn_app().await;
+    let claims = valid_claims(&app).await;
+    let good = forge_jwt(&header(), &claims, JWT_SECRET.as_bytes());
+
+    // Tampered payload: role raised to admin, signature kept.
+    let mut raised = claims.clone();
+    raised["role"] = json!("admin");
+    let forged = forge_jwt(&header(), &raised, JWT_SECRET.as_bytes());
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged_parts: Vec<&str> = forged.split('.').collect();
+    let tampered = format!("{}.{}.{}", parts[0], forged_parts[1], parts[2]);
+    assert_rejected(&app, &tampered, "tampered payload").await;
+
+    assert_rejected(
+        &app,
+        &forge_jwt(
+            &header(),
+            &claims,
+            b"another-secret-that-is-32-bytes-long!!",
+        ),
+        "wrong secret",
+    )
+    .await;
+
+    let mut wrong_iss = claims.clone();
+    wrong_iss["iss"] = json!("someone-else");
+    assert_rejected(
+        &app,
+        &forge_jwt(&header(), &wrong_iss, JWT_SECRET.as_bytes()),
+        "wrong issuer",
+    )
+    .await;
+
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = json!("another-api");
+    assert_rejected(
+        &app,
+        &forge_jwt(&header(), &wrong_aud, JWT_SECRET.as_bytes()),
+        "wrong audience",
+    )
+    .await;
+
+    for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+        let mut missing = claims.clone();
+        missing.as_object_mut().unwrap().remove(claim);
+        assert_rejected(
+            &app,
+            &forge_jwt(&header(), &missing, JWT_SECRET.as_bytes()),
+            &format!("missing {claim}"),
+        )
+        .await;
+    }
+
+    let mut string_exp = claims.clone();
+    string_exp["exp"] = json!(string_exp["exp"].to_string());
+    assert_rejected(
+        &app,
+        &forge_jwt(&header(), &string_exp, JWT_SECRET.as_bytes()),
+        "exp as a string",
+    )
+    .await;
+
+    let mut unknown_role = claims.clone();
+    unknown_role["role"] = json!("superuser");
+    assert_rejected(
+        &app,
+        &forge_jwt(&header(), &unknown_role, JWT_SECRET.as_bytes()),
+        "unknown role",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn other_algorithms_are_rejected() {
+    let app = spawn_app().await;
+    let claims = valid_claims(&app).await;
+    let payload = {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    };
+    let b64 = |v: &Value| {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let token = format!("{}.{payload}.", b64(&json!({"alg": alg, "typ": "JWT"})));
+        assert_rejected(&app, &token, &format!("alg {alg}")).await;
+    }
+    // HS512 signed with the right secret: the algorithm is pinned to HS256.
+    let hs512 = forge_jwt(
+        &json!({"alg": "HS512", "typ": "JWT"}),
+        &claims,
+        JWT_SECRET.as_bytes(),
+    );
+    assert_rejected(&app, &hs512, "HS512 header").await;
+    let rs256 = forge_jwt(
+        &json!({"alg": "RS256", "typ": "JWT"}),
+        &claims,
+        JWT_SECRET.as_bytes(),
+    );
+    assert_rejected(&app, &rs256, "RS256 header").await;
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_are_unauthenticated_but_public_fields_still_work() {
+    let app = spawn_app().await;
+    let token = app.register("header", "header passphrase").await;
+    for value in [
+        "Bearer".to_owned(),
+        "Bearer not.a.jwt".to_owned(),
+        format!("Basic {token}"),
+        token.clone(),
+        format!("Bearer {}", "a".repeat(5000)),
+    ] {
+        let r = app.gql_with_authorization(ACCOUNT, &value).await;
+        assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{value:.40}: {r}");
+    }
+    let r = app
+        .gql_with_authorization(
+            r#"mutation{ login(input:{username:"header", password:"header passphrase"}){ tokenType } }"#,
+            "Bearer expired.or.garbage",
+        )
+        .await;
+    assert_no_errors(&r);
+}

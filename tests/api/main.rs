@@ -1,0 +1,14 @@
+//! Integration tests: each drives a real server over HTTP, on its own fresh database
+//! (a temp-file SQLite by default, a new PostgreSQL database when TEST_DATABASE_URL is set).
+
+mod helpers;
+
+mod authorization;
+mod cli;
+mod journey;
+mod jwt;
+mod login;
+mod policy;
+mod roles;
+mod schema;
+mod validation;

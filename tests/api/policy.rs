@@ -1,0 +1,119 @@
+use std::fs;
+
+use serde_json::json;
+use storefront::{app::App, authz::PolicySource};
+
+use crate::helpers::*;
+
+/// Copies the repository's policy folder, with `extra` appended to policy.csv.
+fn policy_folder_with(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        policy_dir().join("model.conf"),
+        dir.path().join("model.conf"),
+    )
+    .unwrap();
+    let policy = fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
+    fs::write(
+        dir.path().join("policy.csv"),
+        format!("{policy}\n{extra}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn behaviour_follows_the_policy_file_not_the_code() {
+    let dir = policy_folder_with("p, role:user, product, create");
+    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
+    assert_eq!(
+        app.state.authz.source(),
+        &PolicySource::Folder(dir.path().to_owned())
+    );
+
+    let user = app.register("maker", "maker passphrase").await;
+    let r = app
+        .gql(
+            r#"mutation{ createProduct(input:{name:"User-made", price:"3.00"}){ name } }"#,
+            json!({}),
+            Some(&user),
+        )
+        .await;
+    assert_no_errors(&r);
+    assert_eq!(r["data"]["createProduct"]["name"], "User-made");
+    // What the file does not grant is still refused.
+    let r = app
+        .gql("{ users { totalCount } }", json!({}), Some(&user))
+        .await;
+    assert_eq!(codes(&r), ["FORBIDDEN"]);
+}
+
+#[tokio::test]
+async fn a_policy_can_open_a_field_to_anonymous_callers() {
+    let dir = policy_folder_with("p, role:anonymous, product, read");
+    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
+    let r = app
+        .gql("{ products { totalCount } }", json!({}), None)
+        .await;
+    assert_no_errors(&r);
+    let r = app.gql("{ account { id } }", json!({}), None).await;
+    assert_eq!(codes(&r), ["UNAUTHENTICATED"]);
+}
+
+#[tokio::test]
+async fn revoking_a_grant_in_the_file_takes_it_away_from_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        policy_dir().join("model.conf"),
+        dir.path().join("model.conf"),
+    )
+    .unwrap();
+    let policy = fs::read_to_string(policy_dir().join("policy.csv"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.contains("product, delete"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(dir.path().join("policy.csv"), policy).unwrap();
+    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
+    let admin = app.admin_token().await;
+    let id = app.create_product(&admin, "Permanent", "1").await;
+    let r = app
+        .gql(
+            "mutation($id:ID!){ deleteProduct(id:$id) }",
+            json!({"id": id}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(codes(&r), ["FORBIDDEN"]);
+    assert_eq!(app.product_count(&admin).await, 1);
+}
+
+#[tokio::test]
+async fn a_missing_or_broken_policy_folder_stops_start_up() {
+    let db = TestDb::new().await;
+    let missing = test_config(
+        &db,
+        &vec![("POLICY_DIR", "/nonexistent/policies".to_owned())],
+    );
+    let err = App::build(&missing).await.err().expect("refused");
+    assert!(err.to_string().contains("policy"), "{err}");
+
+    let broken = tempfile::tempdir().unwrap();
+    fs::write(
+        broken.path().join("model.conf"),
+        "[request_definition]\nr = sub, obj, act\n",
+    )
+    .unwrap();
+    fs::write(
+        broken.path().join("policy.csv"),
+        "p, role:user, product, read\n",
+    )
+    .unwrap();
+    let config = test_config(
+        &db,
+        &vec![("POLICY_DIR", broken.path().display().to_string())],
+    );
+    let err = App::build(&config).await.err().expect("refused");
+    assert!(err.to_string().contains("policy"), "{err}");
+}
