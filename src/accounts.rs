@@ -183,8 +183,23 @@ pub async fn set_role(db: &DatabaseConnection, id: Uuid, role: Role) -> AppResul
     Ok(active.update(db).await?)
 }
 
-/// Creates an admin account, or promotes the existing account with this username to admin.
-/// Returns the account and whether it was created.
+/// Promotes the account with this username to admin, if there is one.
+///
+/// # Errors
+/// `BAD_USER_INPUT` for a malformed username.
+pub async fn promote_to_admin(
+    db: &DatabaseConnection,
+    username: &str,
+) -> AppResult<Option<account::Model>> {
+    let normalized = validation::username(username)?;
+    match find_by_username(db, &normalized).await? {
+        Some(existing) => Ok(Some(set_role(db, existing.id, Role::Admin).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Creates an admin account, or promotes the existing account with this username to admin
+/// (its password unchanged). Returns the account and whether it was created.
 ///
 /// # Errors
 /// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username.
@@ -194,9 +209,7 @@ pub async fn create_or_promote_admin(
     username: &str,
     password: String,
 ) -> AppResult<(account::Model, bool)> {
-    let normalized = validation::username(username)?;
-    if let Some(existing) = find_by_username(db, &normalized).await? {
-        let promoted = set_role(db, existing.id, Role::Admin).await?;
+    if let Some(promoted) = promote_to_admin(db, username).await? {
         return Ok((promoted, false));
     }
     let new = NewAccount {

@@ -6,11 +6,14 @@ use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    accounts,
+    accounts::{self, NewAccount},
     app::App,
     auth::PasswordHasher,
     config::{self, Config},
-    db, graphql, products,
+    db,
+    error::AppError,
+    graphql, products,
+    role::Role,
 };
 
 /// Storefront: a GraphQL API for accounts and products, authorized by a Casbin policy.
@@ -80,24 +83,16 @@ async fn serve() -> Result<(), String> {
              tokens will not survive a restart (set JWT_SECRET, at least 32 bytes)"
         );
     }
-    let new_default_database = config.database_is_default && !default_sqlite_file_exists();
     let app = App::build(&config).await.map_err(|e| e.to_string())?;
-    if new_default_database {
-        let added = products::seed_demo(&app.state().db)
+    if config.database_is_default {
+        let added = products::seed_demo_once(&app.state().db)
             .await
             .map_err(|e| format!("seed failed: {e:?}"))?;
-        tracing::info!(added, "new embedded database: demo products seeded");
+        if added > 0 {
+            tracing::info!(added, "new embedded database: demo products seeded");
+        }
     }
     app.run().await.map_err(|e| format!("server failed: {e}"))
-}
-
-fn default_sqlite_file_exists() -> bool {
-    let path = config::DEFAULT_DATABASE_URL
-        .trim_start_matches("sqlite://")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    std::path::Path::new(path).exists()
 }
 
 async fn connect() -> Result<DatabaseConnection, String> {
@@ -109,33 +104,43 @@ async fn connect() -> Result<DatabaseConnection, String> {
 }
 
 async fn create_admin(username: &str) -> Result<(), String> {
+    let db = connect().await?;
+    let message = |err: AppError| match err {
+        AppError::BadUserInput { message, .. } => message,
+        AppError::Conflict { message, .. } => message.to_owned(),
+        other => format!("create-admin failed: {other:?}"),
+    };
+    if let Some(account) = accounts::promote_to_admin(&db, username)
+        .await
+        .map_err(message)?
+    {
+        eprintln!(
+            "promoted existing account {} ({}) to admin; its password is unchanged",
+            account.username, account.id
+        );
+        return Ok(());
+    }
     let password = match std::env::var("ADMIN_PASSWORD") {
         Ok(password) if !password.is_empty() => password,
         _ => read_password_line()?,
     };
-    let db = connect().await?;
     let hasher = PasswordHasher::new(1)
         .await
         .map_err(|e| format!("password hashing failed: {e:?}"))?;
-    match accounts::create_or_promote_admin(&db, &hasher, username, password).await {
-        Ok((account, true)) => {
-            eprintln!(
-                "created admin account {} ({})",
-                account.username, account.id
-            );
-            Ok(())
-        }
-        Ok((account, false)) => {
-            eprintln!(
-                "promoted existing account {} ({}) to admin; its password is unchanged",
-                account.username, account.id
-            );
-            Ok(())
-        }
-        Err(crate::error::AppError::BadUserInput { message, .. }) => Err(message),
-        Err(crate::error::AppError::Conflict { message, .. }) => Err(message.to_owned()),
-        Err(other) => Err(format!("create-admin failed: {other:?}")),
-    }
+    let new = NewAccount {
+        username,
+        password,
+        email: None,
+        role: Role::Admin,
+    };
+    let account = accounts::register(&db, &hasher, new)
+        .await
+        .map_err(message)?;
+    eprintln!(
+        "created admin account {} ({})",
+        account.username, account.id
+    );
+    Ok(())
 }
 
 /// One line of stdin without its line ending; nothing else is changed.

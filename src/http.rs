@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::http::GraphiQLSource;
+use async_graphql::{Name, PathSegment, Value, http::GraphiQLSource};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Router,
@@ -54,8 +54,38 @@ async fn graphql(
         if extensions.get("code").is_none() {
             extensions.set("code", "BAD_USER_INPUT");
         }
+        null_at_error_path(&mut response.data, &error.path);
     }
     response.into()
+}
+
+/// Puts the `null` that the GraphQL spec requires where a field failed.
+///
+/// async-graphql 7 leaves a failed nullable field out of its parent object instead of setting
+/// it to null; the first missing key along the error's path is where the null belongs (the
+/// nearest nullable ancestor, since non-null failures remove their parents too).
+fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
+    let mut current = data;
+    for segment in path {
+        current = match (current, segment) {
+            (Value::Object(fields), PathSegment::Field(name)) => {
+                let key = Name::new(name);
+                if !fields.contains_key(&key) {
+                    fields.insert(key, Value::Null);
+                    return;
+                }
+                match fields.get_mut(&key) {
+                    Some(next) => next,
+                    None => return,
+                }
+            }
+            (Value::List(items), PathSegment::Index(index)) => match items.get_mut(*index) {
+                Some(next) => next,
+                None => return,
+            },
+            _ => return,
+        };
+    }
 }
 
 const EXAMPLE_QUERY: &str = r#"# Welcome to Storefront.

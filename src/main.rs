@@ -6,11 +6,18 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
+            Ok(filter) => filter,
+            Err(err) => {
+                eprintln!("error: invalid configuration: RUST_LOG {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        _ => EnvFilter::new("info,sqlx=warn,sea_orm=warn"),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match cli::run(cli).await {

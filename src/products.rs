@@ -4,8 +4,8 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
@@ -200,6 +200,31 @@ const DEMO_PRODUCTS: [(u128, &str, &str, i64, i32); 3] = [
         100,
     ),
 ];
+
+/// Seeds the demo products unless this database has been seeded before; returns how many were
+/// added. What `serve` does on the embedded default database, so `cargo run` shows products
+/// at once without bringing back products an admin deleted.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn seed_demo_once(db: &DatabaseConnection) -> AppResult<u64> {
+    let marker = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        match db.get_database_backend() {
+            DbBackend::Postgres => {
+                "INSERT INTO app_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+            }
+            _ => "INSERT INTO app_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        },
+        [DEMO_SEEDED_KEY.into(), Utc::now().to_rfc3339().into()],
+    );
+    if db.execute_raw(marker).await?.rows_affected() == 0 {
+        return Ok(0);
+    }
+    seed_demo(db).await
+}
+
+const DEMO_SEEDED_KEY: &str = "demo_products_seeded_at";
 
 /// Stores the demo products that are missing. Returns how many were added.
 ///

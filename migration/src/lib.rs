@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_accounts;
 mod m20261123_000002_create_products;
+mod m20261123_000003_create_app_meta;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_accounts::Migration),
             Box::new(m20261123_000002_create_products::Migration),
+            Box::new(m20261123_000003_create_app_meta::Migration),
         ]
     }
 }

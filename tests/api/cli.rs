@@ -164,3 +164,158 @@ async fn bad_configuration_is_a_clear_error_naming_the_variable() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
 }
+
+/// A `storefront serve` process on a free port.
+struct ServerProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(cwd: &std::path::Path, env: &[(&str, String)], stderr: Stdio) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
+        command
+            .arg("serve")
+            .current_dir(cwd)
+            .env_remove("DATABASE_URL")
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("POLICY_DIR", policy_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Self {
+            child: command.spawn().unwrap(),
+            url: format!("http://127.0.0.1:{port}/graphql"),
+        }
+    }
+
+    /// Posts a query, retrying while the server starts.
+    async fn gql(&self, body: serde_json::Value, token: Option<&str>) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        for _ in 0..150 {
+            let mut request = client.post(&self.url).json(&body);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if let Ok(response) = request.send().await {
+                return response.json().await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("server did not answer");
+    }
+
+    fn stop(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn with_no_database_url_serve_uses_a_local_sqlite_file_seeded_once() {
+    let cwd = tempfile::tempdir().unwrap();
+    // create-admin first: the database file exists before the first serve.
+    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(["create-admin", "--username", "admin"])
+        .current_dir(cwd.path())
+        .env_remove("DATABASE_URL")
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(cwd.path().join("storefront.db").exists());
+
+    let login = json!({"query": "mutation($p:String!){ login(input:{username:\"admin\", password:$p}){ accessToken } }", "variables": {"p": ADMIN_PASSWORD}});
+    let products = json!({"query": "{ products { totalCount nodes { id } } }"});
+
+    let server = ServerProcess::start(cwd.path(), &[], Stdio::null());
+    let r = server.gql(login.clone(), None).await;
+    let token = r["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server.gql(products.clone(), Some(&token)).await;
+    assert_eq!(r["data"]["products"]["totalCount"], 3, "{r}");
+    let id = r["data"]["products"]["nodes"][0]["id"].clone();
+    let r = server
+        .gql(
+            json!({"query": "mutation($id:ID!){ deleteProduct(id:$id) }", "variables": {"id": id}}),
+            Some(&token),
+        )
+        .await;
+    assert_no_errors(&r);
+    server.stop();
+
+    // A restart does not bring the deleted demo product back.
+    let server = ServerProcess::start(cwd.path(), &[], Stdio::null());
+    let r = server.gql(login, None).await;
+    let token = r["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = server.gql(products, Some(&token)).await;
+    assert_eq!(r["data"]["products"]["totalCount"], 2, "{r}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    let db = TestDb::new().await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let secret = "log-test-secret-0123456789-abcdefghijkl";
+    let server = ServerProcess::start(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("JWT_SECRET", secret.to_owned()),
+            ("RUST_LOG", "trace".to_owned()),
+        ],
+        Stdio::from(log.reopen().unwrap()),
+    );
+    let password = "password-that-must-stay-secret";
+    let login = |p: &str| json!({"query": "mutation($p:String!){ login(input:{username:\"logger\", password:$p}){ accessToken } }", "variables": {"p": p}});
+    let r = server
+        .gql(json!({"query": "mutation($p:String!){ register(input:{username:\"logger\", password:$p}){ accessToken } }", "variables": {"p": password}}), None)
+        .await;
+    let token = r["data"]["register"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.gql(login(password), None).await;
+    server.gql(login("wrong-password-also-secret"), None).await;
+    server
+        .gql(json!({"query": "{ account { id } }"}), Some(&token))
+        .await;
+    server.stop();
+
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        logged.contains("authorization policy loaded"),
+        "the log was captured: {logged:.500}"
+    );
+    for secret_text in [
+        secret,
+        password,
+        "wrong-password-also-secret",
+        "$argon2",
+        token.as_str(),
+    ] {
+        assert!(
+            !logged.contains(secret_text),
+            "{secret_text:.20} appears in the log"
+        );
+    }
+}
