@@ -65,8 +65,13 @@ impl App {
             passwords,
             authz,
         });
-        let schema: AppSchema = graphql::build_schema(state.clone());
-        let router = http::router(schema, state.clone());
+        let schema: AppSchema = graphql::build_schema(state.clone(), config);
+        let settings = http::HttpSettings {
+            limits: config.limits.clone(),
+            graphiql: config.graphiql,
+            trust_proxy_headers: config.trust_proxy_headers,
+        };
+        let router = http::router(schema, state.clone(), settings);
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -98,9 +103,7 @@ impl App {
     /// When the server fails.
     pub async fn run(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "storefront listening; GraphQL at /graphql");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        self.run_until(shutdown_signal()).await
     }
 
     /// Serves until `shutdown` resolves (for tests).
@@ -111,9 +114,13 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 

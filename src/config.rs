@@ -1,6 +1,6 @@
 //! Configuration read from the environment (and `.env`), validated once at start.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use rand::RngCore;
 
@@ -28,9 +28,45 @@ pub struct Config {
     pub jwt_secret: JwtSecret,
     pub jwt_issuer: String,
     pub jwt_audience: String,
+    /// Secrets accepted for verification only (`JWT_PREVIOUS_SECRETS`), for key rotation.
+    pub jwt_previous_secrets: Vec<JwtSecret>,
+    /// How long a refresh token lives (`REFRESH_TOKEN_TTL_DAYS`, default 30).
+    pub refresh_token_ttl: Duration,
+    /// How often each replica reads new revocations (`REVOCATION_POLL_MS`, default 250).
+    pub revocation_poll: Duration,
     /// The policy folder, and whether it was named explicitly by `POLICY_DIR`.
     pub policy_dir: PathBuf,
     pub policy_dir_is_default: bool,
+    /// Sign-in attempts per client IP per minute (`AUTH_RATE_LIMIT_PER_MINUTE`, 0 = off).
+    pub auth_rate_limit_per_minute: u32,
+    /// Read the client IP from `X-Forwarded-For` (`TRUST_PROXY_HEADERS`, default false).
+    pub trust_proxy_headers: bool,
+    /// GraphQL and HTTP limits.
+    pub limits: Limits,
+    /// Introspection (`INTROSPECTION`), field suggestions (`FIELD_SUGGESTIONS`) and the GraphiQL
+    /// page (`GRAPHIQL`): on in development, off by default in production.
+    pub introspection: bool,
+    pub field_suggestions: bool,
+    pub graphiql: bool,
+}
+
+/// Limits on what one request may ask of the server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// `MAX_BODY_BYTES` (65536): larger bodies get HTTP 413.
+    pub max_body_bytes: usize,
+    /// `GRAPHQL_MAX_DEPTH` (15): the deepest selection nesting.
+    pub max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY` (250): every selected field costs 1, aliases included.
+    pub max_complexity: usize,
+    /// `GRAPHQL_MAX_ALIASES` (30): aliased fields in one document.
+    pub max_aliases: usize,
+    /// `GRAPHQL_MAX_DIRECTIVES` (10): directives on one field.
+    pub max_directives: usize,
+    /// `GRAPHQL_MAX_BATCH` (10): operations in one JSON array; 0 refuses batches.
+    pub max_batch: usize,
+    /// `REQUEST_TIMEOUT_MS` (10000): a request running longer is cancelled.
+    pub request_timeout: Duration,
 }
 
 /// The HMAC key for access tokens. Its `Debug` never shows the bytes.
@@ -93,8 +129,10 @@ impl std::fmt::Debug for Config {
             .field("jwt_secret", &self.jwt_secret)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_previous_secrets", &self.jwt_previous_secrets.len())
             .field("policy_dir", &self.policy_dir)
-            .finish()
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -166,6 +204,49 @@ impl Config {
         let jwt_issuer = get("JWT_ISSUER").unwrap_or_else(|| "storefront".to_owned());
         let jwt_audience = get("JWT_AUDIENCE").unwrap_or_else(|| "storefront".to_owned());
 
+        let jwt_previous_secrets = match get("JWT_PREVIOUS_SECRETS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    JwtSecret::new(s.as_bytes().to_vec()).map_err(|_| {
+                        ConfigError::invalid(
+                            "JWT_PREVIOUS_SECRETS",
+                            format!("each secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let refresh_token_ttl =
+            Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_DAYS", 30, 1..=365)? * 86_400);
+        let revocation_poll =
+            Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10..=1000)?);
+        let auth_rate_limit_per_minute =
+            number(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 60, 0..=1_000_000)? as u32;
+        let trust_proxy_headers = flag(&get, "TRUST_PROXY_HEADERS", false)?;
+        let production = app_env == AppEnv::Production;
+        let introspection = flag(&get, "INTROSPECTION", !production)?;
+        let field_suggestions = flag(&get, "FIELD_SUGGESTIONS", !production)?;
+        let graphiql = flag(&get, "GRAPHIQL", !production)?;
+        let limits = Limits {
+            max_body_bytes: number(&get, "MAX_BODY_BYTES", 65_536, 1024..=16 * 1024 * 1024)?
+                as usize,
+            max_depth: number(&get, "GRAPHQL_MAX_DEPTH", 15, 1..=1000)? as usize,
+            max_complexity: number(&get, "GRAPHQL_MAX_COMPLEXITY", 250, 1..=100_000)? as usize,
+            max_aliases: number(&get, "GRAPHQL_MAX_ALIASES", 30, 0..=10_000)? as usize,
+            max_directives: number(&get, "GRAPHQL_MAX_DIRECTIVES", 10, 0..=1000)? as usize,
+            max_batch: number(&get, "GRAPHQL_MAX_BATCH", 10, 0..=1000)? as usize,
+            request_timeout: Duration::from_millis(number(
+                &get,
+                "REQUEST_TIMEOUT_MS",
+                10_000,
+                1..=600_000,
+            )?),
+        };
+
         let (policy_dir, policy_dir_is_default) = match get("POLICY_DIR") {
             Some(dir) => (PathBuf::from(dir), false),
             None => (PathBuf::from("./policies"), true),
@@ -179,9 +260,55 @@ impl Config {
             jwt_secret,
             jwt_issuer,
             jwt_audience,
+            jwt_previous_secrets,
+            refresh_token_ttl,
+            revocation_poll,
             policy_dir,
             policy_dir_is_default,
+            auth_rate_limit_per_minute,
+            trust_proxy_headers,
+            limits,
+            introspection,
+            field_suggestions,
+            graphiql,
         })
+    }
+}
+
+/// A whole number from `var` within `range`, or `default` when unset.
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::invalid(
+                var,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        },
+    }
+}
+
+/// A boolean from `var` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`), or `default`.
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(_) => Err(ConfigError::invalid(var, "must be true or false")),
     }
 }
 
@@ -277,6 +404,44 @@ mod tests {
         assert_eq!(
             config(&[("DATABASE_URL", "mysql://x")]).err().unwrap().var,
             "DATABASE_URL"
+        );
+    }
+
+    #[test]
+    fn production_turns_off_introspection_suggestions_and_graphiql_unless_asked() {
+        let secret = ("JWT_SECRET", "a-very-long-secret-value-of-40-bytes-xyz");
+        let c = config(&[("APP_ENV", "production"), secret]).unwrap();
+        assert!(!c.introspection && !c.field_suggestions && !c.graphiql);
+        let c = config(&[("APP_ENV", "production"), secret, ("GRAPHIQL", "true")]).unwrap();
+        assert!(c.graphiql && !c.introspection);
+        let c = config(&[]).unwrap();
+        assert!(c.introspection && c.field_suggestions && c.graphiql);
+        assert_eq!(
+            config(&[("GRAPHIQL", "maybe")]).err().unwrap().var,
+            "GRAPHIQL"
+        );
+    }
+
+    #[test]
+    fn limits_have_safe_defaults_and_bad_numbers_name_their_variable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.limits.max_body_bytes, 65_536);
+        assert_eq!(c.limits.max_batch, 10);
+        assert_eq!(c.auth_rate_limit_per_minute, 60);
+        assert!(!c.trust_proxy_headers);
+        for var in [
+            "GRAPHQL_MAX_DEPTH",
+            "MAX_BODY_BYTES",
+            "AUTH_RATE_LIMIT_PER_MINUTE",
+        ] {
+            assert_eq!(config(&[(var, "-3")]).err().unwrap().var, var);
+        }
+        assert_eq!(
+            config(&[("JWT_PREVIOUS_SECRETS", "short")])
+                .err()
+                .unwrap()
+                .var,
+            "JWT_PREVIOUS_SECRETS"
         );
     }
 

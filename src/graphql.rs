@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, types and thin resolvers over the services.
 
+mod limits;
 mod loaders;
 mod mutation;
 mod query;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     auth::Viewer,
+    config::Config,
     error::{AppError, AppResult},
 };
 pub use mutation::Mutation;
@@ -25,14 +27,28 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query, Mutation, EmptySubscription)
 }
 
-/// The schema with its shared state, ready to execute requests.
-pub fn build_schema(state: Arc<AppState>) -> AppSchema {
+/// The schema with its shared state and the configured limits, ready to execute requests.
+pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
     let accounts = DataLoader::with_cache(
         loaders::AccountLoader::new(state.db.clone()),
         tokio::spawn,
         async_graphql::dataloader::NoCache,
     );
-    builder().data(state).data(accounts).finish()
+    let limits = &config.limits;
+    let mut builder = builder()
+        .data(state)
+        .data(accounts)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.max_directives)
+        .extension(limits::AliasLimit::new(limits.max_aliases));
+    if !config.introspection {
+        builder = builder.disable_introspection();
+    }
+    if !config.field_suggestions {
+        builder = builder.disable_suggestions();
+    }
+    builder.finish()
 }
 
 /// The schema in SDL, as `schema.graphql` holds it.

@@ -1,62 +1,274 @@
-//! The HTTP surface: GraphQL at `POST /graphql`, the GraphiQL playground at `GET /graphql`
-//! and `GET /`.
+//! The HTTP surface, following the GraphQL-over-HTTP spec: GraphQL at `POST /graphql` (JSON
+//! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), the GraphiQL
+//! playground at `GET /` and `GET /graphql` for browsers.
 
-use std::sync::Arc;
+mod negotiate;
+mod playground;
 
-use async_graphql::{Name, PathSegment, Value, http::GraphiQLSource};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_graphql::{
+    BatchRequest, Name, PathSegment, Request as GqlRequest, Response as GqlResponse, Value,
+    Variables,
+    parser::types::{DocumentOperations, OperationType},
+};
 use axum::{
     Router,
-    extract::State,
-    http::HeaderMap,
-    response::{Html, IntoResponse},
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::get,
 };
-use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, trace::TraceLayer};
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
-use crate::{app::AppState, auth::Viewer, graphql::AppSchema};
+use crate::{app::AppState, auth::Viewer, config::Limits, graphql::AppSchema};
+use negotiate::Format;
 
-/// The largest request body accepted; larger ones get HTTP 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What the HTTP layer needs to know beyond the schema.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub limits: Limits,
+    pub graphiql: bool,
+    pub trust_proxy_headers: bool,
+}
 
 #[derive(Clone)]
 struct HttpState {
     schema: AppSchema,
     app: Arc<AppState>,
+    settings: Arc<HttpSettings>,
 }
 
+/// The IP address a request came from: the socket's peer, or the last `X-Forwarded-For` hop
+/// when `TRUST_PROXY_HEADERS` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
 /// The router with every route and layer.
-pub fn router(schema: AppSchema, app: Arc<AppState>) -> Router {
+pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> Router {
     Router::new()
-        .route("/", get(playground))
-        .route("/graphql", get(playground).post(graphql))
-        .with_state(HttpState { schema, app })
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(CatchPanicLayer::new())
+        .route("/", get(playground_page))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .with_state(HttpState {
+            schema,
+            app,
+            settings: Arc::new(settings),
+        })
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+            )
+        }))
         .layer(TraceLayer::new_for_http())
 }
 
-/// Executes one GraphQL request as the caller its `Authorization` header names.
-async fn graphql(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let viewer = Viewer::from_headers(&headers, &state.app.tokens);
-    let mut response = state
-        .schema
-        .execute(request.into_inner().data(viewer))
-        .await;
+async fn playground_page(State(state): State<HttpState>) -> Response {
+    if state.settings.graphiql {
+        playground::page().into_response()
+    } else {
+        error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+    }
+}
+
+/// `POST /graphql`: one operation, or a batch of up to `GRAPHQL_MAX_BATCH` as a JSON array.
+async fn graphql_post(State(state): State<HttpState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(format) = negotiate::response_format(&parts.headers) else {
+        return not_acceptable();
+    };
+    if !negotiate::is_json_content_type(&parts.headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "POST bodies must be JSON, sent with `Content-Type: application/json`",
+        );
+    }
+    let body = match read_body(body, state.settings.limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let json: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        Err(_) => return bad_request("the body is not valid JSON"),
+    };
+    let batch = match json {
+        serde_json::Value::Object(params) => match request_from_params(params) {
+            Ok(request) => BatchRequest::Single(request),
+            Err(message) => return bad_request(&message),
+        },
+        serde_json::Value::Array(items) => {
+            let max = state.settings.limits.max_batch;
+            if items.is_empty() || items.len() > max {
+                return bad_request(&format!(
+                    "a batch must hold 1 to {max} operations (got {})",
+                    items.len()
+                ));
+            }
+            let mut requests = Vec::with_capacity(items.len());
+            for item in items {
+                let serde_json::Value::Object(params) = item else {
+                    return bad_request("each operation in a batch must be a JSON object");
+                };
+                match request_from_params(params) {
+                    Ok(request) => requests.push(request),
+                    Err(message) => return bad_request(&message),
+                }
+            }
+            BatchRequest::Batch(requests)
+        }
+        _ => return bad_request("the body must be a JSON object (or an array of them)"),
+    };
+    execute(&state, &parts.headers, &parts.extensions, batch, format).await
+}
+
+/// `GET /graphql`: the playground for browsers, or a query from the URL's parameters.
+async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let params: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| {
+            url_params(q)
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+
+    if param("query").is_none() {
+        if state.settings.graphiql && negotiate::accepts_html(&parts.headers) {
+            return playground::page().into_response();
+        }
+        return bad_request("GET /graphql needs a `query` parameter");
+    }
+    let Some(format) = negotiate::response_format(&parts.headers) else {
+        return not_acceptable();
+    };
+    let mut object = serde_json::Map::new();
+    for (name, value) in [
+        (
+            "query",
+            param("query").map(|q| serde_json::Value::String(q.to_owned())),
+        ),
+        (
+            "operationName",
+            param("operationName").map(|n| serde_json::Value::String(n.to_owned())),
+        ),
+        ("variables", param("variables").map(parse_json_param)),
+        ("extensions", param("extensions").map(parse_json_param)),
+    ] {
+        if let Some(value) = value {
+            object.insert(name.to_owned(), value);
+        }
+    }
+    let request = match request_from_params(object) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    if is_mutation(&request) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "mutations must be sent with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(
+        &state,
+        &parts.headers,
+        &parts.extensions,
+        BatchRequest::Single(request),
+        format,
+    )
+    .await
+}
+
+/// Runs a request as the caller its headers name, within the request timeout.
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    batch: BatchRequest,
+    format: Format,
+) -> Response {
+    let viewer = Viewer::from_headers(headers, &state.app.tokens);
+    let client_ip = client_ip(headers, extensions, state.settings.trust_proxy_headers);
+    let prepare = |request: GqlRequest| request.data(viewer).data(client_ip);
+    let timeout: Duration = state.settings.limits.request_timeout;
+    let run = async {
+        match batch {
+            BatchRequest::Single(request) => {
+                let response = state.schema.execute(prepare(request)).await;
+                graphql_response(response, format)
+            }
+            BatchRequest::Batch(requests) => {
+                let mut bodies = Vec::with_capacity(requests.len());
+                for request in requests {
+                    let response = state.schema.execute(prepare(request)).await;
+                    bodies.push(response_body(response).0);
+                }
+                json_response(StatusCode::OK, format, &serde_json::Value::Array(bodies))
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TIMEOUT",
+            "the request took too long and was cancelled",
+        ),
+    }
+}
+
+/// The HTTP response for one executed operation. A request error (the document could not be
+/// parsed or validated, or its variables were wrong) has no `data` entry and, in the
+/// `application/graphql-response+json` format, status 400.
+fn graphql_response(response: GqlResponse, format: Format) -> Response {
+    let (body, request_error) = response_body(response);
+    let status = if request_error && format == Format::GraphqlResponseJson {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    json_response(status, format, &body)
+}
+
+/// The JSON body of one executed operation, and whether it failed before execution.
+fn response_body(mut response: GqlResponse) -> (serde_json::Value, bool) {
+    let request_error = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
     for error in &mut response.errors {
-        // Errors raised by the engine itself (syntax, validation, argument types) carry no code;
-        // they are all faults in the request, so a client can branch on one code.
+        // Errors raised by the engine itself (syntax, validation, variables, limits) carry no
+        // code; they are all faults in the request, so a client can branch on one code.
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", "BAD_USER_INPUT");
         }
         null_at_error_path(&mut response.data, &error.path);
     }
-    response.into()
+    let mut body = serde_json::to_value(&response).unwrap_or_default();
+    if request_error && let serde_json::Value::Object(fields) = &mut body {
+        fields.remove("data");
+    }
+    (body, request_error)
 }
 
 /// Puts the `null` that the GraphQL spec requires where a field failed.
@@ -88,55 +300,158 @@ fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
     }
 }
 
-const EXAMPLE_QUERY: &str = r#"# Welcome to Storefront.
-#
-# 1. Run the login mutation below (or register) and copy `accessToken`.
-# 2. Open the Headers pane (bottom) and paste:
-#      {"Authorization": "Bearer <accessToken>"}
-# 3. Run the products query.
-
-mutation Login {
-  login(input: { username: "admin", password: "your password" }) {
-    accessToken
-    account { username role }
-  }
+/// Reads a GraphQL request from its JSON parameters.
+fn request_from_params(
+    mut params: serde_json::Map<String, serde_json::Value>,
+) -> Result<GqlRequest, String> {
+    use serde_json::Value as Json;
+    let query = match params.remove("query") {
+        Some(Json::String(query)) => query,
+        None | Some(Json::Null) => return Err("the `query` parameter is missing".to_owned()),
+        Some(_) => return Err("the `query` parameter must be a string".to_owned()),
+    };
+    let mut request = GqlRequest::new(query);
+    match params.remove("operationName") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(name)) => request = request.operation_name(name),
+        Some(_) => return Err("the `operationName` parameter must be a string".to_owned()),
+    }
+    match params.remove("variables") {
+        None | Some(Json::Null) => {}
+        Some(variables @ Json::Object(_)) => {
+            request = request.variables(Variables::from_json(variables));
+        }
+        Some(_) => return Err("the `variables` parameter must be an object".to_owned()),
+    }
+    match params.remove("extensions") {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(extensions)) => {
+            for (name, value) in extensions {
+                let value = Value::from_json(value).map_err(|_| "bad `extensions`".to_owned())?;
+                request.extensions.insert(name, value);
+            }
+        }
+        Some(_) => return Err("the `extensions` parameter must be an object".to_owned()),
+    }
+    Ok(request)
 }
 
-query Products {
-  products(first: 10) {
-    totalCount
-    edges { cursor node { id name price stock } }
-    pageInfo { hasNextPage endCursor }
-  }
-}
-"#;
-
-/// The GraphiQL page, opening on an example session and an explanation of the header pane.
-async fn playground() -> impl IntoResponse {
-    Html(playground_html())
+/// A JSON-encoded URL parameter; text that is not JSON stays a string (and is refused as
+/// a map by [`request_from_params`]).
+fn parse_json_param(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
 
-fn playground_html() -> String {
-    let example = serde_json::to_string(EXAMPLE_QUERY).unwrap_or_default();
-    GraphiQLSource::build()
-        .endpoint("/graphql")
-        .title("Storefront GraphiQL")
-        .finish()
-        .replace(
-            "defaultEditorToolsVisibility: true,",
-            &format!("defaultEditorToolsVisibility: true,\n          defaultQuery: {example},"),
+fn url_params(query: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+    form_urlencoded::parse(query.as_bytes()).collect()
+}
+
+/// Whether the operation the request selects is a mutation (a document that does not parse
+/// is left for the executor to report).
+fn is_mutation(request: &GqlRequest) -> bool {
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        _ => None,
+    };
+    operation.is_some_and(|op| op.ty == OperationType::Mutation)
+}
+
+fn client_ip(
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_proxy_headers: bool,
+) -> ClientIp {
+    if trust_proxy_headers
+        && let Some(ip) = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+            .next_back()
+    {
+        return ClientIp(ip);
+    }
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+    ClientIp(peer)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            &format!("the request body is larger than {limit} bytes"),
         )
+    })
+}
+
+fn json_response(status: StatusCode, format: Format, body: &serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+/// A response for a request the server refuses before GraphQL runs.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    });
+    json_response(status, Format::Json, &body)
+}
+
+fn bad_request(message: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+}
+
+fn not_acceptable() -> Response {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        "NOT_ACCEPTABLE",
+        "responses are application/graphql-response+json or application/json",
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn playground_opens_with_the_example_session() {
-        let html = super::playground_html();
-        assert!(
-            html.contains("defaultQuery: \"# Welcome to Storefront."),
-            "{html}"
-        );
-        assert!(html.contains("'/graphql'"));
+    fn mutations_are_recognised_by_the_selected_operation() {
+        let request = |q: &str| GqlRequest::new(q);
+        assert!(is_mutation(&request("mutation { logout }")));
+        assert!(!is_mutation(&request("{ __typename }")));
+        assert!(!is_mutation(&request("query Q { __typename }")));
+        assert!(is_mutation(
+            &request("query Q { __typename } mutation M { logout }").operation_name("M")
+        ));
+        assert!(!is_mutation(
+            &request("query Q { __typename } mutation M { logout }").operation_name("Q")
+        ));
+    }
+
+    #[test]
+    fn request_parameters_are_type_checked() {
+        let parse = |v: serde_json::Value| {
+            request_from_params(v.as_object().unwrap().clone()).map(|r| r.query)
+        };
+        assert!(parse(serde_json::json!({"query": "{ a }", "variables": null})).is_ok());
+        assert!(parse(serde_json::json!({"query": 7})).is_err());
+        assert!(parse(serde_json::json!({})).is_err());
+        assert!(parse(serde_json::json!({"query": "{ a }", "variables": "x"})).is_err());
+        assert!(parse(serde_json::json!({"query": "{ a }", "operationName": 1})).is_err());
+        assert!(parse(serde_json::json!({"query": "{ a }", "extensions": []})).is_err());
     }
 }

@@ -119,6 +119,8 @@ pub fn test_config(db: &TestDb, extra: &Env) -> Config {
         ("JWT_SECRET", JWT_SECRET.to_owned()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("POLICY_DIR", policy_dir().display().to_string()),
+        // Every test client shares one IP; the per-IP limit has tests of its own.
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
     ];
     vars.extend(extra.iter().cloned());
     Config::from_lookup(|name| {

@@ -182,6 +182,7 @@ async fn the_playground_is_served_for_browsers() {
         let response = app
             .client
             .get(format!("{}{path}", app.url))
+            .header("Accept", "text/html,application/xhtml+xml")
             .send()
             .await
             .unwrap();
@@ -193,12 +194,4 @@ async fn the_playground_is_served_for_browsers() {
             "the page explains the header"
         );
     }
-}
-
-#[tokio::test]
-async fn oversized_bodies_are_refused_with_413() {
-    let app = spawn_app().await;
-    let query = format!("{{ __typename }} # {}", "x".repeat(70 * 1024));
-    let (status, _) = app.post(json!({ "query": query }), None).await;
-    assert_eq!(status, 413);
 }

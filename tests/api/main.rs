@@ -7,6 +7,7 @@ mod authorization;
 mod cli;
 mod journey;
 mod jwt;
+mod limits;
 mod login;
 mod policy;
 mod roles;
