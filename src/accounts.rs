@@ -2,13 +2,16 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::{
-    auth::PasswordHasher,
+    auth::{PasswordHasher, Revocations, throttle},
     entities::account,
     error::{AppError, AppResult},
     pagination::{Page, PageRequest},
@@ -53,6 +56,7 @@ pub async fn register(
         email_normalized: Set(email_normalized),
         password_hash: Set(password_hash),
         role: Set(new.role.as_str().to_owned()),
+        token_version: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -62,27 +66,100 @@ pub async fn register(
         .map_err(unique_violation_to_conflict)
 }
 
-/// Checks a username and password.
+/// Checks a username and password, throttled per username.
 ///
 /// # Errors
 /// `UNAUTHENTICATED` with the same message for an unknown user and a wrong password, after the
-/// same argon2 work in both cases.
+/// same argon2 work in both cases; `TOO_MANY_REQUESTS` while the username is locked after
+/// repeated failures (known or not, so the lock reveals nothing).
 pub async fn authenticate(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
     username: &str,
     password: String,
 ) -> AppResult<account::Model> {
+    let key = throttle::username_key(username);
+    throttle::check_username(db, &key).await?;
     let account = match validation::username(username) {
         Ok(normalized) => find_by_username(db, &normalized).await?,
         Err(_) => None,
     };
     let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
-    if hasher.verify(password, stored_hash).await? {
-        account.ok_or(AppError::Unauthenticated(INVALID_CREDENTIALS))
-    } else {
-        Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+    let verified = hasher.verify(password, stored_hash).await?;
+    match account {
+        Some(account) if verified => {
+            throttle::record_success(db, &key).await?;
+            Ok(account)
+        }
+        _ => {
+            throttle::record_failure(db, &key).await?;
+            Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+        }
     }
+}
+
+/// Checks the signed-in account's current password (throttled like a sign-in), then stores a
+/// new one and raises the token version so every access token issued before stops working.
+/// Returns the updated account.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted like a failed sign-in) or on
+/// `newPassword` when it breaks a rule; `TOO_MANY_REQUESTS` while locked.
+pub async fn change_password(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    id: Uuid,
+    current: String,
+    new: String,
+) -> AppResult<account::Model> {
+    let account = find(db, id)
+        .await?
+        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+    let key = throttle::username_key(&account.username);
+    throttle::check_username(db, &key).await?;
+    if !hasher
+        .verify(current, Some(account.password_hash.clone()))
+        .await?
+    {
+        throttle::record_failure(db, &key).await?;
+        return Err(AppError::BadUserInput {
+            field: "currentPassword",
+            message: "the current password is wrong".to_owned(),
+        });
+    }
+    throttle::record_success(db, &key).await?;
+    validation::new_password(&new, "newPassword")?;
+    let password_hash = hasher.hash(new).await?;
+    let mut active: account::ActiveModel = account.clone().into();
+    active.password_hash = Set(password_hash);
+    active.token_version = Set(account.token_version + 1);
+    active.updated_at = Set(Utc::now());
+    Ok(active.update(db).await?)
+}
+
+/// Raises an account's token version (every access token issued before stops working) and
+/// tells every replica. Returns the account.
+///
+/// # Errors
+/// `NOT_FOUND` when there is no such account; internal on a database failure.
+pub async fn revoke_access_tokens(
+    db: &DatabaseConnection,
+    revocations: &Revocations,
+    id: Uuid,
+) -> AppResult<account::Model> {
+    account::Entity::update_many()
+        .col_expr(
+            account::Column::TokenVersion,
+            Expr::col(account::Column::TokenVersion).add(1),
+        )
+        .filter(account::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    let account = find(db, id).await?.ok_or(AppError::NotFound("account"))?;
+    revocations
+        .revoke_account_tokens(db, id, account.token_version)
+        .await?;
+    Ok(account)
 }
 
 /// The account with this id, if any.
@@ -156,11 +233,18 @@ pub async fn page(
     })
 }
 
-/// Gives an account a new role.
+/// Gives an account a new role. Its access tokens issued before stop working at once (on
+/// every replica), so a demoted admin's old token can no longer do admin things; its sessions
+/// stay, and a refresh brings a token with the new role.
 ///
 /// # Errors
 /// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin.
-pub async fn set_role(db: &DatabaseConnection, id: Uuid, role: Role) -> AppResult<account::Model> {
+pub async fn set_role(
+    db: &DatabaseConnection,
+    revocations: &Revocations,
+    id: Uuid,
+    role: Role,
+) -> AppResult<account::Model> {
     let account = find(db, id).await?.ok_or(AppError::NotFound("account"))?;
     if account.role == role.as_str() {
         return Ok(account);
@@ -180,7 +264,8 @@ pub async fn set_role(db: &DatabaseConnection, id: Uuid, role: Role) -> AppResul
     let mut active: account::ActiveModel = account.into();
     active.role = Set(role.as_str().to_owned());
     active.updated_at = Set(Utc::now());
-    Ok(active.update(db).await?)
+    active.update(db).await?;
+    revoke_access_tokens(db, revocations, id).await
 }
 
 /// Promotes the account with this username to admin, if there is one.
@@ -193,7 +278,10 @@ pub async fn promote_to_admin(
 ) -> AppResult<Option<account::Model>> {
     let normalized = validation::username(username)?;
     match find_by_username(db, &normalized).await? {
-        Some(existing) => Ok(Some(set_role(db, existing.id, Role::Admin).await?)),
+        // The CLI has no replica to tell; the revocation row reaches the running servers.
+        Some(existing) => Ok(Some(
+            set_role(db, &Revocations::default(), existing.id, Role::Admin).await?,
+        )),
         None => Ok(None),
     }
 }

@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::{PasswordHasher, TokenService},
+    auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
     authz::Authorizer,
     config::{Config, redact_url},
     db,
@@ -20,6 +20,9 @@ pub struct AppState {
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub authz: Authorizer,
+    pub revocations: Arc<Revocations>,
+    pub ip_limiter: IpRateLimiter,
+    pub refresh_token_ttl: std::time::Duration,
 }
 
 /// A built server: connected, migrated, policy loaded, schema built and port bound.
@@ -59,11 +62,16 @@ impl App {
         let passwords = PasswordHasher::for_this_machine()
             .await
             .map_err(StartError::Internal)?;
+        let revocations = Revocations::load(&db).await?;
+        revocations.spawn_poller(db.clone(), config.revocation_poll);
         let state = Arc::new(AppState {
             db,
             tokens: TokenService::new(config),
             passwords,
             authz,
+            revocations,
+            ip_limiter: IpRateLimiter::new(config.auth_rate_limit_per_minute),
+            refresh_token_ttl: config.refresh_token_ttl,
         });
         let schema: AppSchema = graphql::build_schema(state.clone(), config);
         let settings = http::HttpSettings {

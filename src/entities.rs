@@ -2,4 +2,8 @@
 //! [`crate::graphql`] and are built from these, never the other way round.
 
 pub mod account;
+pub mod login_throttle;
 pub mod product;
+pub mod refresh_token;
+pub mod revocation;
+pub mod session;

@@ -12,8 +12,11 @@ use async_graphql::ErrorExtensions;
 pub enum AppError {
     /// No valid access token.
     Unauthenticated(&'static str),
-    /// Signed in, but the policy does not grant the permission.
-    Forbidden,
+    /// Signed in, but the policy does not grant the permission (object, action).
+    Forbidden {
+        object: &'static str,
+        action: &'static str,
+    },
     /// The named thing does not exist.
     NotFound(&'static str),
     /// A field of the input is invalid.
@@ -26,6 +29,8 @@ pub enum AppError {
         field: &'static str,
         message: &'static str,
     },
+    /// Too many attempts; try again after this many seconds.
+    TooManyRequests { retry_after_secs: u64 },
     /// Something failed on our side; the detail is logged, not returned.
     Internal(String),
 }
@@ -51,10 +56,11 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
-            Self::Forbidden => "FORBIDDEN",
+            Self::Forbidden { .. } => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
+            Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -78,21 +84,40 @@ impl From<sea_orm::TransactionError<AppError>> for AppError {
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
         let code = err.code();
-        let (message, field) = match err {
-            AppError::Unauthenticated(message) => (message.to_owned(), None),
-            AppError::Forbidden => ("you do not have permission to do this".to_owned(), None),
-            AppError::NotFound(what) => (format!("{what} not found"), None),
-            AppError::BadUserInput { field, message } => (message, Some(field)),
-            AppError::Conflict { field, message } => (message.to_owned(), Some(field)),
+        let mut field = None;
+        let mut details: Vec<(&str, async_graphql::Value)> = Vec::new();
+        let message = match err {
+            AppError::Unauthenticated(message) => message.to_owned(),
+            AppError::Forbidden { object, action } => {
+                details.push(("object", object.into()));
+                details.push(("action", action.into()));
+                format!("you do not have permission to {action} {object}")
+            }
+            AppError::NotFound(what) => format!("{what} not found"),
+            AppError::BadUserInput { field: f, message } => {
+                field = Some(f);
+                message
+            }
+            AppError::Conflict { field: f, message } => {
+                field = Some(f);
+                message.to_owned()
+            }
+            AppError::TooManyRequests { retry_after_secs } => {
+                details.push(("retryAfter", retry_after_secs.into()));
+                format!("too many attempts; try again in {retry_after_secs} s")
+            }
             AppError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                ("internal server error".to_owned(), None)
+                "internal server error".to_owned()
             }
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", code);
             if let Some(field) = field {
                 ext.set("field", field);
+            }
+            for (name, value) in details {
+                ext.set(name, value);
             }
         })
     }

@@ -16,6 +16,7 @@ use crate::{
     auth::Viewer,
     config::Config,
     error::{AppError, AppResult},
+    http::ClientIp,
 };
 pub use mutation::Mutation;
 pub use query::Query;
@@ -67,6 +68,16 @@ pub trait ContextExt {
     /// # Errors
     /// `UNAUTHENTICATED` when the caller is not signed in.
     fn account_id(&self) -> AppResult<Uuid>;
+    /// The signed-in caller's account and session ids.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when the caller is not signed in.
+    fn session(&self) -> AppResult<(Uuid, Uuid)>;
+    /// Counts one sign-in attempt against the caller's IP.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond `AUTH_RATE_LIMIT_PER_MINUTE`.
+    fn count_auth_attempt(&self) -> AppResult<()>;
 }
 
 impl ContextExt for Context<'_> {
@@ -79,10 +90,21 @@ impl ContextExt for Context<'_> {
     }
 
     fn account_id(&self) -> AppResult<Uuid> {
+        self.session().map(|(account, _)| account)
+    }
+
+    fn session(&self) -> AppResult<(Uuid, Uuid)> {
         match self.viewer() {
-            Viewer::Account { id, .. } => Ok(*id),
+            Viewer::Account { id, session_id, .. } => Ok((*id, *session_id)),
             _ => Err(AppError::Unauthenticated("sign in to do this")),
         }
+    }
+
+    fn count_auth_attempt(&self) -> AppResult<()> {
+        let ip = self
+            .data_opt::<ClientIp>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |ip| ip.0);
+        self.state().ip_limiter.check(ip)
     }
 }
 

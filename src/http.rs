@@ -207,7 +207,7 @@ async fn execute(
     batch: BatchRequest,
     format: Format,
 ) -> Response {
-    let viewer = Viewer::from_headers(headers, &state.app.tokens);
+    let viewer = Viewer::from_headers(headers, &state.app.tokens, &state.app.revocations);
     let client_ip = client_ip(headers, extensions, state.settings.trust_proxy_headers);
     let prepare = |request: GqlRequest| request.data(viewer).data(client_ip);
     let timeout: Duration = state.settings.limits.request_timeout;

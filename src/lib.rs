@@ -15,4 +15,5 @@ pub mod http;
 pub mod pagination;
 pub mod products;
 pub mod role;
+pub mod sessions;
 pub mod validation;

@@ -37,10 +37,11 @@ pub fn username(username: &str) -> AppResult<String> {
     Ok(username.to_ascii_lowercase())
 }
 
-/// Checks a new password's length in characters. The password is never trimmed or changed.
+/// Checks a new password: 8–128 characters and not one of the 10,000 most common passwords
+/// (compared ignoring case). The password itself is never trimmed or changed.
 ///
 /// # Errors
-/// `BAD_USER_INPUT` on `field` unless it is 8–128 characters.
+/// `BAD_USER_INPUT` on `field` when it breaks either rule.
 pub fn new_password(password: &str, field: &'static str) -> AppResult<()> {
     let len = password.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
@@ -49,7 +50,27 @@ pub fn new_password(password: &str, field: &'static str) -> AppResult<()> {
             format!("password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"),
         ));
     }
+    if is_common_password(password) {
+        return Err(AppError::bad_input(
+            field,
+            "this password is too common; choose one that is harder to guess",
+        ));
+    }
     Ok(())
+}
+
+/// Whether the password is on the list in `data/common-passwords.txt`, ignoring case.
+pub fn is_common_password(password: &str) -> bool {
+    static COMMON: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    COMMON
+        .get_or_init(|| {
+            include_str!("../data/common-passwords.txt")
+                .lines()
+                .filter(|line| !line.starts_with('#') && !line.is_empty())
+                .collect()
+        })
+        .contains(password.to_lowercase().as_str())
 }
 
 /// Checks an email address and returns it with its normalized (lower-case) form.
@@ -220,6 +241,22 @@ mod tests {
         assert!(new_password("éééééééé", "password").is_ok());
         assert!(new_password(&"é".repeat(128), "password").is_ok());
         assert!(new_password(&"a".repeat(129), "password").is_err());
+    }
+
+    #[test]
+    fn the_most_common_passwords_are_refused_ignoring_case() {
+        for common in [
+            "password",
+            "12345678",
+            "Password1",
+            "QWERTYUIOP",
+            "iloveyou",
+        ] {
+            assert!(is_common_password(common), "{common}");
+            assert!(new_password(common, "password").is_err() || common.len() < 8);
+        }
+        assert!(!is_common_password("correct horse battery staple"));
+        assert!(new_password("correct horse battery staple", "password").is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_accounts;
 mod m20261123_000002_create_products;
 mod m20261123_000003_create_app_meta;
+mod m20261123_000004_create_sessions;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_accounts::Migration),
             Box::new(m20261123_000002_create_products::Migration),
             Box::new(m20261123_000003_create_app_meta::Migration),
+            Box::new(m20261123_000004_create_sessions::Migration),
         ]
     }
 }

@@ -20,11 +20,18 @@ pub const CLOCK_SKEW_SECS: u64 = 5;
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 4096;
 
+/// The `typ` header of access tokens (RFC 9068), so no other JWT passes for one.
+const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
 /// The claims of an access token. Every one is required on verification.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
     role: String,
+    /// The session the token belongs to (ends at logout).
+    sid: String,
+    /// The account's token version when issued (raised to revoke every token at once).
+    ver: i32,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -38,6 +45,8 @@ struct Claims {
 pub struct VerifiedToken {
     pub account_id: Uuid,
     pub role: Role,
+    pub session_id: Uuid,
+    pub version: i32,
 }
 
 /// A freshly issued access token.
@@ -50,6 +59,9 @@ pub struct AccessToken {
 #[derive(Debug)]
 pub enum TokenError {
     TooLong,
+    WrongType,
+    UnsupportedCritical,
+    UnknownKey,
     Invalid(jsonwebtoken::errors::Error),
     IssuedInFuture,
     BadClaim(&'static str),
@@ -59,6 +71,9 @@ impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TokenError::TooLong => f.write_str("token too long"),
+            TokenError::WrongType => f.write_str("not an access token (typ)"),
+            TokenError::UnknownKey => f.write_str("unknown kid"),
+            TokenError::UnsupportedCritical => f.write_str("unsupported crit header"),
             TokenError::Invalid(e) => write!(f, "{e}"),
             TokenError::IssuedInFuture => f.write_str("iat is in the future"),
             TokenError::BadClaim(claim) => write!(f, "malformed claim {claim}"),
@@ -66,10 +81,12 @@ impl fmt::Display for TokenError {
     }
 }
 
-/// Issues and verifies access tokens with one HMAC key, issuer and audience.
+/// Issues access tokens with the current HMAC key and verifies them with the current or a
+/// previous one (named by the `kid` header), for one issuer and audience.
 pub struct TokenService {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// `(kid, key)`: the current key first, then the previous ones.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     header: Header,
     issuer: String,
@@ -80,6 +97,10 @@ impl TokenService {
     /// A token service for the configured secret, issuer and audience.
     pub fn new(config: &Config) -> Self {
         let secret = config.jwt_secret.as_bytes();
+        let decoding = std::iter::once(&config.jwt_secret)
+            .chain(&config.jwt_previous_secrets)
+            .map(|s| (key_id(s.as_bytes()), DecodingKey::from_secret(s.as_bytes())))
+            .collect();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = CLOCK_SKEW_SECS;
@@ -93,10 +114,11 @@ impl TokenService {
             .map(String::from)
             .collect::<HashSet<_>>();
         let mut header = Header::new(Algorithm::HS256);
-        header.typ = Some("JWT".to_owned());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid = Some(key_id(secret));
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             validation,
             header,
             issuer: config.jwt_issuer.clone(),
@@ -108,11 +130,19 @@ impl TokenService {
     ///
     /// # Errors
     /// Only if signing fails, which would be a bug.
-    pub fn issue_access_token(&self, account_id: Uuid, role: Role) -> AppResult<AccessToken> {
+    pub fn issue_access_token(
+        &self,
+        account_id: Uuid,
+        role: Role,
+        session_id: Uuid,
+        version: i32,
+    ) -> AppResult<AccessToken> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: account_id.to_string(),
             role: role.as_str().to_owned(),
+            sid: session_id.to_string(),
+            ver: version,
             iat: now,
             nbf: now,
             exp: now + ACCESS_TOKEN_TTL_SECS,
@@ -137,7 +167,25 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header = jsonwebtoken::decode_header(token).map_err(TokenError::Invalid)?;
+        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::WrongType);
+        }
+        // RFC 7515 §4.1.11: an extension marked critical that we do not implement (we
+        // implement none) makes the token invalid.
+        if header.crit.is_some() {
+            return Err(TokenError::UnsupportedCritical);
+        }
+        let key = match header.kid.as_deref() {
+            Some(kid) => self
+                .decoding
+                .iter()
+                .find(|(id, _)| id == kid)
+                .map(|(_, key)| key)
+                .ok_or(TokenError::UnknownKey)?,
+            None => return Err(TokenError::UnknownKey),
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(TokenError::Invalid)?;
         let claims = data.claims;
         let skew = CLOCK_SKEW_SECS as i64;
@@ -149,6 +197,19 @@ impl TokenService {
         }
         let account_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::BadClaim("sub"))?;
         let role = Role::from_name(&claims.role).ok_or(TokenError::BadClaim("role"))?;
-        Ok(VerifiedToken { account_id, role })
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::BadClaim("sid"))?;
+        Ok(VerifiedToken {
+            account_id,
+            role,
+            session_id,
+            version: claims.ver,
+        })
     }
+}
+
+/// The `kid` of a key: the start of its SHA-256, which names the key without revealing it.
+fn key_id(secret: &[u8]) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use sha2::{Digest, Sha256};
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(secret)[..9])
 }

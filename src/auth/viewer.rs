@@ -1,7 +1,7 @@
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
-use super::TokenService;
+use super::{Revocations, TokenService};
 use crate::role::Role;
 
 /// Who is making a request, decided once per request from its `Authorization` header.
@@ -11,13 +11,21 @@ pub enum Viewer {
     Anonymous,
     /// An `Authorization` header that is not a valid, current Bearer access token.
     InvalidToken,
-    /// A verified access token.
-    Account { id: Uuid, role: Role },
+    /// A verified, unrevoked access token.
+    Account {
+        id: Uuid,
+        role: Role,
+        session_id: Uuid,
+    },
 }
 
 impl Viewer {
-    /// Reads and verifies the Bearer token in `headers`.
-    pub fn from_headers(headers: &HeaderMap, tokens: &TokenService) -> Self {
+    /// Reads and verifies the Bearer token in `headers`, and checks it was not revoked.
+    pub fn from_headers(
+        headers: &HeaderMap,
+        tokens: &TokenService,
+        revocations: &Revocations,
+    ) -> Self {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Viewer::Anonymous;
         };
@@ -25,9 +33,16 @@ impl Viewer {
             return Viewer::InvalidToken;
         };
         match tokens.verify_access_token(token) {
+            Ok(claims)
+                if revocations.is_revoked(claims.account_id, claims.session_id, claims.version) =>
+            {
+                tracing::debug!("rejected a revoked access token");
+                Viewer::InvalidToken
+            }
             Ok(claims) => Viewer::Account {
                 id: claims.account_id,
                 role: claims.role,
+                session_id: claims.session_id,
             },
             Err(reason) => {
                 tracing::debug!(%reason, "rejected access token");

@@ -24,7 +24,52 @@ impl Guard for Can {
             )
             .into()),
             Viewer::Account { role, .. } if authz.allows(Subject::Role(role), self.0) => Ok(()),
-            Viewer::Account { .. } => Err(AppError::Forbidden.into()),
+            Viewer::Account { .. } => {
+                let (object, action) = self.0.object_action();
+                Err(AppError::Forbidden { object, action }.into())
+            }
         }
+    }
+}
+
+/// Whether the caller's role may use `permission`: what introspection shows them, from the
+/// same decisions the guard enforces (can-see equals can-do). A bad token sees what an
+/// anonymous caller sees.
+pub fn can_see(ctx: &Context<'_>, permission: Permission) -> bool {
+    let subject = match *ctx.viewer() {
+        Viewer::Account { role, .. } => Subject::Role(role),
+        Viewer::Anonymous | Viewer::InvalidToken => Subject::Anonymous,
+    };
+    ctx.state().authz.allows(subject, permission)
+}
+
+/// `visible` functions for `#[graphql(visible = "…")]`, one per permission, each deciding
+/// by [`can_see`].
+pub mod visible {
+    use async_graphql::Context;
+
+    use super::{Permission, can_see};
+
+    macro_rules! visible_fns {
+        ($($name:ident => $permission:ident),* $(,)?) => {
+            $(
+                pub fn $name(ctx: &Context<'_>) -> bool {
+                    can_see(ctx, Permission::$permission)
+                }
+            )*
+        };
+    }
+
+    visible_fns! {
+        account_read => AccountRead,
+        account_update => AccountUpdate,
+        session_manage => SessionManage,
+        product_read => ProductRead,
+        product_create => ProductCreate,
+        product_update => ProductUpdate,
+        product_delete => ProductDelete,
+        product_read_creator => ProductReadCreator,
+        user_list => UserList,
+        user_set_role => UserSetRole,
     }
 }

@@ -8,6 +8,8 @@ use crate::role::Role;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Permission {
     AccountRead,
+    AccountUpdate,
+    SessionManage,
     ProductRead,
     ProductCreate,
     ProductUpdate,
@@ -19,8 +21,10 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 10] = [
         Permission::AccountRead,
+        Permission::AccountUpdate,
+        Permission::SessionManage,
         Permission::ProductRead,
         Permission::ProductCreate,
         Permission::ProductUpdate,
@@ -34,6 +38,8 @@ impl Permission {
     pub fn object_action(self) -> (&'static str, &'static str) {
         match self {
             Permission::AccountRead => ("account", "read"),
+            Permission::AccountUpdate => ("account", "update"),
+            Permission::SessionManage => ("session", "manage"),
             Permission::ProductRead => ("product", "read"),
             Permission::ProductCreate => ("product", "create"),
             Permission::ProductUpdate => ("product", "update"),

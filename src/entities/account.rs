@@ -11,6 +11,7 @@ pub struct Model {
     pub email_normalized: Option<String>,
     pub password_hash: String,
     pub role: String,
+    pub token_version: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -9,11 +9,11 @@ use super::{
 };
 use crate::{
     accounts::{self, NewAccount},
-    authz::{Can, Permission},
-    entities::account,
+    authz::{Can, Permission, visible},
     error::{AppError, AppResult},
     products::{self, NewProduct, ProductChanges},
     role::Role,
+    sessions,
 };
 
 pub struct Mutation;
@@ -26,6 +26,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
+        ctx.count_auth_attempt()?;
         let state = ctx.state();
         let new = NewAccount {
             username: &input.username,
@@ -34,24 +35,92 @@ impl Mutation {
             role: Role::User,
         };
         let account = accounts::register(&state.db, &state.passwords, new).await?;
-        Ok(sign_in(ctx, account)?)
+        tracing::info!(audit = "register", account_id = %account.id, "account registered");
+        Ok(sessions::start(state, account).await?.into())
     }
 
-    /// Signs in with a username and password.
+    /// Signs in with a username and password, starting a new session.
     async fn login(
         &self,
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
+        ctx.count_auth_attempt()?;
         let state = ctx.state();
-        let account =
+        let result =
             accounts::authenticate(&state.db, &state.passwords, &input.username, input.password)
+                .await;
+        let account = match result {
+            Ok(account) => account,
+            Err(err) => {
+                tracing::info!(audit = "login", outcome = err.code(), "sign-in refused");
+                return Err(err.into());
+            }
+        };
+        tracing::info!(audit = "login", outcome = "ok", account_id = %account.id, "signed in");
+        Ok(sessions::start(state, account).await?.into())
+    }
+
+    /// Trades a refresh token for a new access token and refresh token. Each refresh token
+    /// works once; presenting a spent one ends its session.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        ctx.count_auth_attempt()?;
+        Ok(sessions::refresh(ctx.state(), &refresh_token).await?.into())
+    }
+
+    /// Ends the current session: its access and refresh tokens stop working at once.
+    #[graphql(
+        guard = "Can(Permission::SessionManage)",
+        visible = "visible::session_manage"
+    )]
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let (account_id, session_id) = ctx.session()?;
+        sessions::end(ctx.state(), account_id, session_id, "logout").await?;
+        tracing::info!(audit = "logout", %account_id, "session ended");
+        Ok(true)
+    }
+
+    /// Ends every session of the signed-in account, on every device.
+    #[graphql(
+        guard = "Can(Permission::SessionManage)",
+        visible = "visible::session_manage"
+    )]
+    async fn logout_all(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let account_id = ctx.account_id()?;
+        sessions::end_all(ctx.state(), account_id, "logout all").await?;
+        tracing::info!(audit = "logout_all", %account_id, "every session ended");
+        Ok(true)
+    }
+
+    /// Changes the signed-in account's password. Every session ends (other devices are signed
+    /// out); the new session's tokens come back.
+    #[graphql(
+        guard = "Can(Permission::AccountUpdate)",
+        visible = "visible::account_update"
+    )]
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        let account_id = ctx.account_id()?;
+        let signed_in =
+            sessions::change_password(ctx.state(), account_id, current_password, new_password)
                 .await?;
-        Ok(sign_in(ctx, account)?)
+        tracing::info!(audit = "change_password", %account_id, "password changed; sessions ended");
+        Ok(signed_in.into())
     }
 
     /// Adds a product to the catalog.
-    #[graphql(guard = "Can(Permission::ProductCreate)")]
+    #[graphql(
+        guard = "Can(Permission::ProductCreate)",
+        visible = "visible::product_create"
+    )]
     async fn create_product(
         &self,
         ctx: &Context<'_>,
@@ -64,13 +133,16 @@ impl Mutation {
             stock: input.stock,
         };
         let creator = ctx.account_id().ok();
-        Ok(products::create(&ctx.state().db, new, creator)
-            .await?
-            .into())
+        let product = products::create(&ctx.state().db, new, creator).await?;
+        tracing::info!(audit = "create_product", actor = ?creator, product_id = %product.id, "product created");
+        Ok(product.into())
     }
 
     /// Changes the given fields of a product.
-    #[graphql(guard = "Can(Permission::ProductUpdate)")]
+    #[graphql(
+        guard = "Can(Permission::ProductUpdate)",
+        visible = "visible::product_update"
+    )]
     async fn update_product(
         &self,
         ctx: &Context<'_>,
@@ -84,19 +156,29 @@ impl Mutation {
             stock: not_null(&input.stock, "stock")?.copied(),
         };
         let id = parse_id(&id).ok_or(AppError::NotFound("product"))?;
-        Ok(products::update(&ctx.state().db, id, changes).await?.into())
+        let product = products::update(&ctx.state().db, id, changes).await?;
+        tracing::info!(audit = "update_product", actor = ?ctx.account_id().ok(), product_id = %product.id, "product updated");
+        Ok(product.into())
     }
 
     /// Removes a product; returns its id.
-    #[graphql(guard = "Can(Permission::ProductDelete)")]
+    #[graphql(
+        guard = "Can(Permission::ProductDelete)",
+        visible = "visible::product_delete"
+    )]
     async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let uuid = parse_id(&id).ok_or(AppError::NotFound("product"))?;
         products::delete(&ctx.state().db, uuid).await?;
+        tracing::info!(audit = "delete_product", actor = ?ctx.account_id().ok(), product_id = %uuid, "product deleted");
         Ok(id)
     }
 
-    /// Gives an account a new role. The last admin cannot be demoted.
-    #[graphql(guard = "Can(Permission::UserSetRole)")]
+    /// Gives an account a new role. Its access tokens stop working at once; a refresh brings
+    /// one with the new role. The last admin cannot be demoted.
+    #[graphql(
+        guard = "Can(Permission::UserSetRole)",
+        visible = "visible::user_set_role"
+    )]
     async fn set_user_role(
         &self,
         ctx: &Context<'_>,
@@ -104,20 +186,11 @@ impl Mutation {
         role: Role,
     ) -> async_graphql::Result<Account> {
         let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
-        Ok(accounts::set_role(&ctx.state().db, id, role).await?.into())
+        let state = ctx.state();
+        let account = accounts::set_role(&state.db, &state.revocations, id, role).await?;
+        tracing::info!(audit = "set_user_role", actor = ?ctx.account_id().ok(), account_id = %id, role = role.as_str(), "role changed");
+        Ok(account.into())
     }
-}
-
-/// A new access token for the account.
-fn sign_in(ctx: &Context<'_>, account: account::Model) -> AppResult<AuthPayload> {
-    let role = Role::from_name(&account.role).unwrap_or(Role::User);
-    let token = ctx.state().tokens.issue_access_token(account.id, role)?;
-    Ok(AuthPayload {
-        access_token: token.token,
-        token_type: "Bearer".to_owned(),
-        expires_in: token.expires_in as i32,
-        account: account.into(),
-    })
 }
 
 /// The value of an optional input field that, when given, must not be null.

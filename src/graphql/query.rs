@@ -2,11 +2,12 @@ use async_graphql::{Context, ID, Object};
 
 use super::{
     ContextExt, parse_id,
-    types::{Account, AccountConnection, Product, ProductConnection},
+    types::{Account, AccountConnection, PermissionGrant, Product, ProductConnection},
 };
 use crate::{
     accounts,
-    authz::{Can, Permission},
+    auth::Viewer,
+    authz::{Can, Permission, Subject, visible},
     error::AppError,
     pagination::{DEFAULT_PAGE_SIZE, PageRequest},
     products,
@@ -16,8 +17,40 @@ pub struct Query;
 
 #[Object]
 impl Query {
+    /// What the caller may do, per the policy: a frontend can hide what it would be refused.
+    async fn my_permissions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<PermissionGrant>> {
+        let subject = match *ctx.viewer() {
+            Viewer::Account { role, .. } => Subject::Role(role),
+            Viewer::Anonymous => Subject::Anonymous,
+            Viewer::InvalidToken => {
+                return Err(AppError::Unauthenticated(
+                    "the access token is invalid or expired; sign in again",
+                )
+                .into());
+            }
+        };
+        let authz = &ctx.state().authz;
+        Ok(Permission::ALL
+            .into_iter()
+            .filter(|permission| authz.allows(subject, *permission))
+            .map(|permission| {
+                let (object, action) = permission.object_action();
+                PermissionGrant {
+                    object: object.to_owned(),
+                    action: action.to_owned(),
+                }
+            })
+            .collect())
+    }
+
     /// The signed-in caller's account.
-    #[graphql(guard = "Can(Permission::AccountRead)")]
+    #[graphql(
+        guard = "Can(Permission::AccountRead)",
+        visible = "visible::account_read"
+    )]
     async fn account(&self, ctx: &Context<'_>) -> async_graphql::Result<Account> {
         let id = ctx.account_id()?;
         let account = accounts::find(&ctx.state().db, id)
@@ -29,7 +62,10 @@ impl Query {
     /// Products in creation order, `first` (1–100, default 20) at a time after the cursor
     /// `after`.
     /// `search` keeps only products whose name contains it, ignoring case.
-    #[graphql(guard = "Can(Permission::ProductRead)")]
+    #[graphql(
+        guard = "Can(Permission::ProductRead)",
+        visible = "visible::product_read"
+    )]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -44,7 +80,10 @@ impl Query {
     }
 
     /// The product with this id, or null when there is none.
-    #[graphql(guard = "Can(Permission::ProductRead)")]
+    #[graphql(
+        guard = "Can(Permission::ProductRead)",
+        visible = "visible::product_read"
+    )]
     async fn product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Product>> {
         let Some(id) = parse_id(&id) else {
             return Ok(None);
@@ -55,7 +94,7 @@ impl Query {
     }
 
     /// Every account, in creation order, `first` (1–100, default 20) at a time.
-    #[graphql(guard = "Can(Permission::UserList)")]
+    #[graphql(guard = "Can(Permission::UserList)", visible = "visible::user_list")]
     async fn users(
         &self,
         ctx: &Context<'_>,

@@ -7,11 +7,12 @@ use uuid::Uuid;
 
 use super::loaders::AccountLoader;
 use crate::{
-    authz::{Can, Permission},
+    authz::{Can, Permission, visible},
     entities::{account, product},
     error::AppError,
     pagination::{Page, encode_cursor},
     role::Role,
+    sessions::SignedIn,
     validation,
 };
 
@@ -59,7 +60,8 @@ impl From<account::Model> for Account {
     }
 }
 
-/// A signed-in session: the Bearer token to send as `Authorization: Bearer <accessToken>`.
+/// A signed-in session: the Bearer token to send as `Authorization: Bearer <accessToken>`,
+/// and the refresh token to trade for a new pair with `refreshToken` before it expires.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
     pub access_token: String,
@@ -67,7 +69,34 @@ pub struct AuthPayload {
     pub token_type: String,
     /// Seconds until the access token expires (3600).
     pub expires_in: i32,
+    /// Opaque; single use: each refresh returns a new one, and using a spent one ends the
+    /// session.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_token_expires_in: i32,
     pub account: Account,
+}
+
+impl From<SignedIn> for AuthPayload {
+    fn from(signed_in: SignedIn) -> Self {
+        Self {
+            access_token: signed_in.access.token,
+            token_type: "Bearer".to_owned(),
+            expires_in: i32::try_from(signed_in.access.expires_in).unwrap_or(i32::MAX),
+            refresh_token: signed_in.refresh_token,
+            refresh_token_expires_in: i32::try_from(signed_in.refresh_expires_in)
+                .unwrap_or(i32::MAX),
+            account: signed_in.account.into(),
+        }
+    }
+}
+
+/// Something the caller may do: an object and an action of the policy.
+#[derive(SimpleObject, Clone, PartialEq, Eq)]
+#[graphql(name = "Permission")]
+pub struct PermissionGrant {
+    pub object: String,
+    pub action: String,
 }
 
 /// A product in the catalog.
@@ -89,7 +118,10 @@ pub struct Product {
 impl Product {
     /// The admin who created the product; null for seeded products or deleted accounts.
     /// Only roles the policy allows may read it.
-    #[graphql(guard = "Can(Permission::ProductReadCreator)")]
+    #[graphql(
+        guard = "Can(Permission::ProductReadCreator)",
+        visible = "visible::product_read_creator"
+    )]
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Account>> {
         let Some(id) = self.created_by_id else {
             return Ok(None);

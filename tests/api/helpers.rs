@@ -109,6 +109,18 @@ impl Drop for TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops the server and keeps its database, to start another server on it.
+    pub fn into_db(mut self) -> TestDb {
+        let empty = TestDb {
+            url: String::new(),
+            postgres: None,
+            _dir: None,
+        };
+        std::mem::replace(&mut self.db, empty)
+    }
+}
+
 /// Variables a test may set on top of the defaults.
 pub type Env = Vec<(&'static str, String)>;
 
@@ -316,4 +328,10 @@ pub fn forge_jwt(header: &Value, claims: &Value, secret: &[u8]) -> String {
 pub fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The header of a token, decoded without verification.
+pub fn header_of(token: &str) -> Value {
+    let header = token.split('.').next().unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
 }

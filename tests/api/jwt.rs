@@ -5,14 +5,10 @@ use crate::helpers::*;
 
 const ACCOUNT: &str = "{ account { username } }";
 
-/// Claims exactly as the server issues them, for an existing account.
-async fn valid_claims(app: &TestApp) -> Value {
+/// The header and claims exactly as the server issues them, for an existing account.
+async fn valid_token(app: &TestApp) -> (Value, Value) {
     let token = app.register("jwtuser", "jwt passphrase").await;
-    claims_of(&token)
-}
-
-fn header() -> Value {
-    json!({"alg": "HS256", "typ": "JWT"})
+    (header_of(&token), claims_of(&token))
 }
 
 async fn assert_rejected(app: &TestApp, token: &str, why: &str) {
@@ -24,10 +20,15 @@ async fn assert_rejected(app: &TestApp, token: &str, why: &str) {
 #[tokio::test]
 async fn issued_tokens_carry_every_claim_and_live_exactly_one_hour() {
     let app = spawn_app().await;
-    let claims = valid_claims(&app).await;
-    for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+    let (header, claims) = valid_token(&app).await;
+    for claim in [
+        "sub", "role", "sid", "ver", "iat", "nbf", "exp", "iss", "aud", "jti",
+    ] {
         assert!(!claims[claim].is_null(), "missing {claim}: {claims}");
     }
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(header["typ"], "at+jwt");
+    assert!(header["kid"].is_string());
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         3600
@@ -36,7 +37,7 @@ async fn issued_tokens_carry_every_claim_and_live_exactly_one_hour() {
     assert_eq!(claims["aud"], "storefront");
     assert_eq!(claims["role"], "user");
     // The forged copy of a valid token is accepted: the attacks below differ in one thing only.
-    let token = forge_jwt(&header(), &claims, JWT_SECRET.as_bytes());
+    let token = forge_jwt(&header, &claims, JWT_SECRET.as_bytes());
     let r = app.gql(ACCOUNT, json!({}), Some(&token)).await;
     assert_eq!(r["data"]["account"]["username"], "jwtuser", "{r}");
 }
@@ -44,14 +45,14 @@ async fn issued_tokens_carry_every_claim_and_live_exactly_one_hour() {
 #[tokio::test]
 async fn expired_and_not_yet_valid_tokens_are_rejected_beyond_five_seconds_of_skew() {
     let app = spawn_app().await;
-    let claims = valid_claims(&app).await;
+    let (header, claims) = valid_token(&app).await;
     let now = Utc::now().timestamp();
     let with = |changes: Value| {
         let mut c = claims.clone();
         for (k, v) in changes.as_object().unwrap() {
             c[k] = v.clone();
         }
-        forge_jwt(&header(), &c, JWT_SECRET.as_bytes())
+        forge_jwt(&header, &c, JWT_SECRET.as_bytes())
     };
 
     assert_rejected(
@@ -78,13 +79,13 @@ async fn expired_and_not_yet_valid_tokens_are_rejected_beyond_five_seconds_of_sk
 #[tokio::test]
 async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
     let app = spawn_app().await;
-    let claims = valid_claims(&app).await;
-    let good = forge_jwt(&header(), &claims, JWT_SECRET.as_bytes());
+    let (header, claims) = valid_token(&app).await;
+    let good = forge_jwt(&header, &claims, JWT_SECRET.as_bytes());
 
     // Tampered payload: role raised to admin, signature kept.
     let mut raised = claims.clone();
     raised["role"] = json!("admin");
-    let forged = forge_jwt(&header(), &raised, JWT_SECRET.as_bytes());
+    let forged = forge_jwt(&header, &raised, JWT_SECRET.as_bytes());
     let parts: Vec<&str> = good.split('.').collect();
     let forged_parts: Vec<&str> = forged.split('.').collect();
     let tampered = format!("{}.{}.{}", parts[0], forged_parts[1], parts[2]);
@@ -92,11 +93,7 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
 
     assert_rejected(
         &app,
-        &forge_jwt(
-            &header(),
-            &claims,
-            b"another-secret-that-is-32-bytes-long!!",
-        ),
+        &forge_jwt(&header, &claims, b"another-secret-that-is-32-bytes-long!!"),
         "wrong secret",
     )
     .await;
@@ -105,7 +102,7 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
     wrong_iss["iss"] = json!("someone-else");
     assert_rejected(
         &app,
-        &forge_jwt(&header(), &wrong_iss, JWT_SECRET.as_bytes()),
+        &forge_jwt(&header, &wrong_iss, JWT_SECRET.as_bytes()),
         "wrong issuer",
     )
     .await;
@@ -114,17 +111,19 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
     wrong_aud["aud"] = json!("another-api");
     assert_rejected(
         &app,
-        &forge_jwt(&header(), &wrong_aud, JWT_SECRET.as_bytes()),
+        &forge_jwt(&header, &wrong_aud, JWT_SECRET.as_bytes()),
         "wrong audience",
     )
     .await;
 
-    for claim in ["sub", "role", "iat", "nbf", "exp", "iss", "aud", "jti"] {
+    for claim in [
+        "sub", "role", "sid", "ver", "iat", "nbf", "exp", "iss", "aud", "jti",
+    ] {
         let mut missing = claims.clone();
         missing.as_object_mut().unwrap().remove(claim);
         assert_rejected(
             &app,
-            &forge_jwt(&header(), &missing, JWT_SECRET.as_bytes()),
+            &forge_jwt(&header, &missing, JWT_SECRET.as_bytes()),
             &format!("missing {claim}"),
         )
         .await;
@@ -134,7 +133,7 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
     string_exp["exp"] = json!(string_exp["exp"].to_string());
     assert_rejected(
         &app,
-        &forge_jwt(&header(), &string_exp, JWT_SECRET.as_bytes()),
+        &forge_jwt(&header, &string_exp, JWT_SECRET.as_bytes()),
         "exp as a string",
     )
     .await;
@@ -143,7 +142,7 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
     unknown_role["role"] = json!("superuser");
     assert_rejected(
         &app,
-        &forge_jwt(&header(), &unknown_role, JWT_SECRET.as_bytes()),
+        &forge_jwt(&header, &unknown_role, JWT_SECRET.as_bytes()),
         "unknown role",
     )
     .await;
@@ -152,7 +151,7 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
 #[tokio::test]
 async fn other_algorithms_are_rejected() {
     let app = spawn_app().await;
-    let claims = valid_claims(&app).await;
+    let (header, claims) = valid_token(&app).await;
     let payload = {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
         URL_SAFE_NO_PAD.encode(claims.to_string())
@@ -161,23 +160,98 @@ async fn other_algorithms_are_rejected() {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
         URL_SAFE_NO_PAD.encode(v.to_string())
     };
+    let with = |name: &str, value: Value| {
+        let mut h = header.clone();
+        h[name] = value;
+        h
+    };
     for alg in ["none", "None", "NONE", "nOnE"] {
-        let token = format!("{}.{payload}.", b64(&json!({"alg": alg, "typ": "JWT"})));
+        let token = format!("{}.{payload}.", b64(&with("alg", json!(alg))));
+        assert_rejected(&app, &token, &format!("alg {alg}")).await;
+        let signed = format!("{}.{payload}.c2lnbmF0dXJl", b64(&with("alg", json!(alg))));
+        assert_rejected(&app, &signed, &format!("alg {alg} with a signature")).await;
+    }
+    // Signed with the right secret under another algorithm: the algorithm is pinned to HS256.
+    for alg in ["HS384", "HS512", "RS256", "ES256", "PS256", "EdDSA"] {
+        let token = forge_jwt(&with("alg", json!(alg)), &claims, JWT_SECRET.as_bytes());
         assert_rejected(&app, &token, &format!("alg {alg}")).await;
     }
-    // HS512 signed with the right secret: the algorithm is pinned to HS256.
-    let hs512 = forge_jwt(
-        &json!({"alg": "HS512", "typ": "JWT"}),
+}
+
+#[tokio::test]
+async fn tokens_of_another_type_or_key_are_rejected() {
+    let app = spawn_app().await;
+    let (header, claims) = valid_token(&app).await;
+    let with = |name: &str, value: Value| {
+        let mut h = header.clone();
+        h[name] = value;
+        h
+    };
+    for (name, value, why) in [
+        ("typ", json!("JWT"), "typ JWT, not at+jwt"),
+        ("typ", Value::Null, "no typ"),
+        ("kid", json!("someone-elses-key"), "unknown kid"),
+        ("kid", Value::Null, "no kid"),
+        ("crit", json!(["exp"]), "unknown critical header"),
+    ] {
+        let token = forge_jwt(&with(name, value), &claims, JWT_SECRET.as_bytes());
+        assert_rejected(&app, &token, why).await;
+    }
+    // Oversized and malformed headers.
+    let huge = forge_jwt(
+        &with("x", json!("a".repeat(5000))),
         &claims,
         JWT_SECRET.as_bytes(),
     );
-    assert_rejected(&app, &hs512, "HS512 header").await;
-    let rs256 = forge_jwt(
-        &json!({"alg": "RS256", "typ": "JWT"}),
-        &claims,
+    assert_rejected(&app, &huge, "oversized header").await;
+    for garbage in ["a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9..", "e30.e30.e30"] {
+        assert_rejected(&app, garbage, garbage).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_old_tokens_valid_and_new_ones_are_signed_with_the_new_key() {
+    let db = TestDb::new().await;
+    let old_app = spawn_on(db, Vec::new()).await;
+    let old_token = old_app.register("rotator", "rotator passphrase").await;
+    let old_kid = header_of(&old_token)["kid"].clone();
+    let db = old_app.into_db();
+
+    let new_secret = "the-new-secret-after-rotation-0123456789";
+    let rotated = spawn_on(
+        db,
+        vec![
+            ("JWT_SECRET", new_secret.to_owned()),
+            ("JWT_PREVIOUS_SECRETS", JWT_SECRET.to_owned()),
+        ],
+    )
+    .await;
+    let r = rotated.gql(ACCOUNT, json!({}), Some(&old_token)).await;
+    assert_eq!(
+        r["data"]["account"]["username"], "rotator",
+        "old token still valid: {r}"
+    );
+    let r = rotated.login("rotator", "rotator passphrase").await;
+    let new_token = r["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(header_of(&new_token)["kid"], old_kid);
+    // A previous secret verifies; it never signs: a token naming the new kid but signed
+    // with the old secret is refused.
+    let forged = forge_jwt(
+        &header_of(&new_token),
+        &claims_of(&new_token),
         JWT_SECRET.as_bytes(),
     );
-    assert_rejected(&app, &rs256, "RS256 header").await;
+    assert_rejected(&rotated, &forged, "new kid, old secret").await;
+    let db = rotated.into_db();
+
+    // Once the old secret is dropped from the list, its tokens stop working.
+    let dropped = spawn_on(db, vec![("JWT_SECRET", new_secret.to_owned())]).await;
+    assert_rejected(&dropped, &old_token, "old key retired").await;
+    let r = dropped.gql(ACCOUNT, json!({}), Some(&new_token)).await;
+    assert_no_errors(&r);
 }
 
 #[tokio::test]

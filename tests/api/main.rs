@@ -12,4 +12,6 @@ mod login;
 mod policy;
 mod roles;
 mod schema;
+mod sessions;
+mod throttling;
 mod validation;

@@ -26,11 +26,13 @@ fn schema_graphql_matches_the_served_schema() {
 #[tokio::test]
 async fn introspection_shows_the_same_schema() {
     let app = crate::helpers::spawn_app().await;
+    // An admin sees every field (see `visibility` for what others see).
+    let admin = app.admin_token().await;
     let r = app
         .gql(
             "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }",
             serde_json::json!({}),
-            None,
+            Some(&admin),
         )
         .await;
     let names = |kind: &str| -> Vec<String> {
@@ -50,13 +52,17 @@ async fn introspection_shows_the_same_schema() {
     }
     assert_eq!(
         names("queryType"),
-        ["account", "products", "product", "users"]
+        ["myPermissions", "account", "products", "product", "users"]
     );
     assert_eq!(
         names("mutationType"),
         [
             "register",
             "login",
+            "refreshToken",
+            "logout",
+            "logoutAll",
+            "changePassword",
             "createProduct",
             "updateProduct",
             "deleteProduct",
