@@ -15,3 +15,4 @@ mod schema;
 mod sessions;
 mod throttling;
 mod validation;
+mod visibility;
