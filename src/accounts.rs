@@ -98,9 +98,11 @@ pub async fn authenticate(
     }
 }
 
-/// Checks the signed-in account's current password (throttled like a sign-in), then stores a
-/// new one and raises the token version so every access token issued before stops working.
-/// Returns the updated account.
+/// Checks the signed-in account's current password (throttled like a sign-in), then ends
+/// every access token issued before and stores the new password. Returns the updated account.
+///
+/// Revocation comes first: if storing the password then fails, the worst outcome is a caller
+/// who must sign in again, never an old token that outlives a password change.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted like a failed sign-in) or on
@@ -108,6 +110,7 @@ pub async fn authenticate(
 pub async fn change_password(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
+    revocations: &Revocations,
     id: Uuid,
     current: String,
     new: String,
@@ -130,9 +133,9 @@ pub async fn change_password(
     throttle::record_success(db, &key).await?;
     validation::new_password(&new, "newPassword")?;
     let password_hash = hasher.hash(new).await?;
-    let mut active: account::ActiveModel = account.clone().into();
+    let account = revoke_access_tokens(db, revocations, id).await?;
+    let mut active: account::ActiveModel = account.into();
     active.password_hash = Set(password_hash);
-    active.token_version = Set(account.token_version + 1);
     active.updated_at = Set(Utc::now());
     Ok(active.update(db).await?)
 }
@@ -261,11 +264,19 @@ pub async fn set_role(
             });
         }
     }
-    let mut active: account::ActiveModel = account.into();
-    active.role = Set(role.as_str().to_owned());
-    active.updated_at = Set(Utc::now());
-    active.update(db).await?;
-    revoke_access_tokens(db, revocations, id).await
+    // Revoke first: if the role update then fails, old tokens are dead anyway (safe), rather
+    // than a demoted admin's token outliving the change.
+    revoke_access_tokens(db, revocations, id).await?;
+    let updated = account::Entity::update_many()
+        .col_expr(account::Column::Role, Expr::value(role.as_str()))
+        .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(account::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(AppError::NotFound("account"));
+    }
+    find(db, id).await?.ok_or(AppError::NotFound("account"))
 }
 
 /// Promotes the account with this username to admin, if there is one.

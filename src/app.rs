@@ -12,6 +12,7 @@ use crate::{
     db,
     graphql::{self, AppSchema},
     http,
+    metrics::Metrics,
 };
 
 /// What every request shares.
@@ -23,12 +24,16 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     pub ip_limiter: IpRateLimiter,
     pub refresh_token_ttl: std::time::Duration,
+    pub metrics: Metrics,
 }
 
 /// A built server: connected, migrated, policy loaded, schema built and port bound.
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
+    /// `/metrics` on its own address, when `METRICS_ADDR` is set.
+    metrics: Option<(TcpListener, axum::Router)>,
+    shutdown_timeout: std::time::Duration,
     state: Arc<AppState>,
 }
 
@@ -72,12 +77,15 @@ impl App {
             revocations,
             ip_limiter: IpRateLimiter::new(config.auth_rate_limit_per_minute),
             refresh_token_ttl: config.refresh_token_ttl,
+            metrics: Metrics::default(),
         });
         let schema: AppSchema = graphql::build_schema(state.clone(), config);
         let settings = http::HttpSettings {
             limits: config.limits.clone(),
             graphiql: config.graphiql,
             trust_proxy_headers: config.trust_proxy_headers,
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            metrics_on_main_router: config.metrics_addr.is_none(),
         };
         let router = http::router(schema, state.clone(), settings);
         let listener = TcpListener::bind(config.listen_addr)
@@ -86,9 +94,20 @@ impl App {
                 addr: config.listen_addr,
                 source,
             })?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                Some((listener, http::metrics_router(state.clone())))
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
             router,
+            metrics,
+            shutdown_timeout: config.shutdown_timeout,
             state,
         })
     }
@@ -122,13 +141,46 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        let stop = Arc::new(tokio::sync::Notify::new());
+        if let Some((listener, router)) = self.metrics {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.notified().await })
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "metrics server failed");
+                }
+            });
+        }
+        let graceful = {
+            let stop = stop.clone();
+            async move { stop.notified().await }
+        };
+        let server = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(graceful)
+        .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => return result,
+            () = shutdown => {}
+        }
+        // Stop accepting, let in-flight requests finish, but not for longer than the deadline.
+        stop.notify_waiters();
+        match tokio::time::timeout(self.shutdown_timeout, server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = self.shutdown_timeout.as_secs(),
+                    "shutdown deadline passed; abandoning requests still in flight"
+                );
+                Ok(())
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::{
     accounts::{self, NewAccount},
     app::App,
     auth::PasswordHasher,
+    authz::Authorizer,
     config::{self, Config},
     db,
     error::AppError,
@@ -18,8 +19,8 @@ use crate::{
 
 /// Storefront: a GraphQL API for accounts and products, authorized by a Casbin policy.
 ///
-/// Configuration comes from the environment and `.env`: DATABASE_URL, JWT_SECRET, LISTEN_ADDR,
-/// APP_ENV, POLICY_DIR, JWT_ISSUER, JWT_AUDIENCE, RUST_LOG.
+/// Configuration comes from the environment and `.env` (DATABASE_URL, JWT_SECRET, LISTEN_ADDR,
+/// APP_ENV, POLICY_DIR, …); the README's Configuration table lists every variable.
 #[derive(Parser, Debug)]
 #[command(name = "storefront", version, about)]
 pub struct Cli {
@@ -44,6 +45,25 @@ pub enum Command {
         /// The admin's username.
         #[arg(long)]
         username: String,
+    },
+    /// Inspect the authorization policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print the role × permission table the policy grants.
+    Show {
+        /// The policy folder (default: POLICY_DIR, or ./policies, or the built-in copy).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Check a policy folder; exits non-zero, saying why, when it is broken.
+    Check {
+        /// The policy folder (default: POLICY_DIR or ./policies).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -72,7 +92,44 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::CreateAdmin { username } => create_admin(&username).await,
+        Command::Policy(command) => policy(command).await,
     }
+}
+
+async fn policy(command: PolicyCommand) -> Result<(), String> {
+    let (dir, check) = match command {
+        PolicyCommand::Show { dir } => (dir, false),
+        PolicyCommand::Check { dir } => (dir, true),
+    };
+    let (dir, is_default) = match dir.or_else(|| std::env::var_os("POLICY_DIR").map(Into::into)) {
+        Some(dir) => (dir, false),
+        None => (std::path::PathBuf::from("./policies"), !check),
+    };
+    let authz = Authorizer::load(&dir, is_default)
+        .await
+        .map_err(|e| format!("policy {}: {e}", dir.display()))?;
+    if check {
+        let policy = std::fs::read_to_string(dir.join("policy.csv"))
+            .map_err(|e| format!("policy {}: {e}", dir.display()))?;
+        let problems = Authorizer::lint(&policy);
+        if !problems.is_empty() {
+            return Err(format!(
+                "policy {} has {} problem(s):\n  {}",
+                dir.display(),
+                problems.len(),
+                problems.join("\n  ")
+            ));
+        }
+        println!(
+            "policy {} is valid (version {})",
+            dir.display(),
+            authz.version()
+        );
+    } else {
+        println!("policy: {} (version {})\n", authz.source(), authz.version());
+        print!("{}", authz.table());
+    }
+    Ok(())
 }
 
 async fn serve() -> Result<(), String> {

@@ -48,6 +48,21 @@ pub struct Config {
     pub introspection: bool,
     pub field_suggestions: bool,
     pub graphiql: bool,
+    /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`, comma-separated;
+    /// none by default; `*` for any, never with credentials).
+    pub cors_allowed_origins: CorsOrigins,
+    /// Serve `/metrics` on this address instead of the API's (`METRICS_ADDR`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long in-flight requests may take to finish after SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout: Duration,
+}
+
+/// Which browser origins may call the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    None,
+    Any,
+    List(Vec<String>),
 }
 
 /// Limits on what one request may ask of the server.
@@ -247,6 +262,37 @@ impl Config {
             )?),
         };
 
+        let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
+            None => CorsOrigins::None,
+            Some(list) if list.trim() == "*" => CorsOrigins::Any,
+            Some(list) => {
+                let origins: Vec<String> = list
+                    .split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+                if origins.iter().any(|o| {
+                    !(o.starts_with("http://") || o.starts_with("https://"))
+                        || o.contains('*')
+                        || o[o.find("://").unwrap_or(0) + 3..].contains('/')
+                }) {
+                    return Err(ConfigError::invalid(
+                        "CORS_ALLOWED_ORIGINS",
+                        "must be `*` or a comma-separated list of origins like https://shop.example.com",
+                    ));
+                }
+                CorsOrigins::List(origins)
+            }
+        };
+        let metrics_addr = match get("METRICS_ADDR") {
+            Some(v) => Some(v.parse().map_err(|_| {
+                ConfigError::invalid("METRICS_ADDR", "must be an address like 127.0.0.1:9100")
+            })?),
+            None => None,
+        };
+        let shutdown_timeout =
+            Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30, 0..=3600)?);
+
         let (policy_dir, policy_dir_is_default) = match get("POLICY_DIR") {
             Some(dir) => (PathBuf::from(dir), false),
             None => (PathBuf::from("./policies"), true),
@@ -271,6 +317,9 @@ impl Config {
             introspection,
             field_suggestions,
             graphiql,
+            cors_allowed_origins,
+            metrics_addr,
+            shutdown_timeout,
         })
     }
 }
@@ -443,6 +492,36 @@ mod tests {
                 .var,
             "JWT_PREVIOUS_SECRETS"
         );
+    }
+
+    #[test]
+    fn cors_origins_are_none_by_default_and_checked() {
+        assert_eq!(config(&[]).unwrap().cors_allowed_origins, CorsOrigins::None);
+        assert_eq!(
+            config(&[("CORS_ALLOWED_ORIGINS", "*")])
+                .unwrap()
+                .cors_allowed_origins,
+            CorsOrigins::Any
+        );
+        assert_eq!(
+            config(&[(
+                "CORS_ALLOWED_ORIGINS",
+                "https://a.example, http://localhost:3000/"
+            )])
+            .unwrap()
+            .cors_allowed_origins,
+            CorsOrigins::List(vec![
+                "https://a.example".to_owned(),
+                "http://localhost:3000".to_owned()
+            ])
+        );
+        for bad in ["a.example", "https://*.example", "https://a.example/path"] {
+            assert_eq!(
+                config(&[("CORS_ALLOWED_ORIGINS", bad)]).err().unwrap().var,
+                "CORS_ALLOWED_ORIGINS",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! playground at `GET /` and `GET /graphql` for browsers.
 
 mod negotiate;
+mod ops;
 mod playground;
 
 use std::{
@@ -26,7 +27,13 @@ use axum::{
 };
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
-use crate::{app::AppState, auth::Viewer, config::Limits, graphql::AppSchema};
+use crate::{
+    app::AppState,
+    auth::Viewer,
+    config::{CorsOrigins, Limits},
+    graphql::AppSchema,
+    metrics::Outcome,
+};
 use negotiate::Format;
 
 /// What the HTTP layer needs to know beyond the schema.
@@ -35,6 +42,9 @@ pub struct HttpSettings {
     pub limits: Limits,
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
+    pub cors_allowed_origins: CorsOrigins,
+    /// Serve `/metrics` here (false when `METRICS_ADDR` names another address).
+    pub metrics_on_main_router: bool,
 }
 
 #[derive(Clone)]
@@ -51,9 +61,17 @@ pub struct ClientIp(pub IpAddr);
 
 /// The router with every route and layer.
 pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> Router {
-    Router::new()
+    let cors = ops::cors_layer(&settings.cors_allowed_origins);
+    let metrics_here = settings.metrics_on_main_router;
+    let mut router = Router::new()
         .route("/", get(playground_page))
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz));
+    if metrics_here {
+        router = router.route("/metrics", get(ops::metrics));
+    }
+    router
         .with_state(HttpState {
             schema,
             app,
@@ -66,7 +84,16 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
                 "internal server error",
             )
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(cors)
+        .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
+        .layer(axum::middleware::from_fn(ops::request_id))
+}
+
+/// A router serving only `/metrics`, for `METRICS_ADDR`.
+pub fn metrics_router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics_only))
+        .with_state(app)
 }
 
 async fn playground_page(State(state): State<HttpState>) -> Response {
@@ -105,6 +132,9 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
         },
         serde_json::Value::Array(items) => {
             let max = state.settings.limits.max_batch;
+            if max == 0 {
+                return bad_request("batching is turned off: send one operation per request");
+            }
             if items.is_empty() || items.len() > max {
                 return bad_request(&format!(
                     "a batch must hold 1 to {max} operations (got {})",
@@ -211,17 +241,37 @@ async fn execute(
     let client_ip = client_ip(headers, extensions, state.settings.trust_proxy_headers);
     let prepare = |request: GqlRequest| request.data(viewer).data(client_ip);
     let timeout: Duration = state.settings.limits.request_timeout;
+    let run_one = async |request: GqlRequest| {
+        let started = std::time::Instant::now();
+        let name = request.operation_name.clone();
+        let response = state.schema.execute(prepare(request)).await;
+        let (body, rejected) = response_body(response);
+        let outcome = match (rejected, body.get("errors")) {
+            (true, _) => Outcome::Rejected,
+            (false, Some(_)) => Outcome::Error,
+            (false, None) => Outcome::Ok,
+        };
+        state
+            .app
+            .metrics
+            .record_operation(name.as_deref(), outcome, started.elapsed());
+        (body, rejected)
+    };
     let run = async {
         match batch {
             BatchRequest::Single(request) => {
-                let response = state.schema.execute(prepare(request)).await;
-                graphql_response(response, format)
+                let (body, rejected) = run_one(request).await;
+                let status = if rejected && format == Format::GraphqlResponseJson {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                };
+                json_response(status, format, &body)
             }
             BatchRequest::Batch(requests) => {
                 let mut bodies = Vec::with_capacity(requests.len());
                 for request in requests {
-                    let response = state.schema.execute(prepare(request)).await;
-                    bodies.push(response_body(response).0);
+                    bodies.push(run_one(request).await.0);
                 }
                 json_response(StatusCode::OK, format, &serde_json::Value::Array(bodies))
             }
@@ -237,20 +287,9 @@ async fn execute(
     }
 }
 
-/// The HTTP response for one executed operation. A request error (the document could not be
-/// parsed or validated, or its variables were wrong) has no `data` entry and, in the
-/// `application/graphql-response+json` format, status 400.
-fn graphql_response(response: GqlResponse, format: Format) -> Response {
-    let (body, request_error) = response_body(response);
-    let status = if request_error && format == Format::GraphqlResponseJson {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    json_response(status, format, &body)
-}
-
-/// The JSON body of one executed operation, and whether it failed before execution.
+/// The JSON body of one executed operation, and whether it failed before execution (a request
+/// error: the document could not be parsed or validated, or its variables were wrong), which
+/// has no `data` entry and, in `application/graphql-response+json`, gets status 400.
 fn response_body(mut response: GqlResponse) -> (serde_json::Value, bool) {
     let request_error = response.data == Value::Null
         && !response.errors.is_empty()
@@ -374,8 +413,10 @@ fn client_ip(
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
             .next_back()
+            // Only the hop the trusted proxy appended counts; if it is not an address, fall
+            // back to the peer rather than to an entry the client may have written.
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
     {
         return ClientIp(ip);
     }

@@ -16,10 +16,21 @@ async fn main() -> std::process::ExitCode {
         },
         _ => EnvFilter::new("info,sqlx=warn,sea_orm=warn"),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match std::env::var("LOG_FORMAT").as_deref().map(str::trim) {
+        Ok("json") => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        Ok("text" | "") | Err(_) => logs.init(),
+        Ok(_) => {
+            eprintln!("error: invalid configuration: LOG_FORMAT must be `text` or `json`");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {

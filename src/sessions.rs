@@ -148,12 +148,15 @@ pub async fn change_password(
     current: String,
     new: String,
 ) -> AppResult<SignedIn> {
-    let account =
-        accounts::change_password(&state.db, &state.passwords, account_id, current, new).await?;
-    state
-        .revocations
-        .revoke_account_tokens(&state.db, account.id, account.token_version)
-        .await?;
+    let account = accounts::change_password(
+        &state.db,
+        &state.passwords,
+        &state.revocations,
+        account_id,
+        current,
+        new,
+    )
+    .await?;
     end_sessions_of(&state.db, account.id, "password change").await?;
     start(state, account).await
 }

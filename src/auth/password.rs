@@ -27,6 +27,10 @@ pub struct PasswordHasher {
 struct Counters {
     hashes: AtomicU64,
     verifications: AtomicU64,
+    /// Waiting for a permit.
+    queued: AtomicU64,
+    /// Running on the blocking pool.
+    running: AtomicU64,
 }
 
 impl PasswordHasher {
@@ -38,11 +42,12 @@ impl PasswordHasher {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
-        let dummy_hash = run_limited(&permits, move || hash_blocking(&random)).await??;
+        let counters = Arc::<Counters>::default();
+        let dummy_hash = run_limited(&permits, &counters, move || hash_blocking(&random)).await??;
         Ok(Self {
             permits,
             dummy_hash: dummy_hash.into(),
-            counters: Arc::default(),
+            counters,
         })
     }
 
@@ -61,7 +66,10 @@ impl PasswordHasher {
     /// Internal, if the blocking pool or argon2 fails.
     pub async fn hash(&self, password: String) -> AppResult<String> {
         self.counters.hashes.fetch_add(1, Ordering::Relaxed);
-        run_limited(&self.permits, move || hash_blocking(password.as_bytes())).await?
+        run_limited(&self.permits, &self.counters, move || {
+            hash_blocking(password.as_bytes())
+        })
+        .await?
     }
 
     /// Whether `password` matches `stored`. With no stored hash (no such account) the password
@@ -73,7 +81,7 @@ impl PasswordHasher {
         self.counters.verifications.fetch_add(1, Ordering::Relaxed);
         let exists = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = run_limited(&self.permits, move || {
+        let matches = run_limited(&self.permits, &self.counters, move || {
             Argon2::default()
                 .verify_password(password.as_bytes(), hash.as_str())
                 .is_ok()
@@ -93,6 +101,16 @@ impl PasswordHasher {
     pub fn verifications(&self) -> u64 {
         self.counters.verifications.load(Ordering::Relaxed)
     }
+
+    /// Hashes and verifications waiting for a worker now.
+    pub fn queued(&self) -> u64 {
+        self.counters.queued.load(Ordering::Relaxed)
+    }
+
+    /// Hashes and verifications running now.
+    pub fn running(&self) -> u64 {
+        self.counters.running.load(Ordering::Relaxed)
+    }
 }
 
 fn hash_blocking(password: &[u8]) -> AppResult<String> {
@@ -102,15 +120,46 @@ fn hash_blocking(password: &[u8]) -> AppResult<String> {
         .map_err(AppError::internal)
 }
 
-/// Runs `work` on the blocking pool once a permit is free.
+/// Runs `work` on the blocking pool once a permit is free. The permit moves into the blocking
+/// task, so a caller that gives up (a request timeout) does not free a slot while argon2 still
+/// runs: at most `concurrency` hashes ever run at once.
 async fn run_limited<T: Send + 'static>(
-    permits: &Semaphore,
+    permits: &Arc<Semaphore>,
+    counters: &Arc<Counters>,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> AppResult<T> {
-    let _permit = permits.acquire().await.map_err(AppError::internal)?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(AppError::internal)
+    let permit = {
+        let _queued = Gauge::enter(counters.clone(), |c| &c.queued);
+        permits.clone().acquire_owned().await
+    }
+    .map_err(AppError::internal)?;
+    let running = Gauge::enter(counters.clone(), |c| &c.running);
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop((permit, running));
+        result
+    })
+    .await
+    .map_err(AppError::internal)
+}
+
+/// Counts one unit into a gauge for as long as it lives.
+struct Gauge {
+    counters: Arc<Counters>,
+    pick: fn(&Counters) -> &AtomicU64,
+}
+
+impl Gauge {
+    fn enter(counters: Arc<Counters>, pick: fn(&Counters) -> &AtomicU64) -> Self {
+        pick(&counters).fetch_add(1, Ordering::Relaxed);
+        Self { counters, pick }
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        (self.pick)(&self.counters).fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ impl Guard for Can {
         let authz = &ctx.state().authz;
         match *ctx.viewer() {
             Viewer::InvalidToken => Err(AppError::Unauthenticated(
-                "the access token is invalid or expired; sign in again",
+                "the access token is invalid, expired or revoked; refresh it or sign in again",
             )
             .into()),
             Viewer::Anonymous if authz.allows(Subject::Anonymous, self.0) => Ok(()),

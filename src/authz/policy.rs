@@ -126,6 +126,7 @@ const BUILT_IN_POLICY: &str = include_str!("../../policies/policy.csv");
 pub struct Authorizer {
     decisions: [[bool; Permission::ALL.len()]; Subject::ALL.len()],
     source: PolicySource,
+    version: String,
 }
 
 impl Authorizer {
@@ -161,6 +162,7 @@ impl Authorizer {
         source: PolicySource,
     ) -> Result<Self, PolicyError> {
         let invalid = |e: casbin::Error| PolicyError::Invalid(e.to_string());
+        let model_text = model;
         let model = DefaultModel::from_str(model).await.map_err(invalid)?;
         let adapter = StringAdapter::new(strip_comments(policy));
         let enforcer = Enforcer::new(model, adapter).await.map_err(invalid)?;
@@ -176,7 +178,13 @@ impl Authorizer {
                     .map_err(invalid)?;
             }
         }
-        Ok(Self { decisions, source })
+        let version =
+            crate::auth::sha256_hex(format!("{model_text}\0{policy}").as_bytes())[..12].to_owned();
+        Ok(Self {
+            decisions,
+            source,
+            version,
+        })
     }
 
     /// Whether the policy lets `subject` have `permission`.
@@ -187,6 +195,86 @@ impl Authorizer {
     /// Where this policy was loaded from.
     pub fn source(&self) -> &PolicySource {
         &self.source
+    }
+
+    /// A short fingerprint of the policy's files.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+impl Authorizer {
+    /// Problems Casbin itself lets pass: lines of an unknown kind or shape, subjects that are
+    /// not `role:` names, and permissions no guard asks about (usually a typo).
+    pub fn lint(policy: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (number, line) in policy.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let at = format!("policy.csv line {}", number + 1);
+            match fields.as_slice() {
+                ["p", subject, object, action] => {
+                    if !subject.starts_with("role:") {
+                        problems.push(format!("{at}: subject `{subject}` is not a `role:` name"));
+                    }
+                    if !Permission::ALL
+                        .iter()
+                        .any(|p| p.object_action() == (*object, *action))
+                    {
+                        problems.push(format!(
+                            "{at}: no guard asks for `{object}, {action}` (known: {})",
+                            Permission::ALL
+                                .iter()
+                                .map(|p| format!("{} {}", p.object_action().0, p.object_action().1))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+                ["g", member, role] => {
+                    for name in [member, role] {
+                        if !name.starts_with("role:") {
+                            problems.push(format!("{at}: `{name}` is not a `role:` name"));
+                        }
+                    }
+                }
+                _ => problems.push(format!(
+                    "{at}: expected `p, role:<name>, <object>, <action>` or `g, role:<a>, role:<b>`"
+                )),
+            }
+        }
+        problems
+    }
+
+    /// The role × permission table this policy grants, as text.
+    pub fn table(&self) -> String {
+        let subjects = Subject::ALL;
+        let mut lines = Vec::new();
+        let mut header = format!("{:<24}", "permission");
+        for subject in subjects {
+            header.push_str(&format!("{:<16}", subject.policy_name()));
+        }
+        lines.push(header);
+        for permission in Permission::ALL {
+            let (object, action) = permission.object_action();
+            let mut line = format!("{:<24}", format!("{object} {action}"));
+            for subject in subjects {
+                let mark = if self.allows(subject, permission) {
+                    "yes"
+                } else {
+                    "-"
+                };
+                line.push_str(&format!("{mark:<16}"));
+            }
+            lines.push(line);
+        }
+        lines
+            .iter()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect()
     }
 }
 
@@ -239,6 +327,30 @@ mod tests {
                 "{permission:?}"
             );
         }
+    }
+
+    #[test]
+    fn lint_finds_typos_and_user_chosen_subjects() {
+        assert!(Authorizer::lint(BUILT_IN_POLICY).is_empty());
+        let problems = Authorizer::lint(
+            "p, role:user, prodcut, read\np, alice, product, read\ng, role:admin\nx, y",
+        );
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("prodcut"));
+    }
+
+    #[tokio::test]
+    async fn the_table_shows_each_role_and_permission() {
+        let table = built_in().await.table();
+        assert!(table.contains("role:admin"));
+        let create = table
+            .lines()
+            .find(|l| l.starts_with("product create"))
+            .unwrap();
+        assert_eq!(
+            create.split_whitespace().collect::<Vec<_>>(),
+            ["product", "create", "-", "-", "yes"]
+        );
     }
 
     #[tokio::test]

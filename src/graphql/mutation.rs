@@ -11,6 +11,7 @@ use crate::{
     accounts::{self, NewAccount},
     authz::{Can, Permission, visible},
     error::{AppError, AppResult},
+    metrics::LoginOutcome,
     products::{self, NewProduct, ProductChanges},
     role::Role,
     sessions,
@@ -45,18 +46,27 @@ impl Mutation {
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
-        ctx.count_auth_attempt()?;
         let state = ctx.state();
+        if let Err(err) = ctx.count_auth_attempt() {
+            state.metrics.record_login(LoginOutcome::Throttled);
+            return Err(err.into());
+        }
         let result =
             accounts::authenticate(&state.db, &state.passwords, &input.username, input.password)
                 .await;
         let account = match result {
             Ok(account) => account,
             Err(err) => {
+                let outcome = match err {
+                    AppError::TooManyRequests { .. } => LoginOutcome::Throttled,
+                    _ => LoginOutcome::Failure,
+                };
+                state.metrics.record_login(outcome);
                 tracing::info!(audit = "login", outcome = err.code(), "sign-in refused");
                 return Err(err.into());
             }
         };
+        state.metrics.record_login(LoginOutcome::Success);
         tracing::info!(audit = "login", outcome = "ok", account_id = %account.id, "signed in");
         Ok(sessions::start(state, account).await?.into())
     }

@@ -27,7 +27,7 @@ impl Query {
             Viewer::Anonymous => Subject::Anonymous,
             Viewer::InvalidToken => {
                 return Err(AppError::Unauthenticated(
-                    "the access token is invalid or expired; sign in again",
+                    "the access token is invalid, expired or revoked; refresh it or sign in again",
                 )
                 .into());
             }

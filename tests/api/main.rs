@@ -9,6 +9,7 @@ mod journey;
 mod jwt;
 mod limits;
 mod login;
+mod ops;
 mod policy;
 mod roles;
 mod schema;

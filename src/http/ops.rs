@@ -1,0 +1,145 @@
+//! What operators need: health and readiness probes, metrics, request ids and CORS.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::HttpState;
+use crate::{app::AppState, config::CorsOrigins, metrics::Gauges};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers and every migration is applied; 503 otherwise.
+pub async fn readyz(State(state): State<HttpState>) -> Response {
+    match readiness(&state.app.db).await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(reason) => {
+            tracing::warn!(reason, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+        }
+    }
+}
+
+async fn readiness(db: &DatabaseConnection) -> Result<(), &'static str> {
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map_err(|_| "database unreachable")?;
+    let pending = Migrator::get_pending_migrations(db)
+        .await
+        .map_err(|_| "cannot read migrations")?;
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err("migrations pending")
+    }
+}
+
+/// `GET /metrics` on the API's address.
+pub async fn metrics(State(state): State<HttpState>) -> Response {
+    render_metrics(&state.app)
+}
+
+/// `GET /metrics` on `METRICS_ADDR`.
+pub async fn metrics_only(State(app): State<Arc<AppState>>) -> Response {
+    render_metrics(&app)
+}
+
+fn render_metrics(app: &AppState) -> Response {
+    let (db_pool_size, db_pool_idle) = pool_use(&app.db);
+    let gauges = Gauges {
+        hash_queue: app.passwords.queued(),
+        hashes_in_flight: app.passwords.running(),
+        db_pool_size,
+        db_pool_idle,
+        policy_version: app.authz.version().to_owned(),
+        policy_source: app.authz.source().to_string(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+fn pool_use(db: &DatabaseConnection) -> (u32, u32) {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle() as u32)
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle() as u32)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// Takes the request id from `x-request-id` (when it is short, printable ASCII) or makes one,
+/// and echoes it on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|v| {
+            let bytes = v.as_bytes();
+            !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a valid header value")
+        });
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, id);
+    response
+}
+
+/// The span every request's logs are recorded in, carrying its request id.
+pub fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
+/// CORS for the configured origins; without any, no CORS headers are sent (same-origin only).
+/// Credentials are never allowed: the API uses Bearer tokens, not cookies.
+pub fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+        .expose_headers([REQUEST_ID])
+        .max_age(std::time::Duration::from_secs(600));
+    match origins {
+        CorsOrigins::None => CorsLayer::new(),
+        CorsOrigins::Any => base.allow_origin(AllowOrigin::any()),
+        CorsOrigins::List(list) => base.allow_origin(AllowOrigin::list(
+            list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        )),
+    }
+}

@@ -1,0 +1,379 @@
+//! What operators use: probes, metrics, request ids, CORS, logs, shutdown and the policy CLI.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.url))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_and_readiness_probes() {
+    let app = spawn_app().await;
+    let response = get(&app, "/healthz").await;
+    assert_eq!(response.status(), 200);
+    let response = get(&app, "/readyz").await;
+    assert_eq!(response.status(), 200);
+
+    // A migration recorded as not applied makes the server not ready.
+    use sea_orm::ConnectionTrait;
+    app.state
+        .db
+        .execute_unprepared("DELETE FROM seaql_migrations WHERE version LIKE '%create_sessions'")
+        .await
+        .unwrap();
+    let response = get(&app, "/readyz").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.text().await.unwrap(), "migrations pending");
+}
+
+#[tokio::test]
+async fn metrics_count_operations_logins_and_show_the_policy() {
+    let app = spawn_app().await;
+    let token = app.register("measured", "measured passphrase").await;
+    app.post(
+        json!({"query": "query Products { products { totalCount } }", "operationName": "Products"}),
+        Some(&token),
+    )
+    .await;
+    app.post(
+        json!({"query": "query Products { products { totalCount } }", "operationName": "Products"}),
+        None,
+    )
+    .await;
+    app.login("measured", "measured passphrase").await;
+    app.login("measured", "wrong passphrase").await;
+    app.gql("{ nosuchfield }", json!({}), None).await;
+
+    let response = get(&app, "/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"storefront_graphql_requests_total{operation="Products",outcome="ok"} 1"#,
+        r#"storefront_graphql_requests_total{operation="Products",outcome="error"} 1"#,
+        r#"storefront_graphql_requests_total{operation="anonymous",outcome="rejected"} 1"#,
+        r#"storefront_graphql_request_duration_seconds_count{operation="Products"} 2"#,
+        r#"storefront_logins_total{outcome="success"} 1"#,
+        r#"storefront_logins_total{outcome="failure"} 1"#,
+        "storefront_password_hash_queue 0",
+        r#"storefront_db_pool_connections{state="idle"}"#,
+        &format!(
+            r#"storefront_policy_info{{version="{}""#,
+            app.state.authz.version()
+        ),
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_live_on_their_own_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(vec![("METRICS_ADDR", format!("127.0.0.1:{port}"))]).await;
+    assert_eq!(get(&app, "/metrics").await.status(), 404);
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("storefront_logins_total"));
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let generated = get(&app, "/healthz").await.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.url))
+        .header("x-request-id", "x".repeat(500))
+        .send()
+        .await
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(response.headers()["x-request-id"].to_str().unwrap()).is_ok());
+}
+
+async fn preflight(app: &TestApp, origin: &str) -> reqwest::header::HeaderMap {
+    app.client
+        .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.url))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .clone()
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins_and_never_credentials() {
+    let app = spawn_app().await;
+    let headers = preflight(&app, "https://evil.example").await;
+    assert!(
+        headers.get("access-control-allow-origin").is_none(),
+        "none by default"
+    );
+
+    let app = spawn_app_with(vec![(
+        "CORS_ALLOWED_ORIGINS",
+        "https://shop.example, http://localhost:3000".to_owned(),
+    )])
+    .await;
+    let headers = preflight(&app, "https://shop.example").await;
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    let headers = preflight(&app, "https://evil.example").await;
+    assert!(headers.get("access-control-allow-origin").is_none());
+
+    let app = spawn_app_with(vec![("CORS_ALLOWED_ORIGINS", "*".to_owned())]).await;
+    let headers = preflight(&app, "https://anyone.example").await;
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert!(headers.get("access-control-allow-credentials").is_none());
+}
+
+/// A `storefront serve` process with JSON logs, on a free port.
+fn serve_process(
+    db: &TestDb,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, String, tempfile::NamedTempFile) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
+    command
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("POLICY_DIR", policy_dir())
+        .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    (
+        command.spawn().unwrap(),
+        format!("http://127.0.0.1:{port}"),
+        log,
+    )
+}
+
+async fn wait_until_up(url: &str) {
+    for _ in 0..200 {
+        if reqwest::get(format!("{url}/healthz")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start");
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json() {
+    let db = TestDb::new().await;
+    let (mut child, url, log) = serve_process(&db, &[]);
+    wait_until_up(&url).await;
+    let client = reqwest::Client::new();
+    let r: Value = client
+        .post(format!("{url}/graphql"))
+        .header("x-request-id", "json-log-check")
+        .json(&json!({"query": r#"mutation{ register(input:{username:"inflight", password:"in flight passphrase"}){ accessToken } }"#}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_no_errors(&r);
+
+    // Ten sign-ins in one batch take a while; SIGTERM arrives while they run.
+    let batch: Vec<Value> = (0..10)
+        .map(|_| json!({"query": r#"mutation{ login(input:{username:"inflight", password:"in flight passphrase"}){ accessToken } }"#}))
+        .collect();
+    let request = tokio::spawn({
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .post(format!("{url}/graphql"))
+                .json(&batch)
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body.as_array().unwrap().len(), 10);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<Value> = logged
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["request_id"] == "json-log-check"
+                || l["span"]["request_id"] == "json-log-check"),
+        "a log line carries the request id:\n{logged}"
+    );
+    assert!(
+        lines.iter().any(|l| l["audit"] == "register"),
+        "audit event logged:\n{logged}"
+    );
+}
+
+#[tokio::test]
+async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
+    let db = TestDb::new().await;
+    let (mut child, url, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]);
+    wait_until_up(&url).await;
+    let client = reqwest::Client::new();
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"query": format!(r#"mutation{{ register(input:{{username:"slow{i}", password:"slow passphrase {i}"}}){{ accessToken }} }}"#)}))
+        .collect();
+    let request = tokio::spawn(async move {
+        client
+            .post(format!("{url}/graphql"))
+            .json(&batch)
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    // The request still running at the deadline was cut off rather than answered.
+    assert!(request.await.unwrap().is_err(), "abandoned at the deadline");
+}
+
+#[test]
+fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_storefront"))
+            .args(args)
+            .env_remove("POLICY_DIR")
+            .output()
+            .unwrap()
+    };
+    let dir = policy_dir().display().to_string();
+    let out = run(&["policy", "show", "--dir", &dir]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("product create"))
+        .unwrap();
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["product", "create", "-", "-", "yes"]
+    );
+    assert!(run(&["policy", "check", "--dir", &dir]).status.success());
+
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        policy_dir().join("model.conf"),
+        broken.path().join("model.conf"),
+    )
+    .unwrap();
+    std::fs::write(
+        broken.path().join("policy.csv"),
+        "p, role:user, prodcut, read\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "policy",
+        "check",
+        "--dir",
+        &broken.path().display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prodcut"));
+
+    std::fs::write(
+        broken.path().join("model.conf"),
+        "[request_definition]\nr = sub\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "policy",
+        "check",
+        "--dir",
+        &broken.path().display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let out = run(&["policy", "check", "--dir", "/nonexistent"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+}
