@@ -79,7 +79,7 @@ pub async fn authenticate(
     password: String,
 ) -> AppResult<account::Model> {
     let key = throttle::username_key(username);
-    throttle::check_username(db, &key).await?;
+    let failures_on_record = throttle::check_username(db, &key).await?;
     let account = match validation::username(username) {
         Ok(normalized) => find_by_username(db, &normalized).await?,
         Err(_) => None,
@@ -88,7 +88,9 @@ pub async fn authenticate(
     let verified = hasher.verify(password, stored_hash).await?;
     match account {
         Some(account) if verified => {
-            throttle::record_success(db, &key).await?;
+            if failures_on_record {
+                throttle::record_success(db, &key).await?;
+            }
             Ok(account)
         }
         _ => {
@@ -119,7 +121,7 @@ pub async fn change_password(
         .await?
         .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
     let key = throttle::username_key(&account.username);
-    throttle::check_username(db, &key).await?;
+    let failures_on_record = throttle::check_username(db, &key).await?;
     if !hasher
         .verify(current, Some(account.password_hash.clone()))
         .await?
@@ -130,7 +132,9 @@ pub async fn change_password(
             message: "the current password is wrong".to_owned(),
         });
     }
-    throttle::record_success(db, &key).await?;
+    if failures_on_record {
+        throttle::record_success(db, &key).await?;
+    }
     validation::new_password(&new, "newPassword")?;
     let password_hash = hasher.hash(new).await?;
     let account = revoke_access_tokens(db, revocations, id).await?;

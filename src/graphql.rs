@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, types and thin resolvers over the services.
 
+mod cache;
 mod limits;
 mod loaders;
 mod mutation;
@@ -42,7 +43,8 @@ pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)
-        .extension(limits::AliasLimit::new(limits.max_aliases));
+        .extension(limits::AliasLimit::new(limits.max_aliases))
+        .extension(cache::DocumentCache::default());
     if !config.introspection {
         builder = builder.disable_introspection();
     }

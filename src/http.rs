@@ -244,24 +244,18 @@ async fn execute(
     let run_one = async |request: GqlRequest| {
         let started = std::time::Instant::now();
         let name = request.operation_name.clone();
-        let response = state.schema.execute(prepare(request)).await;
-        let (body, rejected) = response_body(response);
-        let outcome = match (rejected, body.get("errors")) {
-            (true, _) => Outcome::Rejected,
-            (false, Some(_)) => Outcome::Error,
-            (false, None) => Outcome::Ok,
-        };
+        let body = ResponseBody::from_response(state.schema.execute(prepare(request)).await);
         state
             .app
             .metrics
-            .record_operation(name.as_deref(), outcome, started.elapsed());
-        (body, rejected)
+            .record_operation(name.as_deref(), body.outcome(), started.elapsed());
+        body
     };
     let run = async {
         match batch {
             BatchRequest::Single(request) => {
-                let (body, rejected) = run_one(request).await;
-                let status = if rejected && format == Format::GraphqlResponseJson {
+                let body = run_one(request).await;
+                let status = if body.is_request_error() && format == Format::GraphqlResponseJson {
                     StatusCode::BAD_REQUEST
                 } else {
                     StatusCode::OK
@@ -271,9 +265,9 @@ async fn execute(
             BatchRequest::Batch(requests) => {
                 let mut bodies = Vec::with_capacity(requests.len());
                 for request in requests {
-                    bodies.push(run_one(request).await.0);
+                    bodies.push(run_one(request).await);
                 }
-                json_response(StatusCode::OK, format, &serde_json::Value::Array(bodies))
+                json_response(StatusCode::OK, format, &bodies)
             }
         }
     };
@@ -287,27 +281,51 @@ async fn execute(
     }
 }
 
-/// The JSON body of one executed operation, and whether it failed before execution (a request
-/// error: the document could not be parsed or validated, or its variables were wrong), which
-/// has no `data` entry and, in `application/graphql-response+json`, gets status 400.
-fn response_body(mut response: GqlResponse) -> (serde_json::Value, bool) {
-    let request_error = response.data == Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty());
-    for error in &mut response.errors {
-        // Errors raised by the engine itself (syntax, validation, variables, limits) carry no
-        // code; they are all faults in the request, so a client can branch on one code.
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
+/// The JSON body of one executed operation. A request error (the document could not be parsed
+/// or validated, or its variables were wrong) has no `data` entry and, in
+/// `application/graphql-response+json`, gets status 400.
+#[derive(serde::Serialize)]
+struct ResponseBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<async_graphql::ServerError>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: std::collections::BTreeMap<String, Value>,
+}
+
+impl ResponseBody {
+    fn from_response(mut response: GqlResponse) -> Self {
+        let request_error = response.data == Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|e| e.path.is_empty());
+        for error in &mut response.errors {
+            // Errors raised by the engine itself (syntax, validation, variables, limits) carry
+            // no code; they are all faults in the request, so a client can branch on one code.
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                extensions.set("code", "BAD_USER_INPUT");
+            }
+            null_at_error_path(&mut response.data, &error.path);
         }
-        null_at_error_path(&mut response.data, &error.path);
+        Self {
+            data: (!request_error).then_some(response.data),
+            errors: response.errors,
+            extensions: response.extensions,
+        }
     }
-    let mut body = serde_json::to_value(&response).unwrap_or_default();
-    if request_error && let serde_json::Value::Object(fields) = &mut body {
-        fields.remove("data");
+
+    fn is_request_error(&self) -> bool {
+        self.data.is_none()
     }
-    (body, request_error)
+
+    fn outcome(&self) -> Outcome {
+        match (self.is_request_error(), self.errors.is_empty()) {
+            (true, _) => Outcome::Rejected,
+            (false, false) => Outcome::Error,
+            (false, true) => Outcome::Ok,
+        }
+    }
 }
 
 /// Puts the `null` that the GraphQL spec requires where a field failed.
@@ -436,8 +454,11 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
-fn json_response(status: StatusCode, format: Format, body: &serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+fn json_response(status: StatusCode, format: Format, body: &impl serde::Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
+        br#"{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec()
+    });
+    let mut response = (status, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),

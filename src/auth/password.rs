@@ -1,21 +1,24 @@
-//! argon2id password hashing, run on the blocking pool behind a semaphore sized to the cores,
-//! so a burst of sign-ins never stalls the async executor.
+//! argon2id password hashing on a small pool of dedicated threads (one per core), so a burst of
+//! sign-ins never stalls the async executor and memory stays bounded: each hash needs 19 MiB,
+//! and with a fixed set of threads at most that many hashes' worth is ever held (the blocking
+//! pool's many short-lived threads would each keep a malloc arena of their own).
 
 use std::sync::{
-    Arc,
+    Arc, Mutex,
     atomic::{AtomicU64, Ordering},
+    mpsc,
 };
 
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use rand::RngCore;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::error::{AppError, AppResult};
 
 /// Hashes and verifies passwords with argon2id at OWASP's parameters (m=19456 KiB, t=2, p=1).
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     /// A hash of a random password, verified against when an account does not exist so that
     /// "no such user" costs the same time as "wrong password".
     dummy_hash: Arc<str>,
@@ -27,9 +30,9 @@ pub struct PasswordHasher {
 struct Counters {
     hashes: AtomicU64,
     verifications: AtomicU64,
-    /// Waiting for a permit.
+    /// Waiting for a worker.
     queued: AtomicU64,
-    /// Running on the blocking pool.
+    /// Running on a worker.
     running: AtomicU64,
 }
 
@@ -39,13 +42,13 @@ impl PasswordHasher {
     /// # Errors
     /// Only if argon2 fails, which would be a bug.
     pub async fn new(concurrency: usize) -> AppResult<Self> {
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        let counters = Arc::<Counters>::default();
+        let pool = Arc::new(HashPool::start(concurrency.max(1), counters.clone())?);
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
-        let counters = Arc::<Counters>::default();
-        let dummy_hash = run_limited(&permits, &counters, move || hash_blocking(&random)).await??;
+        let dummy_hash = pool.run(move || hash_blocking(&random)).await??;
         Ok(Self {
-            permits,
+            pool,
             dummy_hash: dummy_hash.into(),
             counters,
         })
@@ -66,10 +69,9 @@ impl PasswordHasher {
     /// Internal, if the blocking pool or argon2 fails.
     pub async fn hash(&self, password: String) -> AppResult<String> {
         self.counters.hashes.fetch_add(1, Ordering::Relaxed);
-        run_limited(&self.permits, &self.counters, move || {
-            hash_blocking(password.as_bytes())
-        })
-        .await?
+        self.pool
+            .run(move || hash_blocking(password.as_bytes()))
+            .await?
     }
 
     /// Whether `password` matches `stored`. With no stored hash (no such account) the password
@@ -81,12 +83,14 @@ impl PasswordHasher {
         self.counters.verifications.fetch_add(1, Ordering::Relaxed);
         let exists = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = run_limited(&self.permits, &self.counters, move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await?;
+        let matches = self
+            .pool
+            .run(move || {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), hash.as_str())
+                    .is_ok()
+            })
+            .await?;
         Ok(exists && matches)
     }
 }
@@ -120,45 +124,67 @@ fn hash_blocking(password: &[u8]) -> AppResult<String> {
         .map_err(AppError::internal)
 }
 
-/// Runs `work` on the blocking pool once a permit is free. The permit moves into the blocking
-/// task, so a caller that gives up (a request timeout) does not free a slot while argon2 still
-/// runs: at most `concurrency` hashes ever run at once.
-async fn run_limited<T: Send + 'static>(
-    permits: &Arc<Semaphore>,
-    counters: &Arc<Counters>,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> AppResult<T> {
-    let permit = {
-        let _queued = Gauge::enter(counters.clone(), |c| &c.queued);
-        permits.clone().acquire_owned().await
-    }
-    .map_err(AppError::internal)?;
-    let running = Gauge::enter(counters.clone(), |c| &c.running);
-    tokio::task::spawn_blocking(move || {
-        let result = work();
-        drop((permit, running));
-        result
-    })
-    .await
-    .map_err(AppError::internal)
-}
+type Job = Box<dyn FnOnce() + Send>;
 
-/// Counts one unit into a gauge for as long as it lives.
-struct Gauge {
+/// A fixed set of threads running argon2, fed through a queue.
+struct HashPool {
+    jobs: Mutex<mpsc::Sender<Job>>,
     counters: Arc<Counters>,
-    pick: fn(&Counters) -> &AtomicU64,
 }
 
-impl Gauge {
-    fn enter(counters: Arc<Counters>, pick: fn(&Counters) -> &AtomicU64) -> Self {
-        pick(&counters).fetch_add(1, Ordering::Relaxed);
-        Self { counters, pick }
+impl HashPool {
+    fn start(threads: usize, counters: Arc<Counters>) -> AppResult<Self> {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..threads {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The queue closes when the last hasher is dropped.
+                        let job = match receiver.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(AppError::internal)?;
+        }
+        Ok(Self {
+            jobs: Mutex::new(sender),
+            counters,
+        })
     }
-}
 
-impl Drop for Gauge {
-    fn drop(&mut self) {
-        (self.pick)(&self.counters).fetch_sub(1, Ordering::Relaxed);
+    /// Runs `work` on a worker. A caller that gives up (a request timeout) leaves the work to
+    /// finish on its worker, so no more than the pool's threads ever hash at once.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> AppResult<T> {
+        let (done, result) = oneshot::channel();
+        let counters = self.counters.clone();
+        counters.queued.fetch_add(1, Ordering::Relaxed);
+        let job: Job = Box::new(move || {
+            counters.queued.fetch_sub(1, Ordering::Relaxed);
+            counters.running.fetch_add(1, Ordering::Relaxed);
+            let output = work();
+            counters.running.fetch_sub(1, Ordering::Relaxed);
+            let _ = done.send(output);
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| AppError::internal("hash pool lock poisoned"))?
+            .send(job)
+            .map_err(|_| AppError::internal("hash pool stopped"))?;
+        result
+            .await
+            .map_err(|_| AppError::internal("hash worker panicked"))
     }
 }
 

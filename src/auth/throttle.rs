@@ -41,23 +41,24 @@ pub fn lock_duration(failures: i32) -> Option<Duration> {
     Some((FIRST_LOCK * 2u32.pow(doublings)).min(MAX_LOCK))
 }
 
-/// Refuses a sign-in while its username is locked.
+/// Refuses a sign-in while its username is locked. Returns whether the username has failures
+/// on record (only then does a success need to clear them).
 ///
 /// # Errors
 /// `TOO_MANY_REQUESTS` with the seconds left; internal on a database failure.
-pub async fn check_username(db: &DatabaseConnection, key: &str) -> AppResult<()> {
+pub async fn check_username(db: &DatabaseConnection, key: &str) -> AppResult<bool> {
     let Some(row) = login_throttle::Entity::find_by_id(key.to_owned())
         .one(db)
         .await?
     else {
-        return Ok(());
+        return Ok(false);
     };
     let now = Utc::now().timestamp_millis();
     match row.locked_until_ms {
         Some(until) if until > now => Err(AppError::TooManyRequests {
             retry_after_secs: ((until - now) as u64).div_ceil(1000),
         }),
-        _ => Ok(()),
+        _ => Ok(true),
     }
 }
 
