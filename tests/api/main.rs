@@ -11,6 +11,7 @@ mod limits;
 mod login;
 mod ops;
 mod policy;
+mod readme;
 mod roles;
 mod schema;
 mod sessions;
