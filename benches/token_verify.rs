@@ -1,0 +1,41 @@
+//! Access-token cost per request: every authenticated GraphQL request verifies one HS256 token.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use storefront::{auth::TokenService, config::Config, role::Role};
+use uuid::Uuid;
+
+fn config() -> Config {
+    Config::from_lookup(|name| match name {
+        "JWT_SECRET" => Some("criterion-bench-secret-of-at-least-32-bytes".to_owned()),
+        "DATABASE_URL" => Some("sqlite::memory:".to_owned()),
+        _ => None,
+    })
+    .expect("bench configuration is valid")
+}
+
+fn token_verify(c: &mut Criterion) {
+    let tokens = TokenService::new(&config());
+    let token = tokens
+        .issue_access_token(Uuid::now_v7(), Role::User, Uuid::now_v7(), 1)
+        .expect("token is issued")
+        .token;
+    c.bench_function("token_verify", |b| {
+        b.iter(|| {
+            tokens
+                .verify_access_token(black_box(&token))
+                .expect("token verifies")
+        })
+    });
+    c.bench_function("token_issue", |b| {
+        b.iter(|| {
+            tokens
+                .issue_access_token(black_box(Uuid::nil()), Role::User, Uuid::nil(), 1)
+                .expect("token is issued")
+        })
+    });
+}
+
+criterion_group!(benches, token_verify);
+criterion_main!(benches);
