@@ -149,6 +149,7 @@ async fn serve() -> Result<(), String> {
             tracing::info!(added, "new embedded database: demo products seeded");
         }
     }
+    crate::auth::password::release_freed_memory();
     app.run().await.map_err(|e| format!("server failed: {e}"))
 }
 

@@ -18,3 +18,8 @@ pub mod products;
 pub mod role;
 pub mod sessions;
 pub mod validation;
+
+/// mimalloc: the default allocator spent a fifth of each request's CPU in malloc and free
+/// (see BENCHMARKS.md). Set here so the binary, the tests and the benchmarks all use it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

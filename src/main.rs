@@ -39,8 +39,3 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
-
-/// mimalloc: the default allocator spent a fifth of each request's CPU in malloc and free
-/// (see BENCHMARKS.md), and keeps per-thread arenas that held freed argon2 blocks.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
