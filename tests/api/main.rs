@@ -5,6 +5,7 @@ mod helpers;
 
 mod authorization;
 mod cli;
+mod clients;
 mod journey;
 mod jwt;
 mod limits;
