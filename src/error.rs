@@ -35,6 +35,10 @@ pub enum AppError {
     Internal(String),
 }
 
+/// The answer to a request whose access token failed verification or was revoked.
+pub const INVALID_TOKEN: &str =
+    "the access token is invalid, expired or revoked; refresh it or sign in again";
+
 /// The result of every fallible operation below the GraphQL layer.
 pub type AppResult<T> = Result<T, AppError>;
 

@@ -1,7 +1,11 @@
 use async_graphql::{Context, Guard};
 
 use super::{Permission, Subject};
-use crate::{auth::Viewer, error::AppError, graphql::ContextExt};
+use crate::{
+    auth::Viewer,
+    error::{AppError, INVALID_TOKEN},
+    graphql::ContextExt,
+};
 
 /// The one guard on every protected field: lets the call through when the policy grants the
 /// caller's role the permission.
@@ -14,10 +18,7 @@ impl Guard for Can {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
         let authz = &ctx.state().authz;
         match *ctx.viewer() {
-            Viewer::InvalidToken => Err(AppError::Unauthenticated(
-                "the access token is invalid, expired or revoked; refresh it or sign in again",
-            )
-            .into()),
+            Viewer::InvalidToken => Err(AppError::Unauthenticated(INVALID_TOKEN).into()),
             Viewer::Anonymous if authz.allows(Subject::Anonymous, self.0) => Ok(()),
             Viewer::Anonymous => Err(AppError::Unauthenticated(
                 "sign in to do this: send `Authorization: Bearer <accessToken>`",
@@ -36,11 +37,9 @@ impl Guard for Can {
 /// same decisions the guard enforces (can-see equals can-do). A bad token sees what an
 /// anonymous caller sees.
 pub fn can_see(ctx: &Context<'_>, permission: Permission) -> bool {
-    let subject = match *ctx.viewer() {
-        Viewer::Account { role, .. } => Subject::Role(role),
-        Viewer::Anonymous | Viewer::InvalidToken => Subject::Anonymous,
-    };
-    ctx.state().authz.allows(subject, permission)
+    ctx.state()
+        .authz
+        .allows(Subject::of(ctx.viewer()), permission)
 }
 
 /// `visible` functions for `#[graphql(visible = "…")]`, one per permission, each deciding

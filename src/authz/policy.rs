@@ -63,6 +63,16 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// The subject a caller is asked about as: their role, or anonymous (a bad token included).
+    pub fn of(viewer: &crate::auth::Viewer) -> Self {
+        match *viewer {
+            crate::auth::Viewer::Account { role, .. } => Subject::Role(role),
+            crate::auth::Viewer::Anonymous | crate::auth::Viewer::InvalidToken => {
+                Subject::Anonymous
+            }
+        }
+    }
+
     const ALL: [Subject; 3] = [
         Subject::Anonymous,
         Subject::Role(Role::User),

@@ -8,7 +8,7 @@ use crate::{
     accounts,
     auth::Viewer,
     authz::{Can, Permission, Subject, visible},
-    error::AppError,
+    error::{AppError, INVALID_TOKEN},
     pagination::{DEFAULT_PAGE_SIZE, PageRequest},
     products,
 };
@@ -22,16 +22,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<PermissionGrant>> {
-        let subject = match *ctx.viewer() {
-            Viewer::Account { role, .. } => Subject::Role(role),
-            Viewer::Anonymous => Subject::Anonymous,
-            Viewer::InvalidToken => {
-                return Err(AppError::Unauthenticated(
-                    "the access token is invalid, expired or revoked; refresh it or sign in again",
-                )
-                .into());
-            }
-        };
+        if *ctx.viewer() == Viewer::InvalidToken {
+            return Err(AppError::Unauthenticated(INVALID_TOKEN).into());
+        }
+        let subject = Subject::of(ctx.viewer());
         let authz = &ctx.state().authz;
         Ok(Permission::ALL
             .into_iter()
