@@ -218,13 +218,12 @@ pub async fn page(
     let has_next_page = items.len() as u64 > request.first;
     items.truncate(request.first as usize);
     let has_previous_page = match request.after {
-        Some(after) => {
-            account::Entity::find()
-                .filter(account::Column::Id.lte(after))
-                .count(db)
-                .await?
-                > 0
-        }
+        Some(after) => account::Entity::find()
+            .filter(account::Column::Id.lte(after))
+            .limit(1)
+            .one(db)
+            .await?
+            .is_some(),
         None => false,
     };
     let total_count = if with_total {
