@@ -4,8 +4,8 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -270,16 +270,49 @@ pub async fn set_role(
     // Revoke first: if the role update then fails, old tokens are dead anyway (safe), rather
     // than a demoted admin's token outliving the change.
     revoke_access_tokens(db, revocations, id).await?;
-    let updated = account::Entity::update_many()
-        .col_expr(account::Column::Role, Expr::value(role.as_str()))
-        .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(account::Column::Id.eq(id))
-        .exec(db)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Err(AppError::NotFound("account"));
+    if !update_role_keeping_an_admin(db, id, role).await? {
+        return Err(AppError::Conflict {
+            field: "role",
+            message: "cannot remove the last admin",
+        });
     }
     find(db, id).await?.ok_or(AppError::NotFound("account"))
+}
+
+/// An arbitrary constant naming the role-change lock in `pg_advisory_xact_lock`.
+const ROLE_CHANGE_LOCK_KEY: i64 = 0x5354_4f52_524f_4c45; // "STORROLE"
+
+/// Sets the role in one statement that refuses to demote the last admin, so two demotions
+/// racing each other cannot both pass the check. On PostgreSQL role changes also take an
+/// advisory lock, as its statement snapshots would otherwise let both see two admins; SQLite
+/// runs one writer at a time. Returns false when the change would leave no admin.
+async fn update_role_keeping_an_admin(
+    db: &DatabaseConnection,
+    id: Uuid,
+    role: Role,
+) -> AppResult<bool> {
+    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    if backend == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_xact_lock($1)",
+            [ROLE_CHANGE_LOCK_KEY.into()],
+        ))
+        .await?;
+    }
+    let updated = txn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE accounts SET role = $1, updated_at = $2
+             WHERE id = $3
+               AND ($1 = 'admin' OR role <> 'admin'
+                    OR (SELECT COUNT(*) FROM accounts WHERE role = 'admin') > 1)",
+            [role.as_str().into(), Utc::now().into(), id.into()],
+        ))
+        .await?;
+    txn.commit().await?;
+    Ok(updated.rows_affected() == 1)
 }
 
 /// Promotes the account with this username to admin, if there is one.

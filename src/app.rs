@@ -69,6 +69,7 @@ impl App {
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
         revocations.spawn_poller(db.clone(), config.revocation_poll);
+        crate::maintenance::spawn_pruner(db.clone());
         let state = Arc::new(AppState {
             db,
             tokens: TokenService::new(config),

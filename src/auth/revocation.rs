@@ -23,7 +23,7 @@ use super::jwt::{ACCESS_TOKEN_TTL_SECS, CLOCK_SKEW_SECS};
 use crate::entities::revocation;
 
 /// How long a revocation matters: an access token's lifetime, the skew, and a margin.
-const RETENTION_MS: i64 = (ACCESS_TOKEN_TTL_SECS + CLOCK_SKEW_SECS as i64 + 60) * 1000;
+pub const RETENTION_MS: i64 = (ACCESS_TOKEN_TTL_SECS + CLOCK_SKEW_SECS as i64 + 60) * 1000;
 /// Each poll re-reads this much of the past, so a row committed late (or stamped by a replica
 /// whose clock is a little behind) is still seen. Applying a row twice changes nothing.
 const POLL_OVERLAP_MS: i64 = 5_000;

@@ -22,7 +22,7 @@ pub const FREE_FAILURES: i32 = 5;
 pub const FIRST_LOCK: Duration = Duration::from_secs(30);
 pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
 /// Failures older than this are forgotten: "consecutive" means within this window.
-const FAILURE_MEMORY_MS: i64 = 60 * 60 * 1000;
+pub const FAILURE_MEMORY_MS: i64 = 60 * 60 * 1000;
 
 /// The throttle key of a username typed at sign-in: the SHA-256 of its lower-cased form, so the
 /// table holds no usernames and unknown names are throttled exactly like known ones.

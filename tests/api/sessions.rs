@@ -400,3 +400,62 @@ async fn revocation_reaches_every_replica_within_a_second() {
         "replica B still accepts a demoted admin's token after 1 s"
     );
 }
+
+#[tokio::test]
+async fn rows_that_can_no_longer_matter_are_pruned() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use storefront::maintenance::{Pruned, prune};
+    let app = spawn_app().await;
+    app.register("pruned", "pruned passphrase").await;
+    let keep = login_pair(&app, "pruned", "pruned passphrase").await;
+    let ended = login_pair(&app, "pruned", "pruned passphrase").await;
+    assert_no_errors(
+        &app.gql("mutation { logout }", json!({}), Some(&ended.access))
+            .await,
+    );
+    for _ in 0..5 {
+        app.login("nobody-at-all", "wrong passphrase").await;
+    }
+    let first = prune(&app.state.db).await.unwrap();
+    assert_eq!(first, Pruned::default(), "nothing is old enough yet");
+
+    // Age everything: the logout's session and revocation, the throttle row (its lock over),
+    // and every refresh token.
+    let db = &app.state.db;
+    let backend = db.get_database_backend();
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(40);
+    for (sql, value) in [
+        (
+            "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NOT NULL",
+            sea_orm::Value::from(long_ago),
+        ),
+        (
+            "UPDATE revocations SET created_at_ms = $1",
+            sea_orm::Value::from(long_ago.timestamp_millis()),
+        ),
+        (
+            "UPDATE login_throttles SET updated_at_ms = $1, locked_until_ms = $1",
+            sea_orm::Value::from(long_ago.timestamp_millis()),
+        ),
+    ] {
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, [value]))
+            .await
+            .unwrap();
+    }
+    let pruned = prune(db).await.unwrap();
+    assert_eq!(pruned.sessions, 1, "{pruned:?}");
+    assert!(pruned.revocations >= 1, "{pruned:?}");
+    assert_eq!(pruned.login_throttles, 1, "{pruned:?}");
+    // The live session is untouched.
+    assert!(works(&app, &keep.access).await);
+    assert!(codes(&refresh(&app, &keep.refresh).await).is_empty());
+
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "UPDATE refresh_tokens SET expires_at = $1",
+        [long_ago.into()],
+    ))
+    .await
+    .unwrap();
+    assert!(prune(db).await.unwrap().refresh_tokens >= 1);
+}
