@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
+    PaginatorTrait, QueryFilter, SqlErr, Statement, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use crate::{
     auth::{PasswordHasher, Revocations, throttle},
     entities::account,
     error::{AppError, AppResult},
-    pagination::{Page, PageRequest},
+    pagination::{Page, PageRequest, read_page},
     role::Role,
     validation,
 };
@@ -210,33 +210,14 @@ pub async fn page(
     request: PageRequest,
     with_total: bool,
 ) -> AppResult<Page<account::Model>> {
-    let mut query = account::Entity::find().order_by_asc(account::Column::Id);
-    if let Some(after) = request.after {
-        query = query.filter(account::Column::Id.gt(after));
-    }
-    let mut items = query.limit(request.first + 1).all(db).await?;
-    let has_next_page = items.len() as u64 > request.first;
-    items.truncate(request.first as usize);
-    let has_previous_page = match request.after {
-        Some(after) => account::Entity::find()
-            .filter(account::Column::Id.lte(after))
-            .limit(1)
-            .one(db)
-            .await?
-            .is_some(),
-        None => false,
-    };
-    let total_count = if with_total {
-        Some(account::Entity::find().count(db).await?)
-    } else {
-        None
-    };
-    Ok(Page {
-        items,
-        has_next_page,
-        has_previous_page,
-        total_count,
-    })
+    read_page(
+        db,
+        account::Entity::find(),
+        account::Column::Id,
+        request,
+        with_total,
+    )
+    .await
 }
 
 /// Gives an account a new role. Its access tokens issued before stop working at once (on

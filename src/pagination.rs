@@ -1,6 +1,10 @@
 //! Cursor pagination: keyset on the primary key (UUIDv7, so creation order), never OFFSET.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
@@ -43,6 +47,53 @@ pub struct Page<T> {
     pub has_previous_page: bool,
     /// The number of rows matching the filter, when it was asked for.
     pub total_count: Option<u64>,
+}
+
+/// Reads one page of `rows` (already filtered) in the order of its `id` column, after the
+/// request's cursor: one indexed query for the page, a one-row query for `hasPreviousPage`
+/// when there is a cursor, and a count only when `with_total` is asked for.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn read_page<E>(
+    db: &DatabaseConnection,
+    rows: Select<E>,
+    id: E::Column,
+    request: PageRequest,
+    with_total: bool,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    let mut query = rows.clone().order_by_asc(id);
+    if let Some(after) = request.after {
+        query = query.filter(id.gt(after));
+    }
+    let mut items = query.limit(request.first + 1).all(db).await?;
+    let has_next_page = items.len() as u64 > request.first;
+    items.truncate(request.first as usize);
+    let has_previous_page = match request.after {
+        Some(after) => rows
+            .clone()
+            .filter(id.lte(after))
+            .limit(1)
+            .one(db)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    let total_count = if with_total {
+        Some(rows.count(db).await?)
+    } else {
+        None
+    };
+    Ok(Page {
+        items,
+        has_next_page,
+        has_previous_page,
+        total_count,
+    })
 }
 
 /// The opaque cursor of the row with this id.

@@ -4,8 +4,7 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
@@ -13,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     entities::product,
     error::{AppError, AppResult},
-    pagination::{Page, PageRequest},
+    pagination::{Page, PageRequest, read_page},
     validation,
 };
 
@@ -144,36 +143,8 @@ pub async fn page(
         ),
         None => Condition::all(),
     };
-    let mut query = product::Entity::find()
-        .filter(filter.clone())
-        .order_by_asc(product::Column::Id);
-    if let Some(after) = request.after {
-        query = query.filter(product::Column::Id.gt(after));
-    }
-    let mut items = query.limit(request.first + 1).all(db).await?;
-    let has_next_page = items.len() as u64 > request.first;
-    items.truncate(request.first as usize);
-    let has_previous_page = match request.after {
-        Some(after) => product::Entity::find()
-            .filter(filter.clone())
-            .filter(product::Column::Id.lte(after))
-            .limit(1)
-            .one(db)
-            .await?
-            .is_some(),
-        None => false,
-    };
-    let total_count = if with_total {
-        Some(product::Entity::find().filter(filter).count(db).await?)
-    } else {
-        None
-    };
-    Ok(Page {
-        items,
-        has_next_page,
-        has_previous_page,
-        total_count,
-    })
+    let rows = product::Entity::find().filter(filter);
+    read_page(db, rows, product::Column::Id, request, with_total).await
 }
 
 /// The three demo products `storefront seed` stores, with fixed ids so seeding is idempotent.
