@@ -205,6 +205,28 @@ fn serve_process(
     )
 }
 
+/// Waits until the server is hashing a password, so a signal lands while work is in flight.
+async fn wait_for_hashing(url: &str) {
+    for _ in 0..500 {
+        let metrics = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let busy = metrics.lines().any(|line| {
+            line.strip_prefix("storefront_password_hashes_in_flight ")
+                .or_else(|| line.strip_prefix("storefront_password_hash_queue "))
+                .is_some_and(|n| n.trim() != "0")
+        });
+        if busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the server never started hashing");
+}
+
 async fn wait_until_up(url: &str) {
     for _ in 0..200 {
         if reqwest::get(format!("{url}/healthz")).await.is_ok() {
@@ -248,7 +270,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json()
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    wait_for_hashing(&url).await;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -297,14 +319,17 @@ async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
     let batch: Vec<Value> = (0..10)
         .map(|i| json!({"query": format!(r#"mutation{{ register(input:{{username:"slow{i}", password:"slow passphrase {i}"}}){{ accessToken }} }}"#)}))
         .collect();
-    let request = tokio::spawn(async move {
-        client
-            .post(format!("{url}/graphql"))
-            .json(&batch)
-            .send()
-            .await
+    let request = tokio::spawn({
+        let url = url.clone();
+        async move {
+            client
+                .post(format!("{url}/graphql"))
+                .json(&batch)
+                .send()
+                .await
+        }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    wait_for_hashing(&url).await;
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
