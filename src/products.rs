@@ -4,7 +4,7 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, Statement,
+    Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
@@ -181,12 +181,8 @@ const DEMO_PRODUCTS: [(u128, &str, &str, i64, i32); 3] = [
 pub async fn seed_demo_once(db: &DatabaseConnection) -> AppResult<u64> {
     let marker = Statement::from_sql_and_values(
         db.get_database_backend(),
-        match db.get_database_backend() {
-            DbBackend::Postgres => {
-                "INSERT INTO app_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
-            }
-            _ => "INSERT INTO app_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        },
+        // `$N` placeholders mean the same on SQLite and PostgreSQL.
+        "INSERT INTO app_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         [DEMO_SEEDED_KEY.into(), Utc::now().to_rfc3339().into()],
     );
     if db.execute_raw(marker).await?.rows_affected() == 0 {
