@@ -165,61 +165,6 @@ async fn bad_configuration_is_a_clear_error_naming_the_variable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
 }
 
-/// A `storefront serve` process on a free port.
-struct ServerProcess {
-    child: std::process::Child,
-    url: String,
-}
-
-impl ServerProcess {
-    fn start(cwd: &std::path::Path, env: &[(&str, String)], stderr: Stdio) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
-        command
-            .arg("serve")
-            .current_dir(cwd)
-            .env_remove("DATABASE_URL")
-            .env("JWT_SECRET", JWT_SECRET)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("POLICY_DIR", policy_dir())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        Self {
-            child: command.spawn().unwrap(),
-            url: format!("http://127.0.0.1:{port}/graphql"),
-        }
-    }
-
-    /// Posts a query, retrying while the server starts.
-    async fn gql(&self, body: serde_json::Value, token: Option<&str>) -> serde_json::Value {
-        let client = reqwest::Client::new();
-        for _ in 0..150 {
-            let mut request = client.post(&self.url).json(&body);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            if let Ok(response) = request.send().await {
-                return response.json().await.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("server did not answer");
-    }
-
-    fn stop(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
 #[tokio::test]
 async fn with_no_database_url_serve_uses_a_local_sqlite_file_seeded_once() {
     let cwd = tempfile::tempdir().unwrap();

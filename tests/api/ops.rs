@@ -172,37 +172,22 @@ async fn cors_allows_only_the_configured_origins_and_never_credentials() {
     assert!(headers.get("access-control-allow-credentials").is_none());
 }
 
-/// A `storefront serve` process with JSON logs, on a free port.
-fn serve_process(
-    db: &TestDb,
-    extra: &[(&str, &str)],
-) -> (std::process::Child, String, tempfile::NamedTempFile) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// A `storefront serve` process with JSON logs, and the file its log goes to.
+fn serve_process(db: &TestDb, extra: &[(&str, &str)]) -> (ServerProcess, tempfile::NamedTempFile) {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
-    command
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("POLICY_DIR", policy_dir())
-        .env("AUTH_RATE_LIMIT_PER_MINUTE", "0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap());
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    (
-        command.spawn().unwrap(),
-        format!("http://127.0.0.1:{port}"),
-        log,
-    )
+    let mut env = vec![
+        ("DATABASE_URL", db.url.clone()),
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let server = ServerProcess::start(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &env,
+        Stdio::from(log.reopen().unwrap()),
+    );
+    (server, log)
 }
 
 /// Waits until the server is hashing a password, so a signal lands while work is in flight.
@@ -227,21 +212,12 @@ async fn wait_for_hashing(url: &str) {
     panic!("the server never started hashing");
 }
 
-async fn wait_until_up(url: &str) {
-    for _ in 0..200 {
-        if reqwest::get(format!("{url}/healthz")).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not start");
-}
-
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json() {
     let db = TestDb::new().await;
-    let (mut child, url, log) = serve_process(&db, &[]);
-    wait_until_up(&url).await;
+    let (server, log) = serve_process(&db, &[]);
+    server.wait_until_up().await;
+    let (mut child, url) = (server.child, server.url);
     let client = reqwest::Client::new();
     let r: Value = client
         .post(format!("{url}/graphql"))
@@ -313,8 +289,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json()
 #[tokio::test]
 async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
     let db = TestDb::new().await;
-    let (mut child, url, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]);
-    wait_until_up(&url).await;
+    let (server, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]);
+    server.wait_until_up().await;
+    let (mut child, url) = (server.child, server.url);
     let client = reqwest::Client::new();
     let batch: Vec<Value> = (0..10)
         .map(|i| json!({"query": format!(r#"mutation{{ register(input:{{username:"slow{i}", password:"slow passphrase {i}"}}){{ accessToken }} }}"#)}))
