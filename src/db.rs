@@ -83,3 +83,26 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
     migrate(&db).await?;
     Ok(db)
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`; without it,
+    /// every statement with `LIMIT ?` is re-parsed and re-planned on each execution.
+    #[tokio::test]
+    async fn bundled_sqlite_keeps_query_plans_stable() {
+        let db = super::connect("sqlite::memory:").await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM pragma_compile_options \
+                 WHERE compile_options = 'ENABLE_QPSG'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get("", "n").unwrap();
+        assert_eq!(n, 1, "SQLite was built without SQLITE_ENABLE_QPSG");
+    }
+}

@@ -1,7 +1,6 @@
 //! The GraphQL API: schema, types and thin resolvers over the services.
 
-mod cache;
-mod limits;
+mod documents;
 mod loaders;
 mod mutation;
 mod query;
@@ -19,6 +18,7 @@ use crate::{
     error::{AppError, AppResult},
     http::ClientIp,
 };
+pub use documents::{Documents, is_mutation};
 pub use mutation::Mutation;
 pub use query::Query;
 
@@ -42,9 +42,7 @@ pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
         .data(accounts)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives)
-        .extension(limits::AliasLimit::new(limits.max_aliases))
-        .extension(cache::DocumentCache::default());
+        .limit_directives(limits.max_directives);
     if !config.introspection {
         builder = builder.disable_introspection();
     }
