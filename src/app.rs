@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use crate::{
     auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
     authz::Authorizer,
+    catalog::Catalog,
     config::{Config, redact_url},
     db,
     graphql::{self, AppSchema},
@@ -22,6 +23,7 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub authz: Authorizer,
     pub revocations: Arc<Revocations>,
+    pub catalog: Arc<Catalog>,
     pub ip_limiter: IpRateLimiter,
     pub refresh_token_ttl: std::time::Duration,
     pub metrics: Metrics,
@@ -69,6 +71,8 @@ impl App {
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
         revocations.spawn_poller(db.clone(), config.revocation_poll);
+        let catalog = Catalog::load(&db, config.catalog_cache_pages, config.catalog_poll).await?;
+        catalog.spawn_poller(db.clone(), config.catalog_poll);
         crate::maintenance::spawn_pruner(db.clone());
         let state = Arc::new(AppState {
             db,
@@ -76,6 +80,7 @@ impl App {
             passwords,
             authz,
             revocations,
+            catalog,
             ip_limiter: IpRateLimiter::new(config.auth_rate_limit_per_minute),
             refresh_token_ttl: config.refresh_token_ttl,
             metrics: Metrics::default(),

@@ -34,6 +34,10 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// How often each replica reads new revocations (`REVOCATION_POLL_MS`, default 250).
     pub revocation_poll: Duration,
+    /// Catalog pages each replica keeps in memory (`CATALOG_CACHE_PAGES`, default 1000; 0: none).
+    pub catalog_cache_pages: usize,
+    /// How often each replica checks whether the catalog changed (`CATALOG_POLL_MS`, default 250).
+    pub catalog_poll: Duration,
     /// The policy folder, and whether it was named explicitly by `POLICY_DIR`.
     pub policy_dir: PathBuf,
     pub policy_dir_is_default: bool,
@@ -239,6 +243,9 @@ impl Config {
             Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_DAYS", 30, 1..=365)? * 86_400);
         let revocation_poll =
             Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10..=1000)?);
+        let catalog_cache_pages =
+            number(&get, "CATALOG_CACHE_PAGES", 1000, 0..=1_000_000)? as usize;
+        let catalog_poll = Duration::from_millis(number(&get, "CATALOG_POLL_MS", 250, 10..=1000)?);
         let auth_rate_limit_per_minute =
             number(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 60, 0..=1_000_000)? as u32;
         let trust_proxy_headers = flag(&get, "TRUST_PROXY_HEADERS", false)?;
@@ -309,6 +316,8 @@ impl Config {
             jwt_previous_secrets,
             refresh_token_ttl,
             revocation_poll,
+            catalog_cache_pages,
+            catalog_poll,
             policy_dir,
             policy_dir_is_default,
             auth_rate_limit_per_minute,

@@ -49,6 +49,18 @@ pub struct Page<T> {
     pub total_count: Option<u64>,
 }
 
+impl<T> Page<T> {
+    /// The same page with each item converted.
+    pub fn map<U>(self, convert: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(convert).collect(),
+            has_next_page: self.has_next_page,
+            has_previous_page: self.has_previous_page,
+            total_count: self.total_count,
+        }
+    }
+}
+
 /// Reads one page of `rows` (already filtered) in the order of its `id` column, after the
 /// request's cursor: one indexed query for the page, a one-row query for `hasPreviousPage`
 /// when there is a cursor, and a count only when `with_total` is asked for.

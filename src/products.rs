@@ -4,7 +4,8 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Statement,
+    Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    Statement,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
@@ -125,6 +126,23 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> AppResult<Option<product
     Ok(product::Entity::find_by_id(id).one(db).await?)
 }
 
+/// The search term a `search` argument means: trimmed, and none when blank.
+pub fn search_term(search: Option<&str>) -> Option<&str> {
+    search.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Products whose name contains `search` (case-insensitively), or all of them.
+fn matching(search: Option<&str>) -> sea_orm::Select<product::Entity> {
+    let filter = match search_term(search) {
+        Some(term) => Condition::all().add(
+            Expr::col(product::Column::NameSearch)
+                .like(LikeExpr::new(format!("%{}%", escape_like(&search_key(term)))).escape('\\')),
+        ),
+        None => Condition::all(),
+    };
+    product::Entity::find().filter(filter)
+}
+
 /// One page of products in creation order, optionally only those whose name contains `search`
 /// (case-insensitively).
 ///
@@ -134,17 +152,16 @@ pub async fn page(
     db: &DatabaseConnection,
     request: PageRequest,
     search: Option<&str>,
-    with_total: bool,
 ) -> AppResult<Page<product::Model>> {
-    let filter = match search.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(term) => Condition::all().add(
-            Expr::col(product::Column::NameSearch)
-                .like(LikeExpr::new(format!("%{}%", escape_like(&search_key(term)))).escape('\\')),
-        ),
-        None => Condition::all(),
-    };
-    let rows = product::Entity::find().filter(filter);
-    read_page(db, rows, product::Column::Id, request, with_total).await
+    read_page(db, matching(search), product::Column::Id, request, false).await
+}
+
+/// How many products `page` can list with this `search`.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn count(db: &DatabaseConnection, search: Option<&str>) -> AppResult<u64> {
+    Ok(matching(search).count(db).await?)
 }
 
 /// The three demo products `storefront seed` stores, with fixed ids so seeding is idempotent.

@@ -9,6 +9,7 @@ mod m20261123_000001_create_accounts;
 mod m20261123_000002_create_products;
 mod m20261123_000003_create_app_meta;
 mod m20261123_000004_create_sessions;
+mod m20261123_000005_create_catalog_version;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_products::Migration),
             Box::new(m20261123_000003_create_app_meta::Migration),
             Box::new(m20261123_000004_create_sessions::Migration),
+            Box::new(m20261123_000005_create_catalog_version::Migration),
         ]
     }
 }

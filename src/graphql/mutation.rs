@@ -143,7 +143,9 @@ impl Mutation {
             stock: input.stock,
         };
         let creator = ctx.account_id().ok();
-        let product = products::create(&ctx.state().db, new, creator).await?;
+        let state = ctx.state();
+        let product = products::create(&state.db, new, creator).await?;
+        state.catalog.note_change(&state.db).await;
         tracing::info!(audit = "create_product", actor = ?creator, product_id = %product.id, "product created");
         Ok(product.into())
     }
@@ -166,7 +168,9 @@ impl Mutation {
             stock: not_null(&input.stock, "stock")?.copied(),
         };
         let id = parse_id(&id).ok_or(AppError::NotFound("product"))?;
-        let product = products::update(&ctx.state().db, id, changes).await?;
+        let state = ctx.state();
+        let product = products::update(&state.db, id, changes).await?;
+        state.catalog.note_change(&state.db).await;
         tracing::info!(audit = "update_product", actor = ?ctx.account_id().ok(), product_id = %product.id, "product updated");
         Ok(product.into())
     }
@@ -178,7 +182,9 @@ impl Mutation {
     )]
     async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let uuid = parse_id(&id).ok_or(AppError::NotFound("product"))?;
-        products::delete(&ctx.state().db, uuid).await?;
+        let state = ctx.state();
+        products::delete(&state.db, uuid).await?;
+        state.catalog.note_change(&state.db).await;
         tracing::info!(audit = "delete_product", actor = ?ctx.account_id().ok(), product_id = %uuid, "product deleted");
         Ok(id)
     }

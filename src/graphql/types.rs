@@ -1,6 +1,8 @@
+use std::sync::Arc;
+
 use async_graphql::{
-    ComplexObject, Context, ID, InputObject, InputValueError, InputValueResult, MaybeUndefined,
-    Scalar, ScalarType, SimpleObject, Value, dataloader::DataLoader,
+    Context, ID, InputObject, InputValueError, InputValueResult, MaybeUndefined, Object, Scalar,
+    ScalarType, SimpleObject, Value, dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -99,23 +101,42 @@ pub struct PermissionGrant {
     pub action: String,
 }
 
-/// A product in the catalog.
-#[derive(SimpleObject, Clone)]
-#[graphql(complex)]
-pub struct Product {
-    pub id: ID,
-    pub name: String,
-    pub description: String,
-    pub price: Decimal,
-    pub stock: i32,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    #[graphql(skip)]
-    pub created_by_id: Option<Uuid>,
-}
+/// A view of a stored product that is cheap to clone: pages of the catalog are shared between
+/// requests (see `catalog`), and each field is made when a query selects it.
+#[derive(Clone)]
+pub struct Product(Arc<product::Model>);
 
-#[ComplexObject]
+/// A product in the catalog.
+#[Object]
 impl Product {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    async fn price(&self) -> Decimal {
+        Decimal(validation::format_cents(self.0.price_cents))
+    }
+
+    async fn stock(&self) -> i32 {
+        self.0.stock
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+
     /// The admin who created the product; null for seeded products or deleted accounts.
     /// Only roles the policy allows may read it.
     #[graphql(
@@ -123,7 +144,7 @@ impl Product {
         visible = "visible::product_read_creator"
     )]
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Account>> {
-        let Some(id) = self.created_by_id else {
+        let Some(id) = self.0.created_by else {
             return Ok(None);
         };
         ctx.data_unchecked::<DataLoader<AccountLoader>>()
@@ -135,16 +156,13 @@ impl Product {
 
 impl From<product::Model> for Product {
     fn from(row: product::Model) -> Self {
-        Self {
-            id: ID(row.id.to_string()),
-            name: row.name,
-            description: row.description,
-            price: Decimal(validation::format_cents(row.price_cents)),
-            stock: row.stock,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            created_by_id: row.created_by,
-        }
+        Self(Arc::new(row))
+    }
+}
+
+impl From<Arc<product::Model>> for Product {
+    fn from(row: Arc<product::Model>) -> Self {
+        Self(row)
     }
 }
 
@@ -158,23 +176,67 @@ pub struct PageInfo {
 }
 
 /// Defines a connection type (one page of a list) and its edge type over a node type.
+/// Edges, cursors and the page info are made only when a query selects them.
 macro_rules! connection {
     ($connection:ident, $edge:ident, $node:ty, $what:literal, $plural:literal) => {
-        #[doc = concat!($what, " with the cursor to pass as `after` to read the ones that follow it.")]
-        #[derive(SimpleObject)]
         pub struct $edge {
-            pub cursor: String,
-            pub node: $node,
+            node: $node,
+            id: Uuid,
+        }
+
+        #[doc = concat!($what, " with the cursor to pass as `after` to read the ones that follow it.")]
+        #[Object]
+        impl $edge {
+            async fn cursor(&self) -> String {
+                encode_cursor(self.id)
+            }
+
+            async fn node(&self) -> &$node {
+                &self.node
+            }
+        }
+
+        pub struct $connection {
+            nodes: Vec<$node>,
+            ids: Vec<Uuid>,
+            has_next_page: bool,
+            has_previous_page: bool,
+            total_count: Option<u64>,
         }
 
         #[doc = concat!("One page of ", $plural, ".")]
-        #[derive(SimpleObject)]
-        pub struct $connection {
-            pub edges: Vec<$edge>,
-            pub nodes: Vec<$node>,
-            pub page_info: PageInfo,
+        #[Object]
+        impl $connection {
+            async fn edges(&self) -> Vec<$edge> {
+                self.nodes
+                    .iter()
+                    .zip(&self.ids)
+                    .map(|(node, id)| $edge {
+                        node: node.clone(),
+                        id: *id,
+                    })
+                    .collect()
+            }
+
+            async fn nodes(&self) -> &Vec<$node> {
+                &self.nodes
+            }
+
+            async fn page_info(&self) -> PageInfo {
+                PageInfo {
+                    has_next_page: self.has_next_page,
+                    has_previous_page: self.has_previous_page,
+                    start_cursor: self.ids.first().copied().map(encode_cursor),
+                    end_cursor: self.ids.last().copied().map(encode_cursor),
+                }
+            }
+
             /// The number of items in the whole list (with the same filter).
-            pub total_count: i32,
+            async fn total_count(&self) -> i32 {
+                // Counted only when the query selects it; otherwise never sent.
+                self.total_count
+                    .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX))
+            }
         }
 
         impl $connection {
@@ -183,29 +245,13 @@ macro_rules! connection {
             where
                 $node: From<R>,
             {
-                let edges: Vec<$edge> = page
-                    .items
-                    .into_iter()
-                    .map(|row| $edge {
-                        cursor: encode_cursor(id_of(&row)),
-                        node: <$node>::from(row),
-                    })
-                    .collect();
-                let nodes = edges.iter().map(|edge| edge.node.clone()).collect();
-                let page_info = PageInfo {
+                let ids = page.items.iter().map(&id_of).collect();
+                Self {
+                    nodes: page.items.into_iter().map(<$node>::from).collect(),
+                    ids,
                     has_next_page: page.has_next_page,
                     has_previous_page: page.has_previous_page,
-                    start_cursor: edges.first().map(|edge| edge.cursor.clone()),
-                    end_cursor: edges.last().map(|edge| edge.cursor.clone()),
-                };
-                Self {
-                    edges,
-                    nodes,
-                    page_info,
-                    // Counted only when the query selects it; otherwise never sent.
-                    total_count: page
-                        .total_count
-                        .map_or(0, |n| i32::try_from(n).unwrap_or(i32::MAX)),
+                    total_count: page.total_count,
                 }
             }
         }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod authorization;
+mod catalog;
 mod cli;
 mod clients;
 mod journey;

@@ -1,0 +1,244 @@
+//! Catalog pages kept in memory until the catalog changes.
+//!
+//! Reading a page of products from SQLite through sqlx costs several times what the rest of a
+//! request does (each row and value is copied across sqlx's worker thread), and a storefront's
+//! catalog is read far more often than it is written. So each replica keeps the pages (and
+//! the `totalCount`s) it has read, tagged with the catalog version they were read at.
+//!
+//! The version is a counter in the `catalog_version` table that database triggers bump inside
+//! every transaction that changes `products`, whoever writes (the API, `storefront seed`,
+//! another replica, a SQL prompt). A replica re-reads it right after each of its own writes,
+//! so its own changes show at once, and every `CATALOG_POLL_MS` (250 ms by default), so other
+//! writers' changes show within that. If the version cannot be read for a while (the database
+//! is unreachable), cached pages are not trusted: reads go to the database and report its
+//! errors, so staleness stays bounded. `CATALOG_CACHE_PAGES=0` turns the cache off.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use uuid::Uuid;
+
+use crate::{
+    entities::product,
+    error::AppResult,
+    pagination::{Page, PageRequest},
+    products,
+};
+
+/// A page of products as the cache hands it out: shared, never copied.
+pub type CatalogPage = Page<Arc<product::Model>>;
+
+/// What identifies a page: the same arguments give the same rows at one catalog version.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PageKey {
+    first: u64,
+    after: Option<Uuid>,
+    search: Option<Box<str>>,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// The catalog version every entry below was read at.
+    version: i64,
+    pages: HashMap<PageKey, Arc<CatalogPage>>,
+    /// `totalCount` per search term (`None`: the whole catalog).
+    counts: HashMap<Option<Box<str>>, u64>,
+}
+
+/// The cache of one replica.
+pub struct Catalog {
+    capacity: usize,
+    /// The newest catalog version this replica has read.
+    version: AtomicI64,
+    /// When the version was last read successfully, in ms since `started`.
+    checked_at_ms: AtomicU64,
+    /// Cached pages are trusted only while the version was checked within this long.
+    max_unchecked: Duration,
+    started: Instant,
+    entries: Mutex<Entries>,
+}
+
+impl Catalog {
+    /// Reads the current catalog version. `capacity` is the most pages kept (0: no cache);
+    /// `poll` is how often [`Catalog::spawn_poller`] re-reads the version.
+    ///
+    /// # Errors
+    /// On a database failure.
+    pub async fn load(
+        db: &DatabaseConnection,
+        capacity: usize,
+        poll: Duration,
+    ) -> Result<Arc<Self>, DbErr> {
+        let catalog = Arc::new(Self {
+            capacity,
+            version: AtomicI64::new(0),
+            checked_at_ms: AtomicU64::new(0),
+            // A few missed polls are tolerated; a database gone for longer is not papered over.
+            max_unchecked: (poll * 4).max(Duration::from_secs(1)),
+            started: Instant::now(),
+            entries: Mutex::default(),
+        });
+        catalog.check_version(db).await?;
+        Ok(catalog)
+    }
+
+    /// Re-reads the catalog version every `interval`, for as long as the process runs.
+    pub fn spawn_poller(self: &Arc<Self>, db: DatabaseConnection, interval: Duration) {
+        if self.capacity == 0 {
+            return;
+        }
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(err) = catalog.check_version(&db).await {
+                    tracing::warn!(error = %err, "could not read the catalog version");
+                }
+            }
+        });
+    }
+
+    /// Takes note of a change this replica just committed, so its next reads see it.
+    ///
+    /// A failure is logged, not returned: the change itself was made, and cached pages stop
+    /// being trusted soon after the version cannot be read.
+    pub async fn note_change(&self, db: &DatabaseConnection) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Err(err) = self.check_version(db).await {
+            tracing::warn!(error = %err, "could not read the catalog version after a change");
+        }
+    }
+
+    /// One page of products, and the number of products matching `search` when `with_total`.
+    ///
+    /// # Errors
+    /// Internal, on a database failure.
+    pub async fn page(
+        &self,
+        db: &DatabaseConnection,
+        request: PageRequest,
+        search: Option<&str>,
+        with_total: bool,
+    ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
+        let search = products::search_term(search);
+        if self.capacity == 0 || !self.is_fresh() {
+            return read(db, request, search, with_total).await;
+        }
+        // The version before the read: whatever the read returns is at least this new, so an
+        // entry stored under it is dropped as soon as a newer version is seen.
+        let version = self.version.load(Ordering::Acquire);
+        let key = PageKey {
+            first: request.first,
+            after: request.after,
+            search: search.map(Box::from),
+        };
+        let (cached_page, cached_count) = {
+            let mut entries = self.lock();
+            if entries.version != version {
+                *entries = Entries {
+                    version,
+                    ..Entries::default()
+                };
+            }
+            (
+                entries.pages.get(&key).cloned(),
+                with_total
+                    .then(|| entries.counts.get(&key.search).copied())
+                    .flatten(),
+            )
+        };
+        let page = match cached_page {
+            Some(page) => page,
+            None => {
+                let page = Arc::new(products::page(db, request, search).await?.map(Arc::new));
+                self.store(version, |entries| {
+                    if entries.pages.len() >= self.capacity {
+                        // No LRU bookkeeping on the hot path: a full cache starts over.
+                        entries.pages.clear();
+                    }
+                    entries.pages.insert(key.clone(), page.clone());
+                });
+                page
+            }
+        };
+        let total = match (with_total, cached_count) {
+            (false, _) => None,
+            (true, Some(count)) => Some(count),
+            (true, None) => {
+                let count = products::count(db, search).await?;
+                self.store(version, |entries| {
+                    if entries.counts.len() >= self.capacity {
+                        entries.counts.clear();
+                    }
+                    entries.counts.insert(key.search.clone(), count);
+                });
+                Some(count)
+            }
+        };
+        Ok((page, total))
+    }
+
+    /// Whether the version was read recently enough for cached pages to be trusted.
+    fn is_fresh(&self) -> bool {
+        let checked = Duration::from_millis(self.checked_at_ms.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(checked) <= self.max_unchecked
+    }
+
+    /// Stores what was read at `version`, unless the catalog has changed since.
+    fn store(&self, version: i64, put: impl FnOnce(&mut Entries)) {
+        let mut entries = self.lock();
+        if entries.version == version && self.version.load(Ordering::Acquire) == version {
+            put(&mut entries);
+        }
+    }
+
+    async fn check_version(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let version = read_version(db).await?;
+        // Versions only grow; of two reads racing, the newer one wins.
+        self.version.fetch_max(version, Ordering::AcqRel);
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.checked_at_ms.fetch_max(now, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+async fn read(
+    db: &DatabaseConnection,
+    request: PageRequest,
+    search: Option<&str>,
+    with_total: bool,
+) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
+    let page = Arc::new(products::page(db, request, search).await?.map(Arc::new));
+    let total = if with_total {
+        Some(products::count(db, search).await?)
+    } else {
+        None
+    };
+    Ok((page, total))
+}
+
+async fn read_version(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM catalog_version WHERE id = 1",
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("catalog_version".to_owned()))?;
+    row.try_get("", "version")
+}
