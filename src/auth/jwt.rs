@@ -84,6 +84,8 @@ impl fmt::Display for TokenError {
 /// Issues access tokens with the current HMAC key and verifies them with the current or a
 /// previous one (named by the `kid` header), for one issuer and audience.
 pub struct TokenService {
+    /// Tokens verified before, with what they proved (see [`VerifiedTokens`]).
+    verified: VerifiedTokens,
     encoding: EncodingKey,
     /// `(kid, key)`: the current key first, then the previous ones.
     decoding: Vec<(String, DecodingKey)>,
@@ -117,6 +119,7 @@ impl TokenService {
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
         header.kid = Some(key_id(secret));
         Self {
+            verified: VerifiedTokens::default(),
             encoding: EncodingKey::from_secret(secret),
             decoding,
             validation,
@@ -167,6 +170,10 @@ impl TokenService {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
+        let now = Utc::now().timestamp();
+        if let Some(verified) = self.verified.get(token, now) {
+            return Ok(verified);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::Invalid)?;
         if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
             return Err(TokenError::WrongType);
@@ -198,12 +205,47 @@ impl TokenService {
         let account_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::BadClaim("sub"))?;
         let role = Role::from_name(&claims.role).ok_or(TokenError::BadClaim("role"))?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::BadClaim("sid"))?;
-        Ok(VerifiedToken {
+        let verified = VerifiedToken {
             account_id,
             role,
             session_id,
             version: claims.ver,
-        })
+        };
+        self.verified.put(token, verified, claims.nbf, claims.exp);
+        Ok(verified)
+    }
+}
+
+/// Tokens that passed every check, with what they proved and when they are valid.
+///
+/// A client sends the same access token with every request for up to an hour, and checking
+/// it (base64, JSON, HMAC) was a tenth of a small query's CPU. What a check proves about a
+/// token cannot change while the process runs (the keys are fixed at start-up), except
+/// with time: so a token seen before is only checked against `nbf` and `exp` again, with the
+/// same leeway. Revocation is checked separately on every request. Only tokens that passed
+/// are kept, so a client cannot fill this with garbage; it starts over when full.
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, (VerifiedToken, i64, i64)>>,
+}
+
+/// Tokens kept at most (a few MiB at most).
+const MAX_VERIFIED_TOKENS: usize = 10_000;
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now: i64) -> Option<VerifiedToken> {
+        let skew = CLOCK_SKEW_SECS as i64;
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let (verified, nbf, exp) = tokens.get(token)?;
+        (now >= nbf - skew && now <= exp + skew).then_some(*verified)
+    }
+
+    fn put(&self, token: &str, verified: VerifiedToken, nbf: i64, exp: i64) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if tokens.len() >= MAX_VERIFIED_TOKENS {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), (verified, nbf, exp));
     }
 }
 
@@ -212,4 +254,32 @@ fn key_id(secret: &[u8]) -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     use sha2::{Digest, Sha256};
     URL_SAFE_NO_PAD.encode(&Sha256::digest(secret)[..9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_token_is_still_held_to_its_validity_window() {
+        let tokens = VerifiedTokens::default();
+        let verified = VerifiedToken {
+            account_id: Uuid::now_v7(),
+            role: Role::User,
+            session_id: Uuid::now_v7(),
+            version: 3,
+        };
+        let (nbf, exp) = (1_000, 4_600);
+        assert!(
+            tokens.get("t", 2_000).is_none(),
+            "nothing before it is verified"
+        );
+        tokens.put("t", verified, nbf, exp);
+        assert_eq!(tokens.get("t", 2_000).map(|v| v.version), Some(3));
+        assert!(tokens.get("other", 2_000).is_none());
+        let skew = CLOCK_SKEW_SECS as i64;
+        assert!(tokens.get("t", exp + skew).is_some(), "the leeway applies");
+        assert!(tokens.get("t", exp + skew + 1).is_none(), "expired");
+        assert!(tokens.get("t", nbf - skew - 1).is_none(), "not yet valid");
+    }
 }
