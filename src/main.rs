@@ -2,6 +2,17 @@ use clap::Parser;
 use storefront::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
+/// Runs before anything allocates (an ELF constructor; Rust's runtime starts after these), so
+/// the allocator's options apply to its first arena too.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn configure() {
+        storefront::configure_allocator();
+    }
+    configure
+};
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();
