@@ -71,7 +71,7 @@ impl App {
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
         revocations.spawn_poller(db.clone(), config.revocation_poll);
-        let catalog = Catalog::load(&db, config.catalog_cache_pages, config.catalog_poll).await?;
+        let catalog = Catalog::load(&db, config.catalog_cache_bytes, config.catalog_poll).await?;
         catalog.spawn_poller(db.clone(), config.catalog_poll);
         crate::maintenance::spawn_pruner(db.clone());
         let state = Arc::new(AppState {

@@ -11,7 +11,11 @@
 //! so its own changes show at once, and every `CATALOG_POLL_MS` (250 ms by default), so other
 //! writers' changes show within that. If the version cannot be read for a while (the database
 //! is unreachable), cached pages are not trusted: reads go to the database and report its
-//! errors, so staleness stays bounded. `CATALOG_CACHE_PAGES=0` turns the cache off.
+//! errors, so staleness stays bounded.
+//!
+//! Memory is bounded by `CATALOG_CACHE_MB` (16 by default; 0 turns the cache off), counted
+//! from the text each cached page holds, so many distinct pages or searches cannot grow the
+//! process: when an entry would not fit, the cache starts over.
 
 use std::{
     collections::HashMap,
@@ -50,11 +54,32 @@ struct Entries {
     pages: HashMap<PageKey, Arc<CatalogPage>>,
     /// `totalCount` per search term (`None`: the whole catalog).
     counts: HashMap<Option<Box<str>>, u64>,
+    /// What the entries above hold, as [`page_bytes`] and [`count_bytes`] count it.
+    bytes: usize,
+}
+
+impl Entries {
+    /// Makes room for `bytes` more within `budget`; false when they could never fit.
+    fn make_room(&mut self, bytes: usize, budget: usize) -> bool {
+        if bytes > budget {
+            return false;
+        }
+        if self.bytes + bytes > budget {
+            // No LRU bookkeeping on the hot path: a full cache starts over.
+            *self = Entries {
+                version: self.version,
+                ..Entries::default()
+            };
+        }
+        self.bytes += bytes;
+        true
+    }
 }
 
 /// The cache of one replica.
 pub struct Catalog {
-    capacity: usize,
+    /// The most bytes of entries kept (0: no cache).
+    budget: usize,
     /// The newest catalog version this replica has read.
     version: AtomicI64,
     /// When the version was last read successfully, in ms since `started`.
@@ -66,18 +91,18 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads the current catalog version. `capacity` is the most pages kept (0: no cache);
-    /// `poll` is how often [`Catalog::spawn_poller`] re-reads the version.
+    /// Reads the current catalog version. `budget` is the most bytes of pages kept (0: no
+    /// cache); `poll` is how often [`Catalog::spawn_poller`] re-reads the version.
     ///
     /// # Errors
     /// On a database failure.
     pub async fn load(
         db: &DatabaseConnection,
-        capacity: usize,
+        budget: usize,
         poll: Duration,
     ) -> Result<Arc<Self>, DbErr> {
         let catalog = Arc::new(Self {
-            capacity,
+            budget,
             version: AtomicI64::new(0),
             checked_at_ms: AtomicU64::new(0),
             // A few missed polls are tolerated; a database gone for longer is not papered over.
@@ -91,7 +116,7 @@ impl Catalog {
 
     /// Re-reads the catalog version every `interval`, for as long as the process runs.
     pub fn spawn_poller(self: &Arc<Self>, db: DatabaseConnection, interval: Duration) {
-        if self.capacity == 0 {
+        if self.budget == 0 {
             return;
         }
         let catalog = self.clone();
@@ -112,7 +137,7 @@ impl Catalog {
     /// A failure is logged, not returned: the change itself was made, and cached pages stop
     /// being trusted soon after the version cannot be read.
     pub async fn note_change(&self, db: &DatabaseConnection) {
-        if self.capacity == 0 {
+        if self.budget == 0 {
             return;
         }
         if let Err(err) = self.check_version(db).await {
@@ -132,7 +157,7 @@ impl Catalog {
         with_total: bool,
     ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
         let search = products::search_term(search);
-        if self.capacity == 0 || !self.is_fresh() {
+        if self.budget == 0 || !self.is_fresh() {
             return read(db, request, search, with_total).await;
         }
         // The version before the read: whatever the read returns is at least this new, so an
@@ -143,31 +168,36 @@ impl Catalog {
             after: request.after,
             search: search.map(Box::from),
         };
-        let (cached_page, cached_count) = {
+        let cached = {
             let mut entries = self.lock();
-            if entries.version != version {
+            if entries.version < version {
                 *entries = Entries {
                     version,
                     ..Entries::default()
                 };
             }
-            (
-                entries.pages.get(&key).cloned(),
-                with_total
-                    .then(|| entries.counts.get(&key.search).copied())
-                    .flatten(),
-            )
+            // Entries newer than this request's version are not for it (nor is it for them:
+            // `store` will refuse what it reads).
+            (entries.version == version).then(|| {
+                (
+                    entries.pages.get(&key).cloned(),
+                    with_total
+                        .then(|| entries.counts.get(&key.search).copied())
+                        .flatten(),
+                )
+            })
+        };
+        let Some((cached_page, cached_count)) = cached else {
+            return read(db, request, search, with_total).await;
         };
         let page = match cached_page {
             Some(page) => page,
             None => {
                 let page = Arc::new(products::page(db, request, search).await?.map(Arc::new));
                 self.store(version, |entries| {
-                    if entries.pages.len() >= self.capacity {
-                        // No LRU bookkeeping on the hot path: a full cache starts over.
-                        entries.pages.clear();
+                    if entries.make_room(page_bytes(&key, &page), self.budget) {
+                        entries.pages.insert(key.clone(), page.clone());
                     }
-                    entries.pages.insert(key.clone(), page.clone());
                 });
                 page
             }
@@ -178,10 +208,9 @@ impl Catalog {
             (true, None) => {
                 let count = products::count(db, search).await?;
                 self.store(version, |entries| {
-                    if entries.counts.len() >= self.capacity {
-                        entries.counts.clear();
+                    if entries.make_room(count_bytes(&key.search), self.budget) {
+                        entries.counts.insert(key.search.clone(), count);
                     }
-                    entries.counts.insert(key.search.clone(), count);
                 });
                 Some(count)
             }
@@ -212,9 +241,34 @@ impl Catalog {
         Ok(())
     }
 
+    /// The bytes of entries held now, as the budget counts them.
+    pub fn cached_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Fixed cost counted per entry and per product: the map slot, the key, the `Arc`s, the
+/// row's other fields and the allocator's rounding.
+const ENTRY_OVERHEAD: usize = 128;
+const ROW_OVERHEAD: usize = 192;
+
+/// What a cached page holds: its rows' text and a fixed amount per row and per entry. A row
+/// shared by two pages counts twice, so the count can only overstate.
+fn page_bytes(key: &PageKey, page: &CatalogPage) -> usize {
+    let rows: usize = page
+        .items
+        .iter()
+        .map(|row| ROW_OVERHEAD + row.name.len() + row.name_search.len() + row.description.len())
+        .sum();
+    ENTRY_OVERHEAD + key.search.as_ref().map_or(0, |s| s.len()) + rows
+}
+
+fn count_bytes(search: &Option<Box<str>>) -> usize {
+    ENTRY_OVERHEAD + search.as_ref().map_or(0, |s| s.len())
 }
 
 async fn read(
@@ -241,4 +295,50 @@ async fn read_version(db: &DatabaseConnection) -> Result<i64, DbErr> {
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("catalog_version".to_owned()))?;
     row.try_get("", "version")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::products::NewProduct;
+
+    #[tokio::test]
+    async fn memory_stays_within_the_budget_and_pages_stay_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = crate::db::connect_and_migrate(&url).await.unwrap();
+        let description = "x".repeat(1_000);
+        for i in 0..30 {
+            let new = NewProduct {
+                name: &format!("Product {i:02}"),
+                description: &description,
+                price: "1.00",
+                stock: 1,
+            };
+            products::create(&db, new, None).await.unwrap();
+        }
+        // Room for a few one-product pages only.
+        let budget = 8_000;
+        let catalog = Catalog::load(&db, budget, Duration::from_millis(250))
+            .await
+            .unwrap();
+        let mut after = None;
+        for i in 0..30 {
+            let request = PageRequest { first: 1, after };
+            let (page, _) = catalog.page(&db, request, None, false).await.unwrap();
+            assert_eq!(page.items[0].name, format!("Product {i:02}"));
+            let held = catalog.cached_bytes();
+            assert!(held > 0, "the page was kept");
+            assert!(held <= budget, "{held} bytes held, budget {budget}");
+            after = Some(page.items[0].id);
+        }
+        // A page bigger than the whole budget is served, not kept.
+        let all = PageRequest {
+            first: 30,
+            after: None,
+        };
+        let (page, total) = catalog.page(&db, all, None, true).await.unwrap();
+        assert_eq!((page.items.len(), total), (30, Some(30)));
+        assert!(catalog.cached_bytes() <= budget);
+    }
 }

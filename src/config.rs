@@ -34,8 +34,8 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// How often each replica reads new revocations (`REVOCATION_POLL_MS`, default 250).
     pub revocation_poll: Duration,
-    /// Catalog pages each replica keeps in memory (`CATALOG_CACHE_PAGES`, default 1000; 0: none).
-    pub catalog_cache_pages: usize,
+    /// Memory for cached catalog pages, per replica (`CATALOG_CACHE_MB`, default 16; 0: none).
+    pub catalog_cache_bytes: usize,
     /// How often each replica checks whether the catalog changed (`CATALOG_POLL_MS`, default 250).
     pub catalog_poll: Duration,
     /// The policy folder, and whether it was named explicitly by `POLICY_DIR`.
@@ -243,8 +243,8 @@ impl Config {
             Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_DAYS", 30, 1..=365)? * 86_400);
         let revocation_poll =
             Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10..=1000)?);
-        let catalog_cache_pages =
-            number(&get, "CATALOG_CACHE_PAGES", 1000, 0..=1_000_000)? as usize;
+        let catalog_cache_bytes =
+            number(&get, "CATALOG_CACHE_MB", 16, 0..=4096)? as usize * 1_000_000;
         let catalog_poll = Duration::from_millis(number(&get, "CATALOG_POLL_MS", 250, 10..=1000)?);
         let auth_rate_limit_per_minute =
             number(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 60, 0..=1_000_000)? as u32;
@@ -316,7 +316,7 @@ impl Config {
             jwt_previous_secrets,
             refresh_token_ttl,
             revocation_poll,
-            catalog_cache_pages,
+            catalog_cache_bytes,
             catalog_poll,
             policy_dir,
             policy_dir_is_default,

@@ -162,7 +162,7 @@ async fn a_change_made_outside_the_api_shows_within_a_second() {
 
 #[tokio::test]
 async fn with_the_cache_off_every_read_goes_to_the_database() {
-    let app = spawn_app_with(vec![("CATALOG_CACHE_PAGES", "0".to_owned())]).await;
+    let app = spawn_app_with(vec![("CATALOG_CACHE_MB", "0".to_owned())]).await;
     let admin = app.admin_token().await;
     let id = app.create_product(&admin, "Mug", "5.00").await;
     assert_eq!(names(&app, &admin, None).await, (vec!["Mug".to_owned()], 1));
