@@ -445,10 +445,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
+/// The initial size of a response buffer: a page of 20 products is about 2 kB.
+const RESPONSE_BUFFER_BYTES: usize = 4096;
+
 fn json_response(status: StatusCode, format: Format, body: &impl serde::Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
-        br#"{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec()
-    });
+    // Room for a typical page of results up front, rather than growing (and copying) the
+    // buffer from empty several times per response.
+    let mut bytes = Vec::with_capacity(RESPONSE_BUFFER_BYTES);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes = br#"{"errors":[{"message":"internal server error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#.to_vec();
+    }
     let mut response = (status, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
