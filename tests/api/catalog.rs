@@ -90,26 +90,9 @@ async fn another_replica_sees_a_change_within_a_second() {
     let replica_a = spawn_app().await;
     let admin = replica_a.admin_token().await;
     replica_a.create_product(&admin, "Teapot", "12.00").await;
-    // A second server on the same database, as a second replica would be.
-    let config = test_config(&replica_a.db, &Vec::new());
-    let app_b = storefront::app::App::build(&config).await.unwrap();
-    let url_b = format!("http://{}/graphql", app_b.local_addr());
-    let (_stop_b, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app_b.run_until(async {
-        let _ = stop_rx.await;
-    }));
-    let client = reqwest::Client::new();
+    let (url_b, _stop_b) = spawn_replica(&replica_a).await;
     let read_b = async || -> (Vec<String>, i64) {
-        let r: Value = client
-            .post(&url_b)
-            .bearer_auth(&admin)
-            .json(&json!({ "query": PAGE }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = gql_at(&url_b, json!({ "query": PAGE }), Some(&admin)).await;
         assert_no_errors(&r);
         page_names(&r)
     };

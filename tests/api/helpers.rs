@@ -175,6 +175,28 @@ pub async fn spawn_on(db: TestDb, extra: Env) -> TestApp {
     }
 }
 
+/// A second server on `app`'s database, as another replica would be: its GraphQL URL, and
+/// a sender that stops it when dropped.
+pub async fn spawn_replica(app: &TestApp) -> (String, oneshot::Sender<()>) {
+    let config = test_config(&app.db, &Vec::new());
+    let replica = App::build(&config).await.expect("replica builds");
+    let url = format!("http://{}/graphql", replica.local_addr());
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(replica.run_until(async {
+        let _ = stop_rx.await;
+    }));
+    (url, stop)
+}
+
+/// POSTs a GraphQL request to the server at `url` (a GraphQL URL) and returns its JSON body.
+pub async fn gql_at(url: &str, body: Value, token: Option<&str>) -> Value {
+    let mut request = reqwest::Client::new().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 impl TestApp {
     /// POSTs a GraphQL request and returns the HTTP status and the JSON body.
     pub async fn post(&self, body: Value, token: Option<&str>) -> (u16, Value) {

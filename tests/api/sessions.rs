@@ -319,31 +319,10 @@ async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option
 #[tokio::test]
 async fn revocation_reaches_every_replica_within_a_second() {
     let replica_a = spawn_app().await;
-    // A second server on the same database, as a second replica would be.
-    let config = test_config(&replica_a.db, &Vec::new());
-    let app_b = storefront::app::App::build(&config).await.unwrap();
-    let url_b = format!("http://{}/graphql", app_b.local_addr());
-    let (_stop_b, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app_b.run_until(async {
-        let _ = stop_rx.await;
-    }));
-    let client = reqwest::Client::new();
-    let on_b = |token: String| {
-        let client = client.clone();
-        let url_b = url_b.clone();
-        async move {
-            let r: Value = client
-                .post(&url_b)
-                .bearer_auth(token)
-                .json(&json!({"query": ACCOUNT}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            codes(&r).is_empty()
-        }
+    let (url_b, _stop_b) = spawn_replica(&replica_a).await;
+    let on_b = async |token: String| {
+        let r = gql_at(&url_b, json!({"query": ACCOUNT}), Some(&token)).await;
+        codes(&r).is_empty()
     };
 
     replica_a.register("roaming", "roaming passphrase").await;
