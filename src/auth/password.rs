@@ -8,6 +8,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
     mpsc,
 };
+use std::time::Duration;
 
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use rand::RngCore;
@@ -126,9 +127,16 @@ fn hash_blocking(password: &[u8]) -> AppResult<String> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Returns memory freed on this thread to the OS: after the last hash of a burst, the 19 MiB
-/// argon2 just freed, so memory stays at "hashes running × 19 MiB" (mimalloc would otherwise
-/// keep freed segments for later); after start-up, what migrations and policy loading left.
+/// How long a hashing thread keeps argon2's freed 19 MiB after its last hash. Handing it back
+/// after every hash (or whenever the queue was empty) made the next hash fault it all in
+/// again: 37–39 ms of CPU per sequential sign-in against 27.6 ms for the same hash with its
+/// memory warm (BENCHMARKS.md). Sign-ins a few milliseconds apart now reuse it.
+const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
+
+/// Returns freed memory to the OS: on a hashing thread idle for [`RELEASE_AFTER_IDLE`], the
+/// 19 MiB argon2 last used, so memory stays at "hashes running × 19 MiB" (mimalloc would
+/// otherwise keep freed segments for later); after start-up, what migrations and policy
+/// loading left.
 pub fn release_freed_memory() {
     // SAFETY: `mi_collect` has no preconditions; it only frees memory nothing refers to.
     unsafe { libmimalloc_sys::mi_collect(true) }
@@ -162,15 +170,27 @@ impl HashPool {
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
                     lower_priority();
+                    let mut holds_freed_memory = false;
                     loop {
-                        // The queue closes when the last hasher is dropped.
+                        // Waits are bounded even with nothing to release, so threads take
+                        // turns at the queue and each idle one gets to release its memory.
                         let job = match receiver.lock() {
-                            Ok(queue) => queue.recv(),
+                            Ok(queue) => queue.recv_timeout(RELEASE_AFTER_IDLE),
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                            Ok(job) => {
+                                job();
+                                holds_freed_memory = true;
+                            }
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                if holds_freed_memory {
+                                    release_freed_memory();
+                                    holds_freed_memory = false;
+                                }
+                            }
+                            // The queue closes when the last hasher is dropped.
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
                         }
                     }
                 })
@@ -195,11 +215,6 @@ impl HashPool {
             counters.queued.fetch_sub(1, Ordering::Relaxed);
             counters.running.fetch_add(1, Ordering::Relaxed);
             let output = work();
-            // Hand the 19 MiB back only when no hash is waiting: in a burst the next hash
-            // reuses it (faulting in fresh pages would add milliseconds to every sign-in).
-            if counters.queued.load(Ordering::Relaxed) == 0 {
-                release_freed_memory();
-            }
             counters.running.fetch_sub(1, Ordering::Relaxed);
             let _ = done.send(output);
         });
