@@ -3,7 +3,8 @@ use storefront::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 /// Runs before anything allocates (an ELF constructor; Rust's runtime starts after these), so
-/// the allocator's options apply to its first arena too.
+/// the allocator's options apply to its first arena too. Elsewhere mimalloc keeps its defaults.
+#[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONFIGURE_ALLOCATOR: extern "C" fn() = {
