@@ -36,7 +36,7 @@ use crate::{
     products,
 };
 
-/// A page of products as the cache hands it out: shared, never copied.
+/// A page of products whose rows the cache shares: handing one out copies pointers, not rows.
 pub type CatalogPage = Page<Arc<product::Model>>;
 
 /// What identifies a page: the same arguments give the same rows at one catalog version.
@@ -114,22 +114,18 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Re-reads the catalog version every `interval`, for as long as the process runs.
+    /// Re-reads the catalog version every `interval`, for as long as the catalog is in use.
     pub fn spawn_poller(self: &Arc<Self>, db: DatabaseConnection, interval: Duration) {
         if self.budget == 0 {
             return;
         }
-        let catalog = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                if let Err(err) = catalog.check_version(&db).await {
-                    tracing::warn!(error = %err, "could not read the catalog version");
-                }
-            }
-        });
+        crate::db::poll_every(
+            self,
+            db,
+            interval,
+            "the catalog version",
+            async |catalog, db| catalog.check_version(&db).await,
+        );
     }
 
     /// Takes note of a change this replica just committed, so its next reads see it.
@@ -145,7 +141,7 @@ impl Catalog {
         }
     }
 
-    /// One page of products, and the number of products matching `search` when `with_total`.
+    /// One page of products, with the number of products matching `search` when `with_total`.
     ///
     /// # Errors
     /// Internal, on a database failure.
@@ -155,11 +151,29 @@ impl Catalog {
         request: PageRequest,
         search: Option<&str>,
         with_total: bool,
-    ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
+    ) -> AppResult<CatalogPage> {
         let search = products::search_term(search);
-        if self.budget == 0 || !self.is_fresh() {
-            return read(db, request, search, with_total).await;
-        }
+        let (page, total) = if self.budget == 0 || !self.is_fresh() {
+            read(db, request, search, with_total).await?
+        } else {
+            self.cached(db, request, search, with_total).await?
+        };
+        Ok(Page {
+            items: page.items.clone(),
+            has_next_page: page.has_next_page,
+            has_previous_page: page.has_previous_page,
+            total_count: total,
+        })
+    }
+
+    /// [`Catalog::page`] through the cache: the shared page and the count.
+    async fn cached(
+        &self,
+        db: &DatabaseConnection,
+        request: PageRequest,
+        search: Option<&str>,
+        with_total: bool,
+    ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
         // The version before the read: whatever the read returns is at least this new, so an
         // entry stored under it is dropped as soon as a newer version is seen.
         let version = self.version.load(Ordering::Acquire);
@@ -193,7 +207,7 @@ impl Catalog {
         let page = match cached_page {
             Some(page) => page,
             None => {
-                let page = Arc::new(products::page(db, request, search).await?.map(Arc::new));
+                let page = read_page(db, request, search).await?;
                 self.store(version, |entries| {
                     if entries.make_room(page_bytes(&key, &page), self.budget) {
                         entries.pages.insert(key.clone(), page.clone());
@@ -271,13 +285,23 @@ fn count_bytes(search: &Option<Box<str>>) -> usize {
     ENTRY_OVERHEAD + search.as_ref().map_or(0, |s| s.len())
 }
 
+async fn read_page(
+    db: &DatabaseConnection,
+    request: PageRequest,
+    search: Option<&str>,
+) -> AppResult<Arc<CatalogPage>> {
+    Ok(Arc::new(
+        products::page(db, request, search).await?.map(Arc::new),
+    ))
+}
+
 async fn read(
     db: &DatabaseConnection,
     request: PageRequest,
     search: Option<&str>,
     with_total: bool,
 ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
-    let page = Arc::new(products::page(db, request, search).await?.map(Arc::new));
+    let page = read_page(db, request, search).await?;
     let total = if with_total {
         Some(products::count(db, search).await?)
     } else {
@@ -325,7 +349,7 @@ mod tests {
         let mut after = None;
         for i in 0..30 {
             let request = PageRequest { first: 1, after };
-            let (page, _) = catalog.page(&db, request, None, false).await.unwrap();
+            let page = catalog.page(&db, request, None, false).await.unwrap();
             assert_eq!(page.items[0].name, format!("Product {i:02}"));
             let held = catalog.cached_bytes();
             assert!(held > 0, "the page was kept");
@@ -337,8 +361,8 @@ mod tests {
             first: 30,
             after: None,
         };
-        let (page, total) = catalog.page(&db, all, None, true).await.unwrap();
-        assert_eq!((page.items.len(), total), (30, Some(30)));
+        let page = catalog.page(&db, all, None, true).await.unwrap();
+        assert_eq!((page.items.len(), page.total_count), (30, Some(30)));
         assert!(catalog.cached_bytes() <= budget);
     }
 }

@@ -1,6 +1,6 @@
 //! Database connection and migrations, for SQLite and PostgreSQL alike.
 
-use std::time::Duration;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -82,6 +82,37 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
     let db = connect(url).await?;
     migrate(&db).await?;
     Ok(db)
+}
+
+/// Calls `poll` every `interval` with `target` and the database, for as long as something else
+/// holds `target` (the task ends once its last other `Arc` is dropped). A failed poll is
+/// logged, naming `what` it reads, and retried at the next tick.
+pub fn poll_every<T, F, Fut>(
+    target: &Arc<T>,
+    db: DatabaseConnection,
+    interval: Duration,
+    what: &'static str,
+    poll: F,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, DatabaseConnection) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), DbErr>> + Send,
+{
+    let target = Arc::downgrade(target);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            if let Err(err) = poll(target, db.clone()).await {
+                tracing::warn!(error = %err, "could not read {what}; retrying");
+            }
+        }
+    })
 }
 
 #[cfg(test)]

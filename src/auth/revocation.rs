@@ -167,20 +167,13 @@ impl Revocations {
         db: DatabaseConnection,
         interval: Duration,
     ) -> tokio::task::JoinHandle<()> {
-        let revocations = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(revocations) = revocations.upgrade() else {
-                    return;
-                };
-                if let Err(err) = revocations.poll(&db).await {
-                    tracing::warn!(error = %err, "could not read revocations; retrying");
-                }
-            }
-        })
+        crate::db::poll_every(
+            self,
+            db,
+            interval,
+            "revocations",
+            async |revocations, db| revocations.poll(&db).await,
+        )
     }
 }
 

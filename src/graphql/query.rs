@@ -9,7 +9,7 @@ use crate::{
     auth::Viewer,
     authz::{Can, Permission, Subject, visible},
     error::{AppError, INVALID_TOKEN},
-    pagination::{DEFAULT_PAGE_SIZE, Page, PageRequest},
+    pagination::{DEFAULT_PAGE_SIZE, PageRequest},
     products,
 };
 
@@ -70,16 +70,10 @@ impl Query {
         let request = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref())?;
         let with_total = ctx.look_ahead().field("totalCount").exists();
         let state = ctx.state();
-        let (page, total) = state
+        let page = state
             .catalog
             .page(&state.db, request, search.as_deref(), with_total)
             .await?;
-        let page = Page {
-            items: page.items.clone(),
-            has_next_page: page.has_next_page,
-            has_previous_page: page.has_previous_page,
-            total_count: total,
-        };
         Ok(ProductConnection::from_page(page, |row| row.id))
     }
 
