@@ -12,6 +12,17 @@ struct Pair {
     refresh: String,
 }
 
+impl Pair {
+    /// The tokens of an `AuthPayload` in a response.
+    fn of(payload: &Value) -> Self {
+        let token = |name: &str| payload[name].as_str().unwrap().to_owned();
+        Pair {
+            access: token("accessToken"),
+            refresh: token("refreshToken"),
+        }
+    }
+}
+
 async fn login_pair(app: &TestApp, username: &str, password: &str) -> Pair {
     let r = app
         .gql(
@@ -22,16 +33,7 @@ async fn login_pair(app: &TestApp, username: &str, password: &str) -> Pair {
         .await;
     assert_no_errors(&r);
     assert_eq!(r["data"]["login"]["refreshTokenExpiresIn"], 30 * 86_400);
-    Pair {
-        access: r["data"]["login"]["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        refresh: r["data"]["login"]["refreshToken"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    }
+    Pair::of(&r["data"]["login"])
 }
 
 async fn refresh(app: &TestApp, token: &str) -> Value {
@@ -40,16 +42,7 @@ async fn refresh(app: &TestApp, token: &str) -> Value {
 
 fn pair_of(r: &Value) -> Pair {
     assert_no_errors(r);
-    Pair {
-        access: r["data"]["refreshToken"]["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        refresh: r["data"]["refreshToken"]["refreshToken"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    }
+    Pair::of(&r["data"]["refreshToken"])
 }
 
 async fn works(app: &TestApp, access: &str) -> bool {
