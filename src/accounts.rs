@@ -1,5 +1,7 @@
 //! Accounts: registration, sign-in, listing and roles.
 
+use std::net::IpAddr;
+
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
@@ -43,8 +45,9 @@ pub async fn register(
     new: NewAccount<'_>,
 ) -> AppResult<account::Model> {
     let username_normalized = validation::username(new.username)?;
-    validation::new_password(&new.password, "password")?;
     let email = new.email.map(validation::email).transpose()?;
+    let user_inputs = validation::user_inputs(new.username, new.email);
+    validation::new_password(&new.password, "password", user_inputs).await?;
     let password_hash = hasher.hash(new.password).await?;
     let now = Utc::now();
     let (email, email_normalized) = email.unzip();
@@ -66,49 +69,70 @@ pub async fn register(
         .map_err(unique_violation_to_conflict)
 }
 
-/// Checks a username and password, throttled per username.
+/// Checks a username and password typed from `client`, throttled per (username, client
+/// address) and per username: the attempt is counted before the password is verified.
 ///
 /// # Errors
 /// `UNAUTHENTICATED` with the same message for an unknown user and a wrong password, after the
-/// same argon2 work in both cases; `TOO_MANY_REQUESTS` while the username is locked after
-/// repeated failures (known or not, so the lock reveals nothing).
+/// same argon2 work in both cases; `TOO_MANY_REQUESTS` while the username is locked for this
+/// address or for every address (known or not, so the lock reveals nothing), or when the
+/// hashing queue is full.
 pub async fn authenticate(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
     username: &str,
     password: String,
+    client: IpAddr,
 ) -> AppResult<account::Model> {
-    let key = throttle::username_key(username);
-    let failures_on_record = throttle::check_username(db, &key).await?;
+    let attempt = throttle::reserve(
+        db,
+        vec![
+            (
+                throttle::address_key(username, client),
+                throttle::PER_ADDRESS,
+            ),
+            (throttle::username_key(username), throttle::PER_USERNAME),
+        ],
+    )
+    .await?;
     let account = match validation::username(username) {
         Ok(normalized) => find_by_username(db, &normalized).await?,
         Err(_) => None,
     };
     let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
-    let verified = hasher.verify(password, stored_hash).await?;
+    let verified = match hasher.verify(password, stored_hash).await {
+        Ok(verified) => verified,
+        Err(err) => {
+            attempt.release().await?;
+            return Err(err);
+        }
+    };
     match account {
         Some(account) if verified => {
-            if failures_on_record {
-                throttle::record_success(db, &key).await?;
-            }
+            attempt.succeeded().await?;
             Ok(account)
         }
         _ => {
-            throttle::record_failure(db, &key).await?;
+            attempt.failed().await?;
             Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
         }
     }
 }
 
-/// Checks the signed-in account's current password (throttled like a sign-in), then ends
-/// every access token issued before and stores the new password. Returns the updated account.
+/// Checks the signed-in account's current password, then ends every access token issued
+/// before and stores the new password. Returns the updated account.
+///
+/// Throttled per account, never by sign-in failures (strangers cannot lock a signed-in user
+/// out of changing their password): one change at a time, and wrong current passwords lock
+/// the change like failed sign-ins lock a sign-in.
 ///
 /// Revocation comes first: if storing the password then fails, the worst outcome is a caller
 /// who must sign in again, never an old token that outlives a password change.
 ///
 /// # Errors
-/// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted like a failed sign-in) or on
-/// `newPassword` when it breaks a rule; `TOO_MANY_REQUESTS` while locked.
+/// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted) or on `newPassword` when it
+/// breaks a rule; `TOO_MANY_REQUESTS` while locked, while another change of this account is
+/// running, or when the hashing queue is full.
 pub async fn change_password(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
@@ -117,27 +141,50 @@ pub async fn change_password(
     current: String,
     new: String,
 ) -> AppResult<account::Model> {
-    let account = find(db, id)
-        .await?
-        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
-    let key = throttle::username_key(&account.username);
-    let failures_on_record = throttle::check_username(db, &key).await?;
-    if !hasher
+    // Reserved before anything else: a flood of changes is refused without a query each.
+    let attempt = throttle::reserve(
+        db,
+        vec![(throttle::password_change_key(id), throttle::PASSWORD_CHANGE)],
+    )
+    .await?;
+    let Some(account) = find(db, id).await? else {
+        attempt.release().await?;
+        return Err(AppError::Unauthenticated("this account no longer exists"));
+    };
+    let verified = match hasher
         .verify(current, Some(account.password_hash.clone()))
-        .await?
+        .await
     {
-        throttle::record_failure(db, &key).await?;
+        Ok(verified) => verified,
+        Err(err) => {
+            attempt.release().await?;
+            return Err(err);
+        }
+    };
+    if !verified {
+        attempt.failed().await?;
         return Err(AppError::BadUserInput {
             field: "currentPassword",
             message: "the current password is wrong".to_owned(),
         });
     }
-    if failures_on_record {
-        throttle::record_success(db, &key).await?;
-    }
-    validation::new_password(&new, "newPassword")?;
+    // The reservation is held until the new hash is stored: one change at a time.
+    let changed = store_new_password(db, hasher, revocations, account, new).await;
+    attempt.succeeded().await?;
+    changed
+}
+
+async fn store_new_password(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    revocations: &Revocations,
+    account: account::Model,
+    new: String,
+) -> AppResult<account::Model> {
+    let user_inputs = validation::user_inputs(&account.username, account.email.as_deref());
+    validation::new_password(&new, "newPassword", user_inputs).await?;
     let password_hash = hasher.hash(new).await?;
-    let account = revoke_access_tokens(db, revocations, id).await?;
+    let account = revoke_access_tokens(db, revocations, account.id).await?;
     let mut active: account::ActiveModel = account.into();
     active.password_hash = Set(password_hash);
     active.updated_at = Set(Utc::now());

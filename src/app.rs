@@ -66,7 +66,7 @@ impl App {
         tracing::info!(database = %redact_url(&config.database_url), "database ready");
         let authz = Authorizer::load(&config.policy_dir, config.policy_dir_is_default).await?;
         tracing::info!(source = %authz.source(), "authorization policy loaded");
-        let passwords = PasswordHasher::for_this_machine()
+        let passwords = PasswordHasher::for_this_machine(config.password_hash_queue)
             .await
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;

@@ -45,6 +45,9 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     /// Read the client IP from `X-Forwarded-For` (`TRUST_PROXY_HEADERS`, default false).
     pub trust_proxy_headers: bool,
+    /// Password hashes that may wait or run at once (`PASSWORD_HASH_QUEUE`; 0, the default,
+    /// means 4 per core); more are refused with `TOO_MANY_REQUESTS`.
+    pub password_hash_queue: usize,
     /// GraphQL and HTTP limits.
     pub limits: Limits,
     /// Introspection (`INTROSPECTION`), field suggestions (`FIELD_SUGGESTIONS`) and the GraphiQL
@@ -249,6 +252,7 @@ impl Config {
         let auth_rate_limit_per_minute =
             number(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 60, 0..=1_000_000)? as u32;
         let trust_proxy_headers = flag(&get, "TRUST_PROXY_HEADERS", false)?;
+        let password_hash_queue = number(&get, "PASSWORD_HASH_QUEUE", 0, 0..=100_000)? as usize;
         let production = app_env == AppEnv::Production;
         let introspection = flag(&get, "INTROSPECTION", !production)?;
         let field_suggestions = flag(&get, "FIELD_SUGGESTIONS", !production)?;
@@ -322,6 +326,7 @@ impl Config {
             policy_dir_is_default,
             auth_rate_limit_per_minute,
             trust_proxy_headers,
+            password_hash_queue,
             limits,
             introspection,
             field_suggestions,

@@ -73,7 +73,10 @@ pub trait ContextExt {
     /// # Errors
     /// `UNAUTHENTICATED` when the caller is not signed in.
     fn session(&self) -> AppResult<(Uuid, Uuid)>;
-    /// Counts one sign-in attempt against the caller's IP.
+    /// The caller's address (as the HTTP layer found it; 0.0.0.0 when unknown).
+    fn client_ip(&self) -> std::net::IpAddr;
+    /// Counts one attempt of a mutation that runs argon2 (or trades a credential) against the
+    /// caller's address group (an IPv6 /64, IPv4-mapped addresses as IPv4).
     ///
     /// # Errors
     /// `TOO_MANY_REQUESTS` beyond `AUTH_RATE_LIMIT_PER_MINUTE`.
@@ -100,11 +103,13 @@ impl ContextExt for Context<'_> {
         }
     }
 
+    fn client_ip(&self) -> std::net::IpAddr {
+        self.data_opt::<ClientIp>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |ip| ip.0)
+    }
+
     fn count_auth_attempt(&self) -> AppResult<()> {
-        let ip = self
-            .data_opt::<ClientIp>()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |ip| ip.0);
-        self.state().ip_limiter.check(ip)
+        self.state().ip_limiter.check(self.client_ip())
     }
 }
 

@@ -37,12 +37,52 @@ pub fn username(username: &str) -> AppResult<String> {
     Ok(username.to_ascii_lowercase())
 }
 
-/// Checks a new password: 8–128 characters and not one of the 10,000 most common passwords
-/// (compared ignoring case). The password itself is never trimmed or changed.
+/// Characters of a password the strength estimate looks at: its cost grows with the length,
+/// and a password whose first 48 characters are easy to guess is weak anyway (BENCHMARKS.md).
+pub const STRENGTH_CHARS: usize = 48;
+/// The lowest zxcvbn score accepted: 3 is "safely unguessable" (more than 10^10 guesses).
+pub const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Three;
+
+/// What the account holder typed about themselves, which a password must not lean on: the
+/// username, the email and the email's local part.
+pub fn user_inputs(username: &str, email: Option<&str>) -> Vec<String> {
+    let mut inputs = vec![username.to_owned()];
+    if let Some(email) = email {
+        inputs.push(email.to_owned());
+        if let Some((local, _)) = email.rsplit_once('@') {
+            inputs.push(local.to_owned());
+        }
+    }
+    inputs
+}
+
+/// Checks a new password ([`password_strength`]) on the blocking pool: the estimate takes
+/// milliseconds for long passwords in an unoptimized build.
 ///
 /// # Errors
-/// `BAD_USER_INPUT` on `field` when it breaks either rule.
-pub fn new_password(password: &str, field: &'static str) -> AppResult<()> {
+/// As [`password_strength`]; internal if the blocking pool fails.
+pub async fn new_password(
+    password: &str,
+    field: &'static str,
+    user_inputs: Vec<String>,
+) -> AppResult<()> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password_strength(&password, field, &user_inputs))
+        .await
+        .map_err(AppError::internal)?
+}
+
+/// Checks a new password: 8–128 characters, not one of the 10,000 most common passwords
+/// (compared ignoring case), and hard to guess by zxcvbn's estimate (score 3 or more, knowing
+/// the `user_inputs`). The password itself is never trimmed or changed.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `field` when it breaks a rule, with zxcvbn's warning and suggestions.
+pub fn password_strength(
+    password: &str,
+    field: &'static str,
+    user_inputs: &[String],
+) -> AppResult<()> {
     let len = password.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
         return Err(AppError::bad_input(
@@ -55,6 +95,21 @@ pub fn new_password(password: &str, field: &'static str) -> AppResult<()> {
             field,
             "this password is too common; choose one that is harder to guess",
         ));
+    }
+    let seen: String = password.chars().take(STRENGTH_CHARS).collect();
+    let inputs: Vec<&str> = user_inputs.iter().map(String::as_str).collect();
+    let estimate = zxcvbn::zxcvbn(&seen, &inputs);
+    if estimate.score() < MIN_STRENGTH {
+        let mut message = "this password is too easy to guess.".to_owned();
+        if let Some(feedback) = estimate.feedback() {
+            if let Some(warning) = feedback.warning() {
+                message.push_str(&format!(" {warning}"));
+            }
+            for suggestion in feedback.suggestions() {
+                message.push_str(&format!(" {suggestion}"));
+            }
+        }
+        return Err(AppError::bad_input(field, message));
     }
     Ok(())
 }
@@ -235,12 +290,25 @@ mod tests {
         assert!(username(&"a".repeat(32)).is_ok());
     }
 
+    fn strength(password: &str) -> AppResult<()> {
+        password_strength(
+            password,
+            "password",
+            &user_inputs("dana", Some("dana.b@example.com")),
+        )
+    }
+
+    fn is_length_error(result: AppResult<()>) -> bool {
+        matches!(result, Err(AppError::BadUserInput { message, .. }) if message.contains("8 to 128"))
+    }
+
     #[test]
     fn passwords_count_characters_not_bytes() {
-        assert!(new_password("ééééééé", "password").is_err()); // 7 chars, 14 bytes
-        assert!(new_password("éééééééé", "password").is_ok());
-        assert!(new_password(&"é".repeat(128), "password").is_ok());
-        assert!(new_password(&"a".repeat(129), "password").is_err());
+        assert!(is_length_error(strength("ééééééé"))); // 7 chars, 14 bytes
+        assert!(!is_length_error(strength("éééééééé")));
+        assert!(!is_length_error(strength(&"é".repeat(128))));
+        assert!(is_length_error(strength(&"é".repeat(129))));
+        assert!(strength("ébène, sûreté, çà et là").is_ok());
     }
 
     #[test]
@@ -253,10 +321,44 @@ mod tests {
             "iloveyou",
         ] {
             assert!(is_common_password(common), "{common}");
-            assert!(new_password(common, "password").is_err() || common.len() < 8);
+            assert!(strength(common).is_err() || common.len() < 8);
         }
         assert!(!is_common_password("correct horse battery staple"));
-        assert!(new_password("correct horse battery staple", "password").is_ok());
+        assert!(strength("correct horse battery staple").is_ok());
+    }
+
+    #[test]
+    fn guessable_passwords_are_refused_with_zxcvbn_feedback() {
+        for weak in [
+            "password1234",
+            "123456789012",
+            "iloveyou123",
+            "letmein12345",
+            "qwertyuiop123",
+            "aaaaaaaaaaaa",
+            "dana.b2024!",
+            "Dana.B@example.com",
+            &format!("{}correct horse battery staple", "a".repeat(STRENGTH_CHARS)),
+        ] {
+            match strength(weak) {
+                Err(AppError::BadUserInput { field, message }) => {
+                    assert_eq!(field, "password");
+                    assert!(
+                        message.starts_with("this password is too easy to guess."),
+                        "{message}"
+                    );
+                    assert!(message.len() > 40, "{weak}: feedback in {message:?}");
+                }
+                other => panic!("{weak}: {other:?}"),
+            }
+        }
+        for strong in [
+            "correct horse battery staple",
+            "Tr0ub4dor&3 gallops",
+            "orbit-velvet-cactus-42",
+        ] {
+            assert!(strength(strong).is_ok(), "{strong}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ export function uniqueUsername(prefix) {
   return `${prefix}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 }
 
-/** A password the server's rules accept (8–128 characters, not a common one). */
+/** A password the server's rules accept (8–128 characters, zxcvbn score 3 or more). */
 export const USER_PASSWORD = 'correct horse battery staple';
 
 /** The folder of this package. */

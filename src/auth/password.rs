@@ -5,7 +5,7 @@
 
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
     mpsc,
 };
 use std::time::Duration;
@@ -35,19 +35,42 @@ struct Counters {
     queued: AtomicU64,
     /// Running on a worker.
     running: AtomicU64,
+    /// Refused at once because the queue was full.
+    refused: AtomicU64,
 }
 
+/// Hashes that may wait or run at once, per hashing thread, unless configured.
+pub const QUEUE_PER_THREAD: usize = 4;
+
 impl PasswordHasher {
-    /// A hasher allowing `concurrency` hashes at once (at least one). Computes the dummy hash.
+    /// A hasher allowing `concurrency` hashes at once (at least one), and
+    /// [`QUEUE_PER_THREAD`] × that many waiting or running. Computes the dummy hash.
     ///
     /// # Errors
     /// Only if argon2 fails, which would be a bug.
     pub async fn new(concurrency: usize) -> AppResult<Self> {
+        Self::with_queue(concurrency, 0).await
+    }
+
+    /// A hasher with `concurrency` threads (at least one) that refuses new work while
+    /// `queue_max` hashes wait or run (0: [`QUEUE_PER_THREAD`] × the threads).
+    ///
+    /// # Errors
+    /// Only if argon2 fails, which would be a bug.
+    pub async fn with_queue(concurrency: usize, queue_max: usize) -> AppResult<Self> {
         let counters = Arc::<Counters>::default();
-        let pool = Arc::new(HashPool::start(concurrency.max(1), counters.clone())?);
+        let threads = concurrency.max(1);
+        let queue_max = if queue_max == 0 {
+            QUEUE_PER_THREAD * threads
+        } else {
+            queue_max
+        };
+        let pool = Arc::new(HashPool::start(threads, queue_max, counters.clone())?);
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
-        let dummy_hash = pool.run(move || hash_blocking(&random)).await??;
+        let dummy_hash = pool
+            .run(&AtomicU64::default(), move || hash_blocking(&random))
+            .await??;
         Ok(Self {
             pool,
             dummy_hash: dummy_hash.into(),
@@ -55,23 +78,24 @@ impl PasswordHasher {
         })
     }
 
-    /// A hasher sized to the machine's cores.
+    /// A hasher with a thread per core and a queue of `queue_max` (0: the default).
     ///
     /// # Errors
     /// As [`PasswordHasher::new`].
-    pub async fn for_this_machine() -> AppResult<Self> {
+    pub async fn for_this_machine(queue_max: usize) -> AppResult<Self> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::new(cores).await
+        Self::with_queue(cores, queue_max).await
     }
 
     /// The PHC string of a new argon2id hash of `password`, with a random salt.
     ///
     /// # Errors
-    /// Internal, if the blocking pool or argon2 fails.
+    /// `TOO_MANY_REQUESTS` when the queue is full; internal, if the pool or argon2 fails.
     pub async fn hash(&self, password: String) -> AppResult<String> {
-        self.counters.hashes.fetch_add(1, Ordering::Relaxed);
         self.pool
-            .run(move || hash_blocking(password.as_bytes()))
+            .run(&self.counters.hashes, move || {
+                hash_blocking(password.as_bytes())
+            })
             .await?
     }
 
@@ -79,14 +103,13 @@ impl PasswordHasher {
     /// is checked against a dummy hash, taking the same time, and the answer is `false`.
     ///
     /// # Errors
-    /// Internal, if the blocking pool fails.
+    /// `TOO_MANY_REQUESTS` when the queue is full; internal, if the pool fails.
     pub async fn verify(&self, password: String, stored: Option<String>) -> AppResult<bool> {
-        self.counters.verifications.fetch_add(1, Ordering::Relaxed);
         let exists = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = self
             .pool
-            .run(move || {
+            .run(&self.counters.verifications, move || {
                 Argon2::default()
                     .verify_password(password.as_bytes(), hash.as_str())
                     .is_ok()
@@ -97,12 +120,13 @@ impl PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Hashes computed so far (the dummy hash not included).
+    /// Hashes computed (or queued to be) so far, the dummy hash and refused ones not included.
     pub fn hashes(&self) -> u64 {
         self.counters.hashes.load(Ordering::Relaxed)
     }
 
-    /// Verifications run so far, against real or dummy hashes.
+    /// Verifications run (or queued to) so far, against real or dummy hashes; refused ones
+    /// not included.
     pub fn verifications(&self) -> u64 {
         self.counters.verifications.load(Ordering::Relaxed)
     }
@@ -115,6 +139,16 @@ impl PasswordHasher {
     /// Hashes and verifications running now.
     pub fn running(&self) -> u64 {
         self.counters.running.load(Ordering::Relaxed)
+    }
+
+    /// Hashes and verifications refused because the queue was full.
+    pub fn refused(&self) -> u64 {
+        self.counters.refused.load(Ordering::Relaxed)
+    }
+
+    /// How many hashes may wait or run at once.
+    pub fn queue_max(&self) -> usize {
+        self.pool.queue_max
     }
 }
 
@@ -154,14 +188,26 @@ fn lower_priority() {
     }
 }
 
-/// A fixed set of threads running argon2, fed through a queue.
+/// A fixed set of threads running argon2, fed through a bounded queue.
 struct HashPool {
     jobs: Mutex<mpsc::Sender<Job>>,
     counters: Arc<Counters>,
+    /// Jobs waiting or running now, never above `queue_max`.
+    pending: Arc<AtomicUsize>,
+    queue_max: usize,
+}
+
+/// One place in the queue, given back when its job has run (or was dropped unrun).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl HashPool {
-    fn start(threads: usize, counters: Arc<Counters>) -> AppResult<Self> {
+    fn start(threads: usize, queue_max: usize, counters: Arc<Counters>) -> AppResult<Self> {
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         for i in 0..threads {
@@ -199,19 +245,48 @@ impl HashPool {
         Ok(Self {
             jobs: Mutex::new(sender),
             counters,
+            pending: Arc::default(),
+            queue_max: queue_max.max(1),
         })
     }
 
+    /// Takes a place in the queue, or refuses at once when it is full: waiting behind a
+    /// flood would only hold memory and connections, and every caller would time out anyway.
+    fn take_slot(&self) -> AppResult<Slot> {
+        let taken = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                (pending < self.queue_max).then_some(pending + 1)
+            });
+        match taken {
+            Ok(_) => Ok(Slot(self.pending.clone())),
+            Err(_) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(AppError::TooManyRequests {
+                    retry_after_secs: 1,
+                })
+            }
+        }
+    }
+
     /// Runs `work` on a worker. A caller that gives up (a request timeout) leaves the work to
-    /// finish on its worker, so no more than the pool's threads ever hash at once.
+    /// finish on its worker, so no more than the pool's threads ever hash at once, and its
+    /// place in the queue stays taken until then.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` when the queue is full (then `counted` is not counted).
     async fn run<T: Send + 'static>(
         &self,
+        counted: &AtomicU64,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> AppResult<T> {
+        let slot = self.take_slot()?;
+        counted.fetch_add(1, Ordering::Relaxed);
         let (done, result) = oneshot::channel();
         let counters = self.counters.clone();
         counters.queued.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move || {
+            let _slot = slot;
             counters.queued.fetch_sub(1, Ordering::Relaxed);
             counters.running.fetch_add(1, Ordering::Relaxed);
             let output = work();
@@ -253,6 +328,47 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_frees_its_places_after() {
+        let pool = Arc::new(HashPool::start(1, 2, Arc::default()).unwrap());
+        // Two jobs that hold their places (one running, one waiting) until released.
+        let mut gates = Vec::new();
+        let mut holders = Vec::new();
+        for _ in 0..2 {
+            let (open, gate) = mpsc::channel::<()>();
+            gates.push(open);
+            let pool = pool.clone();
+            holders.push(tokio::spawn(async move {
+                pool.run(&AtomicU64::default(), move || gate.recv().is_ok())
+                    .await
+            }));
+        }
+        while pool.pending.load(Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..50 {
+            assert!(matches!(
+                pool.run(&AtomicU64::default(), || ()).await,
+                Err(AppError::TooManyRequests {
+                    retry_after_secs: 1
+                })
+            ));
+        }
+        assert_eq!(pool.counters.refused.load(Ordering::Relaxed), 50);
+        for open in gates {
+            open.send(()).unwrap();
+        }
+        for holder in holders {
+            assert!(holder.await.unwrap().unwrap());
+        }
+        // Every place was given back.
+        assert_eq!(pool.pending.load(Ordering::Acquire), 0);
+        let n = AtomicU64::default();
+        let (a, b) = tokio::join!(pool.run(&n, || 1), pool.run(&n, || 2));
+        assert_eq!(n.load(Ordering::Relaxed), 2);
+        assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
     }
 
     #[tokio::test]

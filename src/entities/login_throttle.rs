@@ -8,6 +8,8 @@ pub struct Model {
     pub failures: i32,
     pub locked_until_ms: Option<i64>,
     pub updated_at_ms: i64,
+    pub in_flight: i32,
+    pub in_flight_since_ms: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

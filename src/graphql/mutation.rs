@@ -51,9 +51,14 @@ impl Mutation {
             state.metrics.record_login(LoginOutcome::Throttled);
             return Err(err.into());
         }
-        let result =
-            accounts::authenticate(&state.db, &state.passwords, &input.username, input.password)
-                .await;
+        let result = accounts::authenticate(
+            &state.db,
+            &state.passwords,
+            &input.username,
+            input.password,
+            ctx.client_ip(),
+        )
+        .await;
         let account = match result {
             Ok(account) => account,
             Err(err) => {
@@ -119,6 +124,7 @@ impl Mutation {
         new_password: String,
     ) -> async_graphql::Result<AuthPayload> {
         let account_id = ctx.account_id()?;
+        ctx.count_auth_attempt()?;
         let signed_in =
             sessions::change_password(ctx.state(), account_id, current_password, new_password)
                 .await?;

@@ -97,6 +97,14 @@ async fn create_admin_promotes_an_existing_account_and_refuses_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
     let out = storefront(
         &app.db,
+        &["create-admin", "--username", "weakling"],
+        &[("ADMIN_PASSWORD", "letmein12345")],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too easy to guess"));
+    let out = storefront(
+        &app.db,
         &["create-admin", "--username", "x"],
         &[("ADMIN_PASSWORD", "long enough pass")],
         None,

@@ -17,6 +17,7 @@ mod readme;
 mod roles;
 mod schema;
 mod sessions;
+mod sign_in_lock;
 mod throttling;
 mod validation;
 mod visibility;

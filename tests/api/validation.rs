@@ -344,3 +344,44 @@ async fn malformed_documents_get_a_coded_error() {
         assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{query}: {r}");
     }
 }
+
+#[tokio::test]
+async fn guessable_passwords_are_refused_with_advice_at_register_and_change() {
+    let app = spawn_app().await;
+    let advice = "this password is too easy to guess.";
+    for weak in [
+        "password1234",
+        "123456789012",
+        "iloveyou123",
+        "letmein12345",
+        "DanaDanaDana1",
+        // Built on the account's own username and email.
+        "dana.b2024!",
+        "dana.b@example.com",
+    ] {
+        let r = app
+            .gql(
+                REGISTER,
+                json!({"u": "dana.b", "p": weak, "e": "dana.b@example.com"}),
+                None,
+            )
+            .await;
+        assert_bad_input(&r, "password", weak);
+        let message = r["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(advice) && message.len() > advice.len() + 10,
+            "{weak}: zxcvbn's feedback in {message:?}"
+        );
+    }
+    // Nothing was stored: the username is still free.
+    let token = app.register("dana.b", "orbit velvet cactus tundra").await;
+    let r = app
+        .gql(
+            "mutation($c:String!,$n:String!){ changePassword(currentPassword:$c, newPassword:$n){ accessToken } }",
+            json!({"c": "orbit velvet cactus tundra", "n": "dana.b2024!"}),
+            Some(&token),
+        )
+        .await;
+    assert_bad_input(&r, "newPassword", "changePassword");
+    assert_no_errors(&app.login("dana.b", "orbit velvet cactus tundra").await);
+}
