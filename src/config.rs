@@ -46,7 +46,7 @@ pub struct Config {
     /// Read the client IP from `X-Forwarded-For` (`TRUST_PROXY_HEADERS`, default false).
     pub trust_proxy_headers: bool,
     /// Password hashes that may wait or run at once (`PASSWORD_HASH_QUEUE`; 0, the default,
-    /// means 4 per core); more are refused with `TOO_MANY_REQUESTS`.
+    /// means 16 per core); more are refused with `TOO_MANY_REQUESTS`.
     pub password_hash_queue: usize,
     /// GraphQL and HTTP limits.
     pub limits: Limits,

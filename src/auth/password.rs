@@ -39,8 +39,10 @@ struct Counters {
     refused: AtomicU64,
 }
 
-/// Hashes that may wait or run at once, per hashing thread, unless configured.
-pub const QUEUE_PER_THREAD: usize = 4;
+/// Hashes that may wait or run at once, per hashing thread, unless configured: a full queue
+/// is about 16 hashes' time (a few hundred ms) of waiting, enough for bursts of honest
+/// sign-ins, and no more.
+pub const QUEUE_PER_THREAD: usize = 16;
 
 impl PasswordHasher {
     /// A hasher allowing `concurrency` hashes at once (at least one), and
