@@ -370,3 +370,44 @@ async fn a_full_hashing_queue_refuses_sign_ins_at_once_unknown_users_included() 
         ["UNAUTHENTICATED"]
     );
 }
+
+#[tokio::test]
+async fn two_replicas_share_one_count_of_concurrent_guesses() {
+    let app = spawn_app_with(vec![("REQUEST_TIMEOUT_MS", "120000".to_owned())]).await;
+    let (replica, _stop) = spawn_replica(&app).await;
+    for round in 0..3 {
+        let username = format!("shared{round}");
+        app.register(&username, "shared secret passphrase").await;
+        // 40 wrong guesses at once, alternating between the two replicas.
+        let guesses = (0..40).map(|i| {
+            let (app, replica, username) = (&app, &replica, &username);
+            async move {
+                let body = json!({"query": LOGIN, "variables": {"u": username, "p": format!("guess {i}")}});
+                if i % 2 == 0 {
+                    app.post(body, None).await.1
+                } else {
+                    gql_at(replica, body, None).await
+                }
+            }
+        });
+        let answers = futures_join_all(guesses).await;
+        let (signed_in, wrong, refused) = tally(&answers);
+        assert_eq!(
+            (signed_in, wrong, refused),
+            (0, 5, 35),
+            "round {round}: five guesses verified in all"
+        );
+        // Locked on both replicas, for the right password too.
+        for r in [
+            app.login(&username, "shared secret passphrase").await,
+            gql_at(
+                &replica,
+                json!({"query": LOGIN, "variables": {"u": username, "p": "shared secret passphrase"}}),
+                None,
+            )
+            .await,
+        ] {
+            assert_eq!(codes(&r), ["TOO_MANY_REQUESTS"], "round {round}: {r}");
+        }
+    }
+}
