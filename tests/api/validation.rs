@@ -332,6 +332,32 @@ async fn search_treats_wildcards_literally() {
 }
 
 #[tokio::test]
+async fn search_terms_over_200_characters_are_bad_input_not_a_server_error() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_product(&admin, "Kettle", "10.00").await;
+    let user = app.register("searcher", "searcher passphrase").await;
+    let query = "query($s: String) { products(search: $s) { totalCount nodes { name } } }";
+    // The longest allowed term runs (and matches nothing); counted in characters, not bytes.
+    for ok in ["k".repeat(200), "é".repeat(200)] {
+        let r = app.gql(query, json!({ "s": ok }), Some(&user)).await;
+        assert_no_errors(&r);
+        assert_eq!(r["data"]["products"]["totalCount"], 0);
+    }
+    // One more character, and terms long enough to break SQLite's LIKE (50,000 bytes), are
+    // refused as input errors on `search`, with no database text.
+    for long in ["k".repeat(201), "%".repeat(60_000), "é".repeat(30_000)] {
+        let r = app.gql(query, json!({ "s": long }), Some(&user)).await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{:.200}", r.to_string());
+        assert_eq!(error_field(&r).as_deref(), Some("search"));
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("200"));
+    }
+    // The catalog is unchanged and ordinary searches still work.
+    let r = app.gql(query, json!({ "s": "kett" }), Some(&user)).await;
+    assert_eq!(r["data"]["products"]["totalCount"], 1, "{r}");
+}
+
+#[tokio::test]
 async fn malformed_documents_get_a_coded_error() {
     let app = spawn_app().await;
     let user = app.register("syntax", "syntax passphrase").await;
