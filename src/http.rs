@@ -252,9 +252,9 @@ async fn execute(
     let client_ip = client_ip(headers, extensions, state.settings.trust_proxy_headers);
     let timeout: Duration = state.settings.limits.request_timeout;
     let task_state = state.clone();
-    let mut task = AbortOnDrop(tokio::spawn(async move {
-        run(&task_state, batch, viewer, client_ip, format).await
-    }));
+    // In the request's span, so that what it logs carries the request id.
+    let work = async move { run(&task_state, batch, viewer, client_ip, format).await };
+    let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(work)));
     match tokio::time::timeout(timeout, &mut task.0).await {
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
