@@ -494,11 +494,14 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.limits.max_body_bytes, 65_536);
         assert_eq!(c.limits.max_batch, 10);
+        assert_eq!(c.limits.max_complexity, 2000);
+        assert_eq!(c.limits.max_response_bytes, 4 * 1024 * 1024);
         assert_eq!(c.auth_rate_limit_per_minute, 60);
         assert!(!c.trust_proxy_headers);
         for var in [
             "GRAPHQL_MAX_DEPTH",
             "MAX_BODY_BYTES",
+            "MAX_RESPONSE_BYTES",
             "AUTH_RATE_LIMIT_PER_MINUTE",
         ] {
             assert_eq!(config(&[(var, "-3")]).err().unwrap().var, var);

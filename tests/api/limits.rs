@@ -112,6 +112,11 @@ async fn aliases_are_counted_and_101_of_one_field_are_refused() {
             .gql(&aliases(count, "__typename"), json!({}), None)
             .await;
         assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{count}: {r}");
+        assert!(
+            r.to_string()
+                .contains(&format!("{count} aliases; at most 30")),
+            "{r}"
+        );
     }
     // 101 aliased sign-ins in one document: refused before any runs.
     let login = r#"login(input:{username:"someone", password:"guess guess"}){ accessToken }"#;
@@ -123,6 +128,7 @@ async fn aliases_are_counted_and_101_of_one_field_are_refused() {
         )
         .await;
     assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+    assert!(r.to_string().contains("101 aliases"), "{r}");
 }
 
 #[tokio::test]
