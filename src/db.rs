@@ -4,10 +4,18 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
-    TransactionTrait,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    sqlx::{
+        self,
+        sqlite::{SqliteJournalMode, SqliteSynchronous},
+    },
 };
+
+use crate::error::AppResult;
+
+mod health;
+pub use health::DbHealth;
 
 /// How long a SQLite writer waits for the lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +90,137 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
     let db = connect(url).await?;
     migrate(&db).await?;
     Ok(db)
+}
+
+/// Runs `work` in one transaction and returns its result only once the commit succeeded.
+///
+/// Every write goes through here. A statement that fails, or a commit that fails (a full disk, a
+/// read-only database, a lost connection), rolls everything back and is returned as an error, so
+/// no caller can report a change that was not stored. On SQLite the transaction starts with
+/// `BEGIN IMMEDIATE`: it takes the write lock (waiting out the busy timeout) before reading, so
+/// a read-then-write cannot fail half-way because another writer got in between.
+///
+/// Inside `work`, prefer statements that return no rows (`exec_without_returning`, `execute`)
+/// and read back what is needed: sqlx can hand back a `RETURNING` row before its statement has
+/// run to completion and then lose that statement's error (sqlx issues 2099 and 3430).
+///
+/// # Errors
+/// Whatever `work` returns (after a rollback), or the database's failure to begin or commit.
+pub async fn write<T>(
+    db: &DatabaseConnection,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>,
+) -> AppResult<T> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    let txn = db.begin_with_options(options).await?;
+    match work(&txn).await {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rolling back a failed write failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The cause of a pool timeout, which hides why connecting failed.
+const POOL_TIMED_OUT: &str = "no database connection became free within the pool's timeout";
+
+/// Why the database cannot serve right now, when `err` says so: what a client should retry
+/// later rather than a bug. `None` for every other error.
+pub fn unavailable_cause(err: &DbErr) -> Option<Unavailable> {
+    match err {
+        DbErr::ConnectionAcquire(_) => Some(Unavailable::Unreachable(POOL_TIMED_OUT)),
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
+            Some(sqlx_cause(e).unwrap_or(Unavailable::Unreachable("cannot connect to the database")))
+        }
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_cause(e)
+        }
+        _ => None,
+    }
+}
+
+/// Why the database cannot be used: it cannot be reached at all, or it answers but cannot store
+/// anything (full, read-only, locked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No connection: refused, lost, timed out, or the database is gone or shutting down.
+    Unreachable(&'static str),
+    /// Connected, but writes fail.
+    Unwritable(&'static str),
+}
+
+impl Unavailable {
+    /// What is wrong, for the log.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Self::Unreachable(cause) | Self::Unwritable(cause) => cause,
+        }
+    }
+}
+
+fn sqlx_cause(err: &sqlx::Error) -> Option<Unavailable> {
+    use Unavailable::Unreachable;
+    match err {
+        sqlx::Error::Io(io) => Some(Unreachable(match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused",
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                "connection lost"
+            }
+            std::io::ErrorKind::TimedOut => "connection timed out",
+            std::io::ErrorKind::UnexpectedEof => "connection closed by the database",
+            _ => "network error",
+        })),
+        sqlx::Error::Tls(_) => Some(Unreachable("TLS failure")),
+        sqlx::Error::PoolTimedOut => Some(Unreachable(POOL_TIMED_OUT)),
+        sqlx::Error::PoolClosed => Some(Unreachable("connection pool closed")),
+        sqlx::Error::WorkerCrashed => Some(Unreachable("the SQLite worker thread stopped")),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            if let Ok(extended) = code.parse::<i32>() {
+                return sqlite_cause(extended);
+            }
+            postgres_cause(&code)
+        }
+        _ => None,
+    }
+}
+
+/// SQLite result codes (the primary code is the low byte of the extended one).
+fn sqlite_cause(extended: i32) -> Option<Unavailable> {
+    use Unavailable::{Unreachable, Unwritable};
+    match extended & 0xff {
+        5 => Some(Unwritable("database busy: another writer holds the lock")),
+        6 => Some(Unwritable("database table locked")),
+        8 => Some(Unwritable("database is read-only")),
+        10 => Some(Unwritable("disk I/O error")),
+        13 => Some(Unwritable("disk full")),
+        14 => Some(Unreachable("cannot open the database file")),
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs.
+fn postgres_cause(sqlstate: &str) -> Option<Unavailable> {
+    use Unavailable::{Unreachable, Unwritable};
+    match sqlstate {
+        "25006" => Some(Unwritable("database is read-only")),
+        "53100" => Some(Unwritable("disk full")),
+        "53200" => Some(Unwritable("database out of memory")),
+        "53300" => Some(Unreachable("too many connections")),
+        "57P01" | "57P02" => Some(Unreachable("the database server shut the connection down")),
+        "57P03" => Some(Unreachable("the database server is starting or shutting down")),
+        "3D000" => Some(Unreachable("the database does not exist")),
+        _ if sqlstate.starts_with("08") => Some(Unreachable("connection failure")),
+        _ => None,
+    }
 }
 
 /// Calls `poll` every `interval` with `target` and the database, for as long as something else

@@ -248,32 +248,40 @@ async fn execute(
     let run_one = async |mut request: GqlRequest| {
         let started = std::time::Instant::now();
         let name = request.operation_name.clone();
-        let response = match state.documents.attach(&mut request) {
+        let ready = state.documents.attach(&mut request);
+        let response = match ready.and_then(|()| ops::database_gate(&state.app)) {
             Ok(()) => state.schema.execute(prepare(request)).await,
             Err(error) => GqlResponse::from_errors(vec![error]),
         };
         let body = ResponseBody::from_response(response);
+        let unavailable = ops::note_unavailable(&state.app, &body.errors);
         state
             .app
             .metrics
             .record_operation(name.as_deref(), body.outcome(), started.elapsed());
-        body
+        (body, unavailable)
     };
     let run = async {
         match batch {
             BatchRequest::Single(request) => {
-                let body = run_one(request).await;
-                let status = if body.is_request_error() && format == Format::GraphqlResponseJson {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
-                };
-                json_response(status, format, &body)
+                let (body, unavailable) = run_one(request).await;
+                // Without `data`, application/graphql-response+json may say why in the status.
+                if body.is_request_error() && format == Format::GraphqlResponseJson {
+                    if unavailable {
+                        let mut response =
+                            json_response(StatusCode::SERVICE_UNAVAILABLE, format, &body);
+                        let retry_after = ops::retry_after();
+                        response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                        return response;
+                    }
+                    return json_response(StatusCode::BAD_REQUEST, format, &body);
+                }
+                json_response(StatusCode::OK, format, &body)
             }
             BatchRequest::Batch(requests) => {
                 let mut bodies = Vec::with_capacity(requests.len());
                 for request in requests {
-                    bodies.push(run_one(request).await);
+                    bodies.push(run_one(request).await.0);
                 }
                 json_response(StatusCode::OK, format, &bodies)
             }

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::ExprTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::ExprTrait};
 
 use crate::{
     auth::{revocation::RETENTION_MS, throttle::FAILURE_MEMORY_MS},
+    db,
     entities::{login_throttle, refresh_token, revocation, session},
+    error::AppResult,
 };
 
 /// How often each replica prunes.
@@ -32,11 +32,11 @@ pub struct Pruned {
 /// failures are forgotten and whose lock has run out.
 ///
 /// # Errors
-/// On a database failure.
-pub async fn prune(db: &DatabaseConnection) -> Result<Pruned, DbErr> {
+/// On a database failure (nothing is deleted then).
+pub async fn prune(db: &DatabaseConnection) -> AppResult<Pruned> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    Ok(Pruned {
+    db::write(db, async |db| Ok(Pruned {
         revocations: revocation::Entity::delete_many()
             .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
             .exec(db)
@@ -62,7 +62,8 @@ pub async fn prune(db: &DatabaseConnection) -> Result<Pruned, DbErr> {
             .exec(db)
             .await?
             .rows_affected,
-    })
+    }))
+    .await
 }
 
 /// Prunes every [`PRUNE_EVERY`] for as long as the process runs.
@@ -74,7 +75,7 @@ pub fn spawn_pruner(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
             ticker.tick().await;
             match prune(&db).await {
                 Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
-                Err(err) => tracing::warn!(error = %err, "pruning failed; will retry"),
+                Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
             }
         }
     })
