@@ -115,17 +115,48 @@ pub async fn write<T>(
         ..TransactionOptions::default()
     };
     let txn = db.begin_with_options(options).await?;
-    match work(&txn).await {
-        Ok(value) => {
+    let value = match work(&txn).await {
+        Ok(value) => value,
+        Err(err) => {
+            abandon(txn).await;
+            return Err(err);
+        }
+    };
+    if txn.get_database_backend() != DbBackend::Sqlite {
+        txn.commit().await?;
+        return Ok(value);
+    }
+    // SQLite: sqlx counts transaction depth itself and, when a COMMIT fails (a full disk), it
+    // keeps counting one open transaction whether or not SQLite rolled it back. The pooled
+    // connection's next "transaction" then became a SAVEPOINT inside a transaction that never
+    // commits: acknowledged and later lost. So the real COMMIT is ours, and the transaction
+    // sqlx tracks is ended with statements that cannot fail for want of space.
+    match txn.execute_unprepared("COMMIT").await {
+        Ok(_) => {
+            txn.execute_unprepared("BEGIN").await?;
             txn.commit().await?;
             Ok(value)
         }
         Err(err) => {
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rolling back a failed write failed");
-            }
-            Err(err)
+            abandon(txn).await;
+            Err(err.into())
         }
+    }
+}
+
+/// Rolls back a write that failed, leaving the connection outside any transaction both in
+/// SQLite's eyes and in sqlx's (see [`write`]).
+async fn abandon(txn: DatabaseTransaction) {
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        // Whatever SQLite did after the error, end its transaction (an error here means it had
+        // already ended it), then open an empty one for sqlx's ROLLBACK to end.
+        let _ = txn.execute_unprepared("ROLLBACK").await;
+        if let Err(err) = txn.execute_unprepared("BEGIN").await {
+            tracing::error!(error = %err, "cannot reset a connection after a failed write");
+        }
+    }
+    if let Err(err) = txn.rollback().await {
+        tracing::warn!(error = %err, "rolling back a failed write failed");
     }
 }
 
@@ -184,10 +215,11 @@ fn sqlx_cause(err: &sqlx::Error) -> Option<Unavailable> {
         sqlx::Error::WorkerCrashed => Some(Unreachable("the SQLite worker thread stopped")),
         sqlx::Error::Database(db) => {
             let code = db.code()?;
-            if let Ok(extended) = code.parse::<i32>() {
-                return sqlite_cause(extended);
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                sqlite_cause(code.parse().ok()?)
+            } else {
+                postgres_cause(&code)
             }
-            postgres_cause(&code)
         }
         _ => None,
     }
