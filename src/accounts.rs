@@ -10,11 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{
-        PasswordHasher, Revocations,
-        revocation::Revoked,
-        throttle,
-    },
+    auth::{PasswordHasher, Revocations, revocation::Revoked, throttle},
     db,
     entities::account,
     error::{AppError, AppResult},

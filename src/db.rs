@@ -168,9 +168,9 @@ const POOL_TIMED_OUT: &str = "no database connection became free within the pool
 pub fn unavailable_cause(err: &DbErr) -> Option<Unavailable> {
     match err {
         DbErr::ConnectionAcquire(_) => Some(Unavailable::Unreachable(POOL_TIMED_OUT)),
-        DbErr::Conn(RuntimeErr::SqlxError(e)) => {
-            Some(sqlx_cause(e).unwrap_or(Unavailable::Unreachable("cannot connect to the database")))
-        }
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => Some(
+            sqlx_cause(e).unwrap_or(Unavailable::Unreachable("cannot connect to the database")),
+        ),
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             sqlx_cause(e)
         }
@@ -248,7 +248,9 @@ fn postgres_cause(sqlstate: &str) -> Option<Unavailable> {
         "53200" => Some(Unwritable("database out of memory")),
         "53300" => Some(Unreachable("too many connections")),
         "57P01" | "57P02" => Some(Unreachable("the database server shut the connection down")),
-        "57P03" => Some(Unreachable("the database server is starting or shutting down")),
+        "57P03" => Some(Unreachable(
+            "the database server is starting or shutting down",
+        )),
         "3D000" => Some(Unreachable("the database does not exist")),
         _ if sqlstate.starts_with("08") => Some(Unreachable("connection failure")),
         _ => None,
@@ -288,7 +290,50 @@ where
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, sqlx};
+
+    use super::{Unavailable, unavailable_cause};
+
+    fn sqlx_err(err: sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+    }
+
+    #[test]
+    fn storage_and_connection_failures_are_named_and_nothing_else_is() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            unavailable_cause(&sqlx_err(sqlx::Error::Io(refused))),
+            Some(Unavailable::Unreachable("connection refused"))
+        );
+        assert!(matches!(
+            unavailable_cause(&sqlx_err(sqlx::Error::PoolTimedOut)),
+            Some(Unavailable::Unreachable(_))
+        ));
+        assert_eq!(
+            super::sqlite_cause(13),
+            Some(Unavailable::Unwritable("disk full"))
+        );
+        // SQLITE_IOERR_WRITE is an extended code of SQLITE_IOERR.
+        assert_eq!(
+            super::sqlite_cause(778),
+            Some(Unavailable::Unwritable("disk I/O error"))
+        );
+        assert_eq!(
+            super::sqlite_cause(19),
+            None,
+            "a constraint is not an outage"
+        );
+        assert_eq!(
+            super::postgres_cause("25006"),
+            Some(Unavailable::Unwritable("database is read-only"))
+        );
+        assert!(matches!(
+            super::postgres_cause("08006"),
+            Some(Unavailable::Unreachable(_))
+        ));
+        assert_eq!(super::postgres_cause("23505"), None);
+        assert_eq!(unavailable_cause(&DbErr::RecordNotFound("x".into())), None);
+    }
 
     /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`; without it,
     /// every statement with `LIMIT ?` is re-parsed and re-planned on each execution.

@@ -271,7 +271,9 @@ async fn execute(
                         let mut response =
                             json_response(StatusCode::SERVICE_UNAVAILABLE, format, &body);
                         let retry_after = ops::retry_after();
-                        response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, retry_after);
                         return response;
                     }
                     return json_response(StatusCode::BAD_REQUEST, format, &body);

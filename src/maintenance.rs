@@ -36,33 +36,35 @@ pub struct Pruned {
 pub async fn prune(db: &DatabaseConnection) -> AppResult<Pruned> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    db::write(db, async |db| Ok(Pruned {
-        revocations: revocation::Entity::delete_many()
-            .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
-            .exec(db)
-            .await?
-            .rows_affected,
-        refresh_tokens: refresh_token::Entity::delete_many()
-            .filter(refresh_token::Column::ExpiresAt.lt(now))
-            .exec(db)
-            .await?
-            .rows_affected,
-        sessions: session::Entity::delete_many()
-            .filter(session::Column::RevokedAt.lt(now - ENDED_SESSION_RETENTION))
-            .exec(db)
-            .await?
-            .rows_affected,
-        login_throttles: login_throttle::Entity::delete_many()
-            .filter(login_throttle::Column::UpdatedAtMs.lt(now_ms - FAILURE_MEMORY_MS))
-            .filter(
-                login_throttle::Column::LockedUntilMs
-                    .is_null()
-                    .or(login_throttle::Column::LockedUntilMs.lt(now_ms)),
-            )
-            .exec(db)
-            .await?
-            .rows_affected,
-    }))
+    db::write(db, async |db| {
+        Ok(Pruned {
+            revocations: revocation::Entity::delete_many()
+                .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
+                .exec(db)
+                .await?
+                .rows_affected,
+            refresh_tokens: refresh_token::Entity::delete_many()
+                .filter(refresh_token::Column::ExpiresAt.lt(now))
+                .exec(db)
+                .await?
+                .rows_affected,
+            sessions: session::Entity::delete_many()
+                .filter(session::Column::RevokedAt.lt(now - ENDED_SESSION_RETENTION))
+                .exec(db)
+                .await?
+                .rows_affected,
+            login_throttles: login_throttle::Entity::delete_many()
+                .filter(login_throttle::Column::UpdatedAtMs.lt(now_ms - FAILURE_MEMORY_MS))
+                .filter(
+                    login_throttle::Column::LockedUntilMs
+                        .is_null()
+                        .or(login_throttle::Column::LockedUntilMs.lt(now_ms)),
+                )
+                .exec(db)
+                .await?
+                .rows_affected,
+        })
+    })
     .await
 }
 

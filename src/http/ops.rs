@@ -30,7 +30,9 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
         Err(reason) => {
             tracing::warn!(reason, "not ready");
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after());
             response
         }
     }

@@ -288,8 +288,18 @@ impl World {
                 json!({"t": victim.second_refresh}),
                 None,
             ),
-            ("logout", "mutation { logout }", json!({}), Some(&victim.first_access)),
-            ("logoutAll", "mutation { logoutAll }", json!({}), Some(&victim.second_access)),
+            (
+                "logout",
+                "mutation { logout }",
+                json!({}),
+                Some(&victim.first_access),
+            ),
+            (
+                "logoutAll",
+                "mutation { logoutAll }",
+                json!({}),
+                Some(&victim.second_access),
+            ),
             (
                 "createProduct",
                 "mutation { createProduct(input:{name:\"Lost lamp\", description:\"d\", price:\"9.99\", stock:3}){ id stock } }",
@@ -353,7 +363,11 @@ impl World {
         let r = app
             .gql(LOGIN, json!({"u": "victim", "p": NEW_PASSWORD}), None)
             .await;
-        assert_eq!(codes(&r), ["UNAUTHENTICATED"], "the password did not change");
+        assert_eq!(
+            codes(&r),
+            ["UNAUTHENTICATED"],
+            "the password did not change"
+        );
         let r = app
             .gql(LOGIN, json!({"u": "victim", "p": VICTIM_PASSWORD}), None)
             .await;
@@ -452,7 +466,11 @@ async fn every_mutation_fails_and_changes_nothing(app: &TestApp, fault: Fault) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Lost lamp"], "created, and the lamp deleted: {after}");
+    assert_eq!(
+        names,
+        ["Lost lamp"],
+        "created, and the lamp deleted: {after}"
+    );
     let roles: Vec<(&str, &str)> = after["users"]["nodes"]
         .as_array()
         .unwrap()
@@ -461,7 +479,11 @@ async fn every_mutation_fails_and_changes_nothing(app: &TestApp, fault: Fault) {
         .collect();
     assert_eq!(
         roles,
-        [("admin", "ADMIN"), ("victim", "ADMIN"), ("newcomer", "USER")]
+        [
+            ("admin", "ADMIN"),
+            ("victim", "ADMIN"),
+            ("newcomer", "USER")
+        ]
     );
     let r = app
         .gql(LOGIN, json!({"u": "victim", "p": NEW_PASSWORD}), None)
@@ -593,6 +615,147 @@ async fn while_the_disk_fills_up_every_acknowledged_create_is_stored_sqlite() {
         .filter(|id| !stored.contains(*id))
         .collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-    assert_eq!(stored.len(), acknowledged.len(), "nothing refused was stored");
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "nothing refused was stored"
+    );
     reader.close().await.unwrap();
+}
+
+/// POSTs `query` as a spec-following client would (accepting
+/// `application/graphql-response+json`); returns the status, the `Retry-After` header, the
+/// body and how long the answer took.
+async fn post_timed(
+    app: &TestApp,
+    query: &str,
+    token: Option<&str>,
+) -> (u16, Option<String>, Value, Duration) {
+    let started = Instant::now();
+    let mut request = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .header("Accept", "application/graphql-response+json")
+        .json(&json!({ "query": query }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap();
+    (status, retry_after, body, started.elapsed())
+}
+
+/// Once the server knows the database cannot be reached, requests are refused at once (not
+/// after the pool's 5 s timeout) with 503 and `Retry-After`; it serves again, without a
+/// restart, soon after the database takes connections again.
+#[tokio::test]
+async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_postgres() {
+    if !on_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (admin_url, name) = app.db.postgres().unwrap();
+    let (admin_url, name) = (admin_url.to_owned(), name.to_owned());
+
+    pg_admin(
+        &admin_url,
+        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+    )
+    .await;
+    terminate_backends(&admin_url, &name).await;
+    let red_after = wait_for_readyz(&app, 503, Duration::from_secs(15)).await;
+
+    let queries = (0..40).map(|i| {
+        let query = if i % 2 == 0 {
+            "{ products { totalCount } }"
+        } else {
+            "mutation { createProduct(input:{name:\"Never\", description:\"d\", price:\"1.00\", stock:1}){ id } }"
+        };
+        Box::pin(post_timed(&app, query, Some(&admin)))
+    });
+    let answers = join_all(queries.collect()).await;
+    let slowest = answers.iter().map(|a| a.3).max().unwrap();
+    for (status, retry_after, body, _) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
+        assert_eq!(codes(body), ["SERVICE_UNAVAILABLE"], "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    // The pool would wait 5 s per request; a generous bound for a loaded 2-core machine.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest answer {slowest:?}"
+    );
+
+    pg_admin(
+        &admin_url,
+        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
+    )
+    .await;
+    let green_after = wait_for_readyz(&app, 200, Duration::from_secs(10)).await;
+    eprintln!(
+        "refused connections: readyz red after {red_after:?}; 40 requests answered 503, the \
+         slowest in {slowest:?}; green {green_after:?} after connections were allowed again"
+    );
+    let (status, _, body, _) = post_timed(&app, "{ products { totalCount } }", Some(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_no_errors(&body);
+    let r = app
+        .gql(
+            "mutation { createProduct(input:{name:\"After\", description:\"d\", price:\"1.00\", stock:1}){ id } }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_no_errors(&r);
+    assert_eq!(
+        app.product_count(&admin).await,
+        1,
+        "only the create that was acknowledged"
+    );
+}
+
+/// Another process holding SQLite's write lock (a long write, a backup tool, `sqlite3` left in
+/// a transaction): writes fail with `SERVICE_UNAVAILABLE` after the busy timeout, `/readyz` is
+/// red, reads go on; all is well once the lock is released.
+#[tokio::test]
+async fn while_another_process_holds_the_write_lock_writes_fail_and_reads_go_on_sqlite() {
+    use sea_orm::sqlx::{self, Connection};
+    if on_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_product(&admin, "Before", "1.00").await;
+    let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let r = app
+        .gql(
+            "mutation { createProduct(input:{name:\"Blocked\", description:\"d\", price:\"1.00\", stock:1}){ id } }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_unavailable(&r, "createProduct");
+    wait_for_readyz(&app, 503, Duration::from_secs(10)).await;
+    assert_eq!(app.product_count(&admin).await, 1, "reads go on");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder.close().await.unwrap();
+    wait_for_readyz(&app, 200, Duration::from_secs(10)).await;
+    app.create_product(&admin, "After", "1.00").await;
+    assert_eq!(app.product_count(&admin).await, 2);
 }
