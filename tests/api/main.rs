@@ -15,6 +15,7 @@ mod login;
 mod ops;
 mod policy;
 mod readme;
+mod revocation_races;
 mod roles;
 mod schema;
 mod sessions;
