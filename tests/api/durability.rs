@@ -759,3 +759,116 @@ async fn while_another_process_holds_the_write_lock_writes_fail_and_reads_go_on_
     app.create_product(&admin, "After", "1.00").await;
     assert_eq!(app.product_count(&admin).await, 2);
 }
+
+/// A TCP proxy in front of PostgreSQL: stopping it cuts every connection and makes the port
+/// refuse new ones, as a database server that went down would.
+struct Proxy {
+    port: u16,
+    target: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Proxy {
+    async fn start(port: u16, target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let target_addr = target.to_owned();
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    accepted = listener.accept() => {
+                        let Ok((mut client, _)) = accepted else { continue };
+                        let target = target_addr.clone();
+                        connections.spawn(async move {
+                            if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        });
+                    }
+                }
+            }
+            // Dropping the listener and every connection: the database is gone.
+            connections.abort_all();
+        });
+        Proxy {
+            port,
+            target: target.to_owned(),
+            stop: Some(stop),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    async fn restart(&mut self) {
+        *self = Proxy::start(self.port, &self.target).await;
+    }
+}
+
+/// PostgreSQL going down (connections cut, then refused): `/readyz` names the cause, requests
+/// are refused at once, and all is well again once it is back.
+#[tokio::test]
+async fn a_database_server_that_goes_down_is_named_refused_fast_and_recovered_postgres() {
+    if !on_postgres() {
+        return;
+    }
+    let db = TestDb::new().await;
+    // postgres://user@host:port/name → the same through the proxy.
+    let (head, rest) = db.url.split_once('@').unwrap();
+    let (target, name) = rest.split_once('/').unwrap();
+    let mut proxy = Proxy::start(0, target).await;
+    let proxied = format!("{head}@127.0.0.1:{}/{name}", proxy.port);
+    let app = spawn_on(db, vec![("DATABASE_URL", proxied)]).await;
+    let admin = app.admin_token().await;
+
+    proxy.stop();
+    let red_after = wait_for_readyz(&app, 503, Duration::from_secs(15)).await;
+    let reason = app
+        .client
+        .get(format!("{}/readyz", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(reason, "connection refused");
+    let answers = join_all(
+        (0..40)
+            .map(|_| {
+                Box::pin(post_timed(
+                    &app,
+                    "{ products { totalCount } }",
+                    Some(&admin),
+                ))
+            })
+            .collect(),
+    )
+    .await;
+    let slowest = answers.iter().map(|a| a.3).max().unwrap();
+    for (status, _, body, _) in &answers {
+        assert_eq!(*status, 503, "{body}");
+        assert_eq!(codes(body), ["SERVICE_UNAVAILABLE"], "{body}");
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest answer {slowest:?}"
+    );
+
+    proxy.restart().await;
+    let green_after = wait_for_readyz(&app, 200, Duration::from_secs(10)).await;
+    eprintln!(
+        "database down: readyz red after {red_after:?} ({reason}); 40 requests answered 503, \
+         the slowest in {slowest:?}; green {green_after:?} after it came back"
+    );
+    app.create_product(&admin, "After the outage", "1.00").await;
+    assert_eq!(app.product_count(&admin).await, 1);
+}
