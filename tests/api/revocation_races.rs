@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 30;
 const LOGIN: &str = "mutation($u:String!,$p:String!){ login(input:{username:$u,password:$p}){ accessToken refreshToken } }";
 const REFRESH: &str =
     "mutation($t:String!){ refreshToken(refreshToken:$t){ accessToken refreshToken } }";
