@@ -19,6 +19,8 @@ use crate::{
 /// What every request shares.
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Whether the database can take a write now (readiness; fast failure while unreachable).
+    pub health: Arc<db::DbHealth>,
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
     pub authz: Authorizer,
@@ -75,6 +77,7 @@ impl App {
         catalog.spawn_poller(db.clone(), config.catalog_poll);
         crate::maintenance::spawn_pruner(db.clone());
         let state = Arc::new(AppState {
+            health: db::DbHealth::new(db.clone(), &config.database_url),
             db,
             tokens: TokenService::new(config),
             passwords,

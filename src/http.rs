@@ -300,12 +300,24 @@ async fn run(
                 }
                 Err(error) => refuse(state, &request, error, started),
             };
-            let status = if body.is_request_error() && format == Format::GraphqlResponseJson {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            };
-            capped_json_response(status, format, &body, max_bytes)
+            let unavailable = ops::note_unavailable(&state.app, &body.errors);
+            // Without `data`, application/graphql-response+json may say why in the status.
+            if body.is_request_error() && format == Format::GraphqlResponseJson {
+                if unavailable {
+                    let mut response = capped_json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format,
+                        &body,
+                        max_bytes,
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, ops::retry_after());
+                    return response;
+                }
+                return capped_json_response(StatusCode::BAD_REQUEST, format, &body, max_bytes);
+            }
+            capped_json_response(StatusCode::OK, format, &body, max_bytes)
         }
         BatchRequest::Batch(requests) => {
             let started = std::time::Instant::now();
@@ -336,6 +348,7 @@ async fn run(
                         run_one(state, request, &document, viewer, client_ip, started).await
                     }
                 };
+                ops::note_unavailable(&state.app, &body.errors);
                 bodies.push(body);
             }
             capped_json_response(StatusCode::OK, format, &bodies, max_bytes)
@@ -353,10 +366,15 @@ async fn run_one(
     started: std::time::Instant,
 ) -> ResponseBody {
     let name = request.operation_name.clone();
-    let response = state
-        .schema
-        .execute(request.data(viewer).data(client_ip))
-        .await;
+    let response = match ops::database_gate(&state.app) {
+        Ok(()) => {
+            state
+                .schema
+                .execute(request.data(viewer).data(client_ip))
+                .await
+        }
+        Err(error) => GqlResponse::from_errors(vec![error]),
+    };
     let body = ResponseBody::from_response(response, Some(document));
     state
         .app

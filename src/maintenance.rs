@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::ExprTrait,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::ExprTrait};
 
 use crate::{
     auth::{revocation::RETENTION_MS, throttle::FAILURE_MEMORY_MS},
+    db,
     entities::{login_throttle, refresh_token, revocation, session},
+    error::AppResult,
 };
 
 /// How often each replica prunes.
@@ -32,37 +32,40 @@ pub struct Pruned {
 /// failures are forgotten and whose lock has run out.
 ///
 /// # Errors
-/// On a database failure.
-pub async fn prune(db: &DatabaseConnection) -> Result<Pruned, DbErr> {
+/// On a database failure (nothing is deleted then).
+pub async fn prune(db: &DatabaseConnection) -> AppResult<Pruned> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    Ok(Pruned {
-        revocations: revocation::Entity::delete_many()
-            .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
-            .exec(db)
-            .await?
-            .rows_affected,
-        refresh_tokens: refresh_token::Entity::delete_many()
-            .filter(refresh_token::Column::ExpiresAt.lt(now))
-            .exec(db)
-            .await?
-            .rows_affected,
-        sessions: session::Entity::delete_many()
-            .filter(session::Column::RevokedAt.lt(now - ENDED_SESSION_RETENTION))
-            .exec(db)
-            .await?
-            .rows_affected,
-        login_throttles: login_throttle::Entity::delete_many()
-            .filter(login_throttle::Column::UpdatedAtMs.lt(now_ms - FAILURE_MEMORY_MS))
-            .filter(
-                login_throttle::Column::LockedUntilMs
-                    .is_null()
-                    .or(login_throttle::Column::LockedUntilMs.lt(now_ms)),
-            )
-            .exec(db)
-            .await?
-            .rows_affected,
+    db::write(db, async |db| {
+        Ok(Pruned {
+            revocations: revocation::Entity::delete_many()
+                .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
+                .exec(db)
+                .await?
+                .rows_affected,
+            refresh_tokens: refresh_token::Entity::delete_many()
+                .filter(refresh_token::Column::ExpiresAt.lt(now))
+                .exec(db)
+                .await?
+                .rows_affected,
+            sessions: session::Entity::delete_many()
+                .filter(session::Column::RevokedAt.lt(now - ENDED_SESSION_RETENTION))
+                .exec(db)
+                .await?
+                .rows_affected,
+            login_throttles: login_throttle::Entity::delete_many()
+                .filter(login_throttle::Column::UpdatedAtMs.lt(now_ms - FAILURE_MEMORY_MS))
+                .filter(
+                    login_throttle::Column::LockedUntilMs
+                        .is_null()
+                        .or(login_throttle::Column::LockedUntilMs.lt(now_ms)),
+                )
+                .exec(db)
+                .await?
+                .rows_affected,
+        })
     })
+    .await
 }
 
 /// Prunes every [`PRUNE_EVERY`] for as long as the process runs.
@@ -74,7 +77,7 @@ pub fn spawn_pruner(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
             ticker.tick().await;
             match prune(&db).await {
                 Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
-                Err(err) => tracing::warn!(error = %err, "pruning failed; will retry"),
+                Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
             }
         }
     })

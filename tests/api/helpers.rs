@@ -63,6 +63,22 @@ impl TestDb {
             }
         }
     }
+
+    /// A SQLite database in `dir` (which the caller keeps and removes).
+    pub fn sqlite_in(dir: &std::path::Path) -> Self {
+        Self {
+            url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+            postgres: None,
+            _dir: None,
+        }
+    }
+
+    /// The PostgreSQL admin URL and this database's name, when it is one.
+    pub fn postgres(&self) -> Option<(&str, &str)> {
+        self.postgres
+            .as_ref()
+            .map(|(admin, name)| (admin.as_str(), name.as_str()))
+    }
 }
 
 impl Drop for TestDb {
