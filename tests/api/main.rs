@@ -7,6 +7,7 @@ mod authorization;
 mod catalog;
 mod cli;
 mod clients;
+mod connections;
 mod journey;
 mod jwt;
 mod limits;

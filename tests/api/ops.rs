@@ -100,6 +100,91 @@ async fn metrics_can_live_on_their_own_address() {
     assert!(text.contains("storefront_logins_total"));
 }
 
+const PRODUCTION_SECRET: &str = "production-secret-0123456789abcdefghij";
+const METRICS_TOKEN: &str = "prometheus-scrape-token-0123456789";
+
+#[tokio::test]
+async fn in_production_metrics_are_not_on_the_api_address_unless_asked_for() {
+    let production = || {
+        vec![
+            ("APP_ENV", "production".to_owned()),
+            ("JWT_SECRET", PRODUCTION_SECRET.to_owned()),
+        ]
+    };
+    let app = spawn_app_with(production()).await;
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let response = app
+            .client
+            .request(method, format!("{}/metrics", app.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    // Development keeps serving it, as before.
+    assert_eq!(get(&spawn_app().await, "/metrics").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_metrics_token_is_required_when_configured() {
+    let mut env = vec![
+        ("APP_ENV", "production".to_owned()),
+        ("JWT_SECRET", PRODUCTION_SECRET.to_owned()),
+        ("METRICS_TOKEN", METRICS_TOKEN.to_owned()),
+    ];
+    let app = spawn_app_with(env.clone()).await;
+    let scrape = |token: Option<String>| {
+        let mut request = app.client.get(format!("{}/metrics", app.url));
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        request.send()
+    };
+    let refused = [
+        None,
+        Some("Bearer".to_owned()),
+        Some("Bearer wrong-token".to_owned()),
+        Some(format!(
+            "Bearer {}",
+            &METRICS_TOKEN[..METRICS_TOKEN.len() - 1]
+        )),
+        Some(format!("Bearer {METRICS_TOKEN}x")),
+        Some(format!("Basic {METRICS_TOKEN}")),
+    ];
+    for token in refused {
+        let response = scrape(token.clone()).await.unwrap();
+        assert_eq!(response.status(), 401, "{token:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        assert!(!response.text().await.unwrap().contains("storefront_"));
+    }
+    let response = scrape(Some(format!("bearer {METRICS_TOKEN}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("storefront_logins_total")
+    );
+
+    // On METRICS_ADDR the token is required too.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.push(("METRICS_ADDR", format!("127.0.0.1:{port}")));
+    let _app = spawn_app_with(env).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let response = client.get(&url).bearer_auth(METRICS_TOKEN).send().await;
+    assert_eq!(response.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;

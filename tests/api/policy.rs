@@ -28,7 +28,7 @@ async fn behaviour_follows_the_policy_file_not_the_code() {
     let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
     assert_eq!(
         app.state.authz.source(),
-        &PolicySource::Folder(dir.path().to_owned())
+        PolicySource::Folder(dir.path().to_owned())
     );
 
     let user = app.register("maker", "maker passphrase").await;
