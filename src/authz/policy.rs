@@ -464,7 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_model_is_refused() {
-        let err = Authorizer::from_texts("[nonsense", "", PolicySource::BuiltIn)
+        let err = Authorizer::from_texts("[nonsense", BUILT_IN_POLICY, PolicySource::BuiltIn)
             .await
             .unwrap_err();
         assert!(matches!(err, PolicyError::Invalid(_)));
