@@ -12,6 +12,7 @@ mod journey;
 mod jwt;
 mod limits;
 mod login;
+mod methods;
 mod ops;
 mod policy;
 mod readme;
