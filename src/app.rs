@@ -82,6 +82,7 @@ impl App {
         let catalog = Catalog::load(&db, config.catalog_cache_bytes, config.catalog_poll).await?;
         catalog.spawn_poller(db.clone(), config.catalog_poll);
         crate::maintenance::spawn_pruner(db.clone());
+        crate::maintenance::spawn_wal_checkpointer(db.clone());
         let state = Arc::new(AppState {
             db,
             tokens: TokenService::new(config),

@@ -19,6 +19,7 @@ mod readme;
 mod roles;
 mod schema;
 mod sessions;
+mod sqlite;
 mod throttling;
 mod validation;
 mod visibility;
