@@ -108,7 +108,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// `GRAPHQL_MAX_DEPTH` (15): the deepest selection nesting.
     pub max_depth: usize,
-    /// `GRAPHQL_MAX_COMPLEXITY` (250): every selected field costs 1, aliases included.
+    /// `GRAPHQL_MAX_COMPLEXITY` (2000): the cost budget of a request (a batch adds up): each
+    /// field 1, list items multiplied by `first` (see `graphql::cost`).
     pub max_complexity: usize,
     /// `GRAPHQL_MAX_ALIASES` (30): aliased fields in one document.
     pub max_aliases: usize,
@@ -118,6 +119,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// `REQUEST_TIMEOUT_MS` (10000): a request running longer is cancelled.
     pub request_timeout: Duration,
+    /// `MAX_RESPONSE_BYTES` (4194304): a larger response is replaced by an error.
+    pub max_response_bytes: usize,
 }
 
 /// The HMAC key for access tokens. Its `Debug` never shows the bytes.
@@ -291,7 +294,7 @@ impl Config {
             max_body_bytes: number(&get, "MAX_BODY_BYTES", 65_536, 1024..=16 * 1024 * 1024)?
                 as usize,
             max_depth: number(&get, "GRAPHQL_MAX_DEPTH", 15, 1..=1000)? as usize,
-            max_complexity: number(&get, "GRAPHQL_MAX_COMPLEXITY", 250, 1..=100_000)? as usize,
+            max_complexity: number(&get, "GRAPHQL_MAX_COMPLEXITY", 2000, 1..=1_000_000)? as usize,
             max_aliases: number(&get, "GRAPHQL_MAX_ALIASES", 30, 0..=10_000)? as usize,
             max_directives: number(&get, "GRAPHQL_MAX_DIRECTIVES", 10, 0..=1000)? as usize,
             max_batch: number(&get, "GRAPHQL_MAX_BATCH", 10, 0..=1000)? as usize,
@@ -301,6 +304,12 @@ impl Config {
                 10_000,
                 1..=600_000,
             )?),
+            max_response_bytes: number(
+                &get,
+                "MAX_RESPONSE_BYTES",
+                4 * 1024 * 1024,
+                1024..=1024 * 1024 * 1024,
+            )? as usize,
         };
 
         let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
@@ -547,11 +556,14 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.limits.max_body_bytes, 65_536);
         assert_eq!(c.limits.max_batch, 10);
+        assert_eq!(c.limits.max_complexity, 2000);
+        assert_eq!(c.limits.max_response_bytes, 4 * 1024 * 1024);
         assert_eq!(c.auth_rate_limit_per_minute, 60);
         assert!(!c.trust_proxy_headers);
         for var in [
             "GRAPHQL_MAX_DEPTH",
             "MAX_BODY_BYTES",
+            "MAX_RESPONSE_BYTES",
             "AUTH_RATE_LIMIT_PER_MINUTE",
         ] {
             assert_eq!(config(&[(var, "-3")]).err().unwrap().var, var);

@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, types and thin resolvers over the services.
 
+mod cost;
 mod documents;
 mod loaders;
 mod mutation;
@@ -14,11 +15,15 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     auth::Viewer,
-    config::Config,
+    config::{Config, Limits},
     error::{AppError, AppResult},
     http::ClientIp,
 };
-pub use documents::{Documents, is_mutation};
+pub use cost::{Cost, CostModel};
+pub use documents::{
+    DocumentLimits, Documents, PARSE_FAILED, TOO_COMPLEX, VALIDATION_FAILED,
+    argument_uses_variable, is_mutation,
+};
 pub use mutation::Mutation;
 pub use query::Query;
 
@@ -40,8 +45,8 @@ pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
     let mut builder = builder()
         .data(state)
         .data(accounts)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
+        // Depth and cost are measured by `Documents` before validation, which is where
+        // async-graphql's own checks expand every fragment spread (exponential work).
         .limit_directives(limits.max_directives);
     if !config.introspection {
         builder = builder.disable_introspection();
@@ -50,6 +55,22 @@ pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
         builder = builder.disable_suggestions();
     }
     builder.finish()
+}
+
+/// The parsed-document cache and cost limits for `schema`.
+pub fn documents(schema: &AppSchema, limits: &Limits) -> Documents {
+    // The schema's SDL is our own output; it always parses.
+    let model = CostModel::from_sdl(&schema.sdl(), crate::pagination::MAX_PAGE_SIZE as u64)
+        .expect("the schema's own SDL parses");
+    Documents::new(
+        model,
+        DocumentLimits {
+            max_cost: limits.max_complexity as u64,
+            max_depth: u32::try_from(limits.max_depth).unwrap_or(u32::MAX),
+            max_aliases: limits.max_aliases as u64,
+            max_directives: u32::try_from(limits.max_directives).unwrap_or(u32::MAX),
+        },
+    )
 }
 
 /// The schema in SDL, as `schema.graphql` holds it.

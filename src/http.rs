@@ -14,7 +14,7 @@ use std::{
 
 use async_graphql::{
     BatchRequest, Name, PathSegment, Request as GqlRequest, Response as GqlResponse, Value,
-    Variables,
+    Variables, parser::types::ExecutableDocument,
 };
 use axum::{
     Router,
@@ -30,7 +30,9 @@ use crate::{
     app::AppState,
     auth::Viewer,
     config::{CorsOrigins, Limits, MetricsToken},
-    graphql::{AppSchema, Documents, is_mutation},
+    graphql::{
+        self, AppSchema, Cost, Documents, VALIDATION_FAILED, argument_uses_variable, is_mutation,
+    },
     metrics::Outcome,
 };
 use negotiate::Format;
@@ -74,10 +76,11 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
     if metrics_here {
         router = router.route("/metrics", get(ops::metrics));
     }
+    let documents = Arc::new(graphql::documents(&schema, &settings.limits));
     router
         .with_state(HttpState {
             schema,
-            documents: Arc::new(Documents::new(settings.limits.max_aliases)),
+            documents,
             app,
             settings: Arc::new(settings),
         })
@@ -237,6 +240,10 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
 }
 
 /// Runs a request as the caller its headers name, within the request timeout.
+///
+/// The work runs in its own task: the answer comes at the timeout even if the work is in the
+/// middle of a long poll, and the task is aborted then (or when the client goes away). What a
+/// request may cost is bounded before it runs (see `graphql::cost`), so no poll runs long.
 async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
@@ -246,50 +253,135 @@ async fn execute(
 ) -> Response {
     let viewer = Viewer::from_headers(headers, &state.app.tokens, &state.app.revocations);
     let client_ip = client_ip(headers, extensions, state.settings.trust_proxy_headers);
-    let prepare = |request: GqlRequest| request.data(viewer).data(client_ip);
     let timeout: Duration = state.settings.limits.request_timeout;
-    let run_one = async |mut request: GqlRequest| {
-        let started = std::time::Instant::now();
-        let name = request.operation_name.clone();
-        let response = match state.documents.attach(&mut request) {
-            Ok(()) => state.schema.execute(prepare(request)).await,
-            Err(error) => GqlResponse::from_errors(vec![error]),
-        };
-        let body = ResponseBody::from_response(response);
-        state
-            .app
-            .metrics
-            .record_operation(name.as_deref(), body.outcome(), started.elapsed());
-        body
-    };
-    let run = async {
-        match batch {
-            BatchRequest::Single(request) => {
-                let body = run_one(request).await;
-                let status = if body.is_request_error() && format == Format::GraphqlResponseJson {
-                    StatusCode::BAD_REQUEST
-                } else {
-                    StatusCode::OK
-                };
-                json_response(status, format, &body)
-            }
-            BatchRequest::Batch(requests) => {
-                let mut bodies = Vec::with_capacity(requests.len());
-                for request in requests {
-                    bodies.push(run_one(request).await);
-                }
-                json_response(StatusCode::OK, format, &bodies)
-            }
+    let task_state = state.clone();
+    // In the request's span, so that what it logs carries the request id.
+    let work = async move { run(&task_state, batch, viewer, client_ip, format).await };
+    let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(work)));
+    match tokio::time::timeout(timeout, &mut task.0).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "a GraphQL request's task failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+            )
         }
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(response) => response,
         Err(_) => error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "TIMEOUT",
             "the request took too long and was cancelled",
         ),
     }
+}
+
+/// Aborts the task when dropped: on a timeout, or when the client disconnects.
+struct AbortOnDrop(tokio::task::JoinHandle<Response>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Measures every operation against one budget, then runs those within it, in order.
+async fn run(
+    state: &HttpState,
+    batch: BatchRequest,
+    viewer: Viewer,
+    client_ip: ClientIp,
+    format: Format,
+) -> Response {
+    let max_bytes = state.settings.limits.max_response_bytes;
+    match batch {
+        BatchRequest::Single(mut request) => {
+            let started = std::time::Instant::now();
+            let body = match state.documents.prepare(&mut request) {
+                Ok((_, document)) => {
+                    run_one(state, request, &document, viewer, client_ip, started).await
+                }
+                Err(error) => refuse(state, &request, error, started),
+            };
+            let status = if body.is_request_error() && format == Format::GraphqlResponseJson {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            capped_json_response(status, format, &body, max_bytes)
+        }
+        BatchRequest::Batch(requests) => {
+            let started = std::time::Instant::now();
+            let mut prepared = Vec::with_capacity(requests.len());
+            for mut request in requests {
+                let cost = state.documents.prepare(&mut request);
+                prepared.push((request, cost));
+            }
+            let total = Cost::sum(
+                prepared
+                    .iter()
+                    .filter_map(|(_, prepared)| prepared.as_ref().ok().map(|(cost, _)| *cost)),
+            );
+            // The operations share one budget; the other limits hold for each on its own.
+            let shared = Cost {
+                cost: total.cost,
+                fields: total.fields,
+                ..Cost::default()
+            };
+            let over_budget = state.documents.check(&shared, "the batch").err();
+            let mut bodies = Vec::with_capacity(prepared.len());
+            for (request, cost) in prepared {
+                let body = match (cost, &over_budget) {
+                    (Err(error), _) => refuse(state, &request, error, started),
+                    (Ok(_), Some(error)) => refuse(state, &request, error.clone(), started),
+                    (Ok((_, document)), None) => {
+                        let started = std::time::Instant::now();
+                        run_one(state, request, &document, viewer, client_ip, started).await
+                    }
+                };
+                bodies.push(body);
+            }
+            capped_json_response(StatusCode::OK, format, &bodies, max_bytes)
+        }
+    }
+}
+
+/// Executes one measured operation and records it.
+async fn run_one(
+    state: &HttpState,
+    request: GqlRequest,
+    document: &ExecutableDocument,
+    viewer: Viewer,
+    client_ip: ClientIp,
+    started: std::time::Instant,
+) -> ResponseBody {
+    let name = request.operation_name.clone();
+    let response = state
+        .schema
+        .execute(request.data(viewer).data(client_ip))
+        .await;
+    let body = ResponseBody::from_response(response, Some(document));
+    state
+        .app
+        .metrics
+        .record_operation(name.as_deref(), body.outcome(), started.elapsed());
+    body
+}
+
+/// The answer to an operation refused before it ran, recorded like any other.
+fn refuse(
+    state: &HttpState,
+    request: &GqlRequest,
+    error: async_graphql::ServerError,
+    started: std::time::Instant,
+) -> ResponseBody {
+    let body = ResponseBody::from_response(GqlResponse::from_errors(vec![error]), None);
+    state.app.metrics.record_operation(
+        request.operation_name.as_deref(),
+        body.outcome(),
+        started.elapsed(),
+    );
+    body
 }
 
 /// The JSON body of one executed operation. A request error (the document could not be parsed
@@ -306,16 +398,31 @@ struct ResponseBody {
 }
 
 impl ResponseBody {
-    fn from_response(mut response: GqlResponse) -> Self {
+    /// `document` is the one that ran, to tell errors in its variables from errors in it.
+    fn from_response(mut response: GqlResponse, document: Option<&ExecutableDocument>) -> Self {
         let request_error = response.data == Value::Null
             && !response.errors.is_empty()
             && response.errors.iter().all(|e| e.path.is_empty());
         for error in &mut response.errors {
-            // Errors raised by the engine itself (syntax, validation, variables, limits) carry
-            // no code; they are all faults in the request, so a client can branch on one code.
+            // Errors raised by the engine itself carry no code. Before execution (no data, no
+            // path) they are validation errors, except a variable whose value does not fit its
+            // type, which is bad input like a wrong argument during execution. Parse and limit
+            // errors come coded from `Documents`.
+            let about_variables = error.message.starts_with("Invalid value for argument")
+                && document.is_some_and(|document| {
+                    error
+                        .locations
+                        .first()
+                        .is_some_and(|pos| argument_uses_variable(document, *pos))
+                });
+            let code = if request_error && !about_variables {
+                VALIDATION_FAILED
+            } else {
+                "BAD_USER_INPUT"
+            };
             let extensions = error.extensions.get_or_insert_with(Default::default);
             if extensions.get("code").is_none() {
-                extensions.set("code", "BAD_USER_INPUT");
+                extensions.set("code", code);
             }
             null_at_error_path(&mut response.data, &error.path);
         }
@@ -461,6 +568,78 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
 
 /// The initial size of a response buffer: a page of 20 products is about 2 kB.
 const RESPONSE_BUFFER_BYTES: usize = 4096;
+
+/// A JSON response, or `RESPONSE_TOO_LARGE` when it would be longer than `max_bytes`:
+/// serialization stops at the ceiling and the partial buffer is dropped.
+fn capped_json_response(
+    status: StatusCode,
+    format: Format,
+    body: &impl serde::Serialize,
+    max_bytes: usize,
+) -> Response {
+    let mut writer = CappedWriter {
+        bytes: Vec::with_capacity(RESPONSE_BUFFER_BYTES.min(max_bytes)),
+        max_bytes,
+    };
+    match serde_json::to_writer(&mut writer, body) {
+        Ok(()) => bytes_response(status, format, writer.bytes),
+        Err(err) if err.is_io() => {
+            drop(writer);
+            let status = if format == Format::GraphqlResponseJson {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            let body = serde_json::json!({"errors": [{
+                "message": format!(
+                    "the response would be larger than {max_bytes} bytes; ask for fewer items \
+                     or fields"
+                ),
+                "extensions": { "code": "RESPONSE_TOO_LARGE", "limit": max_bytes },
+            }]});
+            json_response(status, format, &body)
+        }
+        Err(_) => json_response(StatusCode::INTERNAL_SERVER_ERROR, format, &internal_error()),
+    }
+}
+
+/// A buffer that refuses to grow past `max_bytes`.
+struct CappedWriter {
+    bytes: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max_bytes {
+            return Err(std::io::Error::other(
+                "the response is over MAX_RESPONSE_BYTES",
+            ));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn internal_error() -> serde_json::Value {
+    serde_json::json!({"errors": [{
+        "message": "internal server error",
+        "extensions": { "code": "INTERNAL_SERVER_ERROR" },
+    }]})
+}
+
+fn bytes_response(status: StatusCode, format: Format, bytes: Vec<u8>) -> Response {
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
 
 fn json_response(status: StatusCode, format: Format, body: &impl serde::Serialize) -> Response {
     // Room for a typical page of results up front, rather than growing (and copying) the

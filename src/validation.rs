@@ -9,6 +9,8 @@ pub const PASSWORD_MAX: usize = 128;
 pub const EMAIL_MAX: usize = 254;
 pub const PRODUCT_NAME_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 5000;
+/// The longest `search` term, in characters (a product name is at most 200).
+pub const SEARCH_MAX: usize = 200;
 /// The highest price, in cents: 1,000,000,000.00.
 pub const PRICE_MAX_CENTS: i64 = 1_000_000_000 * 100;
 
@@ -133,6 +135,21 @@ pub fn product_name(name: &str) -> AppResult<String> {
         ));
     }
     Ok(name.to_owned())
+}
+
+/// Checks a `search` argument's length.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `search` when longer than 200 characters (no product name could
+/// contain it, and a long `LIKE` pattern is refused by SQLite).
+pub fn search(search: &str) -> AppResult<()> {
+    if search.chars().count() > SEARCH_MAX {
+        return Err(AppError::bad_input(
+            "search",
+            format!("search must be at most {SEARCH_MAX} characters long"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a product description.
@@ -314,5 +331,11 @@ mod tests {
         assert!(description(&"x".repeat(5001)).is_err());
         assert!(description("line\nbreak").is_ok());
         assert!(description("nul\u{0}").is_err());
+    }
+
+    #[test]
+    fn search_terms_are_at_most_200_characters() {
+        assert!(search(&"é".repeat(200)).is_ok());
+        assert_eq!(field(search(&"x".repeat(201)).unwrap_err()), "search");
     }
 }

@@ -1,5 +1,5 @@
-//! Parsed documents, kept by query text, with the one limit async-graphql lacks (aliases per
-//! document) checked once per text.
+//! Parsed documents, kept by query text, and the limits on what a document may cost, checked
+//! before async-graphql validates or runs it.
 //!
 //! Clients send the same few documents again and again, and parsing (pest) is a visible share
 //! of a small query's cost. This runs in the HTTP layer, before the schema, rather than as an
@@ -13,28 +13,50 @@ use std::{
 };
 
 use async_graphql::{
-    Request, ServerError,
+    ErrorExtensionValues, Request, ServerError,
     parser::{
-        self,
+        self, Pos,
         types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet},
     },
 };
+
+use super::cost::{Cost, CostError, CostModel, MAX_INTROSPECTION_NESTING};
 
 /// Documents kept at most; when full, the cache starts over (no LRU bookkeeping on the hot path).
 const MAX_DOCUMENTS: usize = 512;
 /// Longer documents are parsed every time rather than kept.
 const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// The longest "expected …" text a syntax error repeats.
+const MAX_EXPECTED_CHARS: usize = 120;
 
-/// Parses documents (or finds them parsed before) and refuses those with too many aliases.
+/// The `extensions.code` of a document that does not parse.
+pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+/// The `extensions.code` of a document that breaks a rule of GraphQL.
+pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+/// The `extensions.code` of a document over a cost, depth, alias or directive limit.
+pub const TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+
+/// What one request (a whole batch) may ask of the server.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentLimits {
+    pub max_cost: u64,
+    pub max_depth: u32,
+    pub max_aliases: u64,
+    pub max_directives: u32,
+}
+
+/// Parses documents (or finds them parsed before) and measures them against the limits.
 pub struct Documents {
-    max_aliases: usize,
+    model: CostModel,
+    limits: DocumentLimits,
     parsed: Mutex<HashMap<Box<str>, Arc<ExecutableDocument>>>,
 }
 
 impl Documents {
-    pub fn new(max_aliases: usize) -> Self {
+    pub fn new(model: CostModel, limits: DocumentLimits) -> Self {
         Self {
-            max_aliases,
+            model,
+            limits,
             parsed: Mutex::default(),
         }
     }
@@ -42,23 +64,12 @@ impl Documents {
     /// The parsed document of `query`.
     ///
     /// # Errors
-    /// The syntax error, as async-graphql reports it, or a document with more than the allowed
-    /// aliased fields (so one request cannot repeat a field, a `login` say, under many names).
+    /// `GRAPHQL_PARSE_FAILED`, with the line, column and what was expected, never the text.
     pub fn parse(&self, query: &str) -> Result<Arc<ExecutableDocument>, ServerError> {
         if let Some(document) = self.lock().get(query) {
             return Ok(document.clone());
         }
-        let document = Arc::new(parser::parse_query(query)?);
-        let aliases = count_document_aliases(&document);
-        if aliases > self.max_aliases {
-            return Err(ServerError::new(
-                format!(
-                    "the query uses {aliases} aliases; at most {} are allowed",
-                    self.max_aliases
-                ),
-                None,
-            ));
-        }
+        let document = Arc::new(parser::parse_query(query).map_err(parse_error)?);
         if query.len() <= MAX_QUERY_BYTES {
             let mut parsed = self.lock();
             if parsed.len() >= MAX_DOCUMENTS {
@@ -69,19 +80,177 @@ impl Documents {
         Ok(document)
     }
 
-    /// Hands `request` its parsed document, so the schema does not parse it again.
+    /// Parses and measures `request`'s document and hands it the parsed document, so the
+    /// schema does not parse it again. The cost is for the caller to add up over a batch.
     ///
     /// # Errors
-    /// As [`Documents::parse`].
-    pub fn attach(&self, request: &mut Request) -> Result<(), ServerError> {
+    /// As [`Documents::parse`]; `GRAPHQL_VALIDATION_FAILED` on a fragment cycle;
+    /// `QUERY_TOO_COMPLEX` when the document alone is over a limit.
+    pub fn prepare(
+        &self,
+        request: &mut Request,
+    ) -> Result<(Cost, Arc<ExecutableDocument>), ServerError> {
         let document = self.parse(&request.query)?;
+        let cost = self
+            .model
+            .measure(&document, &request.variables)
+            .map_err(|err| match err {
+                CostError::FragmentCycle(_) => coded(err.to_string(), VALIDATION_FAILED),
+                CostError::FragmentsTooDeep => coded(err.to_string(), TOO_COMPLEX),
+            })?;
+        self.check(&cost, "the query")?;
         request.set_parsed_query(ExecutableDocument::clone(&document));
+        Ok((cost, document))
+    }
+
+    /// Refuses a cost over the limits; `what` names it in the message ("the query", "the
+    /// batch").
+    ///
+    /// # Errors
+    /// `QUERY_TOO_COMPLEX`, saying what it cost and the limit.
+    pub fn check(&self, cost: &Cost, what: &str) -> Result<(), ServerError> {
+        let limits = &self.limits;
+        let over = |message: String, value: u64, limit: u64| {
+            let mut error = coded(message, TOO_COMPLEX);
+            if let Some(extensions) = error.extensions.as_mut() {
+                extensions.set("cost", value);
+                extensions.set("limit", limit);
+            }
+            error
+        };
+        if cost.cost > limits.max_cost {
+            return Err(over(
+                format!(
+                    "{what} costs {}; the limit is {} (each field 1, list items multiplied by \
+                     `first`)",
+                    cost.cost, limits.max_cost
+                ),
+                cost.cost,
+                limits.max_cost,
+            ));
+        }
+        if cost.fields > limits.max_cost {
+            return Err(over(
+                format!(
+                    "{what} has {} fields once its fragments are expanded; the limit is {}",
+                    cost.fields, limits.max_cost
+                ),
+                cost.fields,
+                limits.max_cost,
+            ));
+        }
+        if cost.depth > limits.max_depth {
+            return Err(over(
+                format!(
+                    "{what} nests fields {} deep; the limit is {}",
+                    cost.depth, limits.max_depth
+                ),
+                cost.depth.into(),
+                limits.max_depth.into(),
+            ));
+        }
+        if cost.aliases > limits.max_aliases {
+            return Err(over(
+                format!(
+                    "{what} uses {} aliases; at most {} are allowed",
+                    cost.aliases, limits.max_aliases
+                ),
+                cost.aliases,
+                limits.max_aliases,
+            ));
+        }
+        if cost.directives_per_field > limits.max_directives {
+            return Err(over(
+                format!(
+                    "{what} has {} directives on one field; at most {} are allowed",
+                    cost.directives_per_field, limits.max_directives
+                ),
+                cost.directives_per_field.into(),
+                limits.max_directives.into(),
+            ));
+        }
+        if cost.introspection_nesting > MAX_INTROSPECTION_NESTING {
+            return Err(over(
+                format!(
+                    "{what} nests introspection lists {} deep; at most {} are allowed",
+                    cost.introspection_nesting, MAX_INTROSPECTION_NESTING
+                ),
+                cost.introspection_nesting.into(),
+                MAX_INTROSPECTION_NESTING.into(),
+            ));
+        }
         Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<ExecutableDocument>>> {
         self.parsed.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether the argument named at `pos` in `document` takes its value from a variable (so an
+/// error about its value is about the variables the client sent, not the document).
+pub fn argument_uses_variable(document: &ExecutableDocument, pos: Pos) -> bool {
+    fn in_set(set: &SelectionSet, pos: Pos) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                field.node.arguments.iter().any(|(name, value)| {
+                    name.pos == pos && value.node.clone().into_const_with(|_| Err(())).is_err()
+                }) || in_set(&field.node.selection_set.node, pos)
+            }
+            Selection::InlineFragment(fragment) => in_set(&fragment.node.selection_set.node, pos),
+            Selection::FragmentSpread(_) => false,
+        })
+    }
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| in_set(&op.node.selection_set.node, pos))
+        || document
+            .fragments
+            .values()
+            .any(|fragment| in_set(&fragment.node.selection_set.node, pos))
+}
+
+/// An error with an `extensions.code` and no location.
+fn coded(message: String, code: &str) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    error
+}
+
+/// A short syntax error: where, and what was expected. pest's own message repeats the
+/// offending line, which may be the whole document.
+fn parse_error(err: parser::Error) -> ServerError {
+    let position = err.positions().next();
+    let what = match &err {
+        parser::Error::Syntax { message, .. } => {
+            let expected = message
+                .lines()
+                .find_map(|line| line.trim_start().strip_prefix("= "))
+                .or_else(|| message.lines().next())
+                .unwrap_or("invalid syntax");
+            let mut short: String = expected.chars().take(MAX_EXPECTED_CHARS).collect();
+            if short.len() < expected.len() {
+                short.push('…');
+            }
+            short
+        }
+        other => other.to_string(),
+    };
+    let message = match position {
+        Some(pos) => format!(
+            "syntax error at line {}, column {}: {what}",
+            pos.line, pos.column
+        ),
+        None => format!("syntax error: {what}"),
+    };
+    let mut error = coded(message, PARSE_FAILED);
+    if let Some(pos) = position {
+        error.locations = vec![pos];
+    }
+    error
 }
 
 /// Whether the operation a request selects from `document` is a mutation (none selected, as
@@ -98,42 +267,42 @@ pub fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) 
     operation.is_some_and(|op| op.ty == OperationType::Mutation)
 }
 
-fn count_document_aliases(document: &ExecutableDocument) -> usize {
-    document
-        .operations
-        .iter()
-        .map(|(_, op)| count_aliases(&op.node.selection_set.node))
-        .chain(
-            document
-                .fragments
-                .values()
-                .map(|fragment| count_aliases(&fragment.node.selection_set.node)),
-        )
-        .sum()
-}
-
-fn count_aliases(selection_set: &SelectionSet) -> usize {
-    selection_set
-        .items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(field) => {
-                usize::from(field.node.alias.is_some())
-                    + count_aliases(&field.node.selection_set.node)
-            }
-            Selection::InlineFragment(fragment) => count_aliases(&fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn with_budget(max_cost: u64) -> Documents {
+        let model = CostModel::from_sdl(&crate::graphql::sdl(), 100).unwrap();
+        Documents::new(
+            model,
+            DocumentLimits {
+                max_cost,
+                max_depth: 15,
+                max_aliases: 3,
+                max_directives: 2,
+            },
+        )
+    }
+
+    fn prepare(documents: &Documents, query: &str) -> Result<Cost, ServerError> {
+        documents
+            .prepare(&mut Request::new(query))
+            .map(|(cost, _)| cost)
+    }
+
+    fn code(err: &ServerError) -> String {
+        let value = err
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .cloned()
+            .unwrap_or_default();
+        value.to_string().trim_matches('"').to_owned()
+    }
+
     #[test]
     fn mutations_are_recognised_by_the_selected_operation() {
-        let documents = Documents::new(30);
+        let documents = with_budget(1000);
         let check = |q: &str, name: Option<&str>| is_mutation(&documents.parse(q).unwrap(), name);
         assert!(check("mutation { logout }", None));
         assert!(!check("{ __typename }", None));
@@ -145,24 +314,61 @@ mod tests {
     }
 
     #[test]
-    fn aliases_in_operations_and_fragments_count_and_the_limit_holds() {
-        let documents = Documents::new(3);
-        let query = "{ a: __typename ...F } fragment F on Query { b: __typename c: __typename }";
-        assert_eq!(count_document_aliases(&documents.parse(query).unwrap()), 3);
-        let over = "{ a: __typename b: __typename c: __typename d: __typename }";
-        let err = documents.parse(over).unwrap_err();
-        assert!(err.message.contains("4 aliases"), "{}", err.message);
-        // A refused document is not cached as if it were fine.
-        assert!(documents.parse(over).is_err());
+    fn every_limit_is_checked_and_named_in_the_error() {
+        let documents = with_budget(10);
+        let ok = "{ a: __typename ...F } fragment F on Query { b: __typename c: __typename }";
+        assert_eq!(prepare(&documents, ok).unwrap().aliases, 3);
+        for (query, says) in [
+            (
+                "{ a: __typename b: __typename c: __typename d: __typename }",
+                "4 aliases",
+            ),
+            (
+                "{ products(first: 10) { nodes { id } } }",
+                "costs 12; the limit is 10",
+            ),
+            (
+                "{ __typename @skip(if: false) @skip(if: false) @skip(if: false) }",
+                "3 directives",
+            ),
+        ] {
+            let err = prepare(&documents, query).unwrap_err();
+            assert!(err.message.contains(says), "{query}: {}", err.message);
+            assert_eq!(code(&err), TOO_COMPLEX);
+        }
+        let mut deep = String::from("name");
+        for _ in 0..15 {
+            deep = format!("ofType {{ {deep} }}");
+        }
+        let deep = format!("{{ __type(name: \"Product\") {{ {deep} }} }}");
+        let err = prepare(&with_budget(1000), &deep).unwrap_err();
+        assert!(
+            err.message.contains("17 deep; the limit is 15"),
+            "{}",
+            err.message
+        );
+        let err = prepare(&documents, "{ ...A } fragment A on Query { ...A }").unwrap_err();
+        assert_eq!(code(&err), VALIDATION_FAILED);
     }
 
     #[test]
-    fn cached_documents_are_shared_and_syntax_errors_reported() {
-        let documents = Documents::new(30);
+    fn cached_documents_are_shared_and_syntax_errors_are_short() {
+        let documents = with_budget(1000);
         let first = documents.parse("{ __typename }").unwrap();
         let second = documents.parse("{ __typename }").unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         let err = documents.parse("{ __typename").unwrap_err();
-        assert!(!err.locations.is_empty(), "syntax errors carry a location");
+        assert_eq!(err.locations.len(), 1, "syntax errors carry a location");
+        assert_eq!(code(&err), PARSE_FAILED);
+        // A 20 KB line that breaks at its end is not repeated back.
+        let long = format!("{{ {} !!! }}", "__typename ".repeat(2000));
+        let err = documents.parse(&long).unwrap_err();
+        assert!(err.message.len() < 200, "{}", err.message);
+        assert!(
+            err.message
+                .starts_with("syntax error at line 1, column 2200"),
+            "{}",
+            err.message
+        );
     }
 }

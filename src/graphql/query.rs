@@ -10,7 +10,7 @@ use crate::{
     authz::{Can, Permission, Subject, visible},
     error::{AppError, INVALID_TOKEN},
     pagination::{DEFAULT_PAGE_SIZE, PageRequest},
-    products,
+    products, validation,
 };
 
 pub struct Query;
@@ -55,7 +55,8 @@ impl Query {
 
     /// Products in creation order, `first` (1–100, default 20) at a time after the cursor
     /// `after`.
-    /// `search` keeps only products whose name contains it, ignoring case.
+    /// `search` (at most 200 characters) keeps only products whose name contains it, ignoring
+    /// case.
     #[graphql(
         guard = "Can(Permission::ProductRead)",
         visible = "visible::product_read"
@@ -68,6 +69,9 @@ impl Query {
         search: Option<String>,
     ) -> async_graphql::Result<ProductConnection> {
         let request = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref())?;
+        if let Some(search) = &search {
+            validation::search(search)?;
+        }
         let with_total = ctx.look_ahead().field("totalCount").exists();
         let state = ctx.state();
         let page = state

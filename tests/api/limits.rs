@@ -94,7 +94,8 @@ async fn deep_queries_are_refused() {
     }
     let query = format!("{{ __type(name: \"Product\") {{ {query} }} }}");
     let r = app.gql(&query, json!({}), None).await;
-    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+    assert!(r.to_string().contains("18 deep; the limit is 15"), "{r}");
     assert!(
         r.get("data").is_none(),
         "a request error has no data entry: {r}"
@@ -110,35 +111,45 @@ async fn aliases_are_counted_and_101_of_one_field_are_refused() {
         let r = app
             .gql(&aliases(count, "__typename"), json!({}), None)
             .await;
-        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{count}: {r}");
+        assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{count}: {r}");
+        assert!(
+            r.to_string()
+                .contains(&format!("{count} aliases; at most 30")),
+            "{r}"
+        );
     }
     // 101 aliased sign-ins in one document: refused before any runs.
     let login = r#"login(input:{username:"someone", password:"guess guess"}){ accessToken }"#;
     let r = app
         .gql(
-            &format!("mutation {}", &aliases(101, login)[1..]),
+            &format!("mutation {}", aliases(101, login)),
             json!({}),
             None,
         )
         .await;
-    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+    assert!(r.to_string().contains("101 aliases"), "{r}");
 }
 
 #[tokio::test]
 async fn complexity_counts_every_field_including_aliases_in_fragments() {
-    let app = spawn_app_with(vec![("GRAPHQL_MAX_ALIASES", "1000".to_owned())]).await;
-    // Each `product(id:) { id }` costs 2: 125 of them fit in 250, 126 do not.
+    let app = spawn_app_with(vec![("GRAPHQL_MAX_ALIASES", "2000".to_owned())]).await;
+    // Each `product(id:) { id }` costs 2: 1000 of them fit in 2000, 1001 do not.
     let field = r#"product(id: "x") { id }"#;
-    let r = app.gql(&aliases(125, field), json!({}), None).await;
+    let r = app.gql(&aliases(1000, field), json!({}), None).await;
     assert!(
-        r.get("data").is_some() && !codes(&r).contains(&"BAD_USER_INPUT".to_owned()),
+        r.get("data").is_some() && !codes(&r).contains(&"QUERY_TOO_COMPLEX".to_owned()),
         "{r:.300}"
     );
-    let r = app.gql(&aliases(126, field), json!({}), None).await;
-    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r:.300}");
+    let r = app.gql(&aliases(1001, field), json!({}), None).await;
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
     assert!(r.get("data").is_none());
-    // A fragment spread many times counts each time: 40 × (1 + 7) = 320.
-    let fields: Vec<String> = (0..40)
+    assert!(
+        r.to_string().contains("costs 2002; the limit is 2000"),
+        "{r:.300}"
+    );
+    // A fragment spread many times counts each time: 251 × (1 + 7) = 2008.
+    let fields: Vec<String> = (0..251)
         .map(|i| format!("f{i}: product(id: \"x\") {{ ...F }}"))
         .collect();
     let query = format!(
@@ -146,7 +157,8 @@ async fn complexity_counts_every_field_including_aliases_in_fragments() {
         fields.join(" ")
     );
     let r = app.gql(&query, json!({}), None).await;
-    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r:.300}");
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+    assert_eq!(r["errors"][0]["extensions"]["cost"], 2008, "{r:.300}");
 }
 
 #[tokio::test]
@@ -157,7 +169,7 @@ async fn too_many_directives_on_a_field_are_refused() {
     assert_no_errors(&r);
     let too_many = format!("{{ __typename {} }}", "@skip(if: false) ".repeat(11));
     let r = app.gql(&too_many, json!({}), None).await;
-    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
 }
 
 #[tokio::test]
@@ -291,7 +303,10 @@ async fn responses_follow_the_accept_header() {
 #[tokio::test]
 async fn request_errors_get_400_in_the_graphql_response_format_and_200_in_plain_json() {
     let app = spawn_app().await;
-    for query in ["{", "{ nosuchfield }"] {
+    for (query, code) in [
+        ("{", "GRAPHQL_PARSE_FAILED"),
+        ("{ nosuchfield }", "GRAPHQL_VALIDATION_FAILED"),
+    ] {
         let body = json!({"query": query}).to_string();
         let (status, _, text) = raw_post(
             &app,
@@ -303,7 +318,7 @@ async fn request_errors_get_400_in_the_graphql_response_format_and_200_in_plain_
         assert_eq!(status, 400, "{query}");
         let r: Value = serde_json::from_str(&text).unwrap();
         assert!(r.get("data").is_none(), "{r}");
-        assert_eq!(codes(&r), ["BAD_USER_INPUT"]);
+        assert_eq!(codes(&r), [code]);
         let (status, _, text) = raw_post(
             &app,
             Some("application/json"),

@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod clients;
 mod connections;
+mod cost;
 mod journey;
 mod jwt;
 mod limits;

@@ -332,15 +332,92 @@ async fn search_treats_wildcards_literally() {
 }
 
 #[tokio::test]
+async fn search_terms_over_200_characters_are_bad_input_not_a_server_error() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_product(&admin, "Kettle", "10.00").await;
+    let user = app.register("searcher", "searcher passphrase").await;
+    let query = "query($s: String) { products(search: $s) { totalCount nodes { name } } }";
+    // The longest allowed term runs (and matches nothing); counted in characters, not bytes.
+    for ok in ["k".repeat(200), "é".repeat(200)] {
+        let r = app.gql(query, json!({ "s": ok }), Some(&user)).await;
+        assert_no_errors(&r);
+        assert_eq!(r["data"]["products"]["totalCount"], 0);
+    }
+    // One more character, and terms long enough to break SQLite's LIKE (50,000 bytes), are
+    // refused as input errors on `search`, with no database text.
+    for long in ["k".repeat(201), "%".repeat(60_000), "é".repeat(30_000)] {
+        let r = app.gql(query, json!({ "s": long }), Some(&user)).await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{:.200}", r.to_string());
+        assert_eq!(error_field(&r).as_deref(), Some("search"));
+        assert!(r["errors"][0]["message"].as_str().unwrap().contains("200"));
+    }
+    // The catalog is unchanged and ordinary searches still work.
+    let r = app.gql(query, json!({ "s": "kett" }), Some(&user)).await;
+    assert_eq!(r["data"]["products"]["totalCount"], 1, "{r}");
+}
+
+#[tokio::test]
 async fn malformed_documents_get_a_coded_error() {
     let app = spawn_app().await;
     let user = app.register("syntax", "syntax passphrase").await;
-    for query in [
-        "{ products { ",
-        "{ nosuchfield }",
-        "{ products(first: \"ten\") { totalCount } }",
+    for (query, variables, code) in [
+        ("{ products { ", json!({}), "GRAPHQL_PARSE_FAILED"),
+        ("{ nosuchfield }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "{ products(first: \"ten\") { totalCount } }",
+            json!({}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "query($n: Int) { products(first: $n) { totalCount } }",
+            json!({"n": "ten"}),
+            "BAD_USER_INPUT",
+        ),
+        (
+            "query($n: Int!) { products(first: $n) { totalCount } }",
+            json!({}),
+            "BAD_USER_INPUT",
+        ),
     ] {
-        let r = app.gql(query, json!({}), Some(&user)).await;
-        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{query}: {r}");
+        let r = app.gql(query, variables, Some(&user)).await;
+        assert_eq!(codes(&r), [code], "{query}: {r}");
+        if code.starts_with("GRAPHQL_") {
+            assert!(
+                r.get("data").is_none(),
+                "a request error has no data: {query}: {r}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_20_kb_broken_document_gets_a_short_parse_error_with_its_position() {
+    let app = spawn_app().await;
+    // 20 KB on one line, broken at the end, then on many lines, broken in the middle.
+    let one_line = format!("{{ {} ]", "__typename ".repeat(1900));
+    let many_lines = format!(
+        "{{\n{}  !oops\n{}}}",
+        "  __typename\n".repeat(800),
+        "  __typename\n".repeat(800)
+    );
+    for (query, line) in [(&one_line, 1), (&many_lines, 802)] {
+        assert!(query.len() > 20_000);
+        let (status, r) = app.post(json!({ "query": query }), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(codes(&r), ["GRAPHQL_PARSE_FAILED"], "{r:.300}");
+        let text = r.to_string();
+        assert!(text.len() < 300, "{} bytes: {text:.400}", text.len());
+        assert!(
+            !text.contains("__typename"),
+            "the document is not echoed: {text}"
+        );
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("syntax error at line {line}, column ")),
+            "{message}"
+        );
+        assert!(message.contains("expected"), "{message}");
+        assert_eq!(r["errors"][0]["locations"][0]["line"], line, "{r}");
     }
 }

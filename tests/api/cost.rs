@@ -1,0 +1,320 @@
+//! Query cost is bounded before the work is done: documents are measured (fragments once,
+//! list items by `first`, a batch against one budget) and refused before async-graphql
+//! validates or runs them, and responses have a size ceiling.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A generous bound for answers that take about a millisecond on an idle machine (the issue
+/// asks for 100 ms; the figure measured is printed by the test and kept in the report).
+const ANSWERS_WITHIN: Duration = Duration::from_secs(2);
+
+/// About 1 KB: 25 fragments, each spreading the next three times, so 3^25 (about 8.5 × 10^11)
+/// fields once expanded.
+fn exponential_document() -> String {
+    let levels = 25;
+    let mut query = String::from("query Bomb { ...F0 }\n");
+    for i in 0..levels {
+        let next = i + 1;
+        query.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{next} ...F{next} ...F{next} }}\n"
+        ));
+    }
+    query.push_str(&format!("fragment F{levels} on Query {{ __typename }}\n"));
+    query
+}
+
+fn assert_too_complex(r: &Value, says: &str) {
+    assert_eq!(codes(r), ["QUERY_TOO_COMPLEX"], "{r:.400}");
+    assert!(r.get("data").is_none(), "refused before it ran: {r:.400}");
+    let message = r["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{message}");
+}
+
+/// A page of `first` products with every scalar field, under `count` aliases.
+fn aliased_pages(count: usize, first: usize) -> String {
+    let pages: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                "p{i}: products(first: {first}) {{ nodes {{ id name description price stock }} }}"
+            )
+        })
+        .collect();
+    format!("{{ {} }}", pages.join(" "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exponential_fragment_document_is_refused_and_the_server_keeps_answering() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    app.create_product(&admin, "Kettle", "10.00").await;
+    let user = app.register("ordinary", "ordinary passphrase").await;
+    let bomb = exponential_document();
+    assert!(bomb.len() < 1300, "{} bytes", bomb.len());
+
+    // Alone, anonymously: refused with what it costs and the limit.
+    let started = Instant::now();
+    let r = app.gql(&bomb, json!({}), None).await;
+    let refused_in = started.elapsed();
+    assert_too_complex(&r, "the limit is 2000");
+    assert!(refused_in < ANSWERS_WITHIN, "{refused_in:?}");
+    assert_eq!(r["errors"][0]["extensions"]["limit"], 2000, "{r}");
+    assert!(r["errors"][0]["extensions"]["cost"].as_u64().unwrap() > 1 << 30);
+
+    // Two clients keep sending it while /healthz and an ordinary page are read.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, bomb, stop) = (app.url.clone(), bomb.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r: Value = client
+                        .post(format!("{url}/graphql"))
+                        .json(&json!({ "query": bomb }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let (mut health, mut pages) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        let started = Instant::now();
+        let response = app
+            .client
+            .get(format!("{}/healthz", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        health.push(started.elapsed());
+
+        let started = Instant::now();
+        let r = app
+            .gql(
+                "{ products(first: 20) { totalCount nodes { id name price } } }",
+                json!({}),
+                Some(&user),
+            )
+            .await;
+        pages.push(started.elapsed());
+        assert_no_errors(&r);
+        assert_eq!(r["data"]["products"]["nodes"][0]["name"], "Kettle");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for attacker in attackers {
+        sent += attacker.await.unwrap();
+    }
+    assert!(sent >= 2, "the attackers ran ({sent} documents)");
+    health.sort();
+    pages.sort();
+    eprintln!(
+        "while {sent} exponential documents were refused: /healthz median {:?} max {:?}; \
+         products median {:?} max {:?}; one refusal alone {refused_in:?}",
+        health[health.len() / 2],
+        health[health.len() - 1],
+        pages[pages.len() / 2],
+        pages[pages.len() - 1],
+    );
+    assert!(health[health.len() - 1] < ANSWERS_WITHIN, "{health:?}");
+    assert!(pages[pages.len() - 1] < ANSWERS_WITHIN, "{pages:?}");
+}
+
+#[tokio::test]
+async fn aliases_times_full_pages_times_a_batch_is_refused_by_cost() {
+    let app = spawn_app().await;
+    let user = app.register("greedy", "greedy passphrase").await;
+    // One full page with every field fits: 1 + 1 + 100 × 5 = 502.
+    let r = app
+        .gql(&aliased_pages(1, 100), json!({}), Some(&user))
+        .await;
+    assert_no_errors(&r);
+    // 30 aliases of it (the alias limit) cost 30 × 502.
+    let r = app
+        .gql(&aliased_pages(30, 100), json!({}), Some(&user))
+        .await;
+    assert_too_complex(&r, "costs 15060; the limit is 2000");
+    // Three aliases each is 1506, under the limit alone; a batch of ten is 15060.
+    let one = aliased_pages(3, 100);
+    let r = app.gql(&one, json!({}), Some(&user)).await;
+    assert_no_errors(&r);
+    let batch: Vec<Value> = (0..10).map(|_| json!({ "query": one })).collect();
+    let (status, r) = app.post(Value::Array(batch), Some(&user)).await;
+    assert_eq!(status, 200);
+    let answers = r.as_array().unwrap();
+    assert_eq!(answers.len(), 10);
+    for answer in answers {
+        assert_too_complex(answer, "the batch costs 15060; the limit is 2000");
+    }
+}
+
+#[tokio::test]
+async fn a_batchs_operations_add_up_against_one_budget() {
+    let app = spawn_app_with(vec![("GRAPHQL_MAX_COMPLEXITY", "100".to_owned())]).await;
+    let user = app.register("batcher", "batcher passphrase").await;
+    // 1 + 1 + 10 × 2 = 22 each: four fit in 100 (88), five do not (110).
+    let page = json!({ "query": "{ products(first: 10) { nodes { id name } } }" });
+    let (status, r) = app.post(json!([page, page, page, page]), Some(&user)).await;
+    assert_eq!(status, 200);
+    for answer in r.as_array().unwrap() {
+        assert_no_errors(answer);
+    }
+    let (_, r) = app
+        .post(json!([page, page, page, page, page]), Some(&user))
+        .await;
+    let answers = r.as_array().unwrap();
+    assert_eq!(answers.len(), 5);
+    for answer in answers {
+        assert_too_complex(answer, "the batch costs 110; the limit is 100");
+    }
+    // A mutation in an over-budget batch does not run either.
+    let register = json!({ "query": "mutation { register(input: {username: \"sneaky\", \
+        password: \"sneaky passphrase\"}) { accessToken } }" });
+    let (_, r) = app
+        .post(json!([register, page, page, page, page, page]), None)
+        .await;
+    assert_too_complex(&r[0], "the batch costs");
+    app.register("sneaky", "sneaky passphrase").await;
+    // The page size can come from a variable: it counts with its value.
+    let by_variable = json!({
+        "query": "query($n: Int) { products(first: $n) { nodes { id name } } }",
+        "variables": { "n": 50 },
+    });
+    let r = app.post(by_variable, Some(&user)).await.1;
+    assert_too_complex(&r, "costs 102; the limit is 100");
+}
+
+#[tokio::test]
+async fn fragment_cycles_are_refused_used_or_not() {
+    let app = spawn_app().await;
+    for query in [
+        "{ ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }",
+        "{ __typename } fragment C on Query { __typename ...C }",
+    ] {
+        let r = app.gql(query, json!({}), None).await;
+        assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
+        assert!(r.get("data").is_none());
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("must not spread themselves"), "{message}");
+    }
+    let r = app
+        .gql(
+            "{ ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert!(r.to_string().contains("A → B → A"), "{r}");
+}
+
+#[tokio::test]
+async fn introspection_lists_nested_deeper_than_the_standard_query_are_refused() {
+    let app = spawn_app().await;
+    let ok = "{ __schema { types { fields { type { fields { name } } } } } }";
+    assert_no_errors(&app.gql(ok, json!({}), None).await);
+    let deeper =
+        "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
+    let r = app.gql(deeper, json!({}), None).await;
+    assert_too_complex(
+        &r,
+        "nests introspection lists 4 deep; at most 3 are allowed",
+    );
+}
+
+#[tokio::test]
+async fn a_response_over_max_response_bytes_gets_a_clear_error() {
+    let app = spawn_app_with(vec![("MAX_RESPONSE_BYTES", "4096".to_owned())]).await;
+    let admin = app.admin_token().await;
+    let long = "x".repeat(1500);
+    for i in 0..4 {
+        let r = app
+            .gql(
+                "mutation($n: String!, $d: String!) { createProduct(input: {name: $n, \
+                 description: $d, price: \"1.00\"}) { id } }",
+                json!({ "n": format!("long {i}"), "d": long }),
+                Some(&admin),
+            )
+            .await;
+        assert_no_errors(&r);
+    }
+    let query = "{ products { nodes { name description } } }";
+    for accept in ["application/json", "application/graphql-response+json"] {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.url))
+            .header("Accept", accept)
+            .bearer_auth(&admin)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(text.len() < 300, "{text:.400}");
+        let r: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(codes(&r), ["RESPONSE_TOO_LARGE"], "{r}");
+        assert_eq!(r["errors"][0]["extensions"]["limit"], 4096);
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("4096 bytes")
+        );
+        let expected = if accept == "application/json" {
+            200
+        } else {
+            400
+        };
+        assert_eq!(status, expected, "{accept}");
+    }
+    // A batch whose parts fit but whose whole does not is refused as a whole.
+    let small = json!({ "query": "{ products(first: 1) { nodes { description } } }" });
+    let (_, r) = app.post(json!([small, small]), Some(&admin)).await;
+    assert!(r.is_array(), "two fit: {r:.200}");
+    let (_, r) = app.post(json!([small, small, small]), Some(&admin)).await;
+    assert_eq!(codes(&r), ["RESPONSE_TOO_LARGE"], "{r:.300}");
+    // Smaller answers still come through.
+    let r = app
+        .gql(
+            "{ products { totalCount nodes { name } } }",
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_no_errors(&r);
+    assert_eq!(r["data"]["products"]["totalCount"], 4);
+}
+
+#[tokio::test]
+async fn the_readme_examples_cost_what_the_readme_says() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let page = "query ProductsPage { products(first: 20) { totalCount \
+                edges { cursor node { id name price } } pageInfo { hasNextPage endCursor } } }";
+    let r = app.post(json!({ "query": page }), Some(&admin)).await.1;
+    assert_no_errors(&r);
+    let op = |search: &str| {
+        json!({ "query": format!("{{ a: products(first: 100) {{ nodes {{ id name description price stock }} }} \
+            b: products(first: 100, search: \"{search}\") {{ nodes {{ id name description price stock }} }} }}") })
+    };
+    assert_no_errors(&app.post(op("tea"), Some(&admin)).await.1);
+    let (_, r) = app.post(json!([op("tea"), op("pot")]), Some(&admin)).await;
+    let expected = json!({"errors": [{
+        "message": "the batch costs 2008; the limit is 2000 (each field 1, list items multiplied by `first`)",
+        "extensions": {"code": "QUERY_TOO_COMPLEX", "cost": 2008, "limit": 2000},
+    }]});
+    assert_eq!(r, json!([expected, expected]));
+}
