@@ -19,6 +19,9 @@ pub use health::DbHealth;
 
 /// How long a SQLite writer waits for the lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The size a SQLite WAL is cut back to whenever it is reset (`journal_size_limit`); see
+/// [`crate::maintenance::spawn_wal_checkpointer`] for when that happens.
+pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// Connections in a SQLite pool: WAL lets readers run beside the one writer.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// Connections in a PostgreSQL pool, per replica.
@@ -50,6 +53,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
+                    .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string())
             });
     } else {
         options

@@ -29,7 +29,7 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use crate::{
     app::AppState,
     auth::Viewer,
-    config::{CorsOrigins, Limits},
+    config::{CorsOrigins, Limits, MetricsToken},
     graphql::{
         self, AppSchema, Cost, Documents, VALIDATION_FAILED, argument_uses_variable, is_mutation,
     },
@@ -44,8 +44,11 @@ pub struct HttpSettings {
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
-    /// Serve `/metrics` here (false when `METRICS_ADDR` names another address).
+    /// Serve `/metrics` here (false when `METRICS_ADDR` names another address, and in
+    /// production without `METRICS_TOKEN`).
     pub metrics_on_main_router: bool,
+    /// The bearer token `/metrics` requires, when `METRICS_TOKEN` is set.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 #[derive(Clone)]
@@ -94,10 +97,10 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
 }
 
 /// A router serving only `/metrics`, for `METRICS_ADDR`.
-pub fn metrics_router(app: Arc<AppState>) -> Router {
+pub fn metrics_router(app: Arc<AppState>, token: Option<MetricsToken>) -> Router {
     Router::new()
         .route("/metrics", get(ops::metrics_only))
-        .with_state(app)
+        .with_state((app, token))
 }
 
 async fn playground_page(State(state): State<HttpState>) -> Response {
@@ -561,7 +564,18 @@ fn client_ip(
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        if crate::server::is_body_timeout(&err) {
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time",
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",

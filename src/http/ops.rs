@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -13,7 +13,11 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::HttpState;
-use crate::{app::AppState, config::CorsOrigins, metrics::Gauges};
+use crate::{
+    app::AppState,
+    config::{CorsOrigins, MetricsToken},
+    metrics::Gauges,
+};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -84,13 +88,46 @@ pub fn retry_after() -> HeaderValue {
 }
 
 /// `GET /metrics` on the API's address.
-pub async fn metrics(State(state): State<HttpState>) -> Response {
+pub async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if !metrics_allowed(&headers, state.settings.metrics_token.as_ref()) {
+        return metrics_unauthorized();
+    }
     render_metrics(&state.app)
 }
 
 /// `GET /metrics` on `METRICS_ADDR`.
-pub async fn metrics_only(State(app): State<Arc<AppState>>) -> Response {
+pub async fn metrics_only(
+    State((app, token)): State<(Arc<AppState>, Option<MetricsToken>)>,
+    headers: HeaderMap,
+) -> Response {
+    if !metrics_allowed(&headers, token.as_ref()) {
+        return metrics_unauthorized();
+    }
     render_metrics(&app)
+}
+
+/// Whether the request may read `/metrics`: always without a token configured, otherwise
+/// only with `Authorization: Bearer <METRICS_TOKEN>`.
+fn metrics_allowed(headers: &HeaderMap, token: Option<&MetricsToken>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .is_some_and(|(scheme, presented)| {
+            scheme.eq_ignore_ascii_case("bearer") && token.matches(presented.trim().as_bytes())
+        })
+}
+
+fn metrics_unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "unauthorized",
+    )
+        .into_response()
 }
 
 fn render_metrics(app: &AppState) -> Response {

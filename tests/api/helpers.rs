@@ -81,6 +81,24 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// An existing SQLite file (kept when the test ends; put it in a temp dir).
+    pub fn sqlite_file(path: &std::path::Path) -> Self {
+        Self {
+            url: format!("sqlite://{}?mode=rw", path.display()),
+            postgres: None,
+            _dir: None,
+        }
+    }
+
+    /// The SQLite file this database lives in; none on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url
+            .strip_prefix("sqlite://")
+            .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((admin_url, name)) = self.postgres.take() {
