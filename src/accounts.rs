@@ -4,16 +4,16 @@ use std::net::IpAddr;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, SqlErr, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, SqlErr, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::{
-    auth::{PasswordHasher, Revocations, throttle},
+    auth::{PasswordHasher, Revocations, revocation::Revoked, throttle},
+    db,
     entities::account,
     error::{AppError, AppResult},
     pagination::{Page, PageRequest, read_page},
@@ -38,7 +38,8 @@ pub struct NewAccount<'a> {
 /// one; the database's unique indexes decide who wins a race.
 ///
 /// # Errors
-/// `BAD_USER_INPUT` for a rule the input breaks, `CONFLICT` for a taken username or email.
+/// `BAD_USER_INPUT` for a rule the input breaks, `CONFLICT` for a taken username or email,
+/// `SERVICE_UNAVAILABLE` when it could not be stored.
 pub async fn register(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
@@ -51,8 +52,9 @@ pub async fn register(
     let password_hash = hasher.hash(new.password).await?;
     let now = Utc::now();
     let (email, email_normalized) = email.unzip();
+    let id = Uuid::now_v7();
     let account = account::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(id),
         username: Set(new.username.to_owned()),
         username_normalized: Set(username_normalized),
         email: Set(email),
@@ -63,10 +65,16 @@ pub async fn register(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    account
-        .insert(db)
-        .await
-        .map_err(unique_violation_to_conflict)
+    db::write(db, async |txn| {
+        account::Entity::insert(account)
+            .exec_without_returning(txn)
+            .await
+            .map_err(unique_violation_to_conflict)?;
+        find(txn, id)
+            .await?
+            .ok_or_else(|| AppError::internal("an inserted account was not found"))
+    })
+    .await
 }
 
 /// Checks a username and password typed from `client`, throttled per (username, client
@@ -119,15 +127,20 @@ pub async fn authenticate(
     }
 }
 
-/// Checks the signed-in account's current password, then ends every access token issued
-/// before and stores the new password. Returns the updated account.
+/// A verified password change, not yet stored: the account as it was when its current password
+/// was checked, and the hash of the new password.
+pub struct PasswordChange {
+    pub account: account::Model,
+    pub new_hash: String,
+}
+
+/// Checks the signed-in account's current password and hashes the new one. Storing it is
+/// [`store_password_change`]'s work, in the caller's transaction; the caller settles the
+/// returned attempt once that is done, so one change of an account runs at a time.
 ///
 /// Throttled per account, never by sign-in failures (strangers cannot lock a signed-in user
 /// out of changing their password): one change at a time, and wrong current passwords lock
 /// the change like failed sign-ins lock a sign-in.
-///
-/// Revocation comes first: if storing the password then fails, the worst outcome is a caller
-/// who must sign in again, never an old token that outlives a password change.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted) or on `newPassword` when it
@@ -136,11 +149,10 @@ pub async fn authenticate(
 pub async fn change_password(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
-    revocations: &Revocations,
     id: Uuid,
     current: String,
     new: String,
-) -> AppResult<account::Model> {
+) -> AppResult<(PasswordChange, throttle::Attempt)> {
     // Reserved before anything else: a flood of changes is refused without a query each.
     let attempt = throttle::reserve(
         db,
@@ -168,59 +180,100 @@ pub async fn change_password(
             message: "the current password is wrong".to_owned(),
         });
     }
-    // The reservation is held until the new hash is stored: one change at a time.
-    let changed = store_new_password(db, hasher, revocations, account, new).await;
-    attempt.succeeded().await?;
-    changed
-}
-
-async fn store_new_password(
-    db: &DatabaseConnection,
-    hasher: &PasswordHasher,
-    revocations: &Revocations,
-    account: account::Model,
-    new: String,
-) -> AppResult<account::Model> {
     let user_inputs = validation::user_inputs(&account.username, account.email.as_deref());
-    validation::new_password(&new, "newPassword", user_inputs).await?;
-    let password_hash = hasher.hash(new).await?;
-    let account = revoke_access_tokens(db, revocations, account.id).await?;
-    let mut active: account::ActiveModel = account.into();
-    active.password_hash = Set(password_hash);
-    active.updated_at = Set(Utc::now());
-    Ok(active.update(db).await?)
+    let new_hash = match hash_new_password(hasher, new, user_inputs).await {
+        Ok(new_hash) => new_hash,
+        Err(err) => {
+            // The current password was right: nothing counts against the account.
+            attempt.succeeded().await?;
+            return Err(err);
+        }
+    };
+    Ok((PasswordChange { account, new_hash }, attempt))
 }
 
-/// Raises an account's token version (every access token issued before stops working) and
-/// tells every replica. Returns the account.
+async fn hash_new_password(
+    hasher: &PasswordHasher,
+    new: String,
+    user_inputs: Vec<String>,
+) -> AppResult<String> {
+    validation::new_password(&new, "newPassword", user_inputs).await?;
+    hasher.hash(new).await
+}
+
+/// Stores a verified password change in the caller's transaction: the new hash, and a new
+/// token version so that every access token issued before stops working. Returns the account
+/// as it now is and the revocation to apply once the transaction has committed.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `currentPassword` when the password was changed by someone else since it
+/// was checked; `UNAUTHENTICATED` when the account is gone.
+pub async fn store_password_change(
+    txn: &impl ConnectionTrait,
+    change: PasswordChange,
+) -> AppResult<(account::Model, Revoked)> {
+    let id = change.account.id;
+    let current = find_for_update(txn, id)
+        .await?
+        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+    if current.password_hash != change.account.password_hash {
+        return Err(AppError::BadUserInput {
+            field: "currentPassword",
+            message: "the password was changed meanwhile; sign in again".to_owned(),
+        });
+    }
+    account::Entity::update_many()
+        .col_expr(account::Column::PasswordHash, Expr::value(change.new_hash))
+        .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(account::Column::Id.eq(id))
+        .exec(txn)
+        .await?;
+    revoke_access_tokens(txn, id).await
+}
+
+/// Raises an account's token version in the caller's transaction (every access token issued
+/// before stops working once it commits). Returns the account and the revocation to apply
+/// after the commit.
 ///
 /// # Errors
 /// `NOT_FOUND` when there is no such account; internal on a database failure.
 pub async fn revoke_access_tokens(
-    db: &DatabaseConnection,
-    revocations: &Revocations,
+    txn: &impl ConnectionTrait,
     id: Uuid,
-) -> AppResult<account::Model> {
+) -> AppResult<(account::Model, Revoked)> {
     account::Entity::update_many()
         .col_expr(
             account::Column::TokenVersion,
             Expr::col(account::Column::TokenVersion).add(1),
         )
         .filter(account::Column::Id.eq(id))
-        .exec(db)
+        .exec(txn)
         .await?;
-    let account = find(db, id).await?.ok_or(AppError::NotFound("account"))?;
-    revocations
-        .revoke_account_tokens(db, id, account.token_version)
-        .await?;
-    Ok(account)
+    let account = find(txn, id).await?.ok_or(AppError::NotFound("account"))?;
+    let revoked = Revocations::revoke_account_tokens(txn, id, account.token_version).await?;
+    Ok((account, revoked))
+}
+
+/// The account with this id, locked until the caller's transaction ends (`FOR UPDATE` on
+/// PostgreSQL; SQLite's write transaction already excludes other writers).
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn find_for_update(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<Option<account::Model>> {
+    Ok(account::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?)
 }
 
 /// The account with this id, if any.
 ///
 /// # Errors
 /// Internal, on a database failure.
-pub async fn find(db: &DatabaseConnection, id: Uuid) -> AppResult<Option<account::Model>> {
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<account::Model>> {
     Ok(account::Entity::find_by_id(id).one(db).await?)
 }
 
@@ -269,69 +322,65 @@ pub async fn page(
 
 /// Gives an account a new role. Its access tokens issued before stop working at once (on
 /// every replica), so a demoted admin's old token can no longer do admin things; its sessions
-/// stay, and a refresh brings a token with the new role.
+/// stay, and a refresh brings a token with the new role. The role and the token version change
+/// in one transaction, so no refresh can pair the new version with the old role.
 ///
 /// # Errors
-/// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin.
+/// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin;
+/// `SERVICE_UNAVAILABLE` when the change could not be stored.
 pub async fn set_role(
     db: &DatabaseConnection,
     revocations: &Revocations,
     id: Uuid,
     role: Role,
 ) -> AppResult<account::Model> {
-    let account = find(db, id).await?.ok_or(AppError::NotFound("account"))?;
-    if account.role == role.as_str() {
-        return Ok(account);
-    }
-    if Role::from_name(&account.role) == Some(Role::Admin) {
-        let admins = account::Entity::find()
-            .filter(account::Column::Role.eq(Role::Admin.as_str()))
-            .count(db)
+    let (account, revoked) = db::write(db, async |txn| {
+        let backend = txn.get_database_backend();
+        if backend == DbBackend::Postgres {
+            // Statement snapshots would otherwise let two demotions both see two admins;
+            // SQLite runs one writer at a time.
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT pg_advisory_xact_lock($1)",
+                [ROLE_CHANGE_LOCK_KEY.into()],
+            ))
             .await?;
-        if admins <= 1 {
+        }
+        let account = find_for_update(txn, id)
+            .await?
+            .ok_or(AppError::NotFound("account"))?;
+        if account.role == role.as_str() {
+            return Ok((account, None));
+        }
+        if !update_role_keeping_an_admin(txn, id, role).await? {
             return Err(AppError::Conflict {
                 field: "role",
                 message: "cannot remove the last admin",
             });
         }
+        let (account, revoked) = revoke_access_tokens(txn, id).await?;
+        Ok((account, Some(revoked)))
+    })
+    .await?;
+    if let Some(revoked) = revoked {
+        revocations.apply_committed(&[revoked]);
     }
-    // Revoke first: if the role update then fails, old tokens are dead anyway (safe), rather
-    // than a demoted admin's token outliving the change.
-    revoke_access_tokens(db, revocations, id).await?;
-    if !update_role_keeping_an_admin(db, id, role).await? {
-        return Err(AppError::Conflict {
-            field: "role",
-            message: "cannot remove the last admin",
-        });
-    }
-    find(db, id).await?.ok_or(AppError::NotFound("account"))
+    Ok(account)
 }
 
 /// An arbitrary constant naming the role-change lock in `pg_advisory_xact_lock`.
 const ROLE_CHANGE_LOCK_KEY: i64 = 0x5354_4f52_524f_4c45; // "STORROLE"
 
-/// Sets the role in one statement that refuses to demote the last admin, so two demotions
-/// racing each other cannot both pass the check. On PostgreSQL role changes also take an
-/// advisory lock, as its statement snapshots would otherwise let both see two admins; SQLite
-/// runs one writer at a time. Returns false when the change would leave no admin.
+/// Sets the role in one statement that refuses to demote the last admin. Returns false when the
+/// change would leave no admin.
 async fn update_role_keeping_an_admin(
-    db: &DatabaseConnection,
+    txn: &impl ConnectionTrait,
     id: Uuid,
     role: Role,
 ) -> AppResult<bool> {
-    let backend = db.get_database_backend();
-    let txn = db.begin().await?;
-    if backend == DbBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT pg_advisory_xact_lock($1)",
-            [ROLE_CHANGE_LOCK_KEY.into()],
-        ))
-        .await?;
-    }
     let updated = txn
         .execute_raw(Statement::from_sql_and_values(
-            backend,
+            txn.get_database_backend(),
             "UPDATE accounts SET role = $1, updated_at = $2
              WHERE id = $3
                AND ($1 = 'admin' OR role <> 'admin'
@@ -339,7 +388,6 @@ async fn update_role_keeping_an_admin(
             [role.as_str().into(), Utc::now().into(), id.into()],
         ))
         .await?;
-    txn.commit().await?;
     Ok(updated.rows_affected() == 1)
 }
 

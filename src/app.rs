@@ -7,21 +7,25 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
-    authz::Authorizer,
+    authz::SharedAuthorizer,
     catalog::Catalog,
-    config::{Config, redact_url},
+    config::{AppEnv, Config, redact_url},
     db,
     graphql::{self, AppSchema},
     http,
     metrics::Metrics,
+    server::{ConnectionLimits, Server, Stop},
+    signals::Signals,
 };
 
 /// What every request shares.
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Whether the database can take a write now (readiness; fast failure while unreachable).
+    pub health: Arc<db::DbHealth>,
     pub tokens: TokenService,
     pub passwords: PasswordHasher,
-    pub authz: Authorizer,
+    pub authz: SharedAuthorizer,
     pub revocations: Arc<Revocations>,
     pub catalog: Arc<Catalog>,
     pub ip_limiter: IpRateLimiter,
@@ -36,6 +40,7 @@ pub struct App {
     /// `/metrics` on its own address, when `METRICS_ADDR` is set.
     metrics: Option<(TcpListener, axum::Router)>,
     shutdown_timeout: std::time::Duration,
+    connections: ConnectionLimits,
     state: Arc<AppState>,
 }
 
@@ -64,8 +69,13 @@ impl App {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let db = db::connect_and_migrate(&config.database_url).await?;
         tracing::info!(database = %redact_url(&config.database_url), "database ready");
-        let authz = Authorizer::load(&config.policy_dir, config.policy_dir_is_default).await?;
-        tracing::info!(source = %authz.source(), "authorization policy loaded");
+        let authz =
+            SharedAuthorizer::load(&config.policy_dir, config.policy_dir_is_default).await?;
+        tracing::info!(
+            source = %authz.source(),
+            version = authz.version(),
+            "authorization policy loaded"
+        );
         let passwords = PasswordHasher::for_this_machine(config.password_hash_queue)
             .await
             .map_err(StartError::Internal)?;
@@ -74,7 +84,9 @@ impl App {
         let catalog = Catalog::load(&db, config.catalog_cache_bytes, config.catalog_poll).await?;
         catalog.spawn_poller(db.clone(), config.catalog_poll);
         crate::maintenance::spawn_pruner(db.clone());
+        crate::maintenance::spawn_wal_checkpointer(db.clone());
         let state = Arc::new(AppState {
+            health: db::DbHealth::new(db.clone(), &config.database_url),
             db,
             tokens: TokenService::new(config),
             passwords,
@@ -91,7 +103,9 @@ impl App {
             graphiql: config.graphiql,
             trust_proxy_headers: config.trust_proxy_headers,
             cors_allowed_origins: config.cors_allowed_origins.clone(),
-            metrics_on_main_router: config.metrics_addr.is_none(),
+            metrics_on_main_router: config.metrics_addr.is_none()
+                && (config.app_env != AppEnv::Production || config.metrics_token.is_some()),
+            metrics_token: config.metrics_token.clone(),
         };
         let router = http::router(schema, state.clone(), settings);
         let listener = TcpListener::bind(config.listen_addr)
@@ -105,7 +119,10 @@ impl App {
                 let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?;
-                Some((listener, http::metrics_router(state.clone())))
+                Some((
+                    listener,
+                    http::metrics_router(state.clone(), config.metrics_token.clone()),
+                ))
             }
             None => None,
         };
@@ -114,6 +131,7 @@ impl App {
             router,
             metrics,
             shutdown_timeout: config.shutdown_timeout,
+            connections: config.connections,
             state,
         })
     }
@@ -130,16 +148,20 @@ impl App {
         self.state.clone()
     }
 
-    /// Serves until SIGINT or SIGTERM, then finishes in-flight requests.
+    /// Serves until SIGTERM, SIGINT or SIGQUIT, then finishes in-flight requests; SIGHUP reloads
+    /// the policy.
     ///
     /// # Errors
     /// When the server fails.
     pub async fn run(self) -> std::io::Result<()> {
+        let signals = Signals::install()?;
         tracing::info!(addr = %self.local_addr(), "storefront listening; GraphQL at /graphql");
-        self.run_until(shutdown_signal()).await
+        let state = self.state.clone();
+        self.run_until(signals.until_shutdown(state)).await
     }
 
-    /// Serves until `shutdown` resolves (for tests).
+    /// Serves until `shutdown` resolves (for tests), then stops accepting and lets the
+    /// requests in flight finish, for up to `SHUTDOWN_TIMEOUT_SECS`.
     ///
     /// # Errors
     /// When the server fails.
@@ -147,37 +169,36 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let stop = Arc::new(tokio::sync::Notify::new());
-        if let Some((listener, router)) = self.metrics {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move { stop.notified().await })
-                    .await;
-                if let Err(err) = served {
-                    tracing::error!(error = %err, "metrics server failed");
-                }
-            });
-        }
-        let graceful = {
-            let stop = stop.clone();
-            async move { stop.notified().await }
-        };
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful)
-        .into_future();
-        tokio::pin!(server);
-        tokio::select! {
-            result = &mut server => return result,
-            () = shutdown => {}
-        }
+        let stop = Stop::new();
+        let server = Server::new(self.listener, self.router, self.connections);
+        tracing::info!(
+            max_connections = server.max_connections(),
+            header_read_timeout_secs = self.connections.header_read_timeout.as_secs(),
+            body_read_timeout_secs = self.connections.body_read_timeout.as_secs(),
+            idle_timeout_secs = self.connections.idle_timeout.as_secs(),
+            "connection limits"
+        );
+        let metrics = self.metrics.map(|(listener, router)| {
+            let server = Server::new(listener, router, self.connections);
+            tokio::spawn(server.serve(stop.clone()))
+        });
+        let api = tokio::spawn(server.serve(stop.clone()));
+        shutdown.await;
         // Stop accepting, let in-flight requests finish, but not for longer than the deadline.
-        stop.notify_waiters();
-        match tokio::time::timeout(self.shutdown_timeout, server).await {
+        stop.stop();
+        let drained = async {
+            let api = api.await.map_err(std::io::Error::other)?;
+            let metrics = match metrics {
+                Some(metrics) => Some(metrics.await.map_err(std::io::Error::other)?),
+                None => None,
+            };
+            api.await;
+            if let Some(metrics) = metrics {
+                metrics.await;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        match tokio::time::timeout(self.shutdown_timeout, drained).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!(
@@ -188,26 +209,4 @@ impl App {
             }
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

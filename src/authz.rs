@@ -5,4 +5,4 @@ mod guard;
 mod policy;
 
 pub use guard::{Can, can_see, visible};
-pub use policy::{Authorizer, Permission, PolicyError, PolicySource, Subject};
+pub use policy::{Authorizer, Permission, PolicyError, PolicySource, SharedAuthorizer, Subject};

@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use rand::RngCore;
 
+use crate::server::ConnectionLimits;
+
 /// Where the server runs: development is forgiving, production refuses unsafe defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppEnv {
@@ -60,8 +62,38 @@ pub struct Config {
     pub cors_allowed_origins: CorsOrigins,
     /// Serve `/metrics` on this address instead of the API's (`METRICS_ADDR`).
     pub metrics_addr: Option<SocketAddr>,
+    /// A bearer token `/metrics` requires (`METRICS_TOKEN`); in production, `/metrics` is on
+    /// the API's address only with one.
+    pub metrics_token: Option<MetricsToken>,
     /// How long in-flight requests may take to finish after SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout: Duration,
+    /// Header, body and idle timeouts and the connection cap.
+    pub connections: ConnectionLimits,
+}
+
+/// The bearer token Prometheus sends for `/metrics`. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+/// The shortest `METRICS_TOKEN` accepted.
+pub const MIN_METRICS_TOKEN_BYTES: usize = 16;
+
+impl MetricsToken {
+    /// Whether `presented` is this token, compared in constant time (the digests are compared,
+    /// so neither the content nor the length of the token shows in the timing).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let expected = Sha256::digest(self.0.as_bytes());
+        let presented = Sha256::digest(presented);
+        expected.ct_eq(&presented).into()
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
 }
 
 /// Which browser origins may call the API.
@@ -157,6 +189,8 @@ impl std::fmt::Debug for Config {
             .field("jwt_previous_secrets", &self.jwt_previous_secrets.len())
             .field("policy_dir", &self.policy_dir)
             .field("limits", &self.limits)
+            .field("metrics_token", &self.metrics_token)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -310,8 +344,34 @@ impl Config {
             })?),
             None => None,
         };
+        let metrics_token = match get("METRICS_TOKEN") {
+            Some(token) if token.trim().len() < MIN_METRICS_TOKEN_BYTES => {
+                return Err(ConfigError::invalid(
+                    "METRICS_TOKEN",
+                    format!("must be at least {MIN_METRICS_TOKEN_BYTES} bytes long"),
+                ));
+            }
+            Some(token) => Some(MetricsToken(token.trim().to_owned())),
+            None => None,
+        };
         let shutdown_timeout =
             Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30, 0..=3600)?);
+        let connections = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(number(
+                &get,
+                "HEADER_READ_TIMEOUT_SECS",
+                10,
+                1..=3600,
+            )?),
+            body_read_timeout: Duration::from_secs(number(
+                &get,
+                "BODY_READ_TIMEOUT_SECS",
+                30,
+                1..=3600,
+            )?),
+            idle_timeout: Duration::from_secs(number(&get, "IDLE_TIMEOUT_SECS", 60, 1..=3600)?),
+            max_connections: number(&get, "MAX_CONNECTIONS", 10_000, 16..=1_000_000)? as usize,
+        };
 
         let (policy_dir, policy_dir_is_default) = match get("POLICY_DIR") {
             Some(dir) => (PathBuf::from(dir), false),
@@ -342,7 +402,9 @@ impl Config {
             graphiql,
             cors_allowed_origins,
             metrics_addr,
+            metrics_token,
             shutdown_timeout,
+            connections,
         })
     }
 }

@@ -4,13 +4,24 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
-    TransactionTrait,
-    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    sqlx::{
+        self,
+        sqlite::{SqliteJournalMode, SqliteSynchronous},
+    },
 };
+
+use crate::error::AppResult;
+
+mod health;
+pub use health::DbHealth;
 
 /// How long a SQLite writer waits for the lock before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The size a SQLite WAL is cut back to whenever it is reset (`journal_size_limit`); see
+/// [`crate::maintenance::spawn_wal_checkpointer`] for when that happens.
+pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// Connections in a SQLite pool: WAL lets readers run beside the one writer.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// Connections in a PostgreSQL pool, per replica.
@@ -42,6 +53,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
+                    .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string())
             });
     } else {
         options
@@ -84,6 +96,171 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
     Ok(db)
 }
 
+/// Runs `work` in one transaction and returns its result only once the commit succeeded.
+///
+/// Every write goes through here. A statement that fails, or a commit that fails (a full disk, a
+/// read-only database, a lost connection), rolls everything back and is returned as an error, so
+/// no caller can report a change that was not stored. On SQLite the transaction starts with
+/// `BEGIN IMMEDIATE`: it takes the write lock (waiting out the busy timeout) before reading, so
+/// a read-then-write cannot fail half-way because another writer got in between.
+///
+/// Inside `work`, prefer statements that return no rows (`exec_without_returning`, `execute`)
+/// and read back what is needed: sqlx can hand back a `RETURNING` row before its statement has
+/// run to completion and then lose that statement's error (sqlx issues 2099 and 3430).
+///
+/// # Errors
+/// Whatever `work` returns (after a rollback), or the database's failure to begin or commit.
+pub async fn write<T>(
+    db: &DatabaseConnection,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>,
+) -> AppResult<T> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    let txn = db.begin_with_options(options).await?;
+    let value = match work(&txn).await {
+        Ok(value) => value,
+        Err(err) => {
+            abandon(txn).await;
+            return Err(err);
+        }
+    };
+    if txn.get_database_backend() != DbBackend::Sqlite {
+        txn.commit().await?;
+        return Ok(value);
+    }
+    // SQLite: sqlx counts transaction depth itself and, when a COMMIT fails (a full disk), it
+    // keeps counting one open transaction whether or not SQLite rolled it back. The pooled
+    // connection's next "transaction" then became a SAVEPOINT inside a transaction that never
+    // commits: acknowledged and later lost. So the real COMMIT is ours, and the transaction
+    // sqlx tracks is ended with statements that cannot fail for want of space.
+    match txn.execute_unprepared("COMMIT").await {
+        Ok(_) => {
+            txn.execute_unprepared("BEGIN").await?;
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            abandon(txn).await;
+            Err(err.into())
+        }
+    }
+}
+
+/// Rolls back a write that failed, leaving the connection outside any transaction both in
+/// SQLite's eyes and in sqlx's (see [`write`]).
+async fn abandon(txn: DatabaseTransaction) {
+    if txn.get_database_backend() == DbBackend::Sqlite {
+        // Whatever SQLite did after the error, end its transaction (an error here means it had
+        // already ended it), then open an empty one for sqlx's ROLLBACK to end.
+        let _ = txn.execute_unprepared("ROLLBACK").await;
+        if let Err(err) = txn.execute_unprepared("BEGIN").await {
+            tracing::error!(error = %err, "cannot reset a connection after a failed write");
+        }
+    }
+    if let Err(err) = txn.rollback().await {
+        tracing::warn!(error = %err, "rolling back a failed write failed");
+    }
+}
+
+/// The cause of a pool timeout, which hides why connecting failed.
+const POOL_TIMED_OUT: &str = "no database connection became free within the pool's timeout";
+
+/// Why the database cannot serve right now, when `err` says so: what a client should retry
+/// later rather than a bug. `None` for every other error.
+pub fn unavailable_cause(err: &DbErr) -> Option<Unavailable> {
+    match err {
+        DbErr::ConnectionAcquire(_) => Some(Unavailable::Unreachable(POOL_TIMED_OUT)),
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => Some(
+            sqlx_cause(e).unwrap_or(Unavailable::Unreachable("cannot connect to the database")),
+        ),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_cause(e)
+        }
+        _ => None,
+    }
+}
+
+/// Why the database cannot be used: it cannot be reached at all, or it answers but cannot store
+/// anything (full, read-only, locked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No connection: refused, lost, timed out, or the database is gone or shutting down.
+    Unreachable(&'static str),
+    /// Connected, but writes fail.
+    Unwritable(&'static str),
+}
+
+impl Unavailable {
+    /// What is wrong, for the log.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Self::Unreachable(cause) | Self::Unwritable(cause) => cause,
+        }
+    }
+}
+
+fn sqlx_cause(err: &sqlx::Error) -> Option<Unavailable> {
+    use Unavailable::Unreachable;
+    match err {
+        sqlx::Error::Io(io) => Some(Unreachable(match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused",
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                "connection lost"
+            }
+            std::io::ErrorKind::TimedOut => "connection timed out",
+            std::io::ErrorKind::UnexpectedEof => "connection closed by the database",
+            _ => "network error",
+        })),
+        sqlx::Error::Tls(_) => Some(Unreachable("TLS failure")),
+        sqlx::Error::PoolTimedOut => Some(Unreachable(POOL_TIMED_OUT)),
+        sqlx::Error::PoolClosed => Some(Unreachable("connection pool closed")),
+        sqlx::Error::WorkerCrashed => Some(Unreachable("the SQLite worker thread stopped")),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                sqlite_cause(code.parse().ok()?)
+            } else {
+                postgres_cause(&code)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// SQLite result codes (the primary code is the low byte of the extended one).
+fn sqlite_cause(extended: i32) -> Option<Unavailable> {
+    use Unavailable::{Unreachable, Unwritable};
+    match extended & 0xff {
+        5 => Some(Unwritable("database busy: another writer holds the lock")),
+        6 => Some(Unwritable("database table locked")),
+        8 => Some(Unwritable("database is read-only")),
+        10 => Some(Unwritable("disk I/O error")),
+        13 => Some(Unwritable("disk full")),
+        14 => Some(Unreachable("cannot open the database file")),
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs.
+fn postgres_cause(sqlstate: &str) -> Option<Unavailable> {
+    use Unavailable::{Unreachable, Unwritable};
+    match sqlstate {
+        "25006" => Some(Unwritable("database is read-only")),
+        "53100" => Some(Unwritable("disk full")),
+        "53200" => Some(Unwritable("database out of memory")),
+        "53300" => Some(Unreachable("too many connections")),
+        "57P01" | "57P02" => Some(Unreachable("the database server shut the connection down")),
+        "57P03" => Some(Unreachable(
+            "the database server is starting or shutting down",
+        )),
+        "3D000" => Some(Unreachable("the database does not exist")),
+        _ if sqlstate.starts_with("08") => Some(Unreachable("connection failure")),
+        _ => None,
+    }
+}
+
 /// Calls `poll` every `interval` with `target` and the database, for as long as something else
 /// holds `target` (the task ends once its last other `Arc` is dropped). A failed poll is
 /// logged, naming `what` it reads, and retried at the next tick.
@@ -117,7 +294,50 @@ where
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, sqlx};
+
+    use super::{Unavailable, unavailable_cause};
+
+    fn sqlx_err(err: sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+    }
+
+    #[test]
+    fn storage_and_connection_failures_are_named_and_nothing_else_is() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            unavailable_cause(&sqlx_err(sqlx::Error::Io(refused))),
+            Some(Unavailable::Unreachable("connection refused"))
+        );
+        assert!(matches!(
+            unavailable_cause(&sqlx_err(sqlx::Error::PoolTimedOut)),
+            Some(Unavailable::Unreachable(_))
+        ));
+        assert_eq!(
+            super::sqlite_cause(13),
+            Some(Unavailable::Unwritable("disk full"))
+        );
+        // SQLITE_IOERR_WRITE is an extended code of SQLITE_IOERR.
+        assert_eq!(
+            super::sqlite_cause(778),
+            Some(Unavailable::Unwritable("disk I/O error"))
+        );
+        assert_eq!(
+            super::sqlite_cause(19),
+            None,
+            "a constraint is not an outage"
+        );
+        assert_eq!(
+            super::postgres_cause("25006"),
+            Some(Unavailable::Unwritable("database is read-only"))
+        );
+        assert!(matches!(
+            super::postgres_cause("08006"),
+            Some(Unavailable::Unreachable(_))
+        ));
+        assert_eq!(super::postgres_cause("23505"), None);
+        assert_eq!(unavailable_cause(&DbErr::RecordNotFound("x".into())), None);
+    }
 
     /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`; without it,
     /// every statement with `LIMIT ?` is re-parsed and re-planned on each execution.

@@ -31,9 +31,19 @@ pub enum AppError {
     },
     /// Too many attempts; try again after this many seconds.
     TooManyRequests { retry_after_secs: u64 },
+    /// The database cannot be reached or cannot store anything right now (full, read-only,
+    /// locked, connection lost): retry later. `detail` is the database's own error, logged at
+    /// ERROR with the cause; `None` when the request was refused without trying.
+    ServiceUnavailable {
+        cause: crate::db::Unavailable,
+        detail: Option<String>,
+    },
     /// Something failed on our side; the detail is logged, not returned.
     Internal(String),
 }
+
+/// How long a client is asked to wait before retrying when the database is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 /// The answer to a request whose access token failed verification or was revoked.
 pub const INVALID_TOKEN: &str =
@@ -65,6 +75,7 @@ impl AppError {
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
             Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
+            Self::ServiceUnavailable { .. } => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -72,7 +83,13 @@ impl AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        Self::internal(format_args!("database: {err}"))
+        match crate::db::unavailable_cause(&err) {
+            Some(cause) => Self::ServiceUnavailable {
+                cause,
+                detail: Some(err.to_string()),
+            },
+            None => Self::internal(format_args!("database: {err}")),
+        }
     }
 }
 
@@ -109,6 +126,16 @@ impl From<AppError> for async_graphql::Error {
             AppError::TooManyRequests { retry_after_secs } => {
                 details.push(("retryAfter", retry_after_secs.into()));
                 format!("too many attempts; try again in {retry_after_secs} s")
+            }
+            AppError::ServiceUnavailable { cause, detail } => {
+                match detail {
+                    Some(detail) => {
+                        tracing::error!(cause = cause.cause(), error = %detail, "database unavailable");
+                    }
+                    None => tracing::debug!(cause = cause.cause(), "refused: database unavailable"),
+                }
+                details.push(("retryAfter", UNAVAILABLE_RETRY_AFTER_SECS.into()));
+                "the database is unavailable right now; try again shortly".to_owned()
             }
             AppError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

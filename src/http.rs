@@ -29,7 +29,7 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 use crate::{
     app::AppState,
     auth::Viewer,
-    config::{CorsOrigins, Limits},
+    config::{CorsOrigins, Limits, MetricsToken},
     graphql::{
         self, AppSchema, Cost, Documents, VALIDATION_FAILED, argument_uses_variable, is_mutation,
     },
@@ -44,8 +44,11 @@ pub struct HttpSettings {
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
-    /// Serve `/metrics` here (false when `METRICS_ADDR` names another address).
+    /// Serve `/metrics` here (false when `METRICS_ADDR` names another address, and in
+    /// production without `METRICS_TOKEN`).
     pub metrics_on_main_router: bool,
+    /// The bearer token `/metrics` requires, when `METRICS_TOKEN` is set.
+    pub metrics_token: Option<MetricsToken>,
 }
 
 #[derive(Clone)]
@@ -94,10 +97,10 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
 }
 
 /// A router serving only `/metrics`, for `METRICS_ADDR`.
-pub fn metrics_router(app: Arc<AppState>) -> Router {
+pub fn metrics_router(app: Arc<AppState>, token: Option<MetricsToken>) -> Router {
     Router::new()
         .route("/metrics", get(ops::metrics_only))
-        .with_state(app)
+        .with_state((app, token))
 }
 
 async fn playground_page(State(state): State<HttpState>) -> Response {
@@ -300,12 +303,24 @@ async fn run(
                 }
                 Err(error) => refuse(state, &request, error, started),
             };
-            let status = if body.is_request_error() && format == Format::GraphqlResponseJson {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::OK
-            };
-            capped_json_response(status, format, &body, max_bytes)
+            let unavailable = ops::note_unavailable(&state.app, &body.errors);
+            // Without `data`, application/graphql-response+json may say why in the status.
+            if body.is_request_error() && format == Format::GraphqlResponseJson {
+                if unavailable {
+                    let mut response = capped_json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format,
+                        &body,
+                        max_bytes,
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, ops::retry_after());
+                    return response;
+                }
+                return capped_json_response(StatusCode::BAD_REQUEST, format, &body, max_bytes);
+            }
+            capped_json_response(StatusCode::OK, format, &body, max_bytes)
         }
         BatchRequest::Batch(requests) => {
             let started = std::time::Instant::now();
@@ -336,6 +351,7 @@ async fn run(
                         run_one(state, request, &document, viewer, client_ip, started).await
                     }
                 };
+                ops::note_unavailable(&state.app, &body.errors);
                 bodies.push(body);
             }
             capped_json_response(StatusCode::OK, format, &bodies, max_bytes)
@@ -353,10 +369,15 @@ async fn run_one(
     started: std::time::Instant,
 ) -> ResponseBody {
     let name = request.operation_name.clone();
-    let response = state
-        .schema
-        .execute(request.data(viewer).data(client_ip))
-        .await;
+    let response = match ops::database_gate(&state.app) {
+        Ok(()) => {
+            state
+                .schema
+                .execute(request.data(viewer).data(client_ip))
+                .await
+        }
+        Err(error) => GqlResponse::from_errors(vec![error]),
+    };
     let body = ResponseBody::from_response(response, Some(document));
     state
         .app
@@ -543,7 +564,18 @@ fn client_ip(
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        if crate::server::is_body_timeout(&err) {
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time",
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",

@@ -18,7 +18,9 @@ pub mod metrics;
 pub mod pagination;
 pub mod products;
 pub mod role;
+pub mod server;
 pub mod sessions;
+pub mod signals;
 pub mod validation;
 
 /// mimalloc: the default allocator spent a fifth of each request's CPU in malloc and free

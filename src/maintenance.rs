@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, sea_query::ExprTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    Statement, sea_query::ExprTrait,
 };
 
 use crate::{
     auth::{revocation::RETENTION_MS, throttle::FAILURE_MEMORY_MS},
+    db,
     entities::{login_throttle, refresh_token, revocation, session},
+    error::AppResult,
 };
 
 /// How often each replica prunes.
@@ -32,37 +35,40 @@ pub struct Pruned {
 /// failures are forgotten and whose lock has run out.
 ///
 /// # Errors
-/// On a database failure.
-pub async fn prune(db: &DatabaseConnection) -> Result<Pruned, DbErr> {
+/// On a database failure (nothing is deleted then).
+pub async fn prune(db: &DatabaseConnection) -> AppResult<Pruned> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    Ok(Pruned {
-        revocations: revocation::Entity::delete_many()
-            .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
-            .exec(db)
-            .await?
-            .rows_affected,
-        refresh_tokens: refresh_token::Entity::delete_many()
-            .filter(refresh_token::Column::ExpiresAt.lt(now))
-            .exec(db)
-            .await?
-            .rows_affected,
-        sessions: session::Entity::delete_many()
-            .filter(session::Column::RevokedAt.lt(now - ENDED_SESSION_RETENTION))
-            .exec(db)
-            .await?
-            .rows_affected,
-        login_throttles: login_throttle::Entity::delete_many()
-            .filter(login_throttle::Column::UpdatedAtMs.lt(now_ms - FAILURE_MEMORY_MS))
-            .filter(
-                login_throttle::Column::LockedUntilMs
-                    .is_null()
-                    .or(login_throttle::Column::LockedUntilMs.lt(now_ms)),
-            )
-            .exec(db)
-            .await?
-            .rows_affected,
+    db::write(db, async |db| {
+        Ok(Pruned {
+            revocations: revocation::Entity::delete_many()
+                .filter(revocation::Column::CreatedAtMs.lt(now_ms - RETENTION_MS))
+                .exec(db)
+                .await?
+                .rows_affected,
+            refresh_tokens: refresh_token::Entity::delete_many()
+                .filter(refresh_token::Column::ExpiresAt.lt(now))
+                .exec(db)
+                .await?
+                .rows_affected,
+            sessions: session::Entity::delete_many()
+                .filter(session::Column::RevokedAt.lt(now - ENDED_SESSION_RETENTION))
+                .exec(db)
+                .await?
+                .rows_affected,
+            login_throttles: login_throttle::Entity::delete_many()
+                .filter(login_throttle::Column::UpdatedAtMs.lt(now_ms - FAILURE_MEMORY_MS))
+                .filter(
+                    login_throttle::Column::LockedUntilMs
+                        .is_null()
+                        .or(login_throttle::Column::LockedUntilMs.lt(now_ms)),
+                )
+                .exec(db)
+                .await?
+                .rows_affected,
+        })
     })
+    .await
 }
 
 /// Prunes every [`PRUNE_EVERY`] for as long as the process runs.
@@ -74,8 +80,64 @@ pub fn spawn_pruner(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
             ticker.tick().await;
             match prune(&db).await {
                 Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
-                Err(err) => tracing::warn!(error = %err, "pruning failed; will retry"),
+                Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
             }
         }
     })
+}
+
+/// How often a SQLite server looks for an idle moment to truncate its WAL.
+pub const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// On SQLite, truncates the write-ahead log whenever the pool is idle (no connection in use),
+/// checking every [`WAL_CHECKPOINT_EVERY`].
+///
+/// SQLite's automatic checkpoints copy the WAL back into the database but never shrink the
+/// file, and under a steady stream of writers they cannot reset it at all, so a burst of
+/// writes can leave a WAL many times the database's size. A `TRUNCATE` checkpoint waits for
+/// readers, copies every frame and empties the file; `journal_size_limit` bounds what a reset
+/// leaves in between. Does nothing on PostgreSQL.
+pub fn spawn_wal_checkpointer(db: DatabaseConnection) -> Option<tokio::task::JoinHandle<()>> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(WAL_CHECKPOINT_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let pool = db.get_sqlite_connection_pool();
+            if pool.is_closed() {
+                return;
+            }
+            // Busy: a checkpoint now would wait for the requests' readers and delay writers.
+            if (pool.num_idle() as u32) < pool.size() {
+                continue;
+            }
+            match checkpoint_truncate(&db).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("WAL checkpoint could not finish; will retry"),
+                Err(err) => tracing::warn!(error = %err, "WAL checkpoint failed; will retry"),
+            }
+        }
+    }))
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`; true when it finished (no reader or writer was in
+/// the way) and the WAL is now empty.
+///
+/// # Errors
+/// On a database failure.
+pub async fn checkpoint_truncate(db: &DatabaseConnection) -> Result<bool, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ))
+        .await?;
+    let busy: i64 = match row {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    Ok(busy == 0)
 }

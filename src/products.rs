@@ -4,13 +4,14 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, Statement,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
 
 use crate::{
+    db,
     entities::product,
     error::{AppError, AppResult},
     pagination::{Page, PageRequest, read_page},
@@ -34,10 +35,11 @@ pub struct ProductChanges<'a> {
     pub stock: Option<i32>,
 }
 
-/// Validates and stores a new product.
+/// Validates and stores a new product; returns it as committed.
 ///
 /// # Errors
-/// `BAD_USER_INPUT` on the first field that breaks a rule.
+/// `BAD_USER_INPUT` on the first field that breaks a rule; `SERVICE_UNAVAILABLE` when it could
+/// not be stored.
 pub async fn create(
     db: &DatabaseConnection,
     new: NewProduct<'_>,
@@ -48,8 +50,9 @@ pub async fn create(
     let price_cents = validation::price_cents(new.price)?;
     let stock = validation::stock(new.stock)?;
     let now = Utc::now();
+    let id = Uuid::now_v7();
     let product = product::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(id),
         name_search: Set(search_key(&name)),
         name: Set(name),
         description: Set(new.description.to_owned()),
@@ -59,14 +62,22 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    Ok(product.insert(db).await?)
+    db::write(db, async |txn| {
+        product::Entity::insert(product)
+            .exec_without_returning(txn)
+            .await?;
+        find(txn, id)
+            .await?
+            .ok_or_else(|| AppError::internal("an inserted product was not found"))
+    })
+    .await
 }
 
 /// Applies changes to a product.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
-/// is no such product.
+/// is no such product; `SERVICE_UNAVAILABLE` when it could not be stored.
 pub async fn update(
     db: &DatabaseConnection,
     id: Uuid,
@@ -79,50 +90,60 @@ pub async fn update(
     let price_cents = changes.price.map(validation::price_cents).transpose()?;
     let stock = changes.stock.map(validation::stock).transpose()?;
 
-    let existing = find(db, id).await?.ok_or(AppError::NotFound("product"))?;
-    let mut active: product::ActiveModel = existing.clone().into();
-    if let Some(name) = name {
-        active.name_search = Set(search_key(&name));
-        active.name = Set(name);
-    }
-    if let Some(description) = changes.description {
-        active.description = Set(description.to_owned());
-    }
-    if let Some(price_cents) = price_cents {
-        active.price_cents = Set(price_cents);
-    }
-    if let Some(stock) = stock {
-        active.stock = Set(stock);
-    }
-    if !active.is_changed() {
-        return Ok(existing);
-    }
-    active.updated_at = Set(Utc::now());
-    match active.update(db).await {
-        Ok(updated) => Ok(updated),
-        // Deleted between the read and the write.
-        Err(sea_orm::DbErr::RecordNotUpdated) => Err(AppError::NotFound("product")),
-        Err(err) => Err(err.into()),
-    }
+    db::write(db, async |txn| {
+        let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+        let mut active: product::ActiveModel = existing.clone().into();
+        if let Some(name) = name {
+            active.name_search = Set(search_key(&name));
+            active.name = Set(name);
+        }
+        if let Some(description) = changes.description {
+            active.description = Set(description.to_owned());
+        }
+        if let Some(price_cents) = price_cents {
+            active.price_cents = Set(price_cents);
+        }
+        if let Some(stock) = stock {
+            active.stock = Set(stock);
+        }
+        if !active.is_changed() {
+            return Ok(existing);
+        }
+        active.updated_at = Set(Utc::now());
+        let updated = product::Entity::update_many()
+            .set(active)
+            .filter(product::Column::Id.eq(id))
+            .exec(txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Err(AppError::NotFound("product"));
+        }
+        find(txn, id).await?.ok_or(AppError::NotFound("product"))
+    })
+    .await
 }
 
 /// Deletes a product.
 ///
 /// # Errors
-/// `NOT_FOUND` when there is no such product.
+/// `NOT_FOUND` when there is no such product; `SERVICE_UNAVAILABLE` when the deletion could not
+/// be stored.
 pub async fn delete(db: &DatabaseConnection, id: Uuid) -> AppResult<()> {
-    let result = product::Entity::delete_by_id(id).exec(db).await?;
-    if result.rows_affected == 0 {
-        return Err(AppError::NotFound("product"));
-    }
-    Ok(())
+    db::write(db, async |txn| {
+        let result = product::Entity::delete_by_id(id).exec(txn).await?;
+        if result.rows_affected == 0 {
+            return Err(AppError::NotFound("product"));
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The product with this id, if any.
 ///
 /// # Errors
 /// Internal, on a database failure.
-pub async fn find(db: &DatabaseConnection, id: Uuid) -> AppResult<Option<product::Model>> {
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<product::Model>> {
     Ok(product::Entity::find_by_id(id).one(db).await?)
 }
 
@@ -196,16 +217,19 @@ const DEMO_PRODUCTS: [(u128, &str, &str, i64, i32); 3] = [
 /// # Errors
 /// Internal, on a database failure.
 pub async fn seed_demo_once(db: &DatabaseConnection) -> AppResult<u64> {
-    let marker = Statement::from_sql_and_values(
-        db.get_database_backend(),
-        // `$N` placeholders mean the same on SQLite and PostgreSQL.
-        "INSERT INTO app_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-        [DEMO_SEEDED_KEY.into(), Utc::now().to_rfc3339().into()],
-    );
-    if db.execute_raw(marker).await?.rows_affected() == 0 {
-        return Ok(0);
-    }
-    seed_demo(db).await
+    db::write(db, async |txn| {
+        let marker = Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            // `$N` placeholders mean the same on SQLite and PostgreSQL.
+            "INSERT INTO app_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            [DEMO_SEEDED_KEY.into(), Utc::now().to_rfc3339().into()],
+        );
+        if txn.execute_raw(marker).await?.rows_affected() == 0 {
+            return Ok(0);
+        }
+        insert_demo(txn).await
+    })
+    .await
 }
 
 const DEMO_SEEDED_KEY: &str = "demo_products_seeded_at";
@@ -215,6 +239,10 @@ const DEMO_SEEDED_KEY: &str = "demo_products_seeded_at";
 /// # Errors
 /// Internal, on a database failure.
 pub async fn seed_demo(db: &DatabaseConnection) -> AppResult<u64> {
+    db::write(db, async |txn| insert_demo(txn).await).await
+}
+
+async fn insert_demo(db: &impl ConnectionTrait) -> AppResult<u64> {
     let mut added = 0;
     let now = Utc::now();
     for (id, name, description, price_cents, stock) in DEMO_PRODUCTS {

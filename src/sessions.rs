@@ -5,7 +5,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use rand::RngCore;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::Expr,
 };
 use uuid::Uuid;
@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::{
     accounts,
     app::AppState,
-    auth::{AccessToken, sha256_hex},
+    auth::{AccessToken, Revocations, sha256_hex},
+    db,
     entities::{account, refresh_token, session},
     error::{AppError, AppResult},
     role::Role,
@@ -31,64 +32,108 @@ pub struct SignedIn {
     pub refresh_expires_in: i64,
 }
 
-/// Starts a new session for an authenticated account.
+/// Starts a new session for an authenticated account, as it was when its password was checked.
+///
+/// The session is stored only if the password checked is still the account's: a password change
+/// committed since the check refuses the sign-in instead of outliving it. The tokens carry the
+/// role and token version read in the same transaction.
 ///
 /// # Errors
-/// Internal, on a database failure.
+/// `UNAUTHENTICATED` when the password changed (or the account went) since it was checked;
+/// `SERVICE_UNAVAILABLE` when the session could not be stored.
 pub async fn start(state: &AppState, account: account::Model) -> AppResult<SignedIn> {
+    db::write(&state.db, async |txn| {
+        let current = accounts::find_for_update(txn, account.id)
+            .await?
+            .filter(|current| current.password_hash == account.password_hash)
+            .ok_or(AppError::Unauthenticated(accounts::INVALID_CREDENTIALS))?;
+        start_in(txn, state, current).await
+    })
+    .await
+}
+
+/// Stores a new session and its first tokens in the caller's transaction.
+async fn start_in(
+    txn: &impl ConnectionTrait,
+    state: &AppState,
+    account: account::Model,
+) -> AppResult<SignedIn> {
     let session_id = Uuid::now_v7();
-    session::ActiveModel {
+    session::Entity::insert(session::ActiveModel {
         id: Set(session_id),
         account_id: Set(account.id),
         created_at: Set(Utc::now()),
         revoked_at: Set(None),
         revoked_reason: Set(None),
-    }
-    .insert(&state.db)
+    })
+    .exec_without_returning(txn)
     .await?;
-    issue(state, account, session_id).await
+    issue(txn, state, account, session_id).await
+}
+
+/// Why a refresh was refused.
+enum Refused {
+    Invalid,
+    /// A spent token came back: the whole session must end.
+    Reused(session::Model),
 }
 
 /// Spends a refresh token and returns a new pair in the same session.
+///
+/// The token is spent, the session and account read and the new token stored in one
+/// transaction holding the session's row, so a `logout` or `logoutAll` running at the same time
+/// either comes first (and the refresh is refused) or after (and ends the new tokens too).
 ///
 /// # Errors
 /// `UNAUTHENTICATED` for an unknown, expired or spent token, or an ended session. A spent token
 /// presented again ends its session and is logged as a security event.
 pub async fn refresh(state: &AppState, presented: &str) -> AppResult<SignedIn> {
-    let db = &state.db;
-    let invalid = || AppError::Unauthenticated(INVALID_REFRESH);
-    let token = refresh_token::Entity::find()
-        .filter(refresh_token::Column::TokenHash.eq(hash_token(presented)))
-        .one(db)
-        .await?
-        .ok_or_else(invalid)?;
-    let session = session::Entity::find_by_id(token.session_id)
-        .one(db)
-        .await?
-        .ok_or_else(invalid)?;
-    if session.revoked_at.is_some() {
-        return Err(invalid());
+    let token_hash = hash_token(presented);
+    let outcome = db::write(&state.db, async |txn| {
+        let Some(token) = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
+            .one(txn)
+            .await?
+        else {
+            return Ok(Err(Refused::Invalid));
+        };
+        let Some(session) = session::Entity::find_by_id(token.session_id)
+            .lock_exclusive()
+            .one(txn)
+            .await?
+        else {
+            return Ok(Err(Refused::Invalid));
+        };
+        if session.revoked_at.is_some() {
+            return Ok(Err(Refused::Invalid));
+        }
+        if token.used_at.is_some() {
+            return Ok(Err(Refused::Reused(session)));
+        }
+        if token.expires_at <= Utc::now() {
+            return Ok(Err(Refused::Invalid));
+        }
+        // Spend it; if another request spent it first, that is reuse too.
+        let spent = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
+            .filter(refresh_token::Column::Id.eq(token.id))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .exec(txn)
+            .await?;
+        if spent.rows_affected != 1 {
+            return Ok(Err(Refused::Reused(session)));
+        }
+        let Some(account) = accounts::find(txn, session.account_id).await? else {
+            return Ok(Err(Refused::Invalid));
+        };
+        Ok(Ok(issue(txn, state, account, session.id).await?))
+    })
+    .await?;
+    match outcome {
+        Ok(signed_in) => Ok(signed_in),
+        Err(Refused::Invalid) => Err(AppError::Unauthenticated(INVALID_REFRESH)),
+        Err(Refused::Reused(session)) => Err(reuse_detected(state, &session).await),
     }
-    if token.used_at.is_some() {
-        return Err(reuse_detected(state, &session).await);
-    }
-    if token.expires_at <= Utc::now() {
-        return Err(invalid());
-    }
-    // Spend it; if another request spent it first, that is reuse too.
-    let spent = refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
-        .filter(refresh_token::Column::Id.eq(token.id))
-        .filter(refresh_token::Column::UsedAt.is_null())
-        .exec(db)
-        .await?;
-    if spent.rows_affected != 1 {
-        return Err(reuse_detected(state, &session).await);
-    }
-    let account = accounts::find(db, session.account_id)
-        .await?
-        .ok_or_else(invalid)?;
-    issue(state, account, session.id).await
 }
 
 async fn reuse_detected(state: &AppState, session: &session::Model) -> AppError {
@@ -107,66 +152,80 @@ async fn reuse_detected(state: &AppState, session: &session::Model) -> AppError 
 /// Ends one session: its refresh tokens stop working, and its access tokens too, at once.
 ///
 /// # Errors
-/// Internal, on a database failure.
+/// `SERVICE_UNAVAILABLE` when the end could not be stored (the session goes on then).
 pub async fn end(
     state: &AppState,
     account_id: Uuid,
     session_id: Uuid,
     reason: &str,
 ) -> AppResult<()> {
-    state
-        .revocations
-        .revoke_session(&state.db, account_id, session_id)
-        .await?;
-    session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-        .col_expr(session::Column::RevokedReason, Expr::value(reason))
-        .filter(session::Column::Id.eq(session_id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(&state.db)
-        .await?;
+    let revoked = db::write(&state.db, async |txn| {
+        let revoked = Revocations::revoke_session(txn, account_id, session_id).await?;
+        session::Entity::update_many()
+            .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+            .col_expr(session::Column::RevokedReason, Expr::value(reason))
+            .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        Ok(revoked)
+    })
+    .await?;
+    state.revocations.apply_committed(&[revoked]);
     Ok(())
 }
 
-/// Ends every session of an account and every access token issued to it before now.
+/// Ends every session of an account and every access token issued to it before now, in one
+/// transaction.
 ///
 /// # Errors
-/// Internal, on a database failure.
+/// `SERVICE_UNAVAILABLE` when it could not be stored (nothing ends then).
 pub async fn end_all(state: &AppState, account_id: Uuid, reason: &str) -> AppResult<()> {
-    accounts::revoke_access_tokens(&state.db, &state.revocations, account_id).await?;
-    end_sessions_of(&state.db, account_id, reason).await
+    let revoked = db::write(&state.db, async |txn| {
+        let (_, revoked) = accounts::revoke_access_tokens(txn, account_id).await?;
+        end_sessions_of(txn, account_id, reason).await?;
+        Ok(revoked)
+    })
+    .await?;
+    state.revocations.apply_committed(&[revoked]);
+    Ok(())
 }
 
 /// Changes the account's password, ends every session and every access token issued before,
-/// and starts a new session for the caller.
+/// and starts a new session for the caller: all in one transaction, after the current password
+/// was checked.
 ///
 /// # Errors
-/// As [`accounts::change_password`].
+/// As [`accounts::change_password`] and [`accounts::store_password_change`];
+/// `SERVICE_UNAVAILABLE` when it could not be stored (the old password stays then).
 pub async fn change_password(
     state: &AppState,
     account_id: Uuid,
     current: String,
     new: String,
 ) -> AppResult<SignedIn> {
-    let account = accounts::change_password(
-        &state.db,
-        &state.passwords,
-        &state.revocations,
-        account_id,
-        current,
-        new,
-    )
-    .await?;
-    end_sessions_of(&state.db, account.id, "password change").await?;
-    start(state, account).await
+    let (change, attempt) =
+        accounts::change_password(&state.db, &state.passwords, account_id, current, new).await?;
+    let stored = db::write(&state.db, async |txn| {
+        let (account, revoked) = accounts::store_password_change(txn, change).await?;
+        end_sessions_of(txn, account.id, "password change").await?;
+        Ok((start_in(txn, state, account).await?, revoked))
+    })
+    .await;
+    // Held until the change is stored (or refused): one change of an account at a time.
+    attempt.succeeded().await?;
+    let (signed_in, revoked) = stored?;
+    state.revocations.apply_committed(&[revoked]);
+    Ok(signed_in)
 }
 
-/// Marks every open session of the account ended (their refresh tokens die with them).
+/// Marks every open session of the account ended (their refresh tokens die with them), in the
+/// caller's transaction.
 ///
 /// # Errors
 /// Internal, on a database failure.
 pub async fn end_sessions_of(
-    db: &DatabaseConnection,
+    txn: &impl ConnectionTrait,
     account_id: Uuid,
     reason: &str,
 ) -> AppResult<()> {
@@ -175,13 +234,19 @@ pub async fn end_sessions_of(
         .col_expr(session::Column::RevokedReason, Expr::value(reason))
         .filter(session::Column::AccountId.eq(account_id))
         .filter(session::Column::RevokedAt.is_null())
-        .exec(db)
+        .exec(txn)
         .await?;
     Ok(())
 }
 
-/// A new access token and refresh token for the session.
-async fn issue(state: &AppState, account: account::Model, session_id: Uuid) -> AppResult<SignedIn> {
+/// A new access token and refresh token for the session, the refresh token stored in the
+/// caller's transaction.
+async fn issue(
+    txn: &impl ConnectionTrait,
+    state: &AppState,
+    account: account::Model,
+    session_id: Uuid,
+) -> AppResult<SignedIn> {
     let role = Role::from_name(&account.role).unwrap_or(Role::User);
     let access =
         state
@@ -190,15 +255,15 @@ async fn issue(state: &AppState, account: account::Model, session_id: Uuid) -> A
     let refresh_token = new_refresh_token();
     let ttl = chrono::Duration::from_std(state.refresh_token_ttl).map_err(AppError::internal)?;
     let now = Utc::now();
-    refresh_token::ActiveModel {
+    refresh_token::Entity::insert(refresh_token::ActiveModel {
         id: Set(Uuid::now_v7()),
         session_id: Set(session_id),
         token_hash: Set(hash_token(&refresh_token)),
         created_at: Set(now),
         expires_at: Set(now + ttl),
         used_at: Set(None),
-    }
-    .insert(&state.db)
+    })
+    .exec_without_returning(txn)
     .await?;
     Ok(SignedIn {
         account,

@@ -65,51 +65,37 @@ impl Revocations {
                 .is_some_and(|(min, _)| version < *min)
     }
 
-    /// Ends every access token of one session.
+    /// Stores, in the caller's transaction, that every access token of one session is ended.
+    /// Once the transaction has committed, hand the result to [`Revocations::apply_committed`].
     ///
     /// # Errors
     /// On a database failure.
     pub async fn revoke_session(
-        &self,
         db: &impl ConnectionTrait,
         account_id: Uuid,
         session_id: Uuid,
-    ) -> Result<(), DbErr> {
-        self.record(db, account_id, Some(session_id), None).await
+    ) -> Result<Revoked, DbErr> {
+        record(db, account_id, Some(session_id), None).await
     }
 
-    /// Ends every access token of an account issued below `min_version`.
+    /// Stores, in the caller's transaction, that every access token of an account issued below
+    /// `min_version` is ended. Once committed, hand it to [`Revocations::apply_committed`].
     ///
     /// # Errors
     /// On a database failure.
     pub async fn revoke_account_tokens(
-        &self,
         db: &impl ConnectionTrait,
         account_id: Uuid,
         min_version: i32,
-    ) -> Result<(), DbErr> {
-        self.record(db, account_id, None, Some(min_version)).await
+    ) -> Result<Revoked, DbErr> {
+        record(db, account_id, None, Some(min_version)).await
     }
 
-    async fn record(
-        &self,
-        db: &impl ConnectionTrait,
-        account_id: Uuid,
-        session_id: Option<Uuid>,
-        min_token_version: Option<i32>,
-    ) -> Result<(), DbErr> {
-        let row = revocation::ActiveModel {
-            id: NotSet,
-            account_id: Set(account_id),
-            session_id: Set(session_id),
-            min_token_version: Set(min_token_version),
-            created_at_ms: Set(now_ms()),
-        };
-        let inserted = revocation::Entity::insert(row)
-            .exec_with_returning(db)
-            .await?;
-        self.apply(&[inserted]);
-        Ok(())
+    /// Makes committed revocations bite on this replica at once (the others read them from the
+    /// database at their next poll).
+    pub fn apply_committed(&self, revoked: &[Revoked]) {
+        let rows: Vec<revocation::Model> = revoked.iter().map(|r| r.0.clone()).collect();
+        self.apply(&rows);
     }
 
     /// Reads the rows other replicas added since the last poll.
@@ -175,6 +161,37 @@ impl Revocations {
             async |revocations, db| revocations.poll(&db).await,
         )
     }
+}
+
+/// A revocation stored in a transaction that has not necessarily committed yet.
+#[must_use = "apply it with `Revocations::apply_committed` once the transaction has committed"]
+pub struct Revoked(revocation::Model);
+
+async fn record(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    session_id: Option<Uuid>,
+    min_token_version: Option<i32>,
+) -> Result<Revoked, DbErr> {
+    let created_at_ms = now_ms();
+    let row = revocation::ActiveModel {
+        id: NotSet,
+        account_id: Set(account_id),
+        session_id: Set(session_id),
+        min_token_version: Set(min_token_version),
+        created_at_ms: Set(created_at_ms),
+    };
+    revocation::Entity::insert(row)
+        .exec_without_returning(db)
+        .await?;
+    // Applying needs only what was stored; the row's id does not matter.
+    Ok(Revoked(revocation::Model {
+        id: 0,
+        account_id,
+        session_id,
+        min_token_version,
+        created_at_ms,
+    }))
 }
 
 fn now_ms() -> i64 {

@@ -13,10 +13,10 @@ use std::{
 use chrono::Utc;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Statement,
-    TransactionTrait,
 };
 
 use crate::{
+    db,
     entities::login_throttle,
     error::{AppError, AppResult},
 };
@@ -171,14 +171,17 @@ pub async fn reserve(db: &DatabaseConnection, keys: Vec<(String, Policy)>) -> Ap
     // from one client is refused without a database round trip each.
     let claims = LocalClaims::take(&keys)?;
     let now = Utc::now().timestamp_millis();
-    let txn = begin(db).await?;
-    for (key, policy) in &keys {
-        if !reserve_one(&txn, key, policy, now).await? {
-            txn.rollback().await?;
-            return Err(refusal(db, &keys, now).await?);
+    db::write(db, async |txn| {
+        relax_durability(txn).await?;
+        for (key, policy) in &keys {
+            if !reserve_one(txn, key, policy, now).await? {
+                // An error rolls back what the earlier keys reserved.
+                return Err(refusal(txn, &keys, now).await?);
+            }
         }
-    }
-    txn.commit().await?;
+        Ok(())
+    })
+    .await?;
     Ok(Attempt {
         db: db.clone(),
         keys,
@@ -187,17 +190,17 @@ pub async fn reserve(db: &DatabaseConnection, keys: Vec<(String, Policy)>) -> Ap
     })
 }
 
-/// A throttle transaction. On PostgreSQL it does not wait for its commit to reach the disk:
-/// the counters are checked and changed atomically all the same, and a database crash (which
-/// a client cannot cause) would lose at most the last fraction of a second of them. Waiting
-/// for the disk serialized every guess against one username behind a flush.
-async fn begin(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
-    let txn = db.begin().await?;
+/// Makes a throttle transaction (through [`db::write`], so its commit is checked) not wait for
+/// its commit to reach the disk on PostgreSQL: the counters are checked and changed atomically
+/// all the same, and a database crash (which a client cannot cause) would lose at most the last
+/// fraction of a second of them. Waiting for the disk serialized every guess against one
+/// username behind a flush.
+async fn relax_durability(txn: &DatabaseTransaction) -> AppResult<()> {
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared("SET LOCAL synchronous_commit = off")
             .await?;
     }
-    Ok(txn)
+    Ok(())
 }
 
 /// Keys with an attempt in flight in this process, for the policies that allow one at a time.
@@ -294,7 +297,7 @@ async fn reserve_one(
 /// The refusal for keys that did not allow an attempt: the longest lock left, or 1 s while
 /// other attempts are in flight.
 async fn refusal(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     keys: &[(String, Policy)],
     now: i64,
 ) -> AppResult<AppError> {
@@ -370,45 +373,47 @@ async fn settle(
     outcome: Outcome,
 ) -> AppResult<()> {
     let now = Utc::now().timestamp_millis();
-    let txn = begin(db).await?;
-    for (key, policy) in keys {
-        let in_flight = "in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END";
-        let sql = match outcome {
-            Outcome::Success if !policy.success_clears => {
-                format!("UPDATE login_throttles SET {in_flight} WHERE key = $1")
-            }
-            Outcome::Success => format!(
-                "UPDATE login_throttles SET {in_flight}, failures = 0, locked_until_ms = NULL,
-                   updated_at_ms = $2
-                 WHERE key = $1"
-            ),
-            // An upsert, in case the row was pruned while the attempt was in flight.
-            Outcome::Failure => format!(
-                "INSERT INTO login_throttles
-                   (key, failures, in_flight, in_flight_since_ms, locked_until_ms, updated_at_ms)
-                 VALUES ($1, 1, 0, 0, $2 + ({first_lock}), $2)
-                 ON CONFLICT (key) DO UPDATE SET
-                   in_flight = CASE WHEN login_throttles.in_flight > 0
-                     THEN login_throttles.in_flight - 1 ELSE 0 END,
-                   failures = login_throttles.failures + 1,
-                   updated_at_ms = $2,
-                   locked_until_ms = CASE WHEN login_throttles.failures + 1 >= {free}
-                     THEN $2 + ({lock}) ELSE login_throttles.locked_until_ms END",
-                free = policy.free_failures,
-                first_lock = policy.lock_ms_sql("1"),
-                lock = policy.lock_ms_sql("login_throttles.failures + 1"),
-            ),
-            Outcome::Release => format!("UPDATE login_throttles SET {in_flight} WHERE key = $1"),
-        };
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            sql,
-            [key.as_str().into(), now.into()],
-        ))
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(())
+    db::write(db, async |txn| {
+        relax_durability(txn).await?;
+        for (key, policy) in keys {
+            let in_flight = "in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END";
+            let sql = match outcome {
+                Outcome::Success if !policy.success_clears => {
+                    format!("UPDATE login_throttles SET {in_flight} WHERE key = $1")
+                }
+                Outcome::Success => format!(
+                    "UPDATE login_throttles SET {in_flight}, failures = 0, locked_until_ms = NULL,
+                       updated_at_ms = $2
+                     WHERE key = $1"
+                ),
+                // An upsert, in case the row was pruned while the attempt was in flight.
+                Outcome::Failure => format!(
+                    "INSERT INTO login_throttles
+                       (key, failures, in_flight, in_flight_since_ms, locked_until_ms, updated_at_ms)
+                     VALUES ($1, 1, 0, 0, $2 + ({first_lock}), $2)
+                     ON CONFLICT (key) DO UPDATE SET
+                       in_flight = CASE WHEN login_throttles.in_flight > 0
+                         THEN login_throttles.in_flight - 1 ELSE 0 END,
+                       failures = login_throttles.failures + 1,
+                       updated_at_ms = $2,
+                       locked_until_ms = CASE WHEN login_throttles.failures + 1 >= {free}
+                         THEN $2 + ({lock}) ELSE login_throttles.locked_until_ms END",
+                    free = policy.free_failures,
+                    first_lock = policy.lock_ms_sql("1"),
+                    lock = policy.lock_ms_sql("login_throttles.failures + 1"),
+                ),
+                Outcome::Release => format!("UPDATE login_throttles SET {in_flight} WHERE key = $1"),
+            };
+            txn.execute_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                sql,
+                [key.as_str().into(), now.into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// A per-IP token bucket: `per_minute` attempts, refilled evenly over a minute.

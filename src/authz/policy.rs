@@ -1,4 +1,8 @@
-use std::{fmt, path::Path};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
 
@@ -123,6 +127,10 @@ pub enum PolicyError {
     },
     #[error("invalid policy: {0}")]
     Invalid(String),
+    /// Casbin accepts the files, but they are not what the code can enforce; each problem
+    /// names the file and, where there is one, the line.
+    #[error("{} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
+    Rejected(Vec<String>),
 }
 
 const BUILT_IN_MODEL: &str = include_str!("../../policies/model.conf");
@@ -172,6 +180,22 @@ impl Authorizer {
         source: PolicySource,
     ) -> Result<Self, PolicyError> {
         let invalid = |e: casbin::Error| PolicyError::Invalid(e.to_string());
+        let file = match &source {
+            PolicySource::Folder(dir) => dir.join("policy.csv").display().to_string(),
+            PolicySource::BuiltIn => "built-in policy.csv".to_owned(),
+        };
+        let mut problems = lint_file(policy, &file);
+        if !policy
+            .lines()
+            .any(|line| line.split(',').next().map(str::trim) == Some("p"))
+        {
+            problems.push(format!(
+                "{file}: grants no permission at all (every caller would be refused)"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(PolicyError::Rejected(problems));
+        }
         let model_text = model;
         let model = DefaultModel::from_str(model).await.map_err(invalid)?;
         let adapter = StringAdapter::new(strip_comments(policy));
@@ -187,6 +211,15 @@ impl Authorizer {
                     .enforce((subject.policy_name(), object, action))
                     .map_err(invalid)?;
             }
+        }
+        let can_manage_roles = [Role::User, Role::Admin]
+            .into_iter()
+            .any(|role| decisions[Subject::Role(role).index()][Permission::UserSetRole.index()]);
+        if !can_manage_roles {
+            return Err(PolicyError::Rejected(vec![format!(
+                "{file}: no role may `user, set_role`, so nobody could manage roles again \
+                 (grant it, e.g. `p, role:admin, user, set_role`)"
+            )]));
         }
         let version =
             crate::auth::sha256_hex(format!("{model_text}\0{policy}").as_bytes())[..12].to_owned();
@@ -213,50 +246,72 @@ impl Authorizer {
     }
 }
 
+/// The policy in force, which SIGHUP can replace while requests run: each check reads one
+/// whole [`Authorizer`], never a mix of the old policy and the new.
+#[derive(Debug)]
+pub struct SharedAuthorizer {
+    current: RwLock<Arc<Authorizer>>,
+    dir: PathBuf,
+    dir_is_default: bool,
+}
+
+impl SharedAuthorizer {
+    /// Loads the policy as [`Authorizer::load`] does, remembering where for [`Self::reload`].
+    ///
+    /// # Errors
+    /// As [`Authorizer::load`].
+    pub async fn load(dir: &Path, dir_is_default: bool) -> Result<Self, PolicyError> {
+        let authorizer = Authorizer::load(dir, dir_is_default).await?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(authorizer)),
+            dir: dir.to_owned(),
+            dir_is_default,
+        })
+    }
+
+    /// Reads the policy files again and puts the new policy in force; a policy that does not
+    /// load or validate is refused and the one in force stays.
+    ///
+    /// # Errors
+    /// As [`Authorizer::load`].
+    pub async fn reload(&self) -> Result<Arc<Authorizer>, PolicyError> {
+        let authorizer = Arc::new(Authorizer::load(&self.dir, self.dir_is_default).await?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = authorizer.clone();
+        Ok(authorizer)
+    }
+
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<Authorizer> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the policy in force lets `subject` have `permission`.
+    pub fn allows(&self, subject: Subject, permission: Permission) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allows(subject, permission)
+    }
+
+    /// Where the policy in force was loaded from.
+    pub fn source(&self) -> PolicySource {
+        self.current().source().clone()
+    }
+
+    /// The fingerprint of the policy in force.
+    pub fn version(&self) -> String {
+        self.current().version().to_owned()
+    }
+}
+
 impl Authorizer {
     /// Problems Casbin itself lets pass: lines of an unknown kind or shape, subjects that are
     /// not `role:` names, and permissions no guard asks about (usually a typo).
     pub fn lint(policy: &str) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (number, line) in policy.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let at = format!("policy.csv line {}", number + 1);
-            match fields.as_slice() {
-                ["p", subject, object, action] => {
-                    if !subject.starts_with("role:") {
-                        problems.push(format!("{at}: subject `{subject}` is not a `role:` name"));
-                    }
-                    if !Permission::ALL
-                        .iter()
-                        .any(|p| p.object_action() == (*object, *action))
-                    {
-                        problems.push(format!(
-                            "{at}: no guard asks for `{object}, {action}` (known: {})",
-                            Permission::ALL
-                                .iter()
-                                .map(|p| format!("{} {}", p.object_action().0, p.object_action().1))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                }
-                ["g", member, role] => {
-                    for name in [member, role] {
-                        if !name.starts_with("role:") {
-                            problems.push(format!("{at}: `{name}` is not a `role:` name"));
-                        }
-                    }
-                }
-                _ => problems.push(format!(
-                    "{at}: expected `p, role:<name>, <object>, <action>` or `g, role:<a>, role:<b>`"
-                )),
-            }
-        }
-        problems
+        lint_file(policy, "policy.csv")
     }
 
     /// The role × permission table this policy grants, as text.
@@ -286,6 +341,50 @@ impl Authorizer {
             .map(|l| format!("{}\n", l.trim_end()))
             .collect()
     }
+}
+
+/// [`Authorizer::lint`], naming `file` in each problem.
+fn lint_file(policy: &str, file: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (number, line) in policy.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let at = format!("{file} line {}", number + 1);
+        match fields.as_slice() {
+            ["p", subject, object, action] => {
+                if !subject.starts_with("role:") {
+                    problems.push(format!("{at}: subject `{subject}` is not a `role:` name"));
+                }
+                if !Permission::ALL
+                    .iter()
+                    .any(|p| p.object_action() == (*object, *action))
+                {
+                    problems.push(format!(
+                        "{at}: no guard asks for `{object}, {action}` (known: {})",
+                        Permission::ALL
+                            .iter()
+                            .map(|p| format!("{} {}", p.object_action().0, p.object_action().1))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            ["g", member, role] => {
+                for name in [member, role] {
+                    if !name.starts_with("role:") {
+                        problems.push(format!("{at}: `{name}` is not a `role:` name"));
+                    }
+                }
+            }
+            _ => problems.push(format!(
+                "{at}: expected `p, role:<name>, <object>, <action>` or `g, role:<a>, role:<b>`"
+            )),
+        }
+    }
+    problems
 }
 
 /// The policy text without comment lines and blank lines, which Casbin's string adapter does
@@ -365,7 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_model_is_refused() {
-        let err = Authorizer::from_texts("[nonsense", "", PolicySource::BuiltIn)
+        let err = Authorizer::from_texts("[nonsense", BUILT_IN_POLICY, PolicySource::BuiltIn)
             .await
             .unwrap_err();
         assert!(matches!(err, PolicyError::Invalid(_)));

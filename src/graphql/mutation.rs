@@ -71,9 +71,11 @@ impl Mutation {
                 return Err(err.into());
             }
         };
+        // Signed in once the session is stored, not before.
+        let signed_in = sessions::start(state, account).await?;
         state.metrics.record_login(LoginOutcome::Success);
-        tracing::info!(audit = "login", outcome = "ok", account_id = %account.id, "signed in");
-        Ok(sessions::start(state, account).await?.into())
+        tracing::info!(audit = "login", outcome = "ok", account_id = %signed_in.account.id, "signed in");
+        Ok(signed_in.into())
     }
 
     /// Trades a refresh token for a new access token and refresh token. Each refresh token

@@ -4,16 +4,20 @@ use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use sea_orm::{DatabaseConnection, DbBackend};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::HttpState;
-use crate::{app::AppState, config::CorsOrigins, metrics::Gauges};
+use crate::{
+    app::AppState,
+    config::{CorsOrigins, MetricsToken},
+    metrics::Gauges,
+};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -22,21 +26,28 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers and every migration is applied; 503 otherwise.
+/// `GET /readyz`: the database takes a write (a committed one, probed at most once a second)
+/// and every migration is applied; 503 otherwise, naming why.
 pub async fn readyz(State(state): State<HttpState>) -> Response {
-    match readiness(&state.app.db).await {
+    match readiness(&state.app).await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(reason) => {
             tracing::warn!(reason, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after());
+            response
         }
     }
 }
 
-async fn readiness(db: &DatabaseConnection) -> Result<(), &'static str> {
-    db.execute_unprepared("SELECT 1")
+async fn readiness(app: &AppState) -> Result<(), &'static str> {
+    app.health
+        .readiness()
         .await
-        .map_err(|_| "database unreachable")?;
+        .map_err(crate::db::Unavailable::cause)?;
+    let db = &app.db;
     let pending = Migrator::get_pending_migrations(db)
         .await
         .map_err(|_| "cannot read migrations")?;
@@ -47,14 +58,76 @@ async fn readiness(db: &DatabaseConnection) -> Result<(), &'static str> {
     }
 }
 
+/// Refuses an operation at once while the database is known to be unreachable, rather than
+/// letting it wait out the pool's timeout.
+///
+/// # Errors
+/// `SERVICE_UNAVAILABLE`, as a request error (no `data`).
+pub fn database_gate(app: &AppState) -> Result<(), async_graphql::ServerError> {
+    app.health
+        .gate()
+        .map_err(|err| async_graphql::Error::from(err).into_server_error(Default::default()))
+}
+
+/// Whether any of these errors says the database is unavailable; if so, the health probe is
+/// told, so readiness and the gate learn of it at once.
+pub fn note_unavailable(app: &AppState, errors: &[async_graphql::ServerError]) -> bool {
+    let unavailable = errors.iter().any(|error| {
+        error.extensions.as_ref().and_then(|e| e.get("code"))
+            == Some(&async_graphql::Value::from("SERVICE_UNAVAILABLE"))
+    });
+    if unavailable {
+        app.health.suspect();
+    }
+    unavailable
+}
+
+/// The `Retry-After` of a response refused because the database is unavailable.
+pub fn retry_after() -> HeaderValue {
+    HeaderValue::from(crate::error::UNAVAILABLE_RETRY_AFTER_SECS)
+}
+
 /// `GET /metrics` on the API's address.
-pub async fn metrics(State(state): State<HttpState>) -> Response {
+pub async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if !metrics_allowed(&headers, state.settings.metrics_token.as_ref()) {
+        return metrics_unauthorized();
+    }
     render_metrics(&state.app)
 }
 
 /// `GET /metrics` on `METRICS_ADDR`.
-pub async fn metrics_only(State(app): State<Arc<AppState>>) -> Response {
+pub async fn metrics_only(
+    State((app, token)): State<(Arc<AppState>, Option<MetricsToken>)>,
+    headers: HeaderMap,
+) -> Response {
+    if !metrics_allowed(&headers, token.as_ref()) {
+        return metrics_unauthorized();
+    }
     render_metrics(&app)
+}
+
+/// Whether the request may read `/metrics`: always without a token configured, otherwise
+/// only with `Authorization: Bearer <METRICS_TOKEN>`.
+fn metrics_allowed(headers: &HeaderMap, token: Option<&MetricsToken>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .is_some_and(|(scheme, presented)| {
+            scheme.eq_ignore_ascii_case("bearer") && token.matches(presented.trim().as_bytes())
+        })
+}
+
+fn metrics_unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "unauthorized",
+    )
+        .into_response()
 }
 
 fn render_metrics(app: &AppState) -> Response {

@@ -63,6 +63,40 @@ impl TestDb {
             }
         }
     }
+
+    /// A SQLite database in `dir` (which the caller keeps and removes).
+    pub fn sqlite_in(dir: &std::path::Path) -> Self {
+        Self {
+            url: format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+            postgres: None,
+            _dir: None,
+        }
+    }
+
+    /// The PostgreSQL admin URL and this database's name, when it is one.
+    pub fn postgres(&self) -> Option<(&str, &str)> {
+        self.postgres
+            .as_ref()
+            .map(|(admin, name)| (admin.as_str(), name.as_str()))
+    }
+}
+
+impl TestDb {
+    /// An existing SQLite file (kept when the test ends; put it in a temp dir).
+    pub fn sqlite_file(path: &std::path::Path) -> Self {
+        Self {
+            url: format!("sqlite://{}?mode=rw", path.display()),
+            postgres: None,
+            _dir: None,
+        }
+    }
+
+    /// The SQLite file this database lives in; none on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url
+            .strip_prefix("sqlite://")
+            .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
 }
 
 impl Drop for TestDb {

@@ -100,6 +100,91 @@ async fn metrics_can_live_on_their_own_address() {
     assert!(text.contains("storefront_logins_total"));
 }
 
+const PRODUCTION_SECRET: &str = "production-secret-0123456789abcdefghij";
+const METRICS_TOKEN: &str = "prometheus-scrape-token-0123456789";
+
+#[tokio::test]
+async fn in_production_metrics_are_not_on_the_api_address_unless_asked_for() {
+    let production = || {
+        vec![
+            ("APP_ENV", "production".to_owned()),
+            ("JWT_SECRET", PRODUCTION_SECRET.to_owned()),
+        ]
+    };
+    let app = spawn_app_with(production()).await;
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let response = app
+            .client
+            .request(method, format!("{}/metrics", app.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    // Development keeps serving it, as before.
+    assert_eq!(get(&spawn_app().await, "/metrics").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_metrics_token_is_required_when_configured() {
+    let mut env = vec![
+        ("APP_ENV", "production".to_owned()),
+        ("JWT_SECRET", PRODUCTION_SECRET.to_owned()),
+        ("METRICS_TOKEN", METRICS_TOKEN.to_owned()),
+    ];
+    let app = spawn_app_with(env.clone()).await;
+    let scrape = |token: Option<String>| {
+        let mut request = app.client.get(format!("{}/metrics", app.url));
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        request.send()
+    };
+    let refused = [
+        None,
+        Some("Bearer".to_owned()),
+        Some("Bearer wrong-token".to_owned()),
+        Some(format!(
+            "Bearer {}",
+            &METRICS_TOKEN[..METRICS_TOKEN.len() - 1]
+        )),
+        Some(format!("Bearer {METRICS_TOKEN}x")),
+        Some(format!("Basic {METRICS_TOKEN}")),
+    ];
+    for token in refused {
+        let response = scrape(token.clone()).await.unwrap();
+        assert_eq!(response.status(), 401, "{token:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        assert!(!response.text().await.unwrap().contains("storefront_"));
+    }
+    let response = scrape(Some(format!("bearer {METRICS_TOKEN}")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("storefront_logins_total")
+    );
+
+    // On METRICS_ADDR the token is required too.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.push(("METRICS_ADDR", format!("127.0.0.1:{port}")));
+    let _app = spawn_app_with(env).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    let response = client.get(&url).bearer_auth(METRICS_TOKEN).send().await;
+    assert_eq!(response.unwrap().status(), 200);
+}
+
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
@@ -378,4 +463,172 @@ fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
     let out = run(&["policy", "check", "--dir", "/nonexistent"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+}
+
+fn send_signal(child: &std::process::Child, signal: &str) {
+    assert!(
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// A batch of ten sign-ins (slow: ten argon2 hashes), sent in the background.
+fn ten_logins_in_flight(
+    url: &str,
+    username: &str,
+    password: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let batch: Vec<Value> = (0..10)
+        .map(|_| json!({"query": format!(r#"mutation{{ login(input:{{username:"{username}", password:"{password}"}}){{ accessToken }} }}"#)}))
+        .collect();
+    let url = url.to_owned();
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/graphql"))
+            .json(&batch)
+            .send()
+            .await
+    })
+}
+
+/// Waits until the log has a line with `message` (the server handles signals asynchronously).
+async fn wait_for_log(log: &tempfile::NamedTempFile, message: &str) -> Value {
+    for _ in 0..200 {
+        let logged = std::fs::read_to_string(log.path()).unwrap();
+        if let Some(line) = logged
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| {
+                line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
+            })
+        {
+            return line;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no log line with {message:?}:\n{}",
+        std::fs::read_to_string(log.path()).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn sighup_with_requests_in_flight_leaves_the_server_running_and_answers_them() {
+    let db = TestDb::new().await;
+    let (server, log) = serve_process(&db, &[]);
+    server.wait_until_up().await;
+    let r = server
+        .gql(json!({"query": r#"mutation{ register(input:{username:"hangup", password:"hang up passphrase"}){ accessToken } }"#}), None)
+        .await;
+    assert_no_errors(&r);
+    let (mut child, url) = (server.child, server.url);
+    for round in 0..3 {
+        let request = ten_logins_in_flight(&url, "hangup", "hang up passphrase");
+        wait_for_hashing(&url).await;
+        send_signal(&child, "HUP");
+        let response = request.await.unwrap().expect("answered");
+        assert_eq!(response.status(), 200, "round {round}");
+        let body: Value = response.json().await.unwrap();
+        for item in body.as_array().unwrap() {
+            assert_no_errors(item);
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGHUP ended the server"
+        );
+    }
+    wait_for_log(&log, "policy reloaded").await;
+    // Signals that would kill a process by default are ignored too.
+    for signal in ["USR1", "USR2", "ALRM"] {
+        send_signal(&child, signal);
+    }
+    wait_for_log(&log, "signal ignored").await;
+    let response = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(child.try_wait().unwrap().is_none());
+    send_signal(&child, "TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_an_edited_policy_and_keeps_it_when_the_new_one_is_broken() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["model.conf", "policy.csv"] {
+        std::fs::copy(policy_dir().join(file), dir.path().join(file)).unwrap();
+    }
+    let policy_dir_var = dir.path().display().to_string();
+    let (server, log) = serve_process(&db, &[("POLICY_DIR", &policy_dir_var)]);
+    server.wait_until_up().await;
+    let r = server
+        .gql(json!({"query": r#"mutation{ register(input:{username:"maker", password:"maker passphrase"}){ accessToken } }"#}), None)
+        .await;
+    assert_no_errors(&r);
+    let token = r["data"]["register"]["accessToken"].as_str().unwrap();
+    let create = json!({"query": r#"mutation{ createProduct(input:{name:"Reloaded", price:"1.00"}){ name } }"#});
+    assert_eq!(
+        codes(&server.gql(create.clone(), Some(token)).await),
+        ["FORBIDDEN"]
+    );
+
+    let shipped = std::fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
+    std::fs::write(
+        dir.path().join("policy.csv"),
+        format!("{shipped}\np, role:user, product, create\n"),
+    )
+    .unwrap();
+    send_signal(&server.child, "HUP");
+    wait_for_log(&log, "policy reloaded").await;
+    let r = server.gql(create.clone(), Some(token)).await;
+    assert_no_errors(&r);
+
+    // A broken policy is refused, logged at ERROR, and the one in force stays.
+    std::fs::write(dir.path().join("policy.csv"), "p, alice, product, create\n").unwrap();
+    send_signal(&server.child, "HUP");
+    let line = wait_for_log(&log, "was refused").await;
+    assert_eq!(line["level"], "ERROR");
+    assert!(line["error"].as_str().unwrap().contains("line 1"), "{line}");
+    let r = server.gql(create, Some(token)).await;
+    assert_no_errors(&r);
+    server.stop();
+}
+
+#[tokio::test]
+async fn sigquit_drains_in_flight_requests_then_exits_zero() {
+    let db = TestDb::new().await;
+    let (server, log) = serve_process(&db, &[]);
+    server.wait_until_up().await;
+    let r = server
+        .gql(json!({"query": r#"mutation{ register(input:{username:"quitter", password:"quit passphrase"}){ accessToken } }"#}), None)
+        .await;
+    assert_no_errors(&r);
+    let (mut child, url) = (server.child, server.url);
+    let request = ten_logins_in_flight(&url, "quitter", "quit passphrase");
+    wait_for_hashing(&url).await;
+    send_signal(&child, "QUIT");
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body.as_array().unwrap().len(), 10);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(
+        wait_for_log(&log, "shutting down").await["signal"],
+        "SIGQUIT"
+    );
 }

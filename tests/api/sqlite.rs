@@ -1,0 +1,212 @@
+//! SQLite as a server database: the WAL stays bounded, and `storefront backup` makes a
+//! consistent copy of a live database.
+
+use std::{
+    collections::BTreeSet,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+use storefront::db::SQLITE_JOURNAL_SIZE_LIMIT;
+use tokio::sync::watch;
+
+use crate::helpers::*;
+
+const WRITERS: usize = 8;
+
+/// `WRITERS` tasks creating products as the admin until `stop` turns true; each returns the
+/// ids whose create was acknowledged, with the moment the answer arrived.
+fn spawn_writers(
+    app: &TestApp,
+    admin: &str,
+    stop: &watch::Sender<bool>,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, Instant)>>> {
+    (0..WRITERS)
+        .map(|writer| {
+            let url = format!("{}/graphql", app.url);
+            let admin = admin.to_owned();
+            let mut stop = stop.subscribe();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                let description = "A product with a description long enough to fill pages. "
+                    .repeat(20);
+                for n in 0.. {
+                    if *stop.borrow_and_update() {
+                        break;
+                    }
+                    let body = json!({
+                        "query": "mutation($n:String!,$d:String!){ createProduct(input:{name:$n, description:$d, price:\"1.00\", stock:1}){ id } }",
+                        "variables": {"n": format!("w{writer}-{n}"), "d": description},
+                    });
+                    let Ok(response) = client.post(&url).bearer_auth(&admin).json(&body).send().await
+                    else {
+                        continue;
+                    };
+                    let Ok(r) = response.json::<Value>().await else {
+                        continue;
+                    };
+                    if let Some(id) = r["data"]["createProduct"]["id"].as_str() {
+                        acknowledged.push((id.to_owned(), Instant::now()));
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+fn wal_size(db: &TestDb) -> u64 {
+    let mut wal = db.sqlite_path().unwrap().into_os_string();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+#[tokio::test]
+async fn the_wal_is_truncated_below_its_limit_after_a_burst_of_writers() {
+    if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        return; // SQLite only.
+    }
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (stop, _) = watch::channel(false);
+    let writers = spawn_writers(&app, &admin, &stop);
+    let mut largest = 0;
+    let burst = Instant::now();
+    while burst.elapsed() < Duration::from_secs(4) {
+        largest = largest.max(wal_size(&app.db));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send_replace(true);
+    let mut created = 0;
+    for writer in writers {
+        created += writer.await.unwrap().len();
+    }
+    assert!(created > 0);
+
+    // Within a few seconds of the burst, the WAL is at most the documented limit (in fact
+    // truncated to nothing once the server is idle).
+    let after = Instant::now();
+    let mut size = wal_size(&app.db);
+    while size > SQLITE_JOURNAL_SIZE_LIMIT && after.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        size = wal_size(&app.db);
+    }
+    eprintln!(
+        "{created} products by {WRITERS} writers; WAL peaked at {largest} bytes, \
+         {size} bytes {:?} after the burst",
+        after.elapsed()
+    );
+    assert!(
+        size <= SQLITE_JOURNAL_SIZE_LIMIT,
+        "WAL still {size} bytes 10 s after the burst"
+    );
+    assert!(app.product_count(&admin).await >= created as i64);
+}
+
+fn backup(url: &str, file: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .arg("backup")
+        .arg(file)
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it_started() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    if app.db.sqlite_path().is_none() {
+        // PostgreSQL: the command points to pg_dump and writes nothing.
+        let out = backup(&app.db.url, &copy);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("pg_dump") && stderr.contains("pg_restore"),
+            "{stderr}"
+        );
+        assert!(!copy.exists());
+        // The message names the database without its password.
+        let out = backup("postgres://app:hunter2@127.0.0.1:1/store", &copy);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("pg_dump") && !stderr.contains("hunter2"),
+            "{stderr}"
+        );
+        return;
+    }
+    let admin = app.admin_token().await;
+    let (stop, _) = watch::channel(false);
+    let writers = spawn_writers(&app, &admin, &stop);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let started = Instant::now();
+    let url = app.db.url.clone();
+    let target = copy.clone();
+    let out = tokio::task::spawn_blocking(move || backup(&url, &target))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send_replace(true);
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    let before: BTreeSet<String> = acknowledged
+        .iter()
+        .filter(|(_, at)| *at < started)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(!before.is_empty());
+
+    // Never overwrites.
+    let size = std::fs::metadata(&copy).unwrap().len();
+    let out = backup(&app.db.url, &copy);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), size);
+
+    // Restore: a server started on the copy has every product acknowledged before the backup.
+    drop(app);
+    let restored = spawn_on(TestDb::sqlite_file(&copy), Vec::new()).await;
+    let rows = restored
+        .state
+        .db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT id FROM products",
+        ))
+        .await
+        .unwrap();
+    let stored: BTreeSet<String> = rows
+        .iter()
+        .map(|row| {
+            let id: uuid::Uuid = row.try_get("", "id").unwrap();
+            id.to_string()
+        })
+        .collect();
+    let missing: Vec<&String> = before.difference(&stored).collect();
+    eprintln!(
+        "{} acknowledged before the backup, {} in the copy",
+        before.len(),
+        stored.len()
+    );
+    assert!(missing.is_empty(), "missing from the backup: {missing:?}");
+    let r = restored
+        .gql("{ products { totalCount } }", json!({}), Some(&admin))
+        .await;
+    assert_no_errors(&r);
+    assert_eq!(
+        r["data"]["products"]["totalCount"].as_i64().unwrap(),
+        stored.len() as i64
+    );
+}
