@@ -16,11 +16,11 @@ use async_graphql::{
     ErrorExtensionValues, Request, ServerError,
     parser::{
         self, Pos,
-        types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet},
+        types::{ExecutableDocument, OperationType, Selection, SelectionSet},
     },
 };
 
-use super::cost::{Cost, CostError, CostModel, MAX_INTROSPECTION_NESTING};
+use super::cost::{Cost, CostError, CostModel, MAX_INTROSPECTION_NESTING, selected};
 
 /// Documents kept at most; when full, the cache starts over (no LRU bookkeeping on the hot path).
 const MAX_DOCUMENTS: usize = 512;
@@ -93,7 +93,11 @@ impl Documents {
         let document = self.parse(&request.query)?;
         let cost = self
             .model
-            .measure(&document, &request.variables)
+            .measure(
+                &document,
+                &request.variables,
+                request.operation_name.as_deref(),
+            )
             .map_err(|err| match err {
                 CostError::FragmentCycle(_) => coded(err.to_string(), VALIDATION_FAILED),
                 CostError::FragmentsTooDeep => coded(err.to_string(), TOO_COMPLEX),
@@ -256,15 +260,7 @@ fn parse_error(err: parser::Error) -> ServerError {
 /// Whether the operation a request selects from `document` is a mutation (none selected, as
 /// with an unknown name, is not: the executor reports that).
 pub fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(&op.node),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| &op.node)
-        }
-        _ => None,
-    };
-    operation.is_some_and(|op| op.ty == OperationType::Mutation)
+    selected(document, operation_name).is_some_and(|op| op.ty == OperationType::Mutation)
 }
 
 #[cfg(test)]

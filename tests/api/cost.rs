@@ -318,3 +318,51 @@ async fn the_readme_examples_cost_what_the_readme_says() {
     }]});
     assert_eq!(r, json!([expected, expected]));
 }
+
+#[tokio::test]
+async fn another_operations_variable_defaults_do_not_lower_the_cost() {
+    let app = spawn_app().await;
+    let user = app.register("borrower", "borrower passphrase").await;
+    let pages = (0..30)
+        .map(|i| format!("a{i}: products(first: $n) {{ nodes {{ id }} }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let decoy = "query D($n: Int = 1) { products(first: $n) { totalCount } }";
+    // B alone is refused: 30 × (2 + 100).
+    let alone = format!("query B($n: Int = 100) {{ {pages} }}");
+    let r = app
+        .post(json!({ "query": alone, "operationName": "B" }), Some(&user))
+        .await
+        .1;
+    assert_too_complex(&r, "costs 3060; the limit is 2000");
+    // After D, whose $n defaults to 1, it costs the same and is refused the same.
+    let body = json!({ "query": format!("{decoy} {alone}"), "operationName": "B" });
+    let r = app.post(body, Some(&user)).await.1;
+    assert_too_complex(&r, "costs 3060; the limit is 2000");
+    // Without a default, B runs with the field's 20, not D's 1: 30 × (2 + 20) = 660 fits,
+    // and with 80 aliases' worth in a batch of four it does not.
+    let no_default = format!("{decoy} query B($n: Int) {{ {pages} }}");
+    let body = json!({ "query": no_default, "operationName": "B" });
+    let (_, r) = app.post(json!([body, body, body, body]), Some(&user)).await;
+    for answer in r.as_array().unwrap() {
+        assert_too_complex(answer, "the batch costs 2640; the limit is 2000");
+    }
+    // Through a fragment spread under D's and B's pages, alone and in a batch.
+    let fragment = "fragment P on ProductConnection { nodes { id } }";
+    let spread = (0..30)
+        .map(|i| format!("a{i}: products(first: $n) {{ ...P }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let query = format!(
+        "query D($n: Int = 1) {{ products(first: $n) {{ ...P }} }} \
+         query B($n: Int = 100) {{ {spread} }} {fragment}"
+    );
+    let d = json!({ "query": query, "operationName": "D" });
+    let b = json!({ "query": query, "operationName": "B" });
+    assert_no_errors(&app.post(d.clone(), Some(&user)).await.1);
+    let r = app.post(b.clone(), Some(&user)).await.1;
+    assert_too_complex(&r, "costs 3060; the limit is 2000");
+    let (_, r) = app.post(json!([d, b]), Some(&user)).await;
+    assert_no_errors(&r[0]);
+    assert_too_complex(&r[1], "costs 3060; the limit is 2000");
+}
