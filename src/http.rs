@@ -31,7 +31,8 @@ use crate::{
     auth::Viewer,
     config::{CorsOrigins, Limits},
     graphql::{
-        self, AppSchema, Cost, Documents, VALIDATION_FAILED, argument_uses_variable, is_mutation,
+        self, AppSchema, Cost, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, VALIDATION_FAILED,
+        argument_uses_variable, is_mutation, truncated,
     },
     metrics::Outcome,
 };
@@ -422,6 +423,26 @@ impl ResponseBody {
                 extensions.set("code", code);
             }
             null_at_error_path(&mut response.data, &error.path);
+            // The last line against messages that repeat what the client sent.
+            error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
+        }
+        if response.errors.len() > MAX_ERRORS {
+            let left_out = response.errors.split_off(MAX_ERRORS - 1);
+            let mut summary = async_graphql::ServerError::new(
+                format!("{} more errors left out", left_out.len()),
+                None,
+            );
+            let code = left_out[0]
+                .extensions
+                .as_ref()
+                .and_then(|extensions| extensions.get("code"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            summary
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
+            response.errors.push(summary);
         }
         Self {
             data: (!request_error).then_some(response.data),

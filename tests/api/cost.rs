@@ -366,3 +366,123 @@ async fn another_operations_variable_defaults_do_not_lower_the_cost() {
     assert_no_errors(&r[0]);
     assert_too_complex(&r[1], "costs 3060; the limit is 2000");
 }
+
+/// Posts `query` and returns the answer and its length in bytes.
+async fn answer(app: &TestApp, query: &str) -> (Value, usize) {
+    let text = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = serde_json::from_str(&text).unwrap();
+    (r, text.len())
+}
+
+#[tokio::test]
+async fn long_names_are_refused_before_validation_and_never_repeated() {
+    let app = spawn_app().await;
+    let long = "x".repeat(129);
+    let documents = [
+        format!("query {long} {{ __typename }}"),
+        format!("{{ ...{long} }} fragment {long} on Query {{ __typename }}"),
+        format!("{{ ...F }} fragment F on {long} {{ __typename }}"),
+        format!("query(${long}: Int) {{ __typename }}"),
+        format!("query($n: {long}) {{ __typename }}"),
+        format!("{{ {long}: __typename }}"),
+        format!("{{ {long} }}"),
+        format!("{{ products({long}: 1) {{ totalCount }} }}"),
+        format!("{{ products(first: ${long}) {{ totalCount }} }}"),
+        format!("{{ __typename @{long} }}"),
+        format!("{{ __typename @skip(if: true, {long}: 1) }}"),
+        format!("{{ product(id: {long}) {{ id }} }}"),
+        format!("{{ product(id: {{ {long}: 1 }}) {{ id }} }}"),
+        format!("query($n: Int = {long}) {{ __typename }}"),
+        format!("{{ ... on {long} {{ __typename }} }}"),
+    ];
+    for query in &documents {
+        let (r, bytes) = answer(&app, query).await;
+        assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("129 characters long"), "{message}");
+        assert!(!r.to_string().contains(&long), "{r}");
+        assert!(bytes < 300, "{bytes}");
+    }
+    // 128 is still a name.
+    let ok = format!("query {} {{ __typename }}", "x".repeat(128));
+    assert_no_errors(&answer(&app, &ok).await.0);
+
+    // The attacker's document: a 32 000-character operation name and 4 500 variables.
+    let variables = "$a:Int ".repeat(4500);
+    let attack = format!("query O{}({variables}) {{ __typename }}", "x".repeat(32000));
+    let started = Instant::now();
+    let (r, bytes) = answer(&app, &attack).await;
+    eprintln!(
+        "{} byte document with a 32 000-character name refused in {:?}, {bytes} bytes",
+        attack.len(),
+        started.elapsed()
+    );
+    assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{r:.300}");
+    assert!(bytes < 300, "{bytes}");
+}
+
+#[tokio::test]
+async fn too_many_variables_or_arguments_are_refused_before_validation() {
+    let app = spawn_app().await;
+    // 4 500 definitions of one variable: one error, not 4 500 duplicates.
+    let variables = "$a:Int ".repeat(4500);
+    let (r, bytes) = answer(&app, &format!("query O({variables}) {{ __typename }}")).await;
+    assert_too_complex(&r, "declares 4500 variables; at most 50 are allowed");
+    assert!(bytes < 300, "{bytes}");
+    // 50 different ones are fine (validation reports them unused).
+    let fifty: String = (0..50).map(|i| format!("$v{i}: Int ")).collect();
+    let (r, _) = answer(&app, &format!("query O({fifty}) {{ __typename }}")).await;
+    assert_eq!(codes(&r)[0], "GRAPHQL_VALIDATION_FAILED", "{r:.300}");
+    // 7 000 repeated arguments on one field, on a directive, in an input object.
+    let arguments = "first: 1 ".repeat(7000);
+    let (r, bytes) = answer(
+        &app,
+        &format!("{{ products({arguments}) {{ totalCount }} }}"),
+    )
+    .await;
+    assert_too_complex(&r, "7000 arguments in one place; at most 50 are allowed");
+    assert!(bytes < 300, "{bytes}");
+    let (r, _) = answer(
+        &app,
+        &format!("{{ __typename @skip({}) }}", "if: true ".repeat(60)),
+    )
+    .await;
+    assert_too_complex(&r, "60 arguments in one place");
+    let fields: Vec<String> = (0..60).map(|i| format!("f{i}: 1")).collect();
+    let object = format!("{{ product(id: {{ {} }}) {{ id }} }}", fields.join(" "));
+    let (r, _) = answer(&app, &object).await;
+    assert_too_complex(&r, "60 arguments in one place");
+}
+
+#[tokio::test]
+async fn parse_errors_and_every_message_are_short_and_errors_are_capped() {
+    let app = spawn_app().await;
+    // The parser's own message names the operation defined twice: cut short.
+    let name = "x".repeat(30000);
+    let twice = format!("query {name} {{ __typename }} query {name} {{ __typename }}");
+    let (r, bytes) = answer(&app, &twice).await;
+    assert_eq!(codes(&r), ["GRAPHQL_PARSE_FAILED"], "{r:.300}");
+    assert!(bytes < 400, "{bytes}: {r:.400}");
+    // 200 unknown fields: 49 errors and one counting the 151 others.
+    let unknown: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+    let (r, bytes) = answer(&app, &format!("{{ {} }}", unknown.join(" "))).await;
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 50, "{bytes} bytes");
+    assert_eq!(errors[49]["message"], "151 more errors left out");
+    for error in errors {
+        assert_eq!(
+            error["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{error}"
+        );
+        assert!(error["message"].as_str().unwrap().chars().count() <= 301);
+    }
+}
