@@ -70,6 +70,8 @@ pub struct Cost {
     pub aliases: u64,
     /// The most directives on one field.
     pub directives_per_field: u32,
+    /// `__schema` fields: each answers from the whole schema.
+    pub schema_fields: u64,
     /// The deepest nesting of introspection lists.
     pub introspection_nesting: u32,
 }
@@ -81,6 +83,7 @@ impl Cost {
         self.depth = self.depth.max(other.depth);
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.directives_per_field = self.directives_per_field.max(other.directives_per_field);
+        self.schema_fields = self.schema_fields.saturating_add(other.schema_fields);
         self.introspection_nesting = self.introspection_nesting.max(other.introspection_nesting);
     }
 
@@ -288,6 +291,7 @@ impl CostModel {
             let mut walker = Walker::new(self, document, variables, Some(own));
             let cost = walker.operation(operation)?;
             total.cost = cost.cost;
+            total.schema_fields = cost.schema_fields;
         }
         Ok(total)
     }
@@ -451,6 +455,8 @@ impl<'a> Walker<'a> {
             fields: 1 + children.fields,
             depth: 1 + children.depth,
             aliases: u64::from(field.alias.is_some()) + children.aliases,
+            schema_fields: children.schema_fields
+                + u64::from(shape.is_some_and(|shape| shape.ty == "__Schema")),
             directives_per_field: children
                 .directives_per_field
                 .max(u32::try_from(directives).unwrap_or(u32::MAX)),
@@ -715,6 +721,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.introspection_nesting, 4);
+        // `__schema` fields are counted, through fragments too.
+        let c = measure(
+            "{ a: __schema { queryType { name } } ...S } fragment S on Query { __schema { types { name } } }",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(c.schema_fields, 2);
     }
 
     #[test]

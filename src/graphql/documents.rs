@@ -189,6 +189,16 @@ impl Documents {
                 limits.max_directives.into(),
             ));
         }
+        if cost.schema_fields > 1 {
+            return Err(over(
+                format!(
+                    "{what} asks for `__schema` {} times; once per request is allowed",
+                    cost.schema_fields
+                ),
+                cost.schema_fields,
+                1,
+            ));
+        }
         if cost.introspection_nesting > MAX_INTROSPECTION_NESTING {
             return Err(over(
                 format!(

@@ -486,3 +486,80 @@ async fn parse_errors_and_every_message_are_short_and_errors_are_capped() {
         assert!(error["message"].as_str().unwrap().chars().count() <= 301);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_schema_per_request_and_aliased_schemas_are_refused_while_healthz_answers() {
+    let app = spawn_app().await;
+    let selection = "__schema { types { name kind description fields { name description \
+                     args { name type { name } } type { name kind ofType { name kind } } } } }";
+    // One is fine; 29 under aliases, or two operations of one batch, are refused.
+    assert_no_errors(
+        &app.gql(&format!("{{ {selection} }}"), json!({}), None)
+            .await,
+    );
+    let aliased: Vec<String> = (0..29).map(|i| format!("s{i}: {selection}")).collect();
+    let aliased = format!("{{ {} }}", aliased.join(" "));
+    let r = app.gql(&aliased, json!({}), None).await;
+    assert_too_complex(
+        &r,
+        "asks for `__schema` 29 times; once per request is allowed",
+    );
+    let one = json!({ "query": format!("{{ {selection} }}") });
+    let (_, r) = app.post(json!([one, one]), None).await;
+    for answer in r.as_array().unwrap() {
+        assert_too_complex(answer, "the batch asks for `__schema` 2 times");
+    }
+
+    // Eight clients send the aliased document at once, again and again, while /healthz is read.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, query, stop) = (app.url.clone(), aliased.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r: Value = client
+                        .post(format!("{url}/graphql"))
+                        .json(&json!({ "query": query }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut health = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let response = app
+            .client
+            .get(format!("{}/healthz", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        health.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for attacker in attackers {
+        sent += attacker.await.unwrap();
+    }
+    assert!(sent >= 8, "the attackers ran ({sent} documents)");
+    health.sort();
+    eprintln!(
+        "while {sent} documents of 29 aliased __schema were refused: /healthz median {:?} \
+         max {:?}",
+        health[health.len() / 2],
+        health[health.len() - 1],
+    );
+    assert!(health[health.len() - 1] < ANSWERS_WITHIN, "{health:?}");
+}
