@@ -21,8 +21,8 @@ use crate::{
 };
 pub use cost::{Cost, CostModel};
 pub use documents::{
-    DocumentLimits, Documents, PARSE_FAILED, TOO_COMPLEX, VALIDATION_FAILED,
-    argument_uses_variable, is_mutation,
+    DocumentLimits, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, PARSE_FAILED, TOO_COMPLEX,
+    VALIDATION_FAILED, argument_uses_variable, is_mutation, truncated,
 };
 pub use mutation::Mutation;
 pub use query::Query;

@@ -31,7 +31,8 @@ use crate::{
     auth::Viewer,
     config::{CorsOrigins, Limits, MetricsToken},
     graphql::{
-        self, AppSchema, Cost, Documents, VALIDATION_FAILED, argument_uses_variable, is_mutation,
+        self, AppSchema, Cost, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, VALIDATION_FAILED,
+        argument_uses_variable, is_mutation, truncated,
     },
     metrics::Outcome,
 };
@@ -295,9 +296,10 @@ async fn run(
 ) -> Response {
     let max_bytes = state.settings.limits.max_response_bytes;
     match batch {
-        BatchRequest::Single(mut request) => {
+        BatchRequest::Single(request) => {
             let started = std::time::Instant::now();
-            let body = match state.documents.prepare(&mut request) {
+            let (request, prepared) = prepare(state, request).await;
+            let body = match prepared {
                 Ok((_, document)) => {
                     run_one(state, request, &document, viewer, client_ip, started).await
                 }
@@ -325,19 +327,20 @@ async fn run(
         BatchRequest::Batch(requests) => {
             let started = std::time::Instant::now();
             let mut prepared = Vec::with_capacity(requests.len());
-            for mut request in requests {
-                let cost = state.documents.prepare(&mut request);
-                prepared.push((request, cost));
+            for request in requests {
+                prepared.push(prepare(state, request).await);
             }
             let total = Cost::sum(
                 prepared
                     .iter()
                     .filter_map(|(_, prepared)| prepared.as_ref().ok().map(|(cost, _)| *cost)),
             );
-            // The operations share one budget; the other limits hold for each on its own.
+            // The operations share one budget and one `__schema`; the other limits hold for each on
+            // its own.
             let shared = Cost {
                 cost: total.cost,
                 fields: total.fields,
+                schema_fields: total.schema_fields,
                 ..Cost::default()
             };
             let over_budget = state.documents.check(&shared, "the batch").err();
@@ -355,6 +358,43 @@ async fn run(
                 bodies.push(body);
             }
             capped_json_response(StatusCode::OK, format, &bodies, max_bytes)
+        }
+    }
+}
+
+/// Documents longer than this are parsed and measured on a blocking thread: pest takes
+/// about 2 s over 64 KB in a debug build, and would hold an async worker that long.
+const PARSE_INLINE_BYTES: usize = 4 * 1024;
+
+/// Parses and measures `request` (see [`Documents::prepare`]), a long document on a blocking
+/// thread.
+async fn prepare(
+    state: &HttpState,
+    mut request: GqlRequest,
+) -> (
+    GqlRequest,
+    Result<(Cost, Arc<ExecutableDocument>), async_graphql::ServerError>,
+) {
+    if request.query.len() <= PARSE_INLINE_BYTES {
+        let prepared = state.documents.prepare(&mut request);
+        return (request, prepared);
+    }
+    let documents = state.documents.clone();
+    let query = request.query.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let prepared = documents.prepare(&mut request);
+        (request, prepared)
+    });
+    match work.await {
+        Ok(done) => done,
+        Err(err) => {
+            tracing::error!(error = %err, "parsing a document failed");
+            let mut error = async_graphql::ServerError::new("internal server error", None);
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "INTERNAL_SERVER_ERROR");
+            (GqlRequest::new(query), Err(error))
         }
     }
 }
@@ -443,6 +483,26 @@ impl ResponseBody {
                 extensions.set("code", code);
             }
             null_at_error_path(&mut response.data, &error.path);
+            // The last line against messages that repeat what the client sent.
+            error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
+        }
+        if response.errors.len() > MAX_ERRORS {
+            let left_out = response.errors.split_off(MAX_ERRORS - 1);
+            let mut summary = async_graphql::ServerError::new(
+                format!("{} more errors left out", left_out.len()),
+                None,
+            );
+            let code = left_out[0]
+                .extensions
+                .as_ref()
+                .and_then(|extensions| extensions.get("code"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            summary
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
+            response.errors.push(summary);
         }
         Self {
             data: (!request_error).then_some(response.data),

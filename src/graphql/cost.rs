@@ -19,8 +19,8 @@ use async_graphql::{
     parser::{
         self,
         types::{
-            BaseType, ExecutableDocument, Field, OperationType, Selection, SelectionSet, TypeKind,
-            TypeSystemDefinition,
+            BaseType, DocumentOperations, ExecutableDocument, Field, OperationDefinition,
+            OperationType, Selection, SelectionSet, TypeKind, TypeSystemDefinition,
         },
     },
 };
@@ -70,6 +70,8 @@ pub struct Cost {
     pub aliases: u64,
     /// The most directives on one field.
     pub directives_per_field: u32,
+    /// `__schema` fields: each answers from the whole schema.
+    pub schema_fields: u64,
     /// The deepest nesting of introspection lists.
     pub introspection_nesting: u32,
 }
@@ -81,6 +83,7 @@ impl Cost {
         self.depth = self.depth.max(other.depth);
         self.aliases = self.aliases.saturating_add(other.aliases);
         self.directives_per_field = self.directives_per_field.max(other.directives_per_field);
+        self.schema_fields = self.schema_fields.saturating_add(other.schema_fields);
         self.introspection_nesting = self.introspection_nesting.max(other.introspection_nesting);
     }
 
@@ -244,8 +247,13 @@ impl CostModel {
         }
     }
 
-    /// Measures every operation of `document` and every fragment definition, each fragment
-    /// once per page size it is spread under.
+    /// Measures `document` as a request that selects `operation_name` will run it.
+    ///
+    /// `cost` is the selected operation's, measured with its own variable definitions and the
+    /// request's `variables`; when no single operation is selected (async-graphql then refuses
+    /// to run any), it is every operation's with each variable page at the largest page. The
+    /// rest (fields, depth, aliases, directives, introspection nesting) covers every operation
+    /// and fragment definition, since validation visits them all.
     ///
     /// # Errors
     /// A fragment cycle, or fragments nested too deep.
@@ -253,36 +261,13 @@ impl CostModel {
         &self,
         document: &ExecutableDocument,
         variables: &Variables,
+        operation_name: Option<&str>,
     ) -> Result<Cost, CostError> {
-        let mut walker = Walker {
-            model: self,
-            document,
-            variables,
-            defaults: HashMap::new(),
-            memo: HashMap::new(),
-            active: Vec::new(),
-        };
-        for (_, operation) in document.operations.iter() {
-            for definition in &operation.node.variable_definitions {
-                if let Some(value) = &definition.node.default_value {
-                    walker
-                        .defaults
-                        .insert(definition.node.name.node.as_str(), &value.node);
-                }
-            }
-        }
+        // Every operation, every variable page at the largest page: one memo serves all.
+        let mut walker = Walker::new(self, document, variables, None);
         let mut total = Cost::default();
         for (_, operation) in document.operations.iter() {
-            let root = match operation.node.ty {
-                OperationType::Query => Some(self.query.as_str()),
-                OperationType::Mutation => self.mutation.as_deref(),
-                OperationType::Subscription => self.subscription.as_deref(),
-            };
-            let mut cost = walker.selection_set(&operation.node.selection_set.node, root, None)?;
-            cost.cost = cost
-                .cost
-                .saturating_add(operation.node.directives.len() as u64);
-            total.absorb(cost);
+            total.absorb(walker.operation(&operation.node)?);
         }
         // Validation also walks each fragment definition on its own, expanding its spreads:
         // that work is counted (as fields), though it adds nothing to the response.
@@ -290,7 +275,41 @@ impl CostModel {
             let fragment = walker.fragment(name.as_str(), None)?;
             total.fields = total.fields.saturating_add(fragment.fields);
         }
+        if let Some(operation) = selected(document, operation_name) {
+            // Its own variables only: another operation's defaults say nothing about it.
+            let own: HashMap<&str, Option<&ConstValue>> = operation
+                .variable_definitions
+                .iter()
+                .map(|definition| {
+                    let definition = &definition.node;
+                    (
+                        definition.name.node.as_str(),
+                        definition.default_value.as_ref().map(|value| &value.node),
+                    )
+                })
+                .collect();
+            let mut walker = Walker::new(self, document, variables, Some(own));
+            let cost = walker.operation(operation)?;
+            total.cost = cost.cost;
+            total.schema_fields = cost.schema_fields;
+        }
         Ok(total)
+    }
+}
+
+/// The operation a request naming `operation_name` runs, if it names one that exists or the
+/// document has only one.
+pub fn selected<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        _ => None,
     }
 }
 
@@ -313,8 +332,9 @@ struct Walker<'a> {
     model: &'a CostModel,
     document: &'a ExecutableDocument,
     variables: &'a Variables,
-    /// Default values of the operations' variables.
-    defaults: HashMap<&'a str, &'a ConstValue>,
+    /// The variables the measured operation declares, with their defaults; `None` measures
+    /// every variable page at the largest page.
+    declared: Option<HashMap<&'a str, Option<&'a ConstValue>>>,
     /// Each fragment's cost, per page size of the field it is spread directly under.
     memo: HashMap<(&'a str, Option<u64>), Cost>,
     /// The fragments being measured, outermost first.
@@ -322,6 +342,33 @@ struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
+    fn new(
+        model: &'a CostModel,
+        document: &'a ExecutableDocument,
+        variables: &'a Variables,
+        declared: Option<HashMap<&'a str, Option<&'a ConstValue>>>,
+    ) -> Self {
+        Self {
+            model,
+            document,
+            variables,
+            declared,
+            memo: HashMap::new(),
+            active: Vec::new(),
+        }
+    }
+
+    fn operation(&mut self, operation: &'a OperationDefinition) -> Result<Cost, CostError> {
+        let root = match operation.ty {
+            OperationType::Query => Some(self.model.query.as_str()),
+            OperationType::Mutation => self.model.mutation.as_deref(),
+            OperationType::Subscription => self.model.subscription.as_deref(),
+        };
+        let mut cost = self.selection_set(&operation.selection_set.node, root, None)?;
+        cost.cost = cost.cost.saturating_add(operation.directives.len() as u64);
+        Ok(cost)
+    }
+
     /// The cost of `set` selected on the type `ty` (unknown: every field counts 1 and
     /// validation will refuse it), whose list fields hold `page` items each.
     fn selection_set(
@@ -408,6 +455,8 @@ impl<'a> Walker<'a> {
             fields: 1 + children.fields,
             depth: 1 + children.depth,
             aliases: u64::from(field.alias.is_some()) + children.aliases,
+            schema_fields: children.schema_fields
+                + u64::from(shape.is_some_and(|shape| shape.ty == "__Schema")),
             directives_per_field: children
                 .directives_per_field
                 .max(u32::try_from(directives).unwrap_or(u32::MAX)),
@@ -430,12 +479,18 @@ impl<'a> Walker<'a> {
         let size = match argument {
             None => default,
             Some(value) => {
+                // A variable the operation does not declare is refused by validation; unknown
+                // here, it counts as the largest page. One declared without a value or default
+                // is null: the field's default.
                 let resolved = value.clone().into_const_with(|name| {
-                    self.variables
+                    let declared = self.declared.as_ref().ok_or(())?;
+                    let default = *declared.get(name.as_str()).ok_or(())?;
+                    Ok(self
+                        .variables
                         .get(&name)
-                        .or_else(|| self.defaults.get(name.as_str()).copied())
+                        .or(default)
                         .cloned()
-                        .ok_or(())
+                        .unwrap_or(ConstValue::Null))
                 });
                 match resolved {
                     Ok(ConstValue::Null) => default,
@@ -458,7 +513,7 @@ mod tests {
 
     fn measure(query: &str, variables: serde_json::Value) -> Result<Cost, CostError> {
         let document = parser::parse_query(query).expect("the test document parses");
-        model().measure(&document, &Variables::from_json(variables))
+        model().measure(&document, &Variables::from_json(variables), None)
     }
 
     fn cost(query: &str) -> u64 {
@@ -479,13 +534,21 @@ mod tests {
             cost("{ products(first: 100) { edges { cursor node { id name } } } }"),
             1 + 1 + 100 * (1 + 1 + 2)
         );
-        // The page size from a variable, from its default, or the largest page.
+        // The page size from a variable, from its default, or (none) the field's default.
         let q = "query($n: Int) { products(first: $n) { nodes { id } } }";
         assert_eq!(measure(q, serde_json::json!({"n": 5})).unwrap().cost, 2 + 5);
-        assert_eq!(measure(q, serde_json::json!({})).unwrap().cost, 2 + 100);
+        assert_eq!(measure(q, serde_json::json!({})).unwrap().cost, 2 + 20);
         assert_eq!(
             measure(q, serde_json::json!({"n": null})).unwrap().cost,
             2 + 20
+        );
+        // A variable the operation does not declare: the largest page.
+        let undeclared = "{ products(first: $n) { nodes { id } } }";
+        assert_eq!(
+            measure(undeclared, serde_json::json!({"n": 5}))
+                .unwrap()
+                .cost,
+            2 + 100
         );
         let q = "query($n: Int = 7) { users(first: $n) { nodes { id } } }";
         assert_eq!(measure(q, serde_json::json!({})).unwrap().cost, 2 + 7);
@@ -494,6 +557,50 @@ mod tests {
             cost("{ products(first: 100000) { nodes { id } } }"),
             2 + 100
         );
+    }
+
+    #[test]
+    fn each_operation_is_measured_with_its_own_variables_and_the_selected_one_counts() {
+        let pages = |n: &str| {
+            (0..30)
+                .map(|i| format!("a{i}: products(first: {n}) {{ nodes {{ id ...P }} }}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let both = format!(
+            "query D($n: Int = 1) {{ products(first: $n) {{ totalCount ...C }} }}
+             query B($n: Int = 100) {{ {} }}
+             query N($n: Int) {{ {} }}
+             fragment C on ProductConnection {{ nodes {{ id }} }}
+             fragment P on Product {{ name }}",
+            pages("$n"),
+            pages("$n")
+        );
+        let document = parser::parse_query(&both).unwrap();
+        let model = model();
+        let cost = |name: Option<&str>, variables: serde_json::Value| {
+            model
+                .measure(
+                    &document,
+                    &Variables::from_json(variables),
+                    Some(name).flatten(),
+                )
+                .unwrap()
+                .cost
+        };
+        // B with its own default, 100, not D's 1: 30 × (2 + 100 × 2).
+        assert_eq!(cost(Some("B"), serde_json::json!({})), 30 * (2 + 100 * 2));
+        // N declares no default: the field's default, 20, not D's 1.
+        assert_eq!(cost(Some("N"), serde_json::json!({})), 30 * (2 + 20 * 2));
+        assert_eq!(
+            cost(Some("N"), serde_json::json!({"n": 3})),
+            30 * (2 + 3 * 2)
+        );
+        // D with its own: products + totalCount + nodes (1 + 1 × id).
+        assert_eq!(cost(Some("D"), serde_json::json!({})), 4);
+        // None selected (async-graphql runs none): every operation at the largest page.
+        let all = cost(None, serde_json::json!({}));
+        assert_eq!(all, (3 + 100) + 2 * 30 * (2 + 100 * 2));
     }
 
     #[test]
@@ -531,7 +638,9 @@ mod tests {
         let document = parser::parse_query(&query).unwrap();
         let model = model();
         let started = std::time::Instant::now();
-        let c = model.measure(&document, &Variables::default()).unwrap();
+        let c = model
+            .measure(&document, &Variables::default(), None)
+            .unwrap();
         // Printed for the record (`--nocapture`), never asserted.
         eprintln!(
             "30 double-spreading fragments measured in {:?}",
@@ -612,6 +721,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.introspection_nesting, 4);
+        // `__schema` fields are counted, through fragments too.
+        let c = measure(
+            "{ a: __schema { queryType { name } } ...S } fragment S on Query { __schema { types { name } } }",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        assert_eq!(c.schema_fields, 2);
     }
 
     #[test]

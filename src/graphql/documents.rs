@@ -13,14 +13,14 @@ use std::{
 };
 
 use async_graphql::{
-    ErrorExtensionValues, Request, ServerError,
+    ErrorExtensionValues, Name, Request, ServerError, Value as ConstValue,
     parser::{
-        self, Pos,
-        types::{DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet},
+        self, Pos, Positioned,
+        types::{Directive, ExecutableDocument, OperationType, Selection, SelectionSet},
     },
 };
 
-use super::cost::{Cost, CostError, CostModel, MAX_INTROSPECTION_NESTING};
+use super::cost::{Cost, CostError, CostModel, MAX_INTROSPECTION_NESTING, selected};
 
 /// Documents kept at most; when full, the cache starts over (no LRU bookkeeping on the hot path).
 const MAX_DOCUMENTS: usize = 512;
@@ -28,6 +28,18 @@ const MAX_DOCUMENTS: usize = 512;
 const MAX_QUERY_BYTES: usize = 8 * 1024;
 /// The longest "expected …" text a syntax error repeats.
 const MAX_EXPECTED_CHARS: usize = 120;
+/// The longest name a document may use: operations, fragments, variables, aliases, fields,
+/// arguments, directives, types and enum values. Error messages repeat names, so a long one
+/// would be repeated in every error about it.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Variable definitions of one operation at most.
+pub const MAX_VARIABLES: usize = 50;
+/// Arguments of one field or directive (and fields of one input object value) at most.
+pub const MAX_ARGUMENTS: usize = 50;
+/// The longest error message sent; longer ones are cut and end with `…`.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+/// Errors in one response at most; the last one counts those left out.
+pub const MAX_ERRORS: usize = 50;
 
 /// The `extensions.code` of a document that does not parse.
 pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
@@ -61,15 +73,19 @@ impl Documents {
         }
     }
 
-    /// The parsed document of `query`.
+    /// The parsed document of `query`, its names and argument lists checked.
     ///
     /// # Errors
-    /// `GRAPHQL_PARSE_FAILED`, with the line, column and what was expected, never the text.
+    /// `GRAPHQL_PARSE_FAILED`, with the line, column and what was expected, never the text;
+    /// `GRAPHQL_VALIDATION_FAILED` for a name longer than [`MAX_NAME_CHARS`];
+    /// `QUERY_TOO_COMPLEX` for more than [`MAX_VARIABLES`] or [`MAX_ARGUMENTS`].
     pub fn parse(&self, query: &str) -> Result<Arc<ExecutableDocument>, ServerError> {
         if let Some(document) = self.lock().get(query) {
             return Ok(document.clone());
         }
-        let document = Arc::new(parser::parse_query(query).map_err(parse_error)?);
+        let document = parser::parse_query(query).map_err(parse_error)?;
+        check_shape(&document)?;
+        let document = Arc::new(document);
         if query.len() <= MAX_QUERY_BYTES {
             let mut parsed = self.lock();
             if parsed.len() >= MAX_DOCUMENTS {
@@ -93,7 +109,11 @@ impl Documents {
         let document = self.parse(&request.query)?;
         let cost = self
             .model
-            .measure(&document, &request.variables)
+            .measure(
+                &document,
+                &request.variables,
+                request.operation_name.as_deref(),
+            )
             .map_err(|err| match err {
                 CostError::FragmentCycle(_) => coded(err.to_string(), VALIDATION_FAILED),
                 CostError::FragmentsTooDeep => coded(err.to_string(), TOO_COMPLEX),
@@ -169,6 +189,16 @@ impl Documents {
                 limits.max_directives.into(),
             ));
         }
+        if cost.schema_fields > 1 {
+            return Err(over(
+                format!(
+                    "{what} asks for `__schema` {} times; once per request is allowed",
+                    cost.schema_fields
+                ),
+                cost.schema_fields,
+                1,
+            ));
+        }
         if cost.introspection_nesting > MAX_INTROSPECTION_NESTING {
             return Err(over(
                 format!(
@@ -231,13 +261,9 @@ fn parse_error(err: parser::Error) -> ServerError {
                 .find_map(|line| line.trim_start().strip_prefix("= "))
                 .or_else(|| message.lines().next())
                 .unwrap_or("invalid syntax");
-            let mut short: String = expected.chars().take(MAX_EXPECTED_CHARS).collect();
-            if short.len() < expected.len() {
-                short.push('…');
-            }
-            short
+            truncated(expected.to_owned(), MAX_EXPECTED_CHARS)
         }
-        other => other.to_string(),
+        other => truncated(other.to_string(), MAX_EXPECTED_CHARS),
     };
     let message = match position {
         Some(pos) => format!(
@@ -253,18 +279,192 @@ fn parse_error(err: parser::Error) -> ServerError {
     error
 }
 
+/// `text` cut to at most `max` characters, ending with `…` when it was cut.
+pub fn truncated(mut text: String, max: usize) -> String {
+    if let Some((end, _)) = text.char_indices().nth(max) {
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+/// Refuses, in one pass over `document` and before validation, names longer than
+/// [`MAX_NAME_CHARS`] and lists of variables or arguments longer than [`MAX_VARIABLES`] or
+/// [`MAX_ARGUMENTS`]: validation repeats names in its errors and compares arguments and
+/// variables pairwise.
+fn check_shape(document: &ExecutableDocument) -> Result<(), ServerError> {
+    for (name, operation) in document.operations.iter() {
+        let pos = operation.pos;
+        if let Some(name) = name {
+            check_name("an operation", name, pos)?;
+        }
+        let operation = &operation.node;
+        if operation.variable_definitions.len() > MAX_VARIABLES {
+            let mut error = coded(
+                format!(
+                    "an operation declares {} variables; at most {MAX_VARIABLES} are allowed",
+                    operation.variable_definitions.len()
+                ),
+                TOO_COMPLEX,
+            );
+            error.locations = vec![pos];
+            return Err(error);
+        }
+        for definition in &operation.variable_definitions {
+            let pos = definition.pos;
+            let definition = &definition.node;
+            check_name("a variable", &definition.name.node, pos)?;
+            check_type(&definition.var_type.node.base, pos)?;
+            check_directives(&definition.directives)?;
+            if let Some(value) = &definition.default_value {
+                check_const_value(&value.node, value.pos)?;
+            }
+        }
+        check_directives(&operation.directives)?;
+        check_set(&operation.selection_set.node)?;
+    }
+    for (name, fragment) in &document.fragments {
+        check_name("a fragment", name, fragment.pos)?;
+        let fragment = &fragment.node;
+        check_name(
+            "a type",
+            &fragment.type_condition.node.on.node,
+            fragment.type_condition.pos,
+        )?;
+        check_directives(&fragment.directives)?;
+        check_set(&fragment.selection_set.node)?;
+    }
+    Ok(())
+}
+
+fn check_name(what: &str, name: &str, pos: Pos) -> Result<(), ServerError> {
+    if name.len() <= MAX_NAME_CHARS {
+        return Ok(());
+    }
+    let mut error = coded(
+        format!(
+            "{what} name is {} characters long; names are at most {MAX_NAME_CHARS}",
+            name.len()
+        ),
+        VALIDATION_FAILED,
+    );
+    error.locations = vec![pos];
+    Err(error)
+}
+
+fn check_type(base: &parser::types::BaseType, pos: Pos) -> Result<(), ServerError> {
+    match base {
+        parser::types::BaseType::Named(name) => check_name("a type", name, pos),
+        parser::types::BaseType::List(inner) => check_type(&inner.base, pos),
+    }
+}
+
+/// An argument of a field or directive, its value a copy with each variable null (checked
+/// by `variable`): the parser's non-constant value type is not exported.
+fn check_argument(
+    name: &Positioned<Name>,
+    value: Result<ConstValue, ServerError>,
+    pos: Pos,
+) -> Result<(), ServerError> {
+    check_name("an argument", &name.node, name.pos)?;
+    check_const_value(&value?, pos)
+}
+
+/// A variable used as a value, checked and taken as null.
+fn variable(name: &Name, pos: Pos) -> Result<ConstValue, ServerError> {
+    check_name("a variable", name, pos).map(|()| ConstValue::Null)
+}
+
+fn check_count(arguments: usize, pos: Pos) -> Result<(), ServerError> {
+    if arguments <= MAX_ARGUMENTS {
+        return Ok(());
+    }
+    let mut error = coded(
+        format!("{arguments} arguments in one place; at most {MAX_ARGUMENTS} are allowed"),
+        TOO_COMPLEX,
+    );
+    error.locations = vec![pos];
+    Err(error)
+}
+
+fn check_directives(directives: &[Positioned<Directive>]) -> Result<(), ServerError> {
+    for directive in directives {
+        check_name("a directive", &directive.node.name.node, directive.pos)?;
+        check_count(directive.node.arguments.len(), directive.pos)?;
+        for (name, value) in &directive.node.arguments {
+            let constant = value
+                .node
+                .clone()
+                .into_const_with(|v| variable(&v, value.pos));
+            check_argument(name, constant, value.pos)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_const_value(value: &ConstValue, pos: Pos) -> Result<(), ServerError> {
+    match value {
+        ConstValue::Enum(name) => check_name("an enum value", name, pos),
+        ConstValue::List(items) => items
+            .iter()
+            .try_for_each(|item| check_const_value(item, pos)),
+        ConstValue::Object(fields) => {
+            check_count(fields.len(), pos)?;
+            fields.iter().try_for_each(|(name, value)| {
+                check_name("an input field", name, pos)?;
+                check_const_value(value, pos)
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_set(set: &SelectionSet) -> Result<(), ServerError> {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => {
+                let field = &field.node;
+                if let Some(alias) = &field.alias {
+                    check_name("an alias", &alias.node, alias.pos)?;
+                }
+                check_name("a field", &field.name.node, field.name.pos)?;
+                check_count(field.arguments.len(), field.name.pos)?;
+                for (name, value) in &field.arguments {
+                    let constant = value
+                        .node
+                        .clone()
+                        .into_const_with(|v| variable(&v, value.pos));
+                    check_argument(name, constant, value.pos)?;
+                }
+                check_directives(&field.directives)?;
+                check_set(&field.selection_set.node)?;
+            }
+            Selection::InlineFragment(fragment) => {
+                let fragment = &fragment.node;
+                if let Some(condition) = &fragment.type_condition {
+                    check_name("a type", &condition.node.on.node, condition.pos)?;
+                }
+                check_directives(&fragment.directives)?;
+                check_set(&fragment.selection_set.node)?;
+            }
+            Selection::FragmentSpread(spread) => {
+                let spread = &spread.node;
+                check_name(
+                    "a fragment",
+                    &spread.fragment_name.node,
+                    spread.fragment_name.pos,
+                )?;
+                check_directives(&spread.directives)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the operation a request selects from `document` is a mutation (none selected, as
 /// with an unknown name, is not: the executor reports that).
 pub fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
-    let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(&op.node),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| &op.node)
-        }
-        _ => None,
-    };
-    operation.is_some_and(|op| op.ty == OperationType::Mutation)
+    selected(document, operation_name).is_some_and(|op| op.ty == OperationType::Mutation)
 }
 
 #[cfg(test)]
@@ -349,6 +549,13 @@ mod tests {
         );
         let err = prepare(&documents, "{ ...A } fragment A on Query { ...A }").unwrap_err();
         assert_eq!(code(&err), VALIDATION_FAILED);
+    }
+
+    #[test]
+    fn truncated_cuts_at_a_character_and_says_so() {
+        assert_eq!(truncated("short".to_owned(), 5), "short");
+        assert_eq!(truncated("ééééé!".to_owned(), 5), "ééééé…");
+        assert_eq!(truncated("x".repeat(1000), 300).chars().count(), 301);
     }
 
     #[test]

@@ -318,3 +318,248 @@ async fn the_readme_examples_cost_what_the_readme_says() {
     }]});
     assert_eq!(r, json!([expected, expected]));
 }
+
+#[tokio::test]
+async fn another_operations_variable_defaults_do_not_lower_the_cost() {
+    let app = spawn_app().await;
+    let user = app.register("borrower", "borrower passphrase").await;
+    let pages = (0..30)
+        .map(|i| format!("a{i}: products(first: $n) {{ nodes {{ id }} }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let decoy = "query D($n: Int = 1) { products(first: $n) { totalCount } }";
+    // B alone is refused: 30 × (2 + 100).
+    let alone = format!("query B($n: Int = 100) {{ {pages} }}");
+    let r = app
+        .post(json!({ "query": alone, "operationName": "B" }), Some(&user))
+        .await
+        .1;
+    assert_too_complex(&r, "costs 3060; the limit is 2000");
+    // After D, whose $n defaults to 1, it costs the same and is refused the same.
+    let body = json!({ "query": format!("{decoy} {alone}"), "operationName": "B" });
+    let r = app.post(body, Some(&user)).await.1;
+    assert_too_complex(&r, "costs 3060; the limit is 2000");
+    // Without a default, B runs with the field's 20, not D's 1: 30 × (2 + 20) = 660 fits,
+    // and with 80 aliases' worth in a batch of four it does not.
+    let no_default = format!("{decoy} query B($n: Int) {{ {pages} }}");
+    let body = json!({ "query": no_default, "operationName": "B" });
+    let (_, r) = app.post(json!([body, body, body, body]), Some(&user)).await;
+    for answer in r.as_array().unwrap() {
+        assert_too_complex(answer, "the batch costs 2640; the limit is 2000");
+    }
+    // Through a fragment spread under D's and B's pages, alone and in a batch.
+    let fragment = "fragment P on ProductConnection { nodes { id } }";
+    let spread = (0..30)
+        .map(|i| format!("a{i}: products(first: $n) {{ ...P }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let query = format!(
+        "query D($n: Int = 1) {{ products(first: $n) {{ ...P }} }} \
+         query B($n: Int = 100) {{ {spread} }} {fragment}"
+    );
+    let d = json!({ "query": query, "operationName": "D" });
+    let b = json!({ "query": query, "operationName": "B" });
+    assert_no_errors(&app.post(d.clone(), Some(&user)).await.1);
+    let r = app.post(b.clone(), Some(&user)).await.1;
+    assert_too_complex(&r, "costs 3060; the limit is 2000");
+    let (_, r) = app.post(json!([d, b]), Some(&user)).await;
+    assert_no_errors(&r[0]);
+    assert_too_complex(&r[1], "costs 3060; the limit is 2000");
+}
+
+/// Posts `query` and returns the answer and its length in bytes.
+async fn answer(app: &TestApp, query: &str) -> (Value, usize) {
+    let text = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = serde_json::from_str(&text).unwrap();
+    (r, text.len())
+}
+
+#[tokio::test]
+async fn long_names_are_refused_before_validation_and_never_repeated() {
+    let app = spawn_app().await;
+    let long = "x".repeat(129);
+    let documents = [
+        format!("query {long} {{ __typename }}"),
+        format!("{{ ...{long} }} fragment {long} on Query {{ __typename }}"),
+        format!("{{ ...F }} fragment F on {long} {{ __typename }}"),
+        format!("query(${long}: Int) {{ __typename }}"),
+        format!("query($n: {long}) {{ __typename }}"),
+        format!("{{ {long}: __typename }}"),
+        format!("{{ {long} }}"),
+        format!("{{ products({long}: 1) {{ totalCount }} }}"),
+        format!("{{ products(first: ${long}) {{ totalCount }} }}"),
+        format!("{{ __typename @{long} }}"),
+        format!("{{ __typename @skip(if: true, {long}: 1) }}"),
+        format!("{{ product(id: {long}) {{ id }} }}"),
+        format!("{{ product(id: {{ {long}: 1 }}) {{ id }} }}"),
+        format!("query($n: Int = {long}) {{ __typename }}"),
+        format!("{{ ... on {long} {{ __typename }} }}"),
+    ];
+    for query in &documents {
+        let (r, bytes) = answer(&app, query).await;
+        assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("129 characters long"), "{message}");
+        assert!(!r.to_string().contains(&long), "{r}");
+        assert!(bytes < 300, "{bytes}");
+    }
+    // 128 is still a name.
+    let ok = format!("query {} {{ __typename }}", "x".repeat(128));
+    assert_no_errors(&answer(&app, &ok).await.0);
+
+    // The attacker's document: a 32 000-character operation name and 4 500 variables.
+    let variables = "$a:Int ".repeat(4500);
+    let attack = format!("query O{}({variables}) {{ __typename }}", "x".repeat(32000));
+    let started = Instant::now();
+    let (r, bytes) = answer(&app, &attack).await;
+    eprintln!(
+        "{} byte document with a 32 000-character name refused in {:?}, {bytes} bytes",
+        attack.len(),
+        started.elapsed()
+    );
+    assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{r:.300}");
+    assert!(bytes < 300, "{bytes}");
+}
+
+#[tokio::test]
+async fn too_many_variables_or_arguments_are_refused_before_validation() {
+    let app = spawn_app().await;
+    // 4 500 definitions of one variable: one error, not 4 500 duplicates.
+    let variables = "$a:Int ".repeat(4500);
+    let (r, bytes) = answer(&app, &format!("query O({variables}) {{ __typename }}")).await;
+    assert_too_complex(&r, "declares 4500 variables; at most 50 are allowed");
+    assert!(bytes < 300, "{bytes}");
+    // 50 different ones are fine (validation reports them unused).
+    let fifty: String = (0..50).map(|i| format!("$v{i}: Int ")).collect();
+    let (r, _) = answer(&app, &format!("query O({fifty}) {{ __typename }}")).await;
+    assert_eq!(codes(&r)[0], "GRAPHQL_VALIDATION_FAILED", "{r:.300}");
+    // 7 000 repeated arguments on one field, on a directive, in an input object.
+    let arguments = "first: 1 ".repeat(7000);
+    let (r, bytes) = answer(
+        &app,
+        &format!("{{ products({arguments}) {{ totalCount }} }}"),
+    )
+    .await;
+    assert_too_complex(&r, "7000 arguments in one place; at most 50 are allowed");
+    assert!(bytes < 300, "{bytes}");
+    let (r, _) = answer(
+        &app,
+        &format!("{{ __typename @skip({}) }}", "if: true ".repeat(60)),
+    )
+    .await;
+    assert_too_complex(&r, "60 arguments in one place");
+    let fields: Vec<String> = (0..60).map(|i| format!("f{i}: 1")).collect();
+    let object = format!("{{ product(id: {{ {} }}) {{ id }} }}", fields.join(" "));
+    let (r, _) = answer(&app, &object).await;
+    assert_too_complex(&r, "60 arguments in one place");
+}
+
+#[tokio::test]
+async fn parse_errors_and_every_message_are_short_and_errors_are_capped() {
+    let app = spawn_app().await;
+    // The parser's own message names the operation defined twice: cut short.
+    let name = "x".repeat(30000);
+    let twice = format!("query {name} {{ __typename }} query {name} {{ __typename }}");
+    let (r, bytes) = answer(&app, &twice).await;
+    assert_eq!(codes(&r), ["GRAPHQL_PARSE_FAILED"], "{r:.300}");
+    assert!(bytes < 400, "{bytes}: {r:.400}");
+    // 200 unknown fields: 49 errors and one counting the 151 others.
+    let unknown: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+    let (r, bytes) = answer(&app, &format!("{{ {} }}", unknown.join(" "))).await;
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 50, "{bytes} bytes");
+    assert_eq!(errors[49]["message"], "151 more errors left out");
+    for error in errors {
+        assert_eq!(
+            error["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+            "{error}"
+        );
+        assert!(error["message"].as_str().unwrap().chars().count() <= 301);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_schema_per_request_and_aliased_schemas_are_refused_while_healthz_answers() {
+    let app = spawn_app().await;
+    let selection = "__schema { types { name kind description fields { name description \
+                     args { name type { name } } type { name kind ofType { name kind } } } } }";
+    // One is fine; 29 under aliases, or two operations of one batch, are refused.
+    assert_no_errors(
+        &app.gql(&format!("{{ {selection} }}"), json!({}), None)
+            .await,
+    );
+    let aliased: Vec<String> = (0..29).map(|i| format!("s{i}: {selection}")).collect();
+    let aliased = format!("{{ {} }}", aliased.join(" "));
+    let r = app.gql(&aliased, json!({}), None).await;
+    assert_too_complex(
+        &r,
+        "asks for `__schema` 29 times; once per request is allowed",
+    );
+    let one = json!({ "query": format!("{{ {selection} }}") });
+    let (_, r) = app.post(json!([one, one]), None).await;
+    for answer in r.as_array().unwrap() {
+        assert_too_complex(answer, "the batch asks for `__schema` 2 times");
+    }
+
+    // Eight clients send the aliased document at once, again and again, while /healthz is read.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, query, stop) = (app.url.clone(), aliased.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut sent = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r: Value = client
+                        .post(format!("{url}/graphql"))
+                        .json(&json!({ "query": query }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut health = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let response = app
+            .client
+            .get(format!("{}/healthz", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        health.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for attacker in attackers {
+        sent += attacker.await.unwrap();
+    }
+    assert!(sent >= 8, "the attackers ran ({sent} documents)");
+    health.sort();
+    eprintln!(
+        "while {sent} documents of 29 aliased __schema were refused: /healthz median {:?} \
+         max {:?}",
+        health[health.len() / 2],
+        health[health.len() - 1],
+    );
+    assert!(health[health.len() - 1] < ANSWERS_WITHIN, "{health:?}");
+}
