@@ -288,11 +288,14 @@ impl HashPool {
         let counters = self.counters.clone();
         counters.queued.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move || {
-            let _slot = slot;
+            let slot = slot;
             counters.queued.fetch_sub(1, Ordering::Relaxed);
             counters.running.fetch_add(1, Ordering::Relaxed);
             let output = work();
             counters.running.fetch_sub(1, Ordering::Relaxed);
+            // The place is free before the caller hears the result (and if `work` panics, it
+            // is given back as the job unwinds).
+            drop(slot);
             let _ = done.send(output);
         });
         self.jobs

@@ -64,9 +64,17 @@ async fn readiness(app: &AppState) -> Result<(), &'static str> {
 /// # Errors
 /// `SERVICE_UNAVAILABLE`, as a request error (no `data`).
 pub fn database_gate(app: &AppState) -> Result<(), async_graphql::ServerError> {
-    app.health
-        .gate()
-        .map_err(|err| async_graphql::Error::from(err).into_server_error(Default::default()))
+    app.health.gate().map_err(|err| {
+        let error = async_graphql::Error::from(err);
+        // Refused before the document was read: no location in it is to blame.
+        async_graphql::ServerError {
+            message: error.message,
+            source: None,
+            locations: Vec::new(),
+            path: Vec::new(),
+            extensions: error.extensions,
+        }
+    })
 }
 
 /// Whether any of these errors says the database is unavailable; if so, the health probe is

@@ -34,6 +34,53 @@ fn assert_too_complex(r: &Value, says: &str) {
     assert!(message.contains(says), "{message}");
 }
 
+/// Clients that keep sending one document, each answer asserted to be refused by cost, until
+/// stopped.
+struct Attackers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+impl Attackers {
+    fn send(app: &TestApp, query: &str, clients: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let (url, query, stop) = (app.url.clone(), query.to_owned(), stop.clone());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    let mut sent = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let r: Value = client
+                            .post(format!("{url}/graphql"))
+                            .json(&json!({ "query": query }))
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
+                        assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+                        sent += 1;
+                    }
+                    sent
+                })
+            })
+            .collect();
+        Self { stop, clients }
+    }
+
+    /// Stops the clients; returns how many documents they sent.
+    async fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut sent = 0;
+        for client in self.clients {
+            sent += client.await.unwrap();
+        }
+        sent
+    }
+}
+
 /// A page of `first` products with every scalar field, under `count` aliases.
 fn aliased_pages(count: usize, first: usize) -> String {
     let pages: Vec<String> = (0..count)
@@ -65,30 +112,7 @@ async fn the_exponential_fragment_document_is_refused_and_the_server_keeps_answe
     assert!(r["errors"][0]["extensions"]["cost"].as_u64().unwrap() > 1 << 30);
 
     // Two clients keep sending it while /healthz and an ordinary page are read.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let attackers: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, bomb, stop) = (app.url.clone(), bomb.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                let mut sent = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let r: Value = client
-                        .post(format!("{url}/graphql"))
-                        .json(&json!({ "query": bomb }))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
-                    sent += 1;
-                }
-                sent
-            })
-        })
-        .collect();
+    let attackers = Attackers::send(&app, &bomb, 2);
     let (mut health, mut pages) = (Vec::new(), Vec::new());
     for _ in 0..40 {
         let started = Instant::now();
@@ -113,11 +137,7 @@ async fn the_exponential_fragment_document_is_refused_and_the_server_keeps_answe
         assert_no_errors(&r);
         assert_eq!(r["data"]["products"]["nodes"][0]["name"], "Kettle");
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut sent = 0;
-    for attacker in attackers {
-        sent += attacker.await.unwrap();
-    }
+    let sent = attackers.stop().await;
     assert!(sent >= 2, "the attackers ran ({sent} documents)");
     health.sort();
     pages.sort();
@@ -511,30 +531,7 @@ async fn one_schema_per_request_and_aliased_schemas_are_refused_while_healthz_an
     }
 
     // Eight clients send the aliased document at once, again and again, while /healthz is read.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let attackers: Vec<_> = (0..8)
-        .map(|_| {
-            let (url, query, stop) = (app.url.clone(), aliased.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                let mut sent = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let r: Value = client
-                        .post(format!("{url}/graphql"))
-                        .json(&json!({ "query": query }))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
-                    sent += 1;
-                }
-                sent
-            })
-        })
-        .collect();
+    let attackers = Attackers::send(&app, &aliased, 8);
     let mut health = Vec::new();
     for _ in 0..30 {
         let started = Instant::now();
@@ -548,11 +545,7 @@ async fn one_schema_per_request_and_aliased_schemas_are_refused_while_healthz_an
         health.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut sent = 0;
-    for attacker in attackers {
-        sent += attacker.await.unwrap();
-    }
+    let sent = attackers.stop().await;
     assert!(sent >= 8, "the attackers ran ({sent} documents)");
     health.sort();
     eprintln!(

@@ -686,6 +686,8 @@ async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_po
         assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
         assert_eq!(codes(body), ["SERVICE_UNAVAILABLE"], "{body}");
         assert!(body.get("data").is_none(), "{body}");
+        // Refused before the document was read: no location in it is named.
+        assert!(body["errors"][0].get("locations").is_none(), "{body}");
     }
     // The pool would wait 5 s per request; a generous bound for a loaded 2-core machine.
     assert!(
