@@ -64,6 +64,7 @@ pub async fn register(
         token_version: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
+        deactivated_at: Set(None),
     };
     db::write(db, async |txn| {
         account::Entity::insert(account)
@@ -116,7 +117,8 @@ pub async fn authenticate(
         }
     };
     match account {
-        Some(account) if verified => {
+        // A deactivated account is refused exactly like a wrong password, after the same work.
+        Some(account) if verified && account.deactivated_at.is_none() => {
             attempt.succeeded().await?;
             Ok(account)
         }
@@ -138,14 +140,10 @@ pub struct PasswordChange {
 /// [`store_password_change`]'s work, in the caller's transaction; the caller settles the
 /// returned attempt once that is done, so one change of an account runs at a time.
 ///
-/// Throttled per account, never by sign-in failures (strangers cannot lock a signed-in user
-/// out of changing their password): one change at a time, and wrong current passwords lock
-/// the change like failed sign-ins lock a sign-in.
+/// Throttled as [`check_current_password`].
 ///
 /// # Errors
-/// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted) or on `newPassword` when it
-/// breaks a rule; `TOO_MANY_REQUESTS` while locked, while another change of this account is
-/// running, or when the hashing queue is full.
+/// As [`check_current_password`]; `BAD_USER_INPUT` on `newPassword` when it breaks a rule.
 pub async fn change_password(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
@@ -153,6 +151,38 @@ pub async fn change_password(
     current: String,
     new: String,
 ) -> AppResult<(PasswordChange, throttle::Attempt)> {
+    let (account, attempt) = check_current_password(db, hasher, id, current).await?;
+    let user_inputs = validation::user_inputs(&account.username, account.email.as_deref());
+    let new_hash = match hash_new_password(hasher, new, user_inputs).await {
+        Ok(new_hash) => new_hash,
+        Err(err) => {
+            // The current password was right: nothing counts against the account.
+            attempt.succeeded().await?;
+            return Err(err);
+        }
+    };
+    Ok((PasswordChange { account, new_hash }, attempt))
+}
+
+/// Checks the signed-in account's current password before a change that needs it (a new
+/// password, deleting the account). Returns the account as it was when checked and the
+/// reserved attempt, which the caller settles once its change is stored or refused: one such
+/// change of an account runs at a time.
+///
+/// Throttled per account, never by sign-in failures (strangers cannot lock a signed-in user
+/// out of changing their password): one change at a time, and wrong current passwords lock
+/// the change like failed sign-ins lock a sign-in.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted); `TOO_MANY_REQUESTS` while
+/// locked, while another change of this account is running, or when the hashing queue is full;
+/// `UNAUTHENTICATED` when the account is gone.
+pub async fn check_current_password(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    id: Uuid,
+    current: String,
+) -> AppResult<(account::Model, throttle::Attempt)> {
     // Reserved before anything else: a flood of changes is refused without a query each.
     let attempt = throttle::reserve(
         db,
@@ -180,16 +210,7 @@ pub async fn change_password(
             message: "the current password is wrong".to_owned(),
         });
     }
-    let user_inputs = validation::user_inputs(&account.username, account.email.as_deref());
-    let new_hash = match hash_new_password(hasher, new, user_inputs).await {
-        Ok(new_hash) => new_hash,
-        Err(err) => {
-            // The current password was right: nothing counts against the account.
-            attempt.succeeded().await?;
-            return Err(err);
-        }
-    };
-    Ok((PasswordChange { account, new_hash }, attempt))
+    Ok((account, attempt))
 }
 
 async fn hash_new_password(
@@ -335,17 +356,7 @@ pub async fn set_role(
     role: Role,
 ) -> AppResult<account::Model> {
     let (account, revoked) = db::write(db, async |txn| {
-        let backend = txn.get_database_backend();
-        if backend == DbBackend::Postgres {
-            // Statement snapshots would otherwise let two demotions both see two admins;
-            // SQLite runs one writer at a time.
-            txn.execute_raw(Statement::from_sql_and_values(
-                backend,
-                "SELECT pg_advisory_xact_lock($1)",
-                [ROLE_CHANGE_LOCK_KEY.into()],
-            ))
-            .await?;
-        }
+        lock_admins(txn).await?;
         let account = find_for_update(txn, id)
             .await?
             .ok_or(AppError::NotFound("account"))?;
@@ -353,10 +364,7 @@ pub async fn set_role(
             return Ok((account, None));
         }
         if !update_role_keeping_an_admin(txn, id, role).await? {
-            return Err(AppError::Conflict {
-                field: "role",
-                message: "cannot remove the last admin",
-            });
+            return Err(last_admin("role"));
         }
         let (account, revoked) = revoke_access_tokens(txn, id).await?;
         Ok((account, Some(revoked)))
@@ -368,11 +376,41 @@ pub async fn set_role(
     Ok(account)
 }
 
-/// An arbitrary constant naming the role-change lock in `pg_advisory_xact_lock`.
+/// An arbitrary constant naming the lock, in `pg_advisory_xact_lock`, that every change which
+/// can leave no active admin takes (role changes, deactivations, deletions).
 const ROLE_CHANGE_LOCK_KEY: i64 = 0x5354_4f52_524f_4c45; // "STORROLE"
 
-/// Sets the role in one statement that refuses to demote the last admin. Returns false when the
-/// change would leave no admin.
+/// Serializes, until the caller's transaction ends, the changes that could together leave no
+/// active admin: statement snapshots would otherwise let two of them both see two admins.
+/// SQLite runs one writer at a time already.
+async fn lock_admins(txn: &impl ConnectionTrait) -> AppResult<()> {
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_xact_lock($1)",
+            [ROLE_CHANGE_LOCK_KEY.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// The condition, in SQL, that an account is not the last active admin: it is no admin, it is
+/// deactivated, or another active admin exists.
+const NOT_THE_LAST_ADMIN: &str = "(role <> 'admin' OR deactivated_at IS NOT NULL
+      OR (SELECT COUNT(*) FROM accounts WHERE role = 'admin' AND deactivated_at IS NULL) > 1)";
+
+/// The error for a change that would leave no active admin.
+fn last_admin(field: &'static str) -> AppError {
+    AppError::Conflict {
+        field,
+        message: "cannot remove the last active admin",
+    }
+}
+
+/// Sets the role in one statement that refuses to demote the last active admin. Returns false
+/// when the change would leave no active admin.
 async fn update_role_keeping_an_admin(
     txn: &impl ConnectionTrait,
     id: Uuid,
@@ -381,17 +419,111 @@ async fn update_role_keeping_an_admin(
     let updated = txn
         .execute_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            "UPDATE accounts SET role = $1, updated_at = $2
-             WHERE id = $3
-               AND ($1 = 'admin' OR role <> 'admin'
-                    OR (SELECT COUNT(*) FROM accounts WHERE role = 'admin') > 1)",
+            format!(
+                "UPDATE accounts SET role = $1, updated_at = $2
+                 WHERE id = $3 AND ($1 = 'admin' OR {NOT_THE_LAST_ADMIN})"
+            ),
             [role.as_str().into(), Utc::now().into(), id.into()],
         ))
         .await?;
     Ok(updated.rows_affected() == 1)
 }
 
-/// Promotes the account with this username to admin, if there is one.
+/// Deactivates an account in the caller's transaction: it can no longer sign in or refresh,
+/// and every access token issued to it stops working once the transaction commits (the caller
+/// ends its sessions in the same transaction). Deactivating a deactivated account changes
+/// nothing. Returns the account as it now is, and the revocation to apply after the commit.
+///
+/// # Errors
+/// `NOT_FOUND` when there is no such account; `CONFLICT` on `userId` when it is the last
+/// active admin.
+pub async fn deactivate(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<(account::Model, Option<Revoked>)> {
+    lock_admins(txn).await?;
+    let account = find_for_update(txn, id)
+        .await?
+        .ok_or(AppError::NotFound("account"))?;
+    if account.deactivated_at.is_some() {
+        return Ok((account, None));
+    }
+    let now = Utc::now();
+    let updated = txn
+        .execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            format!(
+                "UPDATE accounts SET deactivated_at = $1, updated_at = $1
+                 WHERE id = $2 AND {NOT_THE_LAST_ADMIN}"
+            ),
+            [now.into(), id.into()],
+        ))
+        .await?;
+    if updated.rows_affected() != 1 {
+        return Err(last_admin("userId"));
+    }
+    let (account, revoked) = revoke_access_tokens(txn, id).await?;
+    Ok((account, Some(revoked)))
+}
+
+/// Lets a deactivated account sign in again. Its old tokens stay revoked; it signs in anew.
+///
+/// # Errors
+/// `NOT_FOUND` when there is no such account; `SERVICE_UNAVAILABLE` when it could not be
+/// stored.
+pub async fn reactivate(db: &DatabaseConnection, id: Uuid) -> AppResult<account::Model> {
+    db::write(db, async |txn| {
+        account::Entity::update_many()
+            .col_expr(
+                account::Column::DeactivatedAt,
+                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+            )
+            .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(account::Column::Id.eq(id))
+            .filter(account::Column::DeactivatedAt.is_not_null())
+            .exec(txn)
+            .await?;
+        find(txn, id).await?.ok_or(AppError::NotFound("account"))
+    })
+    .await
+}
+
+/// Deletes an account whose current password was checked (as `checked`), in the caller's
+/// transaction. Its sessions and refresh tokens go with it, the products it created keep no
+/// creator, and every access token issued to it stops working once the transaction commits.
+/// Returns the revocation to apply after the commit.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `currentPassword` when the password changed since it was checked;
+/// `UNAUTHENTICATED` when the account is gone; `CONFLICT` when it is the last active admin.
+pub async fn delete(txn: &impl ConnectionTrait, checked: &account::Model) -> AppResult<Revoked> {
+    lock_admins(txn).await?;
+    let current = find_for_update(txn, checked.id)
+        .await?
+        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+    if current.password_hash != checked.password_hash {
+        return Err(AppError::BadUserInput {
+            field: "currentPassword",
+            message: "the password was changed meanwhile; sign in again".to_owned(),
+        });
+    }
+    // Every version, past and future: nothing this account was issued works again.
+    let revoked = Revocations::revoke_account_tokens(txn, current.id, i32::MAX).await?;
+    let deleted = txn
+        .execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            format!("DELETE FROM accounts WHERE id = $1 AND {NOT_THE_LAST_ADMIN}"),
+            [current.id.into()],
+        ))
+        .await?;
+    if deleted.rows_affected() != 1 {
+        return Err(last_admin("account"));
+    }
+    Ok(revoked)
+}
+
+/// Promotes the account with this username to admin, if there is one, and reactivates it if
+/// it was deactivated.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` for a malformed username.
@@ -400,13 +532,16 @@ pub async fn promote_to_admin(
     username: &str,
 ) -> AppResult<Option<account::Model>> {
     let normalized = validation::username(username)?;
-    match find_by_username(db, &normalized).await? {
-        // The CLI has no replica to tell; the revocation row reaches the running servers.
-        Some(existing) => Ok(Some(
-            set_role(db, &Revocations::default(), existing.id, Role::Admin).await?,
-        )),
-        None => Ok(None),
+    let Some(existing) = find_by_username(db, &normalized).await? else {
+        return Ok(None);
+    };
+    // The CLI has no replica to tell; the revocation row reaches the running servers.
+    let promoted = set_role(db, &Revocations::default(), existing.id, Role::Admin).await?;
+    if promoted.deactivated_at.is_none() {
+        return Ok(Some(promoted));
     }
+    // The operator's way back in: an admin who cannot sign in would be no admin.
+    Ok(Some(reactivate(db, existing.id).await?))
 }
 
 /// Creates an admin account, or promotes the existing account with this username to admin

@@ -34,18 +34,22 @@ pub struct SignedIn {
 
 /// Starts a new session for an authenticated account, as it was when its password was checked.
 ///
-/// The session is stored only if the password checked is still the account's: a password change
-/// committed since the check refuses the sign-in instead of outliving it. The tokens carry the
-/// role and token version read in the same transaction.
+/// The session is stored only if the password checked is still the account's and the account
+/// is still active: a password change or deactivation committed since the check refuses the
+/// sign-in instead of outliving it. The tokens carry the role and token version read in the
+/// same transaction.
 ///
 /// # Errors
-/// `UNAUTHENTICATED` when the password changed (or the account went) since it was checked;
+/// `UNAUTHENTICATED` when the password changed (or the account went or was deactivated) since
+/// it was checked;
 /// `SERVICE_UNAVAILABLE` when the session could not be stored.
 pub async fn start(state: &AppState, account: account::Model) -> AppResult<SignedIn> {
     db::write(&state.db, async |txn| {
         let current = accounts::find_for_update(txn, account.id)
             .await?
-            .filter(|current| current.password_hash == account.password_hash)
+            .filter(|current| {
+                current.password_hash == account.password_hash && current.deactivated_at.is_none()
+            })
             .ok_or(AppError::Unauthenticated(accounts::INVALID_CREDENTIALS))?;
         start_in(txn, state, current).await
     })
@@ -123,7 +127,10 @@ pub async fn refresh(state: &AppState, presented: &str) -> AppResult<SignedIn> {
         if spent.rows_affected != 1 {
             return Ok(Err(Refused::Reused(session)));
         }
-        let Some(account) = accounts::find(txn, session.account_id).await? else {
+        let Some(account) = accounts::find(txn, session.account_id)
+            .await?
+            .filter(|account| account.deactivated_at.is_none())
+        else {
             return Ok(Err(Refused::Invalid));
         };
         Ok(Ok(issue(txn, state, account, session.id).await?))
@@ -217,6 +224,42 @@ pub async fn change_password(
     let (signed_in, revoked) = stored?;
     state.revocations.apply_committed(&[revoked]);
     Ok(signed_in)
+}
+
+/// Deactivates an account (see [`accounts::deactivate`]) and ends its sessions, in one
+/// transaction: once this returns, none of its tokens works on this replica, and on the others
+/// after their next revocation poll.
+///
+/// # Errors
+/// As [`accounts::deactivate`]; `SERVICE_UNAVAILABLE` when it could not be stored (nothing
+/// changes then).
+pub async fn deactivate(state: &AppState, account_id: Uuid) -> AppResult<account::Model> {
+    let (account, revoked) = db::write(&state.db, async |txn| {
+        let (account, revoked) = accounts::deactivate(txn, account_id).await?;
+        end_sessions_of(txn, account_id, "account deactivated").await?;
+        Ok((account, revoked))
+    })
+    .await?;
+    if let Some(revoked) = revoked {
+        state.revocations.apply_committed(&[revoked]);
+    }
+    Ok(account)
+}
+
+/// Deletes the signed-in account once its current password is checked: its sessions, refresh
+/// tokens and access tokens end with it, in one transaction.
+///
+/// # Errors
+/// As [`accounts::check_current_password`] and [`accounts::delete`]; `SERVICE_UNAVAILABLE`
+/// when it could not be stored (the account stays then).
+pub async fn delete_account(state: &AppState, account_id: Uuid, current: String) -> AppResult<()> {
+    let (checked, attempt) =
+        accounts::check_current_password(&state.db, &state.passwords, account_id, current).await?;
+    let deleted = db::write(&state.db, async |txn| accounts::delete(txn, &checked).await).await;
+    // Held until the deletion is stored (or refused): one such change of an account at a time.
+    attempt.succeeded().await?;
+    state.revocations.apply_committed(&[deleted?]);
+    Ok(())
 }
 
 /// Marks every open session of the account ended (their refresh tokens die with them), in the

@@ -126,7 +126,8 @@ pub fn address_key(username: &str, client: IpAddr) -> String {
     )
 }
 
-/// The throttle key of an account's password changes.
+/// The throttle key of an account's changes that need its current password (a new password,
+/// deleting the account): they share one lock and one change at a time.
 pub fn password_change_key(account_id: uuid::Uuid) -> String {
     super::sha256_hex(format!("pwch\0{account_id}").as_bytes())
 }

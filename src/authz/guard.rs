@@ -70,5 +70,8 @@ pub mod visible {
         product_read_creator => ProductReadCreator,
         user_list => UserList,
         user_set_role => UserSetRole,
+        user_deactivate => UserDeactivate,
+        user_reactivate => UserReactivate,
+        account_delete => AccountDelete,
     }
 }

@@ -21,11 +21,14 @@ pub enum Permission {
     ProductReadCreator,
     UserList,
     UserSetRole,
+    UserDeactivate,
+    UserReactivate,
+    AccountDelete,
 }
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 13] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::SessionManage,
@@ -36,6 +39,9 @@ impl Permission {
         Permission::ProductReadCreator,
         Permission::UserList,
         Permission::UserSetRole,
+        Permission::UserDeactivate,
+        Permission::UserReactivate,
+        Permission::AccountDelete,
     ];
 
     /// The policy's object and action for this permission.
@@ -51,6 +57,9 @@ impl Permission {
             Permission::ProductReadCreator => ("product", "read_creator"),
             Permission::UserList => ("user", "list"),
             Permission::UserSetRole => ("user", "set_role"),
+            Permission::UserDeactivate => ("user", "deactivate"),
+            Permission::UserReactivate => ("user", "reactivate"),
+            Permission::AccountDelete => ("account", "delete"),
         }
     }
 

@@ -14,6 +14,8 @@ pub struct Model {
     pub token_version: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Set while an admin has deactivated the account: it cannot sign in.
+    pub deactivated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

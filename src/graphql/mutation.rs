@@ -134,6 +134,25 @@ impl Mutation {
         Ok(signed_in.into())
     }
 
+    /// Deletes the signed-in account, after checking its current password: every session and
+    /// token of it ends at once, and the products it created keep no creator. The last active
+    /// admin cannot delete itself.
+    #[graphql(
+        guard = "Can(Permission::AccountDelete)",
+        visible = "visible::account_delete"
+    )]
+    async fn delete_account(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+    ) -> async_graphql::Result<bool> {
+        let account_id = ctx.account_id()?;
+        ctx.count_auth_attempt()?;
+        sessions::delete_account(ctx.state(), account_id, current_password).await?;
+        tracing::info!(audit = "delete_account", %account_id, "account deleted");
+        Ok(true)
+    }
+
     /// Adds a product to the catalog.
     #[graphql(
         guard = "Can(Permission::ProductCreate)",
@@ -213,6 +232,39 @@ impl Mutation {
         let state = ctx.state();
         let account = accounts::set_role(&state.db, &state.revocations, id, role).await?;
         tracing::info!(audit = "set_user_role", actor = ?ctx.account_id().ok(), account_id = %id, role = role.as_str(), "role changed");
+        Ok(account.into())
+    }
+
+    /// Stops an account from signing in: every session and access token of it ends at once
+    /// (on every replica within a second). The last active admin cannot be deactivated.
+    #[graphql(
+        guard = "Can(Permission::UserDeactivate)",
+        visible = "visible::user_deactivate"
+    )]
+    async fn deactivate_account(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> async_graphql::Result<Account> {
+        let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
+        let account = sessions::deactivate(ctx.state(), id).await?;
+        tracing::info!(audit = "deactivate_account", actor = ?ctx.account_id().ok(), account_id = %id, "account deactivated");
+        Ok(account.into())
+    }
+
+    /// Lets a deactivated account sign in again (its old tokens stay ended).
+    #[graphql(
+        guard = "Can(Permission::UserReactivate)",
+        visible = "visible::user_reactivate"
+    )]
+    async fn reactivate_account(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+    ) -> async_graphql::Result<Account> {
+        let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
+        let account = accounts::reactivate(&ctx.state().db, id).await?;
+        tracing::info!(audit = "reactivate_account", actor = ?ctx.account_id().ok(), account_id = %id, "account reactivated");
         Ok(account.into())
     }
 }

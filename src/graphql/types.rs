@@ -47,6 +47,9 @@ pub struct Account {
     pub email: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// When an admin deactivated the account (it cannot sign in until reactivated); null while
+    /// it is active.
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 impl From<account::Model> for Account {
@@ -58,6 +61,7 @@ impl From<account::Model> for Account {
             // A role name this build does not know is treated as the least privileged one.
             role: Role::from_name(&row.role).unwrap_or(Role::User),
             created_at: row.created_at,
+            deactivated_at: row.deactivated_at,
         }
     }
 }

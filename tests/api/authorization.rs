@@ -80,6 +80,16 @@ async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() 
             expected: [Unauthenticated, Forbidden, Ok],
         },
         Operation {
+            name: "deactivateAccount",
+            query: "mutation($uid:ID!){ deactivateAccount(userId:$uid){ deactivatedAt } }",
+            expected: [Unauthenticated, Forbidden, Ok],
+        },
+        Operation {
+            name: "reactivateAccount",
+            query: "mutation($uid:ID!){ reactivateAccount(userId:$uid){ deactivatedAt } }",
+            expected: [Unauthenticated, Forbidden, Ok],
+        },
+        Operation {
             name: "setUserRole",
             query: "mutation($uid:ID!){ setUserRole(userId:$uid, role: USER){ role } }",
             expected: [Unauthenticated, Forbidden, Ok],

@@ -465,3 +465,20 @@ impl ServerProcess {
         self.child.wait().unwrap();
     }
 }
+
+/// Waits until `check` holds, for at most `limit`; returns how long it took.
+pub async fn within(
+    limit: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod account_lifecycle;
 mod authorization;
 mod catalog;
 mod cli;

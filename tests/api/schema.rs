@@ -63,10 +63,13 @@ async fn introspection_shows_the_same_schema() {
             "logout",
             "logoutAll",
             "changePassword",
+            "deleteAccount",
             "createProduct",
             "updateProduct",
             "deleteProduct",
-            "setUserRole"
+            "setUserRole",
+            "deactivateAccount",
+            "reactivateAccount",
         ]
     );
 }

@@ -1,4 +1,4 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -293,20 +293,6 @@ async fn a_demoted_admin_cannot_use_an_old_token_and_a_refresh_brings_the_new_ro
         )
         .await;
     assert_eq!(codes(&r), ["FORBIDDEN"], "{r}");
-}
-
-/// Waits until `check` holds, for at most `limit`; returns how long it took.
-async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        if started.elapsed() > limit {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

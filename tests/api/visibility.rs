@@ -184,6 +184,7 @@ async fn a_denial_names_the_missing_permission_and_my_permissions_lists_the_gran
     assert_eq!(
         permissions(&r),
         [
+            "account:delete",
             "account:read",
             "account:update",
             "product:read",
