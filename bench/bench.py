@@ -752,6 +752,56 @@ def scenario_password_change_flood(server, label):
     return result
 
 
+def exponential_document(levels=25):
+    """About 1 KB whose fragments spread each other three times over: 3^25 fields expanded."""
+    lines = ["query Bomb { ...F0 }"]
+    lines += [f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} ...F{i + 1} }}"
+              for i in range(levels)]
+    lines.append(f"fragment F{levels} on Query {{ __typename }}")
+    return "\n".join(lines) + "\n"
+
+
+def healthz_ms(addr):
+    host, port = addr.split(":")
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/healthz")
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"/healthz answered {response.status}")
+    return (time.perf_counter() - started) * 1e3
+
+
+def scenario_expensive_documents(server, token):
+    """Two clients keep sending the exponential fragment document (refused by cost) while the
+    products query is probed at BENCH_PROBE_RATE and /healthz every 50 ms."""
+    bomb = {"query": exponential_document()}
+    log(f"expensive documents: 2 connections sending a {len(bomb['query'])}-byte exponential "
+        f"fragment document, products probe at {PROBE_RATE} req/s, /healthz every 50 ms")
+    flood = oha(server.addr, bomb, None, SECONDS, 2)
+    probe = oha(server.addr, {"query": PRODUCTS_QUERY}, token, SECONDS, 1, PROBE_RATE)
+    health = []
+    deadline = time.monotonic() + max(SECONDS - 1.0, 1.0)
+    while time.monotonic() < deadline:
+        health.append(healthz_ms(server.addr))
+        time.sleep(0.05)
+    flood_result, probe_result = oha_result(flood), oha_result(probe)
+    health.sort()
+    result = {
+        "bomb_bytes": len(bomb["query"]),
+        "bombs": flood_result,
+        "products_probe": probe_result,
+        "healthz_ms_median": statistics.median(health),
+        "healthz_ms_max": health[-1],
+    }
+    log(f"  {flood_result['rps']:.0f} documents/s refused; products p99 "
+        f"{probe_result['p99_ms']:.2f} ms; /healthz median {result['healthz_ms_median']:.2f} ms, "
+        f"max {result['healthz_ms_max']:.2f} ms")
+    return result
+
+
 def scenario_sqlite(workdir, results):
     state = prepare_sqlite_catalog(workdir)
     server, token = state["server"], state["token"]
@@ -766,6 +816,7 @@ def scenario_sqlite(workdir, results):
         results["login_flood"] = scenario_login_flood(server, token)
         results["argon2"] = results["login_flood"]["argon2"]
         results["password_flood_sqlite"] = scenario_password_change_flood(server, "SQLite")
+        results["expensive_documents"] = scenario_expensive_documents(server, token)
     finally:
         server.stop()
 
@@ -879,6 +930,11 @@ def verdicts(results):
             "hash_cpu_ms_per_login_in_flood"), "info", None, " ms"),
         ("products p99 loaded / unloaded", flood.get("products_p99_loaded_vs_unloaded"),
          "<=", 3.0, ""),
+        ("products p99 while exponential documents are sent",
+         results.get("expensive_documents", {}).get("products_probe", {}).get("p99_ms"), "<=",
+         100.0, " ms"),
+        ("slowest /healthz while exponential documents are sent",
+         results.get("expensive_documents", {}).get("healthz_ms_max"), "<=", 100.0, " ms"),
         ("slowest sign-in during a changePassword flood (SQLite)",
          results.get("password_flood_sqlite", {}).get("sign_in_during_ms_max"), "<=", 2000.0,
          " ms"),

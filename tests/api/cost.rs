@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// A generous bound for answers that take about a millisecond on an idle machine (the issue
-/// asks for 100 ms; the figure measured is printed by the test and kept in the report).
+/// A generous bound for answers that take about a millisecond on an idle machine: it tells a
+/// stalled server (seconds, before the cost check) from a working one. The issue's 100 ms is
+/// the benchmark's target (bench/bench.py, expensive documents), not a test's.
 const ANSWERS_WITHIN: Duration = Duration::from_secs(2);
 
 /// About 1 KB: 25 fragments, each spreading the next three times, so 3^25 (about 8.5 × 10^11)
