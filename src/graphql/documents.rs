@@ -130,84 +130,61 @@ impl Documents {
     /// `QUERY_TOO_COMPLEX`, saying what it cost and the limit.
     pub fn check(&self, cost: &Cost, what: &str) -> Result<(), ServerError> {
         let limits = &self.limits;
-        let over = |message: String, value: u64, limit: u64| {
-            let mut error = coded(message, TOO_COMPLEX);
-            if let Some(extensions) = error.extensions.as_mut() {
-                extensions.set("cost", value);
-                extensions.set("limit", limit);
-            }
-            error
-        };
-        if cost.cost > limits.max_cost {
-            return Err(over(
+        type Message = fn(&str, u64, u64) -> String;
+        // Each measure, its limit and what the refusal says, in the order they are checked.
+        let checks: [(u64, u64, Message); 7] = [
+            (cost.cost, limits.max_cost, |what, value, limit| {
                 format!(
-                    "{what} costs {}; the limit is {} (each field 1, list items multiplied by \
-                     `first`)",
-                    cost.cost, limits.max_cost
-                ),
-                cost.cost,
-                limits.max_cost,
-            ));
-        }
-        if cost.fields > limits.max_cost {
-            return Err(over(
+                    "{what} costs {value}; the limit is {limit} (each field 1, list items \
+                     multiplied by `first`)"
+                )
+            }),
+            (cost.fields, limits.max_cost, |what, value, limit| {
                 format!(
-                    "{what} has {} fields once its fragments are expanded; the limit is {}",
-                    cost.fields, limits.max_cost
-                ),
-                cost.fields,
-                limits.max_cost,
-            ));
-        }
-        if cost.depth > limits.max_depth {
-            return Err(over(
-                format!(
-                    "{what} nests fields {} deep; the limit is {}",
-                    cost.depth, limits.max_depth
-                ),
+                    "{what} has {value} fields once its fragments are expanded; the limit is {limit}"
+                )
+            }),
+            (
                 cost.depth.into(),
                 limits.max_depth.into(),
-            ));
-        }
-        if cost.aliases > limits.max_aliases {
-            return Err(over(
-                format!(
-                    "{what} uses {} aliases; at most {} are allowed",
-                    cost.aliases, limits.max_aliases
-                ),
-                cost.aliases,
-                limits.max_aliases,
-            ));
-        }
-        if cost.directives_per_field > limits.max_directives {
-            return Err(over(
-                format!(
-                    "{what} has {} directives on one field; at most {} are allowed",
-                    cost.directives_per_field, limits.max_directives
-                ),
+                |what, value, limit| {
+                    format!("{what} nests fields {value} deep; the limit is {limit}")
+                },
+            ),
+            (cost.aliases, limits.max_aliases, |what, value, limit| {
+                format!("{what} uses {value} aliases; at most {limit} are allowed")
+            }),
+            (
                 cost.directives_per_field.into(),
                 limits.max_directives.into(),
-            ));
-        }
-        if cost.schema_fields > 1 {
-            return Err(over(
-                format!(
-                    "{what} asks for `__schema` {} times; once per request is allowed",
-                    cost.schema_fields
-                ),
-                cost.schema_fields,
-                1,
-            ));
-        }
-        if cost.introspection_nesting > MAX_INTROSPECTION_NESTING {
-            return Err(over(
-                format!(
-                    "{what} nests introspection lists {} deep; at most {} are allowed",
-                    cost.introspection_nesting, MAX_INTROSPECTION_NESTING
-                ),
+                |what, value, limit| {
+                    format!(
+                        "{what} has {value} directives on one field; at most {limit} are allowed"
+                    )
+                },
+            ),
+            (cost.schema_fields, 1, |what, value, _| {
+                format!("{what} asks for `__schema` {value} times; once per request is allowed")
+            }),
+            (
                 cost.introspection_nesting.into(),
                 MAX_INTROSPECTION_NESTING.into(),
-            ));
+                |what, value, limit| {
+                    format!(
+                        "{what} nests introspection lists {value} deep; at most {limit} are allowed"
+                    )
+                },
+            ),
+        ];
+        for (value, limit, message) in checks {
+            if value > limit {
+                let mut error = coded(message(what, value, limit), TOO_COMPLEX);
+                if let Some(extensions) = error.extensions.as_mut() {
+                    extensions.set("cost", value);
+                    extensions.set("limit", limit);
+                }
+                return Err(error);
+            }
         }
         Ok(())
     }
