@@ -623,19 +623,22 @@ mod tests {
         assert_eq!(c.directives_per_field, 1);
     }
 
+    /// `{ ...F0 }` where each of `levels` fragments spreads the next `spreads` times, the last
+    /// one holding `__typename`: `spreads^levels` fields once expanded.
+    fn spreading_chain(levels: usize, spreads: usize) -> String {
+        let mut query = String::from("{ ...F0 }\n");
+        for i in 0..levels {
+            let spread = format!(" ...F{}", i + 1).repeat(spreads);
+            query.push_str(&format!("fragment F{i} on Query {{{spread} }}\n"));
+        }
+        query.push_str(&format!("fragment F{levels} on Query {{ __typename }}\n"));
+        query
+    }
+
     #[test]
     fn nested_double_spreading_fragments_are_measured_in_linear_time() {
         // F0 spreads F1 twice, F1 spreads F2 twice, …: 2^30 `__typename`s once expanded.
-        let mut query = String::from("{ ...F0 }\n");
-        for i in 0..30 {
-            query.push_str(&format!(
-                "fragment F{i} on Query {{ ...F{} ...F{} }}\n",
-                i + 1,
-                i + 1
-            ));
-        }
-        query.push_str("fragment F30 on Query { __typename }\n");
-        let document = parser::parse_query(&query).unwrap();
+        let document = parser::parse_query(spreading_chain(30, 2)).unwrap();
         let model = model();
         let started = std::time::Instant::now();
         let c = model
@@ -651,33 +654,15 @@ mod tests {
         assert_eq!(c.fields, (1 << 30) + ((1u64 << 31) - 1));
         assert_eq!(c.depth, 1);
         // Tripling 60 times saturates instead of overflowing.
-        let mut query = String::from("{ ...F0 }\n");
-        for i in 0..60 {
-            query.push_str(&format!(
-                "fragment F{i} on Query {{ ...F{} ...F{} ...F{} }}\n",
-                i + 1,
-                i + 1,
-                i + 1
-            ));
-        }
-        query.push_str("fragment F60 on Query { __typename }\n");
         assert_eq!(
-            measure(&query, serde_json::json!({})).unwrap().cost,
+            measure(&spreading_chain(60, 3), serde_json::json!({}))
+                .unwrap()
+                .cost,
             u64::MAX
         );
         // A chain of fragments deeper than 64 is refused.
-        let mut query = String::from("{ ...F0 }\n");
-        for i in 0..200 {
-            query.push_str(&format!(
-                "fragment F{i} on Query {{ ...F{} ...F{} ...F{} }}\n",
-                i + 1,
-                i + 1,
-                i + 1
-            ));
-        }
-        query.push_str("fragment F200 on Query { __typename }\n");
         assert_eq!(
-            measure(&query, serde_json::json!({})),
+            measure(&spreading_chain(200, 3), serde_json::json!({})),
             Err(CostError::FragmentsTooDeep)
         );
     }
