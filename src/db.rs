@@ -4,15 +4,16 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
     sqlx::{
         self,
         sqlite::{SqliteJournalMode, SqliteSynchronous},
     },
 };
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 mod health;
 pub use health::DbHealth;
@@ -234,7 +235,18 @@ pub async fn write<T>(
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     };
-    let txn = db.writer().begin_with_options(options).await?;
+    let txn = match db.writer().begin_with_options(options).await {
+        Ok(txn) => txn,
+        // SQLite's one writer was busy for the whole acquire timeout: the database answers,
+        // but writes are queued behind a lock (another process's, or a long write).
+        Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) if !db.is_shared() => {
+            return Err(AppError::ServiceUnavailable {
+                cause: Unavailable::Unwritable(WRITER_BUSY),
+                detail: None,
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
     let value = match work(&txn).await {
         Ok(value) => value,
         Err(err) => {
@@ -279,6 +291,9 @@ async fn abandon(txn: DatabaseTransaction) {
         tracing::warn!(error = %err, "rolling back a failed write failed");
     }
 }
+
+/// The cause of a timeout waiting for SQLite's writer connection.
+const WRITER_BUSY: &str = "the write connection stayed busy: writes are queued behind a lock";
 
 /// The cause of a pool timeout, which hides why connecting failed.
 const POOL_TIMED_OUT: &str = "no database connection became free within the pool's timeout";

@@ -378,3 +378,93 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
          were stored after the release"
     );
 }
+
+/// Another connection holds SQLite's write lock past every timeout while 6 creates arrive at
+/// once: each is refused with `SERVICE_UNAVAILABLE` (the first after the busy timeout, those
+/// queued behind it for the one writer after the pool's acquire timeout) and none is stored.
+/// Queries sent after the refusals, the lock still held, all answer: refused writes do not
+/// close the database to reads. Once the lock is released, a create goes through.
+#[tokio::test]
+async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_sqlite() {
+    use sea_orm::sqlx::{self, Connection};
+    let app = spawn_app().await;
+    if app.db.sqlite_path().is_none() {
+        return; // SQLite only.
+    }
+    let admin = app.admin_token().await;
+    let user = app.register("reader", "reader passphrase here").await;
+    app.create_product(&admin, "Known", "1.00").await;
+    let graphql = format!("{}/graphql", app.url);
+    let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO app_meta (key, value) VALUES ('held', 'x')")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let locked_at = Instant::now();
+    let writes: Vec<_> = (0..HELD_WRITES)
+        .map(|n| {
+            let (url, admin) = (graphql.clone(), admin.clone());
+            tokio::spawn(async move {
+                timed(
+                    &url,
+                    "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
+                    json!({ "n": format!("refused-{n}") }),
+                    Some(&admin),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut slowest_refusal = Duration::ZERO;
+    for write in writes {
+        let (r, at) = tokio::time::timeout(Duration::from_secs(30), write)
+            .await
+            .expect("a write waited past every timeout")
+            .unwrap();
+        assert_eq!(codes(&r), ["SERVICE_UNAVAILABLE"], "{r}");
+        assert!(
+            r["data"].is_null() || r["data"]["createProduct"].is_null(),
+            "{r}"
+        );
+        slowest_refusal = slowest_refusal.max(at.duration_since(locked_at));
+    }
+    // Still held: every query answers.
+    let reads: Vec<_> = (0..READS)
+        .map(|n| {
+            let (url, user) = (graphql.clone(), user.clone());
+            tokio::spawn(async move {
+                let query = if n % 2 == 0 {
+                    "{ products { totalCount } }"
+                } else {
+                    "{ account { username } }"
+                };
+                timed(&url, query, json!({}), Some(&user)).await
+            })
+        })
+        .collect();
+    for read in reads {
+        let (r, _) = read.await.unwrap();
+        assert_no_errors(&r);
+        assert!(
+            r["data"]["products"]["totalCount"] == json!(1)
+                || r["data"]["account"]["username"] == json!("reader"),
+            "{r}"
+        );
+    }
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder.close().await.unwrap();
+    eprintln!(
+        "{HELD_WRITES} creates behind a held lock: all refused, the last {slowest_refusal:?} \
+         after the lock was taken; {READS} queries then answered with the lock still held"
+    );
+    assert_eq!(
+        app.product_count(&admin).await,
+        1,
+        "no refused create was stored"
+    );
+    app.create_product(&admin, "After", "1.00").await;
+    assert_eq!(app.product_count(&admin).await, 2);
+}
