@@ -480,6 +480,8 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let db = super::connect_and_migrate(&url).await.unwrap();
         assert!(!db.is_shared());
+        // An in-memory database is private to its pool: one pool serves both.
+        assert!(super::connect("sqlite::memory:").await.unwrap().is_shared());
         let insert = |key: &str| {
             Statement::from_sql_and_values(
                 DbBackend::Sqlite,
