@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{PasswordHasher, Revocations, revocation::Revoked, throttle},
-    db,
+    db::{self, Db},
     entities::account,
     error::{AppError, AppResult},
     pagination::{Page, PageRequest, read_page},
@@ -41,7 +41,7 @@ pub struct NewAccount<'a> {
 /// `BAD_USER_INPUT` for a rule the input breaks, `CONFLICT` for a taken username or email,
 /// `SERVICE_UNAVAILABLE` when it could not be stored.
 pub async fn register(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasher,
     new: NewAccount<'_>,
 ) -> AppResult<account::Model> {
@@ -87,7 +87,7 @@ pub async fn register(
 /// address or for every address (known or not, so the lock reveals nothing), or when the
 /// hashing queue is full.
 pub async fn authenticate(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasher,
     username: &str,
     password: String,
@@ -145,7 +145,7 @@ pub struct PasswordChange {
 /// # Errors
 /// As [`check_current_password`]; `BAD_USER_INPUT` on `newPassword` when it breaks a rule.
 pub async fn change_password(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasher,
     id: Uuid,
     current: String,
@@ -178,7 +178,7 @@ pub async fn change_password(
 /// locked, while another change of this account is running, or when the hashing queue is full;
 /// `UNAUTHENTICATED` when the account is gone.
 pub async fn check_current_password(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasher,
     id: Uuid,
     current: String,
@@ -189,7 +189,7 @@ pub async fn check_current_password(
         vec![(throttle::password_change_key(id), throttle::PASSWORD_CHANGE)],
     )
     .await?;
-    let Some(account) = find(db, id).await? else {
+    let Some(account) = find(db.reader(), id).await? else {
         attempt.release().await?;
         return Err(AppError::Unauthenticated("this account no longer exists"));
     };
@@ -350,7 +350,7 @@ pub async fn page(
 /// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin;
 /// `SERVICE_UNAVAILABLE` when the change could not be stored.
 pub async fn set_role(
-    db: &DatabaseConnection,
+    db: &Db,
     revocations: &Revocations,
     id: Uuid,
     role: Role,
@@ -471,7 +471,7 @@ pub async fn deactivate(
 /// # Errors
 /// `NOT_FOUND` when there is no such account; `SERVICE_UNAVAILABLE` when it could not be
 /// stored.
-pub async fn reactivate(db: &DatabaseConnection, id: Uuid) -> AppResult<account::Model> {
+pub async fn reactivate(db: &Db, id: Uuid) -> AppResult<account::Model> {
     db::write(db, async |txn| {
         account::Entity::update_many()
             .col_expr(
@@ -527,10 +527,7 @@ pub async fn delete(txn: &impl ConnectionTrait, checked: &account::Model) -> App
 ///
 /// # Errors
 /// `BAD_USER_INPUT` for a malformed username.
-pub async fn promote_to_admin(
-    db: &DatabaseConnection,
-    username: &str,
-) -> AppResult<Option<account::Model>> {
+pub async fn promote_to_admin(db: &Db, username: &str) -> AppResult<Option<account::Model>> {
     let normalized = validation::username(username)?;
     let Some(existing) = find_by_username(db, &normalized).await? else {
         return Ok(None);
@@ -550,7 +547,7 @@ pub async fn promote_to_admin(
 /// # Errors
 /// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username.
 pub async fn create_or_promote_admin(
-    db: &DatabaseConnection,
+    db: &Db,
     hasher: &PasswordHasher,
     username: &str,
     password: String,

@@ -2,7 +2,6 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -20,7 +19,8 @@ use crate::{
 
 /// What every request shares.
 pub struct AppState {
-    pub db: DatabaseConnection,
+    /// Reads through the reader pool; writes only through [`db::write`].
+    pub db: db::Db,
     /// Whether the database can take a write now (readiness; fast failure while unreachable).
     pub health: Arc<db::DbHealth>,
     pub tokens: TokenService,
@@ -80,9 +80,9 @@ impl App {
             .await
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
-        revocations.spawn_poller(db.clone(), config.revocation_poll);
+        revocations.spawn_poller(db.reader().clone(), config.revocation_poll);
         let catalog = Catalog::load(&db, config.catalog_cache_bytes, config.catalog_poll).await?;
-        catalog.spawn_poller(db.clone(), config.catalog_poll);
+        catalog.spawn_poller(db.reader().clone(), config.catalog_poll);
         crate::maintenance::spawn_pruner(db.clone());
         crate::maintenance::spawn_wal_checkpointer(db.clone());
         let state = Arc::new(AppState {

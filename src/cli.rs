@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::{Parser, Subcommand};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 
 use crate::{
     accounts::{self, NewAccount},
@@ -134,13 +134,16 @@ async fn backup(file: &std::path::Path) -> Result<(), String> {
     let db = db::connect(&url)
         .await
         .map_err(|e| format!("database {}: {e}", config::redact_url(&url)))?;
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Sqlite,
-        "VACUUM INTO ?",
-        [target.into()],
-    ))
-    .await
-    .map_err(|e| format!("backup to {} failed: {e}", file.display()))?;
+    // On the writer: the readers' `query_only` refuses `VACUUM INTO`, although it takes no
+    // write lock on the database it copies.
+    db.writer()
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "VACUUM INTO ?",
+            [target.into()],
+        ))
+        .await
+        .map_err(|e| format!("backup to {} failed: {e}", file.display()))?;
     db.close().await.ok();
     eprintln!("backed up {} to {}", source.display(), file.display());
     Ok(())
@@ -202,7 +205,7 @@ async fn serve() -> Result<(), String> {
     app.run().await.map_err(|e| format!("server failed: {e}"))
 }
 
-async fn connect() -> Result<DatabaseConnection, String> {
+async fn connect() -> Result<db::Db, String> {
     let (url, _) =
         config::database_url_from(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
     db::connect_and_migrate(&url)

@@ -4,73 +4,190 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ConnAcquireErr, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
     sqlx::{
         self,
         sqlite::{SqliteJournalMode, SqliteSynchronous},
     },
 };
 
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 mod health;
 pub use health::DbHealth;
 
-/// How long a SQLite writer waits for the lock before failing.
+/// How long a SQLite connection waits for a lock (the writer: another process's write) before
+/// failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size a SQLite WAL is cut back to whenever it is reset (`journal_size_limit`); see
 /// [`crate::maintenance::spawn_wal_checkpointer`] for when that happens.
 pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
-/// Connections in a SQLite pool: WAL lets readers run beside the one writer.
-const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Connections in a SQLite reader pool; the writer pool always has exactly one.
+const SQLITE_READERS: u32 = 4;
 /// Connections in a PostgreSQL pool, per replica.
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 /// An arbitrary constant that names Storefront's migration lock in `pg_advisory_xact_lock`.
 const MIGRATION_LOCK_KEY: i64 = 0x5354_4f52_4546_524e; // "STOREFRN"
 
-/// Opens a pool tuned for the database the URL names.
+/// The database: a pool that reads and a pool that writes.
 ///
-/// SQLite: WAL journal, `synchronous = NORMAL`, a busy timeout and foreign keys on, with a few
-/// connections so reads do not queue behind each other. PostgreSQL: a bounded pool with
-/// connect and acquire timeouts, so an unreachable database fails fast instead of hanging.
+/// On SQLite the writer is one connection, on which [`write`] runs every transaction, and the
+/// readers are several connections opened with `query_only`, so a statement that would write
+/// through them fails instead of taking the write lock. In WAL mode readers read the last
+/// commit while the writer writes: a long write, or another process holding the write lock,
+/// delays writes only. On PostgreSQL (and an in-memory SQLite database, which a second pool
+/// could not share) both are the same pool.
+///
+/// `Db` dereferences to the reader pool, so every read is written as before (`&state.db`)
+/// and a write has to go through [`write`].
+#[derive(Clone, Debug)]
+pub struct Db {
+    reader: DatabaseConnection,
+    writer: DatabaseConnection,
+    /// Whether `reader` and `writer` are the same pool.
+    shared: bool,
+}
+
+impl Db {
+    /// One pool serving reads and writes alike.
+    pub fn shared(pool: DatabaseConnection) -> Self {
+        Self {
+            reader: pool.clone(),
+            writer: pool,
+            shared: true,
+        }
+    }
+
+    /// The pool every read uses.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    /// The pool [`write`] uses, for what must run on the writer outside a transaction:
+    /// migrations and SQLite's WAL checkpoints. A change made here directly is not checked for
+    /// its commit; changes go through [`write`].
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    /// The pools, each once: the reader and, when it is a pool of its own, the writer.
+    pub fn pools(&self) -> impl Iterator<Item = &DatabaseConnection> {
+        let separate = !self.is_shared();
+        std::iter::once(&self.reader).chain(separate.then_some(&self.writer))
+    }
+
+    /// Whether reads and writes share one pool.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Closes every pool.
+    ///
+    /// # Errors
+    /// When a pool fails to close.
+    pub async fn close(self) -> Result<(), DbErr> {
+        if !self.is_shared() {
+            self.writer.close().await?;
+        }
+        self.reader.close().await
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = DatabaseConnection;
+
+    fn deref(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+}
+
+/// Opens the pools, tuned for the database the URL names.
+///
+/// SQLite: WAL journal, `synchronous = NORMAL`, a busy timeout and foreign keys on; one writer
+/// and [`SQLITE_READERS`] readers (see [`Db`]). PostgreSQL: one bounded pool with connect and
+/// acquire timeouts, so an unreachable database fails fast instead of hanging.
 ///
 /// # Errors
 /// When the URL is malformed or the database cannot be reached.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(url: &str) -> Result<Db, DbErr> {
+    if !url.starts_with("sqlite:") {
+        let mut options = pool_options(url);
+        options
+            .max_connections(POSTGRES_MAX_CONNECTIONS)
+            .min_connections(1);
+        return Ok(Db::shared(Database::connect(options).await?));
+    }
+    if is_sqlite_memory(url) {
+        return Ok(Db::shared(
+            connect_sqlite(url, SQLITE_READERS, false).await?,
+        ));
+    }
+    // The writer first: it makes a new database file and puts it in WAL mode.
+    let writer = connect_sqlite(url, 1, false).await?;
+    let reader = connect_sqlite(url, SQLITE_READERS, true).await?;
+    Ok(Db {
+        reader,
+        writer,
+        shared: false,
+    })
+}
+
+fn pool_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false);
-    if url.starts_with("sqlite:") {
-        options
-            .max_connections(SQLITE_MAX_CONNECTIONS)
-            .min_connections(1)
-            .map_sqlx_sqlite_opts(|opts| {
-                opts.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                    .foreign_keys(true)
-                    .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string())
-            });
-    } else {
-        options
-            .max_connections(POSTGRES_MAX_CONNECTIONS)
-            .min_connections(1);
-    }
+    options
+}
+
+async fn connect_sqlite(
+    url: &str,
+    connections: u32,
+    query_only: bool,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = pool_options(url);
+    options
+        .max_connections(connections)
+        .min_connections(1)
+        .map_sqlx_sqlite_opts(move |opts| {
+            let opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+                .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT.to_string());
+            if query_only {
+                opts.pragma("query_only", "ON")
+            } else {
+                opts
+            }
+        });
     Database::connect(options).await
 }
 
-/// Applies every pending migration.
+/// Whether a `sqlite:` URL names an in-memory database, which only one pool can see.
+fn is_sqlite_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    rest.is_empty()
+        || rest.starts_with(":memory:")
+        || rest
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "mode=memory"))
+}
+
+/// Applies every pending migration, on the writer.
 ///
 /// On PostgreSQL the migrations run inside a transaction holding an advisory lock, so replicas
 /// that start together do not race to create the same tables.
 ///
 /// # Errors
 /// When a migration fails; the database is left as the failed migration's transaction found it.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+pub async fn migrate(db: &Db) -> Result<(), DbErr> {
+    let db = db.writer();
     if db.get_database_backend() == DbBackend::Postgres {
         let txn = db.begin().await?;
         txn.execute_raw(Statement::from_sql_and_values(
@@ -90,7 +207,7 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 ///
 /// # Errors
 /// As [`connect`] and [`migrate`].
-pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect_and_migrate(url: &str) -> Result<Db, DbErr> {
     let db = connect(url).await?;
     migrate(&db).await?;
     Ok(db)
@@ -111,14 +228,25 @@ pub async fn connect_and_migrate(url: &str) -> Result<DatabaseConnection, DbErr>
 /// # Errors
 /// Whatever `work` returns (after a rollback), or the database's failure to begin or commit.
 pub async fn write<T>(
-    db: &DatabaseConnection,
+    db: &Db,
     work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>,
 ) -> AppResult<T> {
     let options = TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     };
-    let txn = db.begin_with_options(options).await?;
+    let txn = match db.writer().begin_with_options(options).await {
+        Ok(txn) => txn,
+        // SQLite's one writer was busy for the whole acquire timeout: the database answers,
+        // but writes are queued behind a lock (another process's, or a long write).
+        Err(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)) if !db.is_shared() => {
+            return Err(AppError::ServiceUnavailable {
+                cause: Unavailable::Unwritable(WRITER_BUSY),
+                detail: None,
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
     let value = match work(&txn).await {
         Ok(value) => value,
         Err(err) => {
@@ -163,6 +291,9 @@ async fn abandon(txn: DatabaseTransaction) {
         tracing::warn!(error = %err, "rolling back a failed write failed");
     }
 }
+
+/// The cause of a timeout waiting for SQLite's writer connection.
+const WRITER_BUSY: &str = "the write connection stayed busy: writes are queued behind a lock";
 
 /// The cause of a pool timeout, which hides why connecting failed.
 const POOL_TIMED_OUT: &str = "no database connection became free within the pool's timeout";
@@ -294,7 +425,9 @@ where
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, sqlx};
+    use sea_orm::{
+        ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, TransactionTrait, sqlx,
+    };
 
     use super::{Unavailable, unavailable_cause};
 
@@ -337,6 +470,84 @@ mod tests {
         ));
         assert_eq!(super::postgres_cause("23505"), None);
         assert_eq!(unavailable_cause(&DbErr::RecordNotFound("x".into())), None);
+    }
+
+    /// A statement that writes on the reader pool is refused (`query_only`), so a write that
+    /// bypasses `db::write` fails instead of taking the write lock; `db::write` stores it.
+    #[tokio::test]
+    async fn sqlite_readers_refuse_writes_and_the_writer_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = super::connect_and_migrate(&url).await.unwrap();
+        assert!(!db.is_shared());
+        // An in-memory database is private to its pool: one pool serves both.
+        assert!(super::connect("sqlite::memory:").await.unwrap().is_shared());
+        let insert = |key: &str| {
+            Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO app_meta (key, value) VALUES ($1, 'v')",
+                [key.into()],
+            )
+        };
+        let count = async || {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT count(*) AS n FROM app_meta WHERE key LIKE 'unit-%'",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get::<i64>("", "n").unwrap()
+        };
+        // Through deref, as `&state.db` reads do, and through the pool by name; in a
+        // transaction too.
+        for refused in [
+            db.execute_raw(insert("unit-deref")).await,
+            db.reader().execute_raw(insert("unit-reader")).await,
+            db.reader().execute_unprepared("DELETE FROM app_meta").await,
+        ] {
+            let err = refused.expect_err("a reader must refuse a write");
+            assert!(err.to_string().contains("readonly"), "{err}");
+        }
+        let txn = db.reader().begin().await.unwrap();
+        assert!(txn.execute_raw(insert("unit-txn")).await.is_err());
+        txn.rollback().await.unwrap();
+        // Every reader connection refuses, not only the first one opened.
+        assert_eq!(
+            readers_refusing_a_write(&db).await,
+            super::SQLITE_READERS as usize
+        );
+        assert_eq!(count().await, 0);
+
+        super::write(&db, async |txn| {
+            txn.execute_raw(insert("unit-written")).await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            count().await,
+            1,
+            "a commit on the writer is seen by the readers"
+        );
+    }
+
+    /// Takes every reader connection at once, tries a write on each and counts the refusals.
+    async fn readers_refusing_a_write(db: &super::Db) -> usize {
+        let pool = db.reader().get_sqlite_connection_pool();
+        let mut connections = Vec::new();
+        for _ in 0..super::SQLITE_READERS {
+            connections.push(pool.acquire().await.unwrap());
+        }
+        let mut refused = 0;
+        for connection in &mut connections {
+            let result = sqlx::query("INSERT INTO app_meta (key, value) VALUES ('unit-raw', 'v')")
+                .execute(&mut **connection)
+                .await;
+            refused += usize::from(result.is_err());
+        }
+        refused
     }
 
     /// `.cargo/config.toml` builds the bundled SQLite with `SQLITE_ENABLE_QPSG`; without it,

@@ -37,7 +37,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
 /// The schema with its shared state and the configured limits, ready to execute requests.
 pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
     let accounts = DataLoader::with_cache(
-        loaders::AccountLoader::new(state.db.clone()),
+        loaders::AccountLoader::new(state.db.reader().clone()),
         tokio::spawn,
         async_graphql::dataloader::NoCache,
     );

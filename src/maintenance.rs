@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::{
     auth::{revocation::RETENTION_MS, throttle::FAILURE_MEMORY_MS},
-    db,
+    db::{self, Db},
     entities::{login_throttle, refresh_token, revocation, session},
     error::AppResult,
 };
@@ -36,7 +36,7 @@ pub struct Pruned {
 ///
 /// # Errors
 /// On a database failure (nothing is deleted then).
-pub async fn prune(db: &DatabaseConnection) -> AppResult<Pruned> {
+pub async fn prune(db: &Db) -> AppResult<Pruned> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
     db::write(db, async |db| {
@@ -72,7 +72,7 @@ pub async fn prune(db: &DatabaseConnection) -> AppResult<Pruned> {
 }
 
 /// Prunes every [`PRUNE_EVERY`] for as long as the process runs.
-pub fn spawn_pruner(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
+pub fn spawn_pruner(db: Db) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PRUNE_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,15 +89,15 @@ pub fn spawn_pruner(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
 /// How often a SQLite server looks for an idle moment to truncate its WAL.
 pub const WAL_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// On SQLite, truncates the write-ahead log whenever the pool is idle (no connection in use),
-/// checking every [`WAL_CHECKPOINT_EVERY`].
+/// On SQLite, truncates the write-ahead log, on the writer, whenever both pools are idle (no
+/// connection in use), checking every [`WAL_CHECKPOINT_EVERY`].
 ///
 /// SQLite's automatic checkpoints copy the WAL back into the database but never shrink the
 /// file, and under a steady stream of writers they cannot reset it at all, so a burst of
 /// writes can leave a WAL many times the database's size. A `TRUNCATE` checkpoint waits for
 /// readers, copies every frame and empties the file; `journal_size_limit` bounds what a reset
 /// leaves in between. Does nothing on PostgreSQL.
-pub fn spawn_wal_checkpointer(db: DatabaseConnection) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn_wal_checkpointer(db: Db) -> Option<tokio::task::JoinHandle<()>> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return None;
     }
@@ -106,15 +106,18 @@ pub fn spawn_wal_checkpointer(db: DatabaseConnection) -> Option<tokio::task::Joi
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let pool = db.get_sqlite_connection_pool();
-            if pool.is_closed() {
+            let pools: Vec<_> = db.pools().map(|p| p.get_sqlite_connection_pool()).collect();
+            if pools.iter().any(|pool| pool.is_closed()) {
                 return;
             }
             // Busy: a checkpoint now would wait for the requests' readers and delay writers.
-            if (pool.num_idle() as u32) < pool.size() {
+            if pools
+                .iter()
+                .any(|pool| (pool.num_idle() as u32) < pool.size())
+            {
                 continue;
             }
-            match checkpoint_truncate(&db).await {
+            match checkpoint_truncate(db.writer()).await {
                 Ok(true) => {}
                 Ok(false) => tracing::debug!("WAL checkpoint could not finish; will retry"),
                 Err(err) => tracing::warn!(error = %err, "WAL checkpoint failed; will retry"),
@@ -123,7 +126,7 @@ pub fn spawn_wal_checkpointer(db: DatabaseConnection) -> Option<tokio::task::Joi
     }))
 }
 
-/// `PRAGMA wal_checkpoint(TRUNCATE)`; true when it finished (no reader or writer was in
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, to be run on the writer; true when it finished (no reader or writer was in
 /// the way) and the WAL is now empty.
 ///
 /// # Errors

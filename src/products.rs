@@ -11,7 +11,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db,
+    db::{self, Db},
     entities::product,
     error::{AppError, AppResult},
     pagination::{Page, PageRequest, read_page},
@@ -41,7 +41,7 @@ pub struct ProductChanges<'a> {
 /// `BAD_USER_INPUT` on the first field that breaks a rule; `SERVICE_UNAVAILABLE` when it could
 /// not be stored.
 pub async fn create(
-    db: &DatabaseConnection,
+    db: &Db,
     new: NewProduct<'_>,
     created_by: Option<Uuid>,
 ) -> AppResult<product::Model> {
@@ -78,11 +78,7 @@ pub async fn create(
 /// # Errors
 /// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
 /// is no such product; `SERVICE_UNAVAILABLE` when it could not be stored.
-pub async fn update(
-    db: &DatabaseConnection,
-    id: Uuid,
-    changes: ProductChanges<'_>,
-) -> AppResult<product::Model> {
+pub async fn update(db: &Db, id: Uuid, changes: ProductChanges<'_>) -> AppResult<product::Model> {
     let name = changes.name.map(validation::product_name).transpose()?;
     if let Some(description) = changes.description {
         validation::description(description)?;
@@ -128,7 +124,7 @@ pub async fn update(
 /// # Errors
 /// `NOT_FOUND` when there is no such product; `SERVICE_UNAVAILABLE` when the deletion could not
 /// be stored.
-pub async fn delete(db: &DatabaseConnection, id: Uuid) -> AppResult<()> {
+pub async fn delete(db: &Db, id: Uuid) -> AppResult<()> {
     db::write(db, async |txn| {
         let result = product::Entity::delete_by_id(id).exec(txn).await?;
         if result.rows_affected == 0 {
@@ -216,7 +212,7 @@ const DEMO_PRODUCTS: [(u128, &str, &str, i64, i32); 3] = [
 ///
 /// # Errors
 /// Internal, on a database failure.
-pub async fn seed_demo_once(db: &DatabaseConnection) -> AppResult<u64> {
+pub async fn seed_demo_once(db: &Db) -> AppResult<u64> {
     db::write(db, async |txn| {
         let marker = Statement::from_sql_and_values(
             txn.get_database_backend(),
@@ -238,7 +234,7 @@ const DEMO_SEEDED_KEY: &str = "demo_products_seeded_at";
 ///
 /// # Errors
 /// Internal, on a database failure.
-pub async fn seed_demo(db: &DatabaseConnection) -> AppResult<u64> {
+pub async fn seed_demo(db: &Db) -> AppResult<u64> {
     db::write(db, async |txn| insert_demo(txn).await).await
 }
 

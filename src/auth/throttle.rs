@@ -11,12 +11,10 @@ use std::{
 };
 
 use chrono::Utc;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, Statement,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement};
 
 use crate::{
-    db,
+    db::{self, Db},
     entities::login_throttle,
     error::{AppError, AppResult},
 };
@@ -141,7 +139,7 @@ fn normalize(username: &str) -> String {
 /// a cancelled request) it is released without counting, and if even that never runs, the
 /// reservation lapses after [`RESERVATION_TTL_MS`].
 pub struct Attempt {
-    db: DatabaseConnection,
+    db: Db,
     keys: Vec<(String, Policy)>,
     settled: bool,
     _claims: LocalClaims,
@@ -167,7 +165,7 @@ enum Outcome {
 /// # Errors
 /// `TOO_MANY_REQUESTS` with the seconds left on the longest lock (1 when attempts in flight
 /// fill the allowance); internal on a database failure.
-pub async fn reserve(db: &DatabaseConnection, keys: Vec<(String, Policy)>) -> AppResult<Attempt> {
+pub async fn reserve(db: &Db, keys: Vec<(String, Policy)>) -> AppResult<Attempt> {
     // Keys that allow one attempt at a time are first claimed in this process, so a flood
     // from one client is refused without a database round trip each.
     let claims = LocalClaims::take(&keys)?;
@@ -368,11 +366,7 @@ impl Drop for Attempt {
 }
 
 /// Settles every key in one transaction.
-async fn settle(
-    db: &DatabaseConnection,
-    keys: &[(String, Policy)],
-    outcome: Outcome,
-) -> AppResult<()> {
+async fn settle(db: &Db, keys: &[(String, Policy)], outcome: Outcome) -> AppResult<()> {
     let now = Utc::now().timestamp_millis();
     db::write(db, async |txn| {
         relax_durability(txn).await?;

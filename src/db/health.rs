@@ -1,7 +1,7 @@
 //! What the server knows about its database: whether a write can be committed now.
 //!
-//! The probe really writes (a one-row upsert in `app_meta`, committed), because only a commit
-//! finds a full disk or a read-only database. Its result is kept for [`PROBE_CACHE`], so
+//! The probe really writes (a one-row upsert in `app_meta`, committed, on the writer), because
+//! only a commit finds a full disk or a read-only database, and then reads on the reader pool. Its result is kept for [`PROBE_CACHE`], so
 //! readiness probes stay cheap. While the database cannot be reached at all, every request is
 //! refused at once (see [`DbHealth::gate`]) instead of each waiting out the pool's timeout, and
 //! a background task probes every [`RECOVERY_PROBE_EVERY`] until it answers again.
@@ -15,9 +15,9 @@ use std::{
 };
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use super::{Unavailable, write};
+use super::{Db, Unavailable, write};
 use crate::error::{AppError, AppResult};
 
 /// How long a probe's answer is reused.
@@ -36,7 +36,7 @@ struct Status {
 
 /// The health of one replica's database.
 pub struct DbHealth {
-    db: DatabaseConnection,
+    db: Db,
     url: String,
     status: Mutex<Status>,
     /// Set while the last probe could not reach the database: requests fail fast.
@@ -48,9 +48,9 @@ pub struct DbHealth {
 }
 
 impl DbHealth {
-    /// Health for the pool `db`, opened from `url` (used to name the cause when the pool
+    /// Health for the pools of `db`, opened from `url` (used to name the cause when a pool
     /// cannot connect).
-    pub fn new(db: DatabaseConnection, url: &str) -> Arc<Self> {
+    pub fn new(db: Db, url: &str) -> Arc<Self> {
         Arc::new(Self {
             db,
             url: url.to_owned(),
@@ -156,9 +156,14 @@ impl DbHealth {
         });
     }
 
-    /// Commits a one-row write; on failure, says why as precisely as it can.
+    /// Commits a one-row write on the writer, then reads on the reader pool; on failure, says
+    /// why as precisely as it can.
     async fn probe(&self) -> Result<(), Unavailable> {
-        let written = tokio::time::timeout(PROBE_TIMEOUT, write_probe(&self.db)).await;
+        let written = tokio::time::timeout(PROBE_TIMEOUT, async {
+            write_probe(&self.db).await?;
+            read_probe(&self.db).await
+        })
+        .await;
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(AppError::ServiceUnavailable { cause, .. })) => {
@@ -169,11 +174,11 @@ impl DbHealth {
                 }
             }
             Ok(Err(other)) => {
-                tracing::error!(error = ?other, "the readiness write failed");
-                Err(Unavailable::Unwritable("the readiness write failed"))
+                tracing::error!(error = ?other, "the readiness probe failed");
+                Err(Unavailable::Unwritable("the readiness probe failed"))
             }
             Err(_) => Err(self.diagnose().await.unwrap_or(Unavailable::Unwritable(
-                "the database did not commit a write within 2 s",
+                "the database did not commit a write and answer a read within 2 s",
             ))),
         }
     }
@@ -206,7 +211,7 @@ impl DbHealth {
     }
 }
 
-async fn write_probe(db: &DatabaseConnection) -> AppResult<()> {
+async fn write_probe(db: &Db) -> AppResult<()> {
     write(db, async |txn| {
         txn.execute_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
@@ -219,4 +224,15 @@ async fn write_probe(db: &DatabaseConnection) -> AppResult<()> {
         Ok(())
     })
     .await
+}
+
+async fn read_probe(db: &Db) -> AppResult<()> {
+    db.reader()
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT value FROM app_meta WHERE key = $1",
+            [PROBE_KEY.into()],
+        ))
+        .await?;
+    Ok(())
 }

@@ -47,7 +47,7 @@ impl Query {
     )]
     async fn account(&self, ctx: &Context<'_>) -> async_graphql::Result<Account> {
         let id = ctx.account_id()?;
-        let account = accounts::find(&ctx.state().db, id)
+        let account = accounts::find(ctx.state().db.reader(), id)
             .await?
             .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
         Ok(account.into())
@@ -90,7 +90,7 @@ impl Query {
         let Some(id) = parse_id(&id) else {
             return Ok(None);
         };
-        Ok(products::find(&ctx.state().db, id)
+        Ok(products::find(ctx.state().db.reader(), id)
             .await?
             .map(Product::from))
     }

@@ -16,6 +16,7 @@ use super::HttpState;
 use crate::{
     app::AppState,
     config::{CorsOrigins, MetricsToken},
+    db::Db,
     metrics::Gauges,
 };
 
@@ -26,8 +27,8 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database takes a write (a committed one, probed at most once a second)
-/// and every migration is applied; 503 otherwise, naming why.
+/// `GET /readyz`: the database takes a write (a committed one on the writer, probed at most
+/// once a second), answers a read on the readers, and every migration is applied; 503 otherwise, naming why.
 pub async fn readyz(State(state): State<HttpState>) -> Response {
     match readiness(&state.app).await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
@@ -47,8 +48,7 @@ async fn readiness(app: &AppState) -> Result<(), &'static str> {
         .readiness()
         .await
         .map_err(crate::db::Unavailable::cause)?;
-    let db = &app.db;
-    let pending = Migrator::get_pending_migrations(db)
+    let pending = Migrator::get_pending_migrations(app.db.reader())
         .await
         .map_err(|_| "cannot read migrations")?;
     if pending.is_empty() {
@@ -158,7 +158,14 @@ fn render_metrics(app: &AppState) -> Response {
         .into_response()
 }
 
-fn pool_use(db: &DatabaseConnection) -> (u32, u32) {
+/// Connections in every pool (reader and writer) and how many of them are idle.
+fn pool_use(db: &Db) -> (u32, u32) {
+    db.pools()
+        .map(one_pool_use)
+        .fold((0, 0), |(size, idle), (s, i)| (size + s, idle + i))
+}
+
+fn one_pool_use(db: &DatabaseConnection) -> (u32, u32) {
     match db.get_database_backend() {
         DbBackend::Postgres => {
             let pool = db.get_postgres_connection_pool();

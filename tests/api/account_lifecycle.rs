@@ -91,7 +91,7 @@ async fn refresh(app: &TestApp, token: &str) -> Value {
 
 /// The number of admins who may still sign in.
 async fn active_admins(app: &TestApp) -> i64 {
-    let db = &app.state.db;
+    let db = app.state.db.reader();
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -319,7 +319,7 @@ async fn admins_removing_each_other_at_once_always_leave_one() {
         // Put things back: "admin" the only active admin again, the rival a plain user.
         let is_active_admin = async |id: &str| {
             account::Entity::find_by_id(uuid::Uuid::parse_str(id).unwrap())
-                .one(&app.state.db)
+                .one(app.state.db.reader())
                 .await
                 .unwrap()
                 .map(|a| a.role == "admin" && a.deactivated_at.is_none())
@@ -391,7 +391,7 @@ async fn deleting_ones_account_needs_the_password_and_ends_everything_everywhere
     assert_eq!(r["errors"][0]["message"], INVALID_CREDENTIALS, "{r}");
     assert!(
         account::Entity::find_by_id(uuid::Uuid::parse_str(&leaving.id).unwrap())
-            .one(&app.state.db)
+            .one(app.state.db.reader())
             .await
             .unwrap()
             .is_none()

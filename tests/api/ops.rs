@@ -29,6 +29,7 @@ async fn health_and_readiness_probes() {
     use sea_orm::ConnectionTrait;
     app.state
         .db
+        .writer()
         .execute_unprepared("DELETE FROM seaql_migrations WHERE version LIKE '%create_sessions'")
         .await
         .unwrap();

@@ -128,8 +128,10 @@ async fn an_expired_refresh_token_is_refused() {
     app.register("expiring", "expiring passphrase").await;
     let pair = login_pair(&app, "expiring", "expiring passphrase").await;
     let backend = app.state.db.get_database_backend();
+    // Test fixtures write on the writer: the readers refuse writes.
     app.state
         .db
+        .writer()
         .execute_raw(Statement::from_sql_and_values(
             backend,
             "UPDATE refresh_tokens SET expires_at = $1",
@@ -396,7 +398,8 @@ async fn rows_that_can_no_longer_matter_are_pruned() {
             sea_orm::Value::from(long_ago.timestamp_millis()),
         ),
     ] {
-        db.execute_raw(Statement::from_sql_and_values(backend, sql, [value]))
+        db.writer()
+            .execute_raw(Statement::from_sql_and_values(backend, sql, [value]))
             .await
             .unwrap();
     }
@@ -409,12 +412,13 @@ async fn rows_that_can_no_longer_matter_are_pruned() {
     assert!(works(&app, &keep.access).await);
     assert!(codes(&refresh(&app, &keep.refresh).await).is_empty());
 
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "UPDATE refresh_tokens SET expires_at = $1",
-        [long_ago.into()],
-    ))
-    .await
-    .unwrap();
+    db.writer()
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE refresh_tokens SET expires_at = $1",
+            [long_ago.into()],
+        ))
+        .await
+        .unwrap();
     assert!(prune(db).await.unwrap().refresh_tokens >= 1);
 }

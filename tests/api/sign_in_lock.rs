@@ -246,12 +246,15 @@ async fn a_reservation_whose_request_died_lapses() {
         )
     };
     let now = chrono::Utc::now().timestamp_millis();
-    db.execute_raw(set_in_flight(now)).await.unwrap();
+    db.writer().execute_raw(set_in_flight(now)).await.unwrap();
     let r = app.login("lapsed", "lapsed passphrase here").await;
     assert_eq!(codes(&r), ["TOO_MANY_REQUESTS"], "{r}");
     assert_eq!(retry_after(&r), 1, "{r}");
     // Two minutes later they no longer count.
-    db.execute_raw(set_in_flight(now - 121_000)).await.unwrap();
+    db.writer()
+        .execute_raw(set_in_flight(now - 121_000))
+        .await
+        .unwrap();
     assert_no_errors(&app.login("lapsed", "lapsed passphrase here").await);
 }
 

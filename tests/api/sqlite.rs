@@ -210,3 +210,261 @@ async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it_star
         stored.len() as i64
     );
 }
+
+const READS: usize = 40;
+const HELD_WRITES: usize = 6;
+/// However quickly the reads answer, the lock is held at least this long, so the writes
+/// queued behind it are seen waiting.
+const MIN_HOLD: Duration = Duration::from_millis(1500);
+/// The reads must all have answered by then; well inside the writers' 5 s timeouts.
+const READS_WITHIN: Duration = Duration::from_millis(3500);
+
+/// One GraphQL request's answer and the moment it arrived.
+async fn timed(url: &str, query: &str, variables: Value, token: Option<&str>) -> (Value, Instant) {
+    let r = gql_at(
+        url,
+        json!({ "query": query, "variables": variables }),
+        token,
+    )
+    .await;
+    (r, Instant::now())
+}
+
+/// Another connection holds SQLite's write lock (`BEGIN IMMEDIATE` and an uncommitted insert)
+/// while creates and then 40 reads arrive at once: `products` (with searches that miss the
+/// catalog cache), `product(id:)` and `account`. The reads all answer, and before the lock is
+/// released; the creates are what waits: none answers before the release, each is stored once
+/// it is, and the other connection's uncommitted row never appears. Two rounds.
+#[tokio::test]
+async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
+    use sea_orm::sqlx::{self, Connection};
+    let app = spawn_app().await;
+    if app.db.sqlite_path().is_none() {
+        return; // SQLite only: on PostgreSQL readers and writers share one pool.
+    }
+    let admin = app.admin_token().await;
+    let user = app.register("reader", "reader passphrase here").await;
+    let known = app.create_product(&admin, "Known", "1.00").await;
+    let graphql = format!("{}/graphql", app.url);
+    let mut stored = 1;
+    let mut slowest_read = Duration::ZERO;
+    for round in 0..2 {
+        let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO app_meta (key, value) VALUES ($1, 'uncommitted')")
+            .bind(format!("held-{round}"))
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let locked_at = Instant::now();
+
+        let writes: Vec<_> = (0..HELD_WRITES)
+            .map(|n| {
+                let (url, admin) = (graphql.clone(), admin.clone());
+                tokio::spawn(async move {
+                    timed(
+                        &url,
+                        "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
+                        json!({ "n": format!("held-{round}-{n}") }),
+                        Some(&admin),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        // The creates reach the writer first (and, were the pool shared, would hold
+        // connections while they wait for the lock).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reads_sent = Instant::now();
+        let reads: Vec<_> = (0..READS)
+            .map(|n| {
+                let (url, user, known) = (graphql.clone(), user.clone(), known.clone());
+                tokio::spawn(async move {
+                    let (query, variables) = match n % 3 {
+                        0 => (
+                            "query($s:String!){ products(search:$s){ totalCount nodes { id } } }",
+                            json!({ "s": format!("no-such-{round}-{n}") }),
+                        ),
+                        1 => (
+                            "query($id:ID!){ product(id:$id){ name } }",
+                            json!({ "id": known }),
+                        ),
+                        _ => ("{ account { username } }", json!({})),
+                    };
+                    let (r, at) = timed(&url, query, variables, Some(&user)).await;
+                    (n, r, at)
+                })
+            })
+            .collect();
+        let answered = tokio::time::timeout(READS_WITHIN, async {
+            let mut answered = Vec::new();
+            for read in reads {
+                answered.push(read.await.unwrap());
+            }
+            answered
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!("round {round}: reads still unanswered {READS_WITHIN:?} into the held lock")
+        });
+        tokio::time::sleep(MIN_HOLD.saturating_sub(locked_at.elapsed())).await;
+        let waiting = writes.iter().filter(|w| !w.is_finished()).count();
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let released_at = Instant::now();
+        holder.close().await.unwrap();
+
+        for (n, r, at) in &answered {
+            assert_no_errors(r);
+            let expected = match n % 3 {
+                0 => json!({ "products": { "totalCount": 0, "nodes": [] } }),
+                1 => json!({ "product": { "name": "Known" } }),
+                _ => json!({ "account": { "username": "reader" } }),
+            };
+            assert_eq!(r["data"], expected, "round {round}, read {n}");
+            assert!(*at < released_at);
+            slowest_read = slowest_read.max(at.duration_since(reads_sent));
+        }
+        assert_eq!(
+            waiting, HELD_WRITES,
+            "round {round}: a create answered while another connection held the write lock"
+        );
+        let mut acknowledged = Vec::new();
+        for write in writes {
+            let (r, at) = write.await.unwrap();
+            assert!(at > released_at);
+            // Released well within the busy and pool timeouts: every create goes through.
+            assert_no_errors(&r);
+            acknowledged.push(
+                r["data"]["createProduct"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        for id in &acknowledged {
+            let r = app
+                .gql(
+                    "query($id:ID!){ product(id:$id){ id } }",
+                    json!({ "id": id }),
+                    Some(&user),
+                )
+                .await;
+            assert_eq!(r["data"]["product"]["id"], json!(id), "round {round}: {r}");
+        }
+        stored += acknowledged.len() as i64;
+        assert_eq!(app.product_count(&admin).await, stored, "round {round}");
+        let uncommitted = app
+            .state
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM app_meta WHERE key LIKE 'held-%'",
+                [],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(uncommitted.try_get::<i64>("", "n").unwrap(), 0);
+    }
+    eprintln!(
+        "{READS} reads per round while the write lock was held: the slowest answered \
+         {slowest_read:?} after the reads were sent; {HELD_WRITES} creates per round waited and \
+         were stored after the release"
+    );
+}
+
+/// Another connection holds SQLite's write lock past every timeout while 6 creates arrive at
+/// once: each is refused with `SERVICE_UNAVAILABLE` (the first after the busy timeout, those
+/// queued behind it for the one writer after the pool's acquire timeout) and none is stored.
+/// Queries sent after the refusals, the lock still held, all answer: refused writes do not
+/// close the database to reads. Once the lock is released, a create goes through.
+#[tokio::test]
+async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_sqlite() {
+    use sea_orm::sqlx::{self, Connection};
+    let app = spawn_app().await;
+    if app.db.sqlite_path().is_none() {
+        return; // SQLite only.
+    }
+    let admin = app.admin_token().await;
+    let user = app.register("reader", "reader passphrase here").await;
+    app.create_product(&admin, "Known", "1.00").await;
+    let graphql = format!("{}/graphql", app.url);
+    let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO app_meta (key, value) VALUES ('held', 'x')")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let locked_at = Instant::now();
+    let writes: Vec<_> = (0..HELD_WRITES)
+        .map(|n| {
+            let (url, admin) = (graphql.clone(), admin.clone());
+            tokio::spawn(async move {
+                timed(
+                    &url,
+                    "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
+                    json!({ "n": format!("refused-{n}") }),
+                    Some(&admin),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut slowest_refusal = Duration::ZERO;
+    for write in writes {
+        let (r, at) = tokio::time::timeout(Duration::from_secs(30), write)
+            .await
+            .expect("a write waited past every timeout")
+            .unwrap();
+        assert_eq!(codes(&r), ["SERVICE_UNAVAILABLE"], "{r}");
+        assert!(
+            r["data"].is_null() || r["data"]["createProduct"].is_null(),
+            "{r}"
+        );
+        slowest_refusal = slowest_refusal.max(at.duration_since(locked_at));
+    }
+    // Still held: every query answers.
+    let reads: Vec<_> = (0..READS)
+        .map(|n| {
+            let (url, user) = (graphql.clone(), user.clone());
+            tokio::spawn(async move {
+                let query = if n % 2 == 0 {
+                    "{ products { totalCount } }"
+                } else {
+                    "{ account { username } }"
+                };
+                timed(&url, query, json!({}), Some(&user)).await
+            })
+        })
+        .collect();
+    for read in reads {
+        let (r, _) = read.await.unwrap();
+        assert_no_errors(&r);
+        assert!(
+            r["data"]["products"]["totalCount"] == json!(1)
+                || r["data"]["account"]["username"] == json!("reader"),
+            "{r}"
+        );
+    }
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder.close().await.unwrap();
+    eprintln!(
+        "{HELD_WRITES} creates behind a held lock: all refused, the last {slowest_refusal:?} \
+         after the lock was taken; {READS} queries then answered with the lock still held"
+    );
+    assert_eq!(
+        app.product_count(&admin).await,
+        1,
+        "no refused create was stored"
+    );
+    app.create_product(&admin, "After", "1.00").await;
+    assert_eq!(app.product_count(&admin).await, 2);
+}

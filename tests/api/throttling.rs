@@ -51,6 +51,7 @@ async fn expire_locks(app: &TestApp) {
     use sea_orm::ConnectionTrait;
     app.state
         .db
+        .writer()
         .execute_unprepared("UPDATE login_throttles SET locked_until_ms = 0")
         .await
         .unwrap();
