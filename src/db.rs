@@ -119,7 +119,13 @@ pub async fn write<T>(
         ..TransactionOptions::default()
     };
     let txn = db.begin_with_options(options).await?;
-    let value = match work(&txn).await {
+    // A request sent with an `Idempotency-Key` records, in this same transaction, that it
+    // changed something (see `crate::idempotency`).
+    let worked = match work(&txn).await {
+        Ok(value) => crate::idempotency::note_write(&txn).await.map(|()| value),
+        Err(err) => Err(err),
+    };
+    let value = match worked {
         Ok(value) => value,
         Err(err) => {
             abandon(txn).await;

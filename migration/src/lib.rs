@@ -11,6 +11,7 @@ mod m20261123_000003_create_app_meta;
 mod m20261123_000004_create_sessions;
 mod m20261123_000005_create_catalog_version;
 mod m20261201_000001_add_login_reservations;
+mod m20261210_000001_create_idempotency_keys;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_sessions::Migration),
             Box::new(m20261123_000005_create_catalog_version::Migration),
             Box::new(m20261201_000001_add_login_reservations::Migration),
+            Box::new(m20261210_000001_create_idempotency_keys::Migration),
         ]
     }
 }

@@ -19,6 +19,7 @@ use crate::{
     db,
     entities::login_throttle,
     error::{AppError, AppResult},
+    idempotency,
 };
 
 /// Failures forgotten after this long without another: "consecutive" means within this window.
@@ -171,7 +172,9 @@ pub async fn reserve(db: &DatabaseConnection, keys: Vec<(String, Policy)>) -> Ap
     // from one client is refused without a database round trip each.
     let claims = LocalClaims::take(&keys)?;
     let now = Utc::now().timestamp_millis();
-    db::write(db, async |txn| {
+    // Bookkeeping, not the request's change: a retry under the same `Idempotency-Key` may
+    // count again.
+    idempotency::untracked(db::write(db, async |txn| {
         relax_durability(txn).await?;
         for (key, policy) in &keys {
             if !reserve_one(txn, key, policy, now).await? {
@@ -180,7 +183,7 @@ pub async fn reserve(db: &DatabaseConnection, keys: Vec<(String, Policy)>) -> Ap
             }
         }
         Ok(())
-    })
+    }))
     .await?;
     Ok(Attempt {
         db: db.clone(),
@@ -373,7 +376,7 @@ async fn settle(
     outcome: Outcome,
 ) -> AppResult<()> {
     let now = Utc::now().timestamp_millis();
-    db::write(db, async |txn| {
+    idempotency::untracked(db::write(db, async |txn| {
         relax_durability(txn).await?;
         for (key, policy) in keys {
             let in_flight = "in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END";
@@ -412,7 +415,7 @@ async fn settle(
             .await?;
         }
         Ok(())
-    })
+    }))
     .await
 }
 

@@ -10,6 +10,7 @@ mod clients;
 mod connections;
 mod cost;
 mod durability;
+mod idempotency;
 mod journey;
 mod jwt;
 mod limits;
