@@ -205,8 +205,8 @@ struct Keyed {
 /// answer is stored and sent again to every retry (see [`crate::idempotency`]).
 ///
 /// Keys belong to accounts: anonymous requests with one are refused rather than run without
-/// the guarantee the client asked for. Once claimed, the request runs in a task of its own, so
-/// a client that goes away does not cancel it: its retry gets the answer.
+/// the guarantee the client asked for. From the claim on, the request runs in a task of its
+/// own, so a client that goes away does not cancel it: its retry gets the answer.
 async fn execute_once(state: HttpState, request: Keyed) -> Response {
     let account_id = match request.viewer {
         Viewer::Account { id, .. } => id,
@@ -230,21 +230,24 @@ async fn execute_once(state: HttpState, request: Keyed) -> Response {
     if let Err(err) = state.app.health.gate() {
         return unavailable_response(err);
     }
-    let lease = state.settings.limits.request_timeout + idempotency::LEASE_MARGIN;
-    let begun = idempotency::begin(
-        &state.app.db,
-        account_id,
-        &request.key,
-        &request.fingerprint,
-        lease,
-    )
-    .await;
-    let claim = match begun {
-        Ok(idempotency::Begin::Run(claim)) => claim,
-        Ok(idempotency::Begin::Replay(stored)) => return replay(stored),
-        Err(refusal) => return refusal_response(&state, refusal),
-    };
     let work = async move {
+        let lease = state.settings.limits.request_timeout + idempotency::LEASE_MARGIN;
+        let begun = idempotency::begin(
+            &state.app.db,
+            account_id,
+            &request.key,
+            &request.fingerprint,
+            lease,
+        )
+        .await;
+        let claim = match begun {
+            Ok(idempotency::Begin::Run(claim)) => claim,
+            Ok(idempotency::Begin::Replay(stored)) => {
+                tracing::debug!("answered an Idempotency-Key again");
+                return replay(stored);
+            }
+            Err(refusal) => return refusal_response(&state, refusal),
+        };
         let response = execute(
             &state,
             request.viewer,
@@ -280,6 +283,11 @@ async fn execute_once(state: HttpState, request: Keyed) -> Response {
                     idempotency::Refusal::AnswerLost.into_error(),
                 ),
             }
+        } else if claim.issued_credentials() {
+            idempotency::Finish::Store(stored_error(
+                StatusCode::CONFLICT,
+                idempotency::Refusal::Withheld.into_error(),
+            ))
         } else {
             idempotency::Finish::Store(stored)
         };
@@ -357,7 +365,7 @@ fn refusal_response(state: &HttpState, refusal: idempotency::Refusal) -> Respons
     use idempotency::Refusal;
     let status = match &refusal {
         Refusal::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
-        Refusal::InProgress | Refusal::AnswerLost => StatusCode::CONFLICT,
+        Refusal::InProgress | Refusal::AnswerLost | Refusal::Withheld => StatusCode::CONFLICT,
         Refusal::Failed(AppError::ServiceUnavailable { .. }) => {
             state.app.health.suspect();
             return unavailable_response(refusal.into_error());

@@ -17,7 +17,14 @@
 //! the request again if nothing was committed, and otherwise is told the answer was lost: the
 //! change is never made twice.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::http::HeaderMap;
 use chrono::Utc;
@@ -120,6 +127,16 @@ pub struct Claim {
     account_id: Uuid,
     key: String,
     claim_id: Uuid,
+    /// Set when the request issued tokens (see [`note_credentials_issued`]).
+    credentials: Arc<AtomicBool>,
+}
+
+impl Claim {
+    /// Whether the request issued tokens: its answer holds credentials, which are never
+    /// stored (refresh tokens are kept only as hashes).
+    pub fn issued_credentials(&self) -> bool {
+        self.credentials.load(Ordering::Acquire)
+    }
 }
 
 /// A stored answer.
@@ -139,7 +156,8 @@ pub enum Begin {
     Replay(Stored),
 }
 
-/// Why a request with a key was not run.
+/// Why a request with a key was not run (`AnswerLost` and `Withheld` are also stored as a key's
+/// answer).
 #[derive(Debug)]
 pub enum Refusal {
     /// The key was used with a different body.
@@ -148,6 +166,8 @@ pub enum Refusal {
     InProgress,
     /// An earlier attempt committed changes but its answer was never stored.
     AnswerLost,
+    /// An earlier attempt ran, and its answer held credentials, which are not stored.
+    Withheld,
     /// The database could not be asked.
     Failed(AppError),
 }
@@ -170,6 +190,10 @@ impl Refusal {
             Self::AnswerLost => {
                 "a request with this Idempotency-Key changed data, but its answer was lost; \
                  it will not run again: read the current state, or use a new key"
+            }
+            Self::Withheld => {
+                "a request with this Idempotency-Key ran, and its answer held new tokens, which \
+                 are never stored; it will not run again: sign in to get new tokens"
             }
             Self::Failed(err) => return err,
         };
@@ -204,6 +228,7 @@ pub async fn begin(
             account_id,
             key: key.0.clone(),
             claim_id: Uuid::new_v4(),
+            credentials: Arc::default(),
         };
         let decided = db::write(db, async |txn| {
             let row = idempotency_key::ActiveModel {
@@ -301,6 +326,15 @@ pub async fn scope<F: Future>(claim: Option<Claim>, work: F) -> F::Output {
 /// a retry may repeat without harm and which must not make a failed attempt final.
 pub async fn untracked<F: Future>(work: F) -> F::Output {
     CLAIM.scope(None, work).await
+}
+
+/// Notes that the request running in this task issued tokens (see [`Claim::issued_credentials`]).
+pub fn note_credentials_issued() {
+    let _ = CLAIM.try_with(|claim| {
+        if let Some(claim) = claim {
+            claim.credentials.store(true, Ordering::Release);
+        }
+    });
 }
 
 /// Marks the current task's claim as committed, inside `txn` (a [`db::write`] about to commit),

@@ -548,3 +548,52 @@ async fn a_timed_out_attempt_runs_again_only_if_it_changed_nothing() {
     assert!(!retried.replayed, "{retried:?}");
     assert_eq!(retried.body["data"]["updateProduct"]["stock"], 5);
 }
+
+/// Refresh tokens are stored only as hashes, so an answer holding tokens is not kept: a retry
+/// is told the request ran, and it does not run again.
+#[tokio::test]
+async fn answers_holding_tokens_are_not_stored_and_not_run_again() {
+    let app = spawn_app().await;
+    let token = app.register("rotating", "rotating passphrase 1").await;
+    let change = json!({
+        "query": "mutation($c:String!,$n:String!){ changePassword(currentPassword:$c, newPassword:$n){ accessToken refreshToken } }",
+        "variables": { "c": "rotating passphrase 1", "n": "rotating passphrase 2" },
+    });
+    let first = send(&app, &change, &token, "rotate").await;
+    assert_eq!(codes(&first.body), Vec::<String>::new(), "{first:?}");
+    let refresh = first.body["data"]["changePassword"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let new_access = first.body["data"]["changePassword"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let db = &app.state.db;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT response_body FROM idempotency_keys",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: String = row.try_get("", "response_body").unwrap();
+    assert!(
+        !stored.contains(&refresh),
+        "a refresh token was stored: {stored}"
+    );
+
+    // The retry comes with the new token (the old one ended with every session).
+    let again = send(&app, &change, &new_access, "rotate").await;
+    assert_eq!(again.status, 409, "{again:?}");
+    assert!(again.is_conflict() && again.replayed, "{again:?}");
+    assert!(again.text.contains("tokens"), "{again:?}");
+    // Not run again: the new password still works, and the first answer's tokens too.
+    assert_no_errors(&app.login("rotating", "rotating passphrase 2").await);
+    let r = app
+        .gql("{ account { username } }", json!({}), Some(&new_access))
+        .await;
+    assert_no_errors(&r);
+}
