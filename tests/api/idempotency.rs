@@ -597,3 +597,66 @@ async fn answers_holding_tokens_are_not_stored_and_not_run_again() {
         .await;
     assert_no_errors(&r);
 }
+
+/// An attempt whose key was taken over (a retry found it abandoned) cannot commit anything
+/// afterwards: its write is refused in the same transaction. PostgreSQL only, for the row lock
+/// that holds the attempt still while its claim changes hands.
+#[tokio::test]
+async fn an_attempt_that_lost_its_key_commits_nothing() {
+    use sea_orm::TransactionTrait;
+    let app = spawn_app().await;
+    if app.state.db.get_database_backend() != DbBackend::Postgres {
+        eprintln!("SKIPPED on SQLite: needs a row lock held beside the server's writes");
+        return;
+    }
+    let admin = app.admin_token().await;
+    let held = app.create_product(&admin, "Contested", "1.00").await;
+    let locker = sea_orm::Database::connect(app.db.url.as_str())
+        .await
+        .unwrap();
+    let lock = locker.begin().await.unwrap();
+    lock.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id FROM products WHERE id = $1 FOR UPDATE",
+        [uuid::Uuid::parse_str(&held).unwrap().into()],
+    ))
+    .await
+    .unwrap();
+    let update = json!({
+        "query": "mutation($id:ID!){ updateProduct(id:$id, input:{stock:7}){ stock } }",
+        "variables": { "id": held },
+    });
+    let url = format!("{}/graphql", app.url);
+    let token = admin.clone();
+    let attempt =
+        tokio::spawn(async move { send_at(&url, &update, Some(&token), Some("contested")).await });
+    while key_row(&app, "contested").await.is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // What a takeover does to the row: another attempt holds the key now.
+    sql(
+        &app,
+        "UPDATE idempotency_keys SET claim_id = $1",
+        vec![uuid::Uuid::new_v4().into()],
+    )
+    .await;
+    lock.rollback().await.unwrap();
+    let answer = attempt.await.unwrap();
+    assert!(answer.is_conflict(), "{answer:?}");
+    let r = app
+        .gql(
+            "query($id:ID!){ product(id:$id){ stock } }",
+            json!({ "id": held }),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["product"]["stock"], 1,
+        "the refused write did not commit: {r}"
+    );
+    assert_eq!(
+        key_row(&app, "contested").await,
+        Some((false, false)),
+        "and the attempt neither marked nor answered the key it lost"
+    );
+}
