@@ -24,6 +24,10 @@ use crate::{
 /// The one answer to every failed sign-in, whatever the reason.
 pub const INVALID_CREDENTIALS: &str = "invalid username or password";
 
+/// The answer to a signed-in caller whose account was deleted or deactivated since its token
+/// was issued (the token is revoked; this covers requests already past that check).
+pub const GONE: &str = "this account no longer exists or was deactivated";
+
 /// What a new account is made of, as the client sent it.
 pub struct NewAccount<'a> {
     pub username: &'a str,
@@ -191,7 +195,7 @@ pub async fn check_current_password(
     .await?;
     let Some(account) = find(db.reader(), id).await? else {
         attempt.release().await?;
-        return Err(AppError::Unauthenticated("this account no longer exists"));
+        return Err(AppError::Unauthenticated(GONE));
     };
     let verified = match hasher
         .verify(current, Some(account.password_hash.clone()))
@@ -228,7 +232,7 @@ async fn hash_new_password(
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on `currentPassword` when the password was changed by someone else since it
-/// was checked; `UNAUTHENTICATED` when the account is gone.
+/// was checked; `UNAUTHENTICATED` when the account is gone or was deactivated meanwhile.
 pub async fn store_password_change(
     txn: &impl ConnectionTrait,
     change: PasswordChange,
@@ -236,7 +240,8 @@ pub async fn store_password_change(
     let id = change.account.id;
     let current = find_for_update(txn, id)
         .await?
-        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+        .filter(|current| current.deactivated_at.is_none())
+        .ok_or(AppError::Unauthenticated(GONE))?;
     if current.password_hash != change.account.password_hash {
         return Err(AppError::BadUserInput {
             field: "currentPassword",
@@ -500,7 +505,7 @@ pub async fn delete(txn: &impl ConnectionTrait, checked: &account::Model) -> App
     lock_admins(txn).await?;
     let current = find_for_update(txn, checked.id)
         .await?
-        .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+        .ok_or(AppError::Unauthenticated(GONE))?;
     if current.password_hash != checked.password_hash {
         return Err(AppError::BadUserInput {
             field: "currentPassword",

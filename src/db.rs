@@ -247,7 +247,13 @@ pub async fn write<T>(
         }
         Err(err) => return Err(err.into()),
     };
-    let value = match work(&txn).await {
+    // A request sent with an `Idempotency-Key` records, in this same transaction, that it
+    // changed something (see `crate::idempotency`).
+    let worked = match work(&txn).await {
+        Ok(value) => crate::idempotency::note_write(&txn).await.map(|()| value),
+        Err(err) => Err(err),
+    };
+    let value = match worked {
         Ok(value) => value,
         Err(err) => {
             abandon(txn).await;

@@ -30,10 +30,12 @@ use crate::{
     app::AppState,
     auth::Viewer,
     config::{CorsOrigins, Limits, MetricsToken},
+    error::AppError,
     graphql::{
         self, AppSchema, Cost, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, VALIDATION_FAILED,
         argument_uses_variable, is_mutation, truncated,
     },
+    idempotency,
     metrics::Outcome,
 };
 use negotiate::Format;
@@ -125,6 +127,10 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
             "POST bodies must be JSON, sent with `Content-Type: application/json`",
         );
     }
+    let key = match idempotency::Key::from_headers(&parts.headers) {
+        Ok(key) => key,
+        Err(err) => return app_error_response(StatusCode::BAD_REQUEST, err),
+    };
     let body = match read_body(body, state.settings.limits.max_body_bytes).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -163,7 +169,251 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
         }
         _ => return bad_request("the body must be a JSON object (or an array of them)"),
     };
-    execute(&state, &parts.headers, &parts.extensions, batch, format).await
+    let viewer = Viewer::from_headers(&parts.headers, &state.app.tokens, &state.app.revocations);
+    let client_ip = client_ip(
+        &parts.headers,
+        &parts.extensions,
+        state.settings.trust_proxy_headers,
+    );
+    match key {
+        None => execute(&state, viewer, client_ip, batch, format, None).await,
+        Some(key) => {
+            let request = Keyed {
+                key,
+                fingerprint: idempotency::fingerprint(&body),
+                viewer,
+                client_ip,
+                batch,
+                format,
+            };
+            execute_once(state, request).await
+        }
+    }
+}
+
+/// A `POST /graphql` sent with an `Idempotency-Key`.
+struct Keyed {
+    key: idempotency::Key,
+    fingerprint: String,
+    viewer: Viewer,
+    client_ip: ClientIp,
+    batch: BatchRequest,
+    format: Format,
+}
+
+/// Runs a request sent with an `Idempotency-Key` at most once per account and key: the first
+/// answer is stored and sent again to every retry (see [`crate::idempotency`]).
+///
+/// Keys belong to accounts: anonymous requests with one are refused rather than run without
+/// the guarantee the client asked for. From the claim on, the request runs in a task of its
+/// own, so a client that goes away does not cancel it: its retry gets the answer.
+async fn execute_once(state: HttpState, request: Keyed) -> Response {
+    let account_id = match request.viewer {
+        Viewer::Account { id, .. } => id,
+        Viewer::Anonymous => {
+            return app_error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::bad_input(
+                    idempotency::FIELD,
+                    "an Idempotency-Key belongs to an account: sign in, or send the request \
+                     without one",
+                ),
+            );
+        }
+        Viewer::InvalidToken => {
+            return app_error_response(
+                StatusCode::UNAUTHORIZED,
+                AppError::Unauthenticated(crate::error::INVALID_TOKEN),
+            );
+        }
+    };
+    if let Err(err) = state.app.health.gate() {
+        return unavailable_response(err);
+    }
+    let work = async move {
+        let lease = state.settings.limits.request_timeout + idempotency::LEASE_MARGIN;
+        let begun = idempotency::begin(
+            &state.app.db,
+            account_id,
+            &request.key,
+            &request.fingerprint,
+            lease,
+        )
+        .await;
+        let claim = match begun {
+            Ok(idempotency::Begin::Run(claim)) => claim,
+            Ok(idempotency::Begin::Replay(stored)) => {
+                tracing::debug!("answered an Idempotency-Key again");
+                return replay(stored);
+            }
+            Err(refusal) => return refusal_response(&state, refusal),
+        };
+        let response = execute(
+            &state,
+            request.viewer,
+            request.client_ip,
+            request.batch,
+            request.format,
+            Some(claim.clone()),
+        )
+        .await;
+        let (parts, body) = response.into_parts();
+        let body = match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => body,
+            Err(err) => {
+                tracing::error!(error = %err, "reading a response to store it failed");
+                Bytes::new()
+            }
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(Format::Json.content_type())
+            .to_owned();
+        let stored = idempotency::Stored {
+            status: parts.status.as_u16(),
+            content_type,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        // What a retry gets if this attempt committed a change (one that committed nothing
+        // gives its key back, whatever its answer: see `idempotency::finish`).
+        let refused = |refusal: idempotency::Refusal| {
+            stored_error(StatusCode::CONFLICT, refusal.into_error())
+        };
+        let answer = if worth_retrying(parts.status, &body) {
+            refused(idempotency::Refusal::AnswerLost)
+        } else if claim.issued_credentials() {
+            refused(idempotency::Refusal::Withheld)
+        } else if stored.body.len() > idempotency::MAX_STORED_BYTES {
+            refused(idempotency::Refusal::TooLarge)
+        } else {
+            stored
+        };
+        if let Err(err) = idempotency::finish(&state.app.db, &claim, answer).await {
+            // The answer is true all the same; the key's lease decides what a retry gets.
+            let err = async_graphql::Error::from(err);
+            tracing::error!(error = %err.message, "could not store an Idempotency-Key's answer");
+        }
+        Response::from_parts(parts, Body::from(body))
+    };
+    let task = tokio::spawn(tracing::Instrument::in_current_span(work));
+    match task.await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::error!(error = %err, "a GraphQL request's task failed");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+            )
+        }
+    }
+}
+
+/// Codes of errors a retry may get past: an attempt that ends with one gives its key back.
+const RETRYABLE_CODES: [&str; 4] = [
+    "SERVICE_UNAVAILABLE",
+    "TOO_MANY_REQUESTS",
+    "TIMEOUT",
+    "INTERNAL_SERVER_ERROR",
+];
+
+/// Whether an answer says the request failed for a passing reason (the database, a limit, the
+/// timeout, a bug), in any of its operations.
+fn worth_retrying(status: StatusCode, body: &[u8]) -> bool {
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return true;
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return true;
+    };
+    let bodies = match &json {
+        serde_json::Value::Array(bodies) => bodies.iter().collect(),
+        one => vec![one],
+    };
+    bodies.iter().any(|body| {
+        body["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|error| {
+                error["extensions"]["code"]
+                    .as_str()
+                    .is_some_and(|code| RETRYABLE_CODES.contains(&code))
+            })
+        })
+    })
+}
+
+/// A stored answer sent again, marked as such.
+fn replay(stored: idempotency::Stored) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(content_type) = HeaderValue::from_str(&stored.content_type) {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    headers.insert(
+        idempotency::REPLAYED_HEADER,
+        HeaderValue::from_static("true"),
+    );
+    response
+}
+
+/// The answer to a key that was not run: 409 while another attempt runs (with `Retry-After`)
+/// or its answer was lost, 422 when the body differs (both as the draft suggests).
+fn refusal_response(state: &HttpState, refusal: idempotency::Refusal) -> Response {
+    use idempotency::Refusal;
+    let status = match &refusal {
+        Refusal::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::InProgress | Refusal::AnswerLost | Refusal::Withheld | Refusal::TooLarge => {
+            StatusCode::CONFLICT
+        }
+        Refusal::Failed(AppError::ServiceUnavailable { .. }) => {
+            state.app.health.suspect();
+            return unavailable_response(refusal.into_error());
+        }
+        Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let in_progress = matches!(refusal, Refusal::InProgress);
+    let mut response = app_error_response(status, refusal.into_error());
+    if in_progress {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn unavailable_response(err: AppError) -> Response {
+    let mut response = app_error_response(StatusCode::SERVICE_UNAVAILABLE, err);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, ops::retry_after());
+    response
+}
+
+/// An [`AppError`] as a response refused before GraphQL runs.
+fn app_error_response(status: StatusCode, err: AppError) -> Response {
+    let body = app_error_body(err);
+    json_response(status, Format::Json, &body)
+}
+
+/// An [`AppError`] as a stored answer.
+fn stored_error(status: StatusCode, err: AppError) -> idempotency::Stored {
+    idempotency::Stored {
+        status: status.as_u16(),
+        content_type: Format::Json.content_type().to_owned(),
+        body: app_error_body(err).to_string(),
+    }
+}
+
+fn app_error_body(err: AppError) -> serde_json::Value {
+    let error = async_graphql::Error::from(err);
+    let extensions = error
+        .extensions
+        .as_ref()
+        .and_then(|e| serde_json::to_value(e).ok())
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::json!({ "errors": [{ "message": error.message, "extensions": extensions }] })
 }
 
 /// `GET /graphql`: the playground for browsers, or a query from the URL's parameters.
@@ -230,12 +480,19 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(
-        &state,
+    let viewer = Viewer::from_headers(&parts.headers, &state.app.tokens, &state.app.revocations);
+    let client_ip = client_ip(
         &parts.headers,
         &parts.extensions,
+        state.settings.trust_proxy_headers,
+    );
+    execute(
+        &state,
+        viewer,
+        client_ip,
         BatchRequest::Single(request),
         format,
+        None,
     )
     .await
 }
@@ -245,19 +502,23 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
 /// The work runs in its own task: the answer comes at the timeout even if the work is in the
 /// middle of a long poll, and the task is aborted then (or when the client goes away). What a
 /// request may cost is bounded before it runs (see `graphql::cost`), so no poll runs long.
+///
+/// With an `Idempotency-Key` claim, the request's writes run under it (see
+/// [`idempotency::scope`]).
 async fn execute(
     state: &HttpState,
-    headers: &HeaderMap,
-    extensions: &axum::http::Extensions,
+    viewer: Viewer,
+    client_ip: ClientIp,
     batch: BatchRequest,
     format: Format,
+    claim: Option<idempotency::Claim>,
 ) -> Response {
-    let viewer = Viewer::from_headers(headers, &state.app.tokens, &state.app.revocations);
-    let client_ip = client_ip(headers, extensions, state.settings.trust_proxy_headers);
     let timeout: Duration = state.settings.limits.request_timeout;
     let task_state = state.clone();
     // In the request's span, so that what it logs carries the request id.
-    let work = async move { run(&task_state, batch, viewer, client_ip, format).await };
+    let work = idempotency::scope(claim, async move {
+        run(&task_state, batch, viewer, client_ip, format).await
+    });
     let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(work)));
     match tokio::time::timeout(timeout, &mut task.0).await {
         Ok(Ok(response)) => response,

@@ -13,6 +13,7 @@ pub mod entities;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod idempotency;
 pub mod maintenance;
 pub mod metrics;
 pub mod pagination;

@@ -14,6 +14,7 @@ use crate::{
     db::{self, Db},
     entities::{login_throttle, refresh_token, revocation, session},
     error::AppResult,
+    idempotency,
 };
 
 /// How often each replica prunes.
@@ -28,11 +29,12 @@ pub struct Pruned {
     pub refresh_tokens: u64,
     pub sessions: u64,
     pub login_throttles: u64,
+    pub idempotency_keys: u64,
 }
 
 /// Deletes revocations older than an access token's lifetime, expired refresh tokens, sessions
 /// ended more than a week ago (their refresh tokens go with them), and throttle rows whose
-/// failures are forgotten and whose lock has run out.
+/// failures are forgotten and whose lock has run out, and `Idempotency-Key`s older than 24 h.
 ///
 /// # Errors
 /// On a database failure (nothing is deleted then).
@@ -66,6 +68,7 @@ pub async fn prune(db: &Db) -> AppResult<Pruned> {
                 .exec(db)
                 .await?
                 .rows_affected,
+            idempotency_keys: idempotency::prune(db, now_ms).await?,
         })
     })
     .await

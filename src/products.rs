@@ -65,7 +65,15 @@ pub async fn create(
     db::write(db, async |txn| {
         product::Entity::insert(product)
             .exec_without_returning(txn)
-            .await?;
+            .await
+            .map_err(|err| match err.sql_err() {
+                // The only foreign key is the creator: its account went while its token was
+                // still being honoured (deleted, on another replica, a moment ago).
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+                    AppError::Unauthenticated(crate::accounts::GONE)
+                }
+                _ => err.into(),
+            })?;
         find(txn, id)
             .await?
             .ok_or_else(|| AppError::internal("an inserted product was not found"))

@@ -189,7 +189,12 @@ pub async fn end(
 /// `SERVICE_UNAVAILABLE` when it could not be stored (nothing ends then).
 pub async fn end_all(state: &AppState, account_id: Uuid, reason: &str) -> AppResult<()> {
     let revoked = db::write(&state.db, async |txn| {
-        let (_, revoked) = accounts::revoke_access_tokens(txn, account_id).await?;
+        let (_, revoked) = accounts::revoke_access_tokens(txn, account_id)
+            .await
+            .map_err(|err| match err {
+                AppError::NotFound(_) => AppError::Unauthenticated(accounts::GONE),
+                err => err,
+            })?;
         end_sessions_of(txn, account_id, reason).await?;
         Ok(revoked)
     })
@@ -290,12 +295,19 @@ async fn issue(
     account: account::Model,
     session_id: Uuid,
 ) -> AppResult<SignedIn> {
+    // Every token is issued here: none for an account deactivated in the meantime (callers
+    // read `account` in the transaction that stores the tokens, so this is current).
+    if account.deactivated_at.is_some() {
+        return Err(AppError::Unauthenticated(accounts::GONE));
+    }
     let role = Role::from_name(&account.role).unwrap_or(Role::User);
     let access =
         state
             .tokens
             .issue_access_token(account.id, role, session_id, account.token_version)?;
     let refresh_token = new_refresh_token();
+    // Tokens are not kept as an `Idempotency-Key`'s answer.
+    crate::idempotency::note_credentials_issued();
     let ttl = chrono::Duration::from_std(state.refresh_token_ttl).map_err(AppError::internal)?;
     let now = Utc::now();
     refresh_token::Entity::insert(refresh_token::ActiveModel {

@@ -12,6 +12,7 @@ mod m20261123_000004_create_sessions;
 mod m20261123_000005_create_catalog_version;
 mod m20261201_000001_add_login_reservations;
 mod m20261202_000001_account_lifecycle;
+mod m20261202_000002_create_idempotency_keys;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_create_catalog_version::Migration),
             Box::new(m20261201_000001_add_login_reservations::Migration),
             Box::new(m20261202_000001_account_lifecycle::Migration),
+            Box::new(m20261202_000002_create_idempotency_keys::Migration),
         ]
     }
 }

@@ -37,8 +37,11 @@ impl MigrationTrait for Migration {
                      END $$ LANGUAGE plpgsql",
                 )
                 .await?;
+                // Deferred: the row is written as the deleting transaction commits, so its stamp
+                // is the moment the deletion takes effect, however long it was left open.
                 db.execute_unprepared(
-                    "CREATE TRIGGER accounts_revoke_on_delete AFTER DELETE ON accounts \
+                    "CREATE CONSTRAINT TRIGGER accounts_revoke_on_delete AFTER DELETE ON accounts \
+                     DEFERRABLE INITIALLY DEFERRED \
                      FOR EACH ROW EXECUTE FUNCTION storefront_revoke_deleted_account()",
                 )
                 .await?;

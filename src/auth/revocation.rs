@@ -15,7 +15,8 @@ use std::{
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use uuid::Uuid;
 
@@ -36,6 +37,8 @@ struct State {
     sessions: HashMap<Uuid, i64>,
     /// The start of the last poll.
     polled_at_ms: i64,
+    /// The highest row id read so far.
+    max_id: i64,
 }
 
 /// The revocations of the last hour, as this replica knows them.
@@ -51,6 +54,15 @@ impl Revocations {
     /// On a database failure.
     pub async fn load(db: &DatabaseConnection) -> Result<Arc<Self>, DbErr> {
         let revocations = Arc::new(Self::default());
+        let newest = revocation::Entity::find()
+            .order_by_desc(revocation::Column::Id)
+            .one(db)
+            .await?;
+        revocations
+            .state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .max_id = newest.map_or(0, |row| row.id);
         revocations.read_since(db, now_ms() - RETENTION_MS).await?;
         Ok(revocations)
     }
@@ -111,15 +123,28 @@ impl Revocations {
         self.read_since(db, since - POLL_OVERLAP_MS).await
     }
 
+    /// Reads the rows stamped after `since_ms`, and every row added after the last one read.
+    ///
+    /// A row is stamped when it is written, which can be long before its transaction commits
+    /// (an account deleted by hand in a transaction left open): the ids catch those. SQLite has
+    /// one writer, so its ids grow in commit order; PostgreSQL's trigger for deleted accounts
+    /// writes its row as the transaction commits, and rows the server writes commit within
+    /// moments of their stamp, which the time overlap covers.
     async fn read_since(&self, db: &DatabaseConnection, since_ms: i64) -> Result<(), DbErr> {
         let started = now_ms();
+        let max_id = self.state.read().unwrap_or_else(|e| e.into_inner()).max_id;
         let rows = revocation::Entity::find()
-            .filter(revocation::Column::CreatedAtMs.gt(since_ms))
+            .filter(
+                Condition::any()
+                    .add(revocation::Column::CreatedAtMs.gt(since_ms))
+                    .add(revocation::Column::Id.gt(max_id)),
+            )
             .all(db)
             .await?;
         self.apply(&rows);
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.polled_at_ms = started;
+        state.max_id = rows.iter().map(|row| row.id).fold(state.max_id, i64::max);
         let horizon = started - RETENTION_MS;
         state.sessions.retain(|_, at| *at > horizon);
         state.min_versions.retain(|_, (_, at)| *at > horizon);

@@ -17,6 +17,7 @@ use crate::{
     db::{self, Db},
     entities::login_throttle,
     error::{AppError, AppResult},
+    idempotency,
 };
 
 /// Failures forgotten after this long without another: "consecutive" means within this window.
@@ -170,7 +171,9 @@ pub async fn reserve(db: &Db, keys: Vec<(String, Policy)>) -> AppResult<Attempt>
     // from one client is refused without a database round trip each.
     let claims = LocalClaims::take(&keys)?;
     let now = Utc::now().timestamp_millis();
-    db::write(db, async |txn| {
+    // Bookkeeping, not the request's change: a retry under the same `Idempotency-Key` may
+    // count again.
+    idempotency::untracked(db::write(db, async |txn| {
         relax_durability(txn).await?;
         for (key, policy) in &keys {
             if !reserve_one(txn, key, policy, now).await? {
@@ -179,7 +182,7 @@ pub async fn reserve(db: &Db, keys: Vec<(String, Policy)>) -> AppResult<Attempt>
             }
         }
         Ok(())
-    })
+    }))
     .await?;
     Ok(Attempt {
         db: db.clone(),
@@ -368,7 +371,7 @@ impl Drop for Attempt {
 /// Settles every key in one transaction.
 async fn settle(db: &Db, keys: &[(String, Policy)], outcome: Outcome) -> AppResult<()> {
     let now = Utc::now().timestamp_millis();
-    db::write(db, async |txn| {
+    idempotency::untracked(db::write(db, async |txn| {
         relax_durability(txn).await?;
         for (key, policy) in keys {
             let in_flight = "in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END";
@@ -407,7 +410,7 @@ async fn settle(db: &Db, keys: &[(String, Policy)], outcome: Outcome) -> AppResu
             .await?;
         }
         Ok(())
-    })
+    }))
     .await
 }
 

@@ -49,7 +49,7 @@ impl Query {
         let id = ctx.account_id()?;
         let account = accounts::find(ctx.state().db.reader(), id)
             .await?
-            .ok_or(AppError::Unauthenticated("this account no longer exists"))?;
+            .ok_or(AppError::Unauthenticated(accounts::GONE))?;
         Ok(account.into())
     }
 

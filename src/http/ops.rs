@@ -220,8 +220,16 @@ pub fn request_span(request: &Request) -> tracing::Span {
 pub fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
-        .expose_headers([REQUEST_ID])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            REQUEST_ID,
+            HeaderName::from_static(crate::idempotency::HEADER),
+        ])
+        .expose_headers([
+            REQUEST_ID,
+            HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
+        ])
         .max_age(std::time::Duration::from_secs(600));
     match origins {
         CorsOrigins::None => CorsLayer::new(),

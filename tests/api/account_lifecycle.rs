@@ -17,6 +17,7 @@ const DEACTIVATE: &str =
     "mutation($id:ID!){ deactivateAccount(userId:$id){ id username deactivatedAt } }";
 const REACTIVATE: &str = "mutation($id:ID!){ reactivateAccount(userId:$id){ id deactivatedAt } }";
 const DELETE: &str = "mutation($p:String!){ deleteAccount(currentPassword:$p) }";
+const CHANGE_PASSWORD: &str = "mutation($c:String!,$n:String!){ changePassword(currentPassword:$c, newPassword:$n){ accessToken refreshToken account { id } } }";
 const SET_ROLE: &str = "mutation($id:ID!,$r:Role!){ setUserRole(userId:$id, role:$r){ role } }";
 
 /// An access token, its refresh token and the account's id.
@@ -467,8 +468,9 @@ async fn a_token_whose_account_was_deleted_out_of_band_is_revoked() {
     );
 }
 
-/// Deactivation and deletion raced against the same account's refreshes and sign-ins, many
-/// times: once the change has returned, nothing issued in the race works a second later.
+/// Deactivation and deletion raced against the same account's refreshes, sign-ins and password
+/// changes, many times: once the change has returned, nothing issued in the race works a
+/// second later.
 #[tokio::test]
 async fn nothing_issued_while_an_account_goes_away_survives_it() {
     let app = spawn_app().await;
@@ -492,7 +494,8 @@ async fn nothing_issued_while_an_account_goes_away_survives_it() {
         // The change lands at different points of the sign-in (before its password check, during
         // the hashing, as its session is stored) and of the refresh.
         let delay = Duration::from_millis((round % 8) as u64 * 8);
-        let (_, refreshed, signed) = tokio::join!(
+        let new_password = format!("{password} changed");
+        let (_, refreshed, signed, changed) = tokio::join!(
             async {
                 tokio::time::sleep(delay).await;
                 change().await
@@ -502,6 +505,19 @@ async fn nothing_issued_while_an_account_goes_away_survives_it() {
                 refresh(&app, &racer.refresh).await
             },
             login(&app, &name, &password),
+            // Verifying the current password takes a hash's time: the deactivation lands inside
+            // it. (Deletion shares the password change's one-at-a-time lock: not raced.)
+            async {
+                if deleting {
+                    return json!({"errors": [{"extensions": {"code": "NOT_SENT"}}]});
+                }
+                app.gql(
+                    CHANGE_PASSWORD,
+                    json!({"c": password, "n": new_password}),
+                    Some(&racer.access),
+                )
+                .await
+            },
         );
         let mut issued = vec![racer.clone()];
         if codes(&refreshed).is_empty() {
@@ -509,6 +525,9 @@ async fn nothing_issued_while_an_account_goes_away_survives_it() {
         }
         if codes(&signed).is_empty() {
             issued.push(signed_in(&signed["data"]["login"]));
+        }
+        if codes(&changed).is_empty() {
+            issued.push(signed_in(&changed["data"]["changePassword"]));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         for token in &issued {
@@ -521,6 +540,121 @@ async fn nothing_issued_while_an_account_goes_away_survives_it() {
             }
             let r = refresh(&app, &token.refresh).await;
             assert_eq!(codes(&r), ["UNAUTHENTICATED"], "round {round}: {r}");
+        }
+    }
+}
+
+/// An account deleted by hand in a transaction left open for longer than the replicas' poll
+/// overlap (5 s): its revocation is stamped before the commit, yet read all the same.
+#[tokio::test]
+async fn an_account_deleted_in_a_long_transaction_loses_its_tokens_at_the_commit() {
+    use sea_orm::TransactionTrait;
+    let app = spawn_app().await;
+    let (replica, _stop) = spawn_replica(&app).await;
+    let admin = admin(&app).await;
+    let gone = new_account(&app, "lingering", "lingering passphrase 4").await;
+    let db = sea_orm::Database::connect(app.db.url.as_str())
+        .await
+        .unwrap();
+    let txn = db.begin().await.unwrap();
+    let deleted = account::Entity::delete_by_id(uuid::Uuid::parse_str(&gone.id).unwrap())
+        .exec(&txn)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected, 1);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(
+        works_at(&replica, &gone.access).await,
+        "revoked before the commit"
+    );
+    txn.commit().await.unwrap();
+    db.close().await.unwrap();
+    for url in [graphql_url(&app), replica.clone()] {
+        let took = within(Duration::from_secs(1), async || {
+            !works_at(&url, &gone.access).await
+        })
+        .await;
+        assert!(
+            took.is_some(),
+            "{url} still accepts the token 1 s after the commit"
+        );
+    }
+    // An admin's token is no different.
+    let deputy = new_account(&app, "deputy", "deputy passphrase 77").await;
+    assert_no_errors(
+        &app.gql(
+            SET_ROLE,
+            json!({"id": deputy.id, "r": "ADMIN"}),
+            Some(&admin.access),
+        )
+        .await,
+    );
+    let deputy = sign_in(&app, "deputy", "deputy passphrase 77").await;
+    let db = sea_orm::Database::connect(app.db.url.as_str())
+        .await
+        .unwrap();
+    let txn = db.begin().await.unwrap();
+    account::Entity::delete_by_id(uuid::Uuid::parse_str(&deputy.id).unwrap())
+        .exec(&txn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    txn.commit().await.unwrap();
+    db.close().await.unwrap();
+    let took = within(Duration::from_secs(1), async || {
+        !works_at(&replica, &deputy.access).await
+    })
+    .await;
+    assert!(took.is_some(), "a deleted admin's token still works");
+}
+
+/// An admin deleting itself while its own creates are in flight on two replicas: each create
+/// is stored, or refused as UNAUTHENTICATED, never an internal error.
+#[tokio::test]
+async fn creates_racing_their_admins_deletion_are_stored_or_refused_cleanly() {
+    let app = spawn_app().await;
+    let (replica, _stop) = spawn_replica(&app).await;
+    let main = admin(&app).await;
+    for round in 0..6 {
+        let name = format!("fleeting{round}");
+        let password = format!("fleeting passphrase {round} z");
+        let fleeting = new_account(&app, &name, &password).await;
+        assert_no_errors(
+            &app.gql(
+                SET_ROLE,
+                json!({"id": fleeting.id, "r": "ADMIN"}),
+                Some(&main.access),
+            )
+            .await,
+        );
+        let fleeting = sign_in(&app, &name, &password).await;
+        let create =
+            r#"mutation($n:String!){ createProduct(input:{name:$n, price:"1.00"}){ id } }"#;
+        let creates = (0..12).map(|i| {
+            let url = if i % 2 == 0 {
+                graphql_url(&app)
+            } else {
+                replica.clone()
+            };
+            let token = fleeting.access.clone();
+            let body = json!({"query": create, "variables": {"n": format!("r{round}-{i}")}});
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i * 5)).await;
+                gql_at(&url, body, Some(&token)).await
+            })
+        });
+        let creates: Vec<_> = creates.collect();
+        let deleted = app
+            .gql(DELETE, json!({"p": password}), Some(&fleeting.access))
+            .await;
+        assert_no_errors(&deleted);
+        for create in creates {
+            let r = create.await.unwrap();
+            let codes = codes(&r);
+            assert!(
+                codes.is_empty() || codes == ["UNAUTHENTICATED"],
+                "round {round}: {r}"
+            );
         }
     }
 }

@@ -11,6 +11,7 @@ mod clients;
 mod connections;
 mod cost;
 mod durability;
+mod idempotency;
 mod journey;
 mod jwt;
 mod limits;

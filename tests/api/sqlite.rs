@@ -421,7 +421,14 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
             .await
             .expect("a write waited past every timeout")
             .unwrap();
-        assert_eq!(codes(&r), ["SERVICE_UNAVAILABLE"], "{r}");
+        // A create queued for the writer can get it just as the one before gives up, and then
+        // wait out the busy timeout itself: past REQUEST_TIMEOUT_MS on a loaded machine, which
+        // answers TIMEOUT (also HTTP 503, also nothing acknowledged).
+        let code = codes(&r);
+        assert!(
+            code == ["SERVICE_UNAVAILABLE"] || code == ["TIMEOUT"],
+            "{r}"
+        );
         assert!(
             r["data"].is_null() || r["data"]["createProduct"].is_null(),
             "{r}"
