@@ -20,7 +20,7 @@ pub use health::DbHealth;
 
 /// How long a SQLite connection waits for a lock (the writer: another process's write) before
 /// failing.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size a SQLite WAL is cut back to whenever it is reset (`journal_size_limit`); see
 /// [`crate::maintenance::spawn_wal_checkpointer`] for when that happens.
 pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
@@ -253,16 +253,35 @@ pub async fn write<T>(
         Ok(value) => crate::idempotency::note_write(&txn).await.map(|()| value),
         Err(err) => Err(err),
     };
+    // From here the transaction ends in a task of its own, which runs to completion even if
+    // this request is cancelled (its client went away, its deadline passed): stopped half-way
+    // through the sequences below, SQLite and sqlx would disagree about whether a transaction
+    // is open, and every later write on that connection would go wrong.
     let value = match worked {
         Ok(value) => value,
         Err(err) => {
-            abandon(txn).await;
+            uncancellable(abandon(txn)).await?;
             return Err(err);
         }
     };
+    uncancellable(commit(txn)).await??;
+    Ok(value)
+}
+
+/// Runs `future` in a task of its own and waits for it: dropping the waiting future does not
+/// stop it.
+async fn uncancellable<F>(future: F) -> AppResult<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future).await.map_err(AppError::internal)
+}
+
+/// Commits, reporting the commit's own failure.
+async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
     if txn.get_database_backend() != DbBackend::Sqlite {
-        txn.commit().await?;
-        return Ok(value);
+        return txn.commit().await;
     }
     // SQLite: sqlx counts transaction depth itself and, when a COMMIT fails (a full disk), it
     // keeps counting one open transaction whether or not SQLite rolled it back. The pooled
@@ -272,12 +291,11 @@ pub async fn write<T>(
     match txn.execute_unprepared("COMMIT").await {
         Ok(_) => {
             txn.execute_unprepared("BEGIN").await?;
-            txn.commit().await?;
-            Ok(value)
+            txn.commit().await
         }
         Err(err) => {
             abandon(txn).await;
-            Err(err.into())
+            Err(err)
         }
     }
 }

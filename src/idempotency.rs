@@ -48,7 +48,7 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 pub const FIELD: &str = "Idempotency-Key";
 /// The largest answer kept for a key; a larger one is kept as a `CONFLICT` saying so (a retry
 /// then reads the current state instead). Bounds what one request can make the database keep.
-pub const MAX_STORED_BYTES: usize = 64 * 1024;
+pub const MAX_STORED_BYTES: usize = 16 * 1024;
 /// The longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;
 /// How long a key counts from its first use; the pruner deletes older rows.
@@ -197,7 +197,7 @@ impl Refusal {
             }
             Self::TooLarge => {
                 "a request with this Idempotency-Key changed data; its answer was larger than \
-                 64 KiB and was not kept; it will not run again: read the current state, or \
+                 16 KiB and was not kept; it will not run again: read the current state, or \
                  use a new key"
             }
             Self::Withheld => {

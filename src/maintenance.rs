@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    Statement, sea_query::ExprTrait,
+    ColumnTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    sea_query::ExprTrait,
 };
 
 use crate::{
@@ -135,15 +135,33 @@ pub fn spawn_wal_checkpointer(db: Db) -> Option<tokio::task::JoinHandle<()>> {
 /// # Errors
 /// On a database failure.
 pub async fn checkpoint_truncate(db: &DatabaseConnection) -> Result<bool, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-        ))
-        .await?;
-    let busy: i64 = match row {
-        Some(row) => row.try_get_by_index(0)?,
-        None => 0,
-    };
+    use sea_orm::{RuntimeErr, sqlx};
+    let failed = |err: sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)));
+    // On a connection of its own, without the busy timeout: a reader in another process (a
+    // backup, a `sqlite3` shell) would otherwise hold the one writer for the whole timeout
+    // while the checkpoint waits for it. Busy now means: try again at the next idle tick.
+    let mut conn = db
+        .get_sqlite_connection_pool()
+        .acquire()
+        .await
+        .map_err(failed)?;
+    sqlx::query("PRAGMA busy_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .map_err(failed)?;
+    let checkpoint: Result<(i64, i64, i64), sqlx::Error> =
+        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await;
+    // The pool's own busy timeout, as set when it connected.
+    const _: () = assert!(crate::db::SQLITE_BUSY_TIMEOUT.as_millis() == 5000);
+    let restored = sqlx::query("PRAGMA busy_timeout = 5000")
+        .execute(&mut *conn)
+        .await;
+    if restored.is_err() {
+        // Never hand the writers a connection that gives up at once.
+        conn.close_on_drop();
+    }
+    let (busy, _, _) = checkpoint.map_err(failed)?;
     Ok(busy == 0)
 }

@@ -1,13 +1,15 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
-use crate::m20261123_000001_create_accounts::Accounts;
-
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 /// `Idempotency-Key` headers: one row per (account, key), claimed before the request runs and
 /// holding its answer once it has one. The primary key decides which of several concurrent
 /// duplicates (on any replica) runs.
+///
+/// No foreign key to `accounts`: a keyed `deleteAccount` must still find its own claim in the
+/// transaction that deletes the account, and a claim raced by its account's deletion must not
+/// fail. Keys of deleted accounts match nothing and are pruned after 24 h like the rest.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -31,13 +33,6 @@ impl MigrationTrait for Migration {
                         Index::create()
                             .col(IdempotencyKeys::AccountId)
                             .col(IdempotencyKeys::Key),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_idempotency_keys_account")
-                            .from(IdempotencyKeys::Table, IdempotencyKeys::AccountId)
-                            .to(Accounts::Table, Accounts::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
                     )
                     .to_owned(),
             )

@@ -104,6 +104,34 @@ async fn active_admins(app: &TestApp) -> i64 {
     row.try_get("", "n").unwrap()
 }
 
+/// `actor` gives the account `id` the role `role` (`ADMIN` or `USER`), which must succeed.
+async fn set_role(app: &TestApp, actor: &SignedIn, id: &str, role: &str) {
+    assert_no_errors(
+        &app.gql(SET_ROLE, json!({"id": id, "r": role}), Some(&actor.access))
+            .await,
+    );
+}
+
+/// Deletes an account by hand, as an operator would in SQL: on a connection of its own, in a
+/// transaction held open for `hold` (`during_hold` runs meanwhile), with no revocation written
+/// by the server.
+async fn delete_by_hand(app: &TestApp, id: &str, hold: Duration, during_hold: impl AsyncFnOnce()) {
+    use sea_orm::TransactionTrait;
+    let db = sea_orm::Database::connect(app.db.url.as_str())
+        .await
+        .unwrap();
+    let txn = db.begin().await.unwrap();
+    let deleted = account::Entity::delete_by_id(uuid::Uuid::parse_str(id).unwrap())
+        .exec(&txn)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected, 1);
+    tokio::time::sleep(hold).await;
+    during_hold().await;
+    txn.commit().await.unwrap();
+    db.close().await.unwrap();
+}
+
 /// The admin's token and id.
 async fn admin(app: &TestApp) -> SignedIn {
     let access = app.admin_token().await;
@@ -212,14 +240,7 @@ async fn the_last_active_admin_can_be_neither_deactivated_nor_demoted_nor_delete
 
     // A deactivated admin does not count: the active one is still the last.
     let second = new_account(&app, "deputy", "deputy passphrase 77").await;
-    assert_no_errors(
-        &app.gql(
-            SET_ROLE,
-            json!({"id": second.id, "r": "ADMIN"}),
-            Some(&first.access),
-        )
-        .await,
-    );
+    set_role(&app, &first, &second.id, "ADMIN").await;
     assert_no_errors(
         &app.gql(DEACTIVATE, json!({"id": second.id}), Some(&first.access))
             .await,
@@ -267,14 +288,7 @@ async fn admins_removing_each_other_at_once_always_leave_one() {
         let name = format!("rival{round}");
         let password = format!("rival passphrase {round} x");
         let rival = new_account(&app, &name, &password).await;
-        assert_no_errors(
-            &app.gql(
-                SET_ROLE,
-                json!({"id": rival.id, "r": "ADMIN"}),
-                Some(&main.access),
-            )
-            .await,
-        );
+        set_role(&app, &main, &rival.id, "ADMIN").await;
         // Only the two of them are active admins now.
         assert_eq!(active_admins(&app).await, 2);
         let main_op = ops[round % 3];
@@ -338,14 +352,7 @@ async fn admins_removing_each_other_at_once_always_leave_one() {
             main = admin(&app).await;
         }
         if is_active_admin(&rival.id).await.is_some() {
-            assert_no_errors(
-                &app.gql(
-                    SET_ROLE,
-                    json!({"id": rival.id, "r": "USER"}),
-                    Some(&main.access),
-                )
-                .await,
-            );
+            set_role(&app, &main, &rival.id, "USER").await;
         }
     }
 }
@@ -405,14 +412,7 @@ async fn deleting_ones_account_needs_the_password_and_ends_everything_everywhere
 
     // An admin who leaves takes nothing with it: its products stay, without a creator.
     let deputy = new_account(&app, "deputy", "deputy passphrase 77").await;
-    assert_no_errors(
-        &app.gql(
-            SET_ROLE,
-            json!({"id": deputy.id, "r": "ADMIN"}),
-            Some(&main.access),
-        )
-        .await,
-    );
+    set_role(&app, &main, &deputy.id, "ADMIN").await;
     let deputy = sign_in(&app, "deputy", "deputy passphrase 77").await;
     let product = app.create_product(&deputy.access, "Orphan", "3.50").await;
     assert_no_errors(
@@ -443,15 +443,7 @@ async fn a_token_whose_account_was_deleted_out_of_band_is_revoked() {
     let (replica, _stop) = spawn_replica(&app).await;
     let gone = new_account(&app, "vanishing", "vanishing passphrase 3").await;
     assert!(works_at(&replica, &gone.access).await);
-    let db = sea_orm::Database::connect(app.db.url.as_str())
-        .await
-        .unwrap();
-    let deleted = account::Entity::delete_by_id(uuid::Uuid::parse_str(&gone.id).unwrap())
-        .exec(&db)
-        .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected, 1);
-    db.close().await.unwrap();
+    delete_by_hand(&app, &gone.id, Duration::ZERO, async || {}).await;
     for url in [graphql_url(&app), replica.clone()] {
         let took = within(Duration::from_secs(1), async || {
             !works_at(&url, &gone.access).await
@@ -548,27 +540,17 @@ async fn nothing_issued_while_an_account_goes_away_survives_it() {
 /// overlap (5 s): its revocation is stamped before the commit, yet read all the same.
 #[tokio::test]
 async fn an_account_deleted_in_a_long_transaction_loses_its_tokens_at_the_commit() {
-    use sea_orm::TransactionTrait;
     let app = spawn_app().await;
     let (replica, _stop) = spawn_replica(&app).await;
     let admin = admin(&app).await;
     let gone = new_account(&app, "lingering", "lingering passphrase 4").await;
-    let db = sea_orm::Database::connect(app.db.url.as_str())
-        .await
-        .unwrap();
-    let txn = db.begin().await.unwrap();
-    let deleted = account::Entity::delete_by_id(uuid::Uuid::parse_str(&gone.id).unwrap())
-        .exec(&txn)
-        .await
-        .unwrap();
-    assert_eq!(deleted.rows_affected, 1);
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    assert!(
-        works_at(&replica, &gone.access).await,
-        "revoked before the commit"
-    );
-    txn.commit().await.unwrap();
-    db.close().await.unwrap();
+    delete_by_hand(&app, &gone.id, Duration::from_secs(7), async || {
+        assert!(
+            works_at(&replica, &gone.access).await,
+            "revoked before the commit"
+        );
+    })
+    .await;
     for url in [graphql_url(&app), replica.clone()] {
         let took = within(Duration::from_secs(1), async || {
             !works_at(&url, &gone.access).await
@@ -581,26 +563,9 @@ async fn an_account_deleted_in_a_long_transaction_loses_its_tokens_at_the_commit
     }
     // An admin's token is no different.
     let deputy = new_account(&app, "deputy", "deputy passphrase 77").await;
-    assert_no_errors(
-        &app.gql(
-            SET_ROLE,
-            json!({"id": deputy.id, "r": "ADMIN"}),
-            Some(&admin.access),
-        )
-        .await,
-    );
+    set_role(&app, &admin, &deputy.id, "ADMIN").await;
     let deputy = sign_in(&app, "deputy", "deputy passphrase 77").await;
-    let db = sea_orm::Database::connect(app.db.url.as_str())
-        .await
-        .unwrap();
-    let txn = db.begin().await.unwrap();
-    account::Entity::delete_by_id(uuid::Uuid::parse_str(&deputy.id).unwrap())
-        .exec(&txn)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    txn.commit().await.unwrap();
-    db.close().await.unwrap();
+    delete_by_hand(&app, &deputy.id, Duration::from_secs(6), async || {}).await;
     let took = within(Duration::from_secs(1), async || {
         !works_at(&replica, &deputy.access).await
     })
@@ -619,14 +584,7 @@ async fn creates_racing_their_admins_deletion_are_stored_or_refused_cleanly() {
         let name = format!("fleeting{round}");
         let password = format!("fleeting passphrase {round} z");
         let fleeting = new_account(&app, &name, &password).await;
-        assert_no_errors(
-            &app.gql(
-                SET_ROLE,
-                json!({"id": fleeting.id, "r": "ADMIN"}),
-                Some(&main.access),
-            )
-            .await,
-        );
+        set_role(&app, &main, &fleeting.id, "ADMIN").await;
         let fleeting = sign_in(&app, &name, &password).await;
         let create =
             r#"mutation($n:String!){ createProduct(input:{name:$n, price:"1.00"}){ id } }"#;

@@ -261,20 +261,7 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
             .unwrap();
         let locked_at = Instant::now();
 
-        let writes: Vec<_> = (0..HELD_WRITES)
-            .map(|n| {
-                let (url, admin) = (graphql.clone(), admin.clone());
-                tokio::spawn(async move {
-                    timed(
-                        &url,
-                        "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
-                        json!({ "n": format!("held-{round}-{n}") }),
-                        Some(&admin),
-                    )
-                    .await
-                })
-            })
-            .collect();
+        let writes = spawn_creates(&graphql, &admin, &format!("held-{round}"));
         // The creates reach the writer first (and, were the pool shared, would hold
         // connections while they wait for the lock).
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -379,6 +366,29 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
     );
 }
 
+/// Sends `HELD_WRITES` creates at once, named `{prefix}-{n}`; each task answers with the
+/// response and when it came.
+fn spawn_creates(
+    graphql: &str,
+    admin: &str,
+    prefix: &str,
+) -> Vec<tokio::task::JoinHandle<(Value, Instant)>> {
+    (0..HELD_WRITES)
+        .map(|n| {
+            let (url, admin, name) = (graphql.to_owned(), admin.to_owned(), format!("{prefix}-{n}"));
+            tokio::spawn(async move {
+                timed(
+                    &url,
+                    "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
+                    json!({ "n": name }),
+                    Some(&admin),
+                )
+                .await
+            })
+        })
+        .collect()
+}
+
 /// Another connection holds SQLite's write lock past every timeout while 6 creates arrive at
 /// once: each is refused with `SERVICE_UNAVAILABLE` (the first after the busy timeout, those
 /// queued behind it for the one writer after the pool's acquire timeout) and none is stored.
@@ -401,20 +411,7 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
         .await
         .unwrap();
     let locked_at = Instant::now();
-    let writes: Vec<_> = (0..HELD_WRITES)
-        .map(|n| {
-            let (url, admin) = (graphql.clone(), admin.clone());
-            tokio::spawn(async move {
-                timed(
-                    &url,
-                    "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
-                    json!({ "n": format!("refused-{n}") }),
-                    Some(&admin),
-                )
-                .await
-            })
-        })
-        .collect();
+    let writes = spawn_creates(&graphql, &admin, "refused");
     let mut slowest_refusal = Duration::ZERO;
     for write in writes {
         let (r, at) = tokio::time::timeout(Duration::from_secs(30), write)
