@@ -30,7 +30,7 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set, TryInsertResult,
-    sea_query::{Expr, ExprTrait},
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -134,6 +134,14 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The condition that matches this attempt's row while it still holds the key.
+    fn held(&self) -> sea_orm::Condition {
+        sea_orm::Condition::all()
+            .add(Column::AccountId.eq(self.account_id))
+            .add(Column::Key.eq(self.key.clone()))
+            .add(Column::ClaimId.eq(self.claim_id))
+    }
+
     /// Whether the request issued tokens: its answer holds credentials, which are never
     /// stored (refresh tokens are kept only as hashes).
     pub fn issued_credentials(&self) -> bool {
@@ -359,9 +367,7 @@ pub async fn note_write(txn: &DatabaseTransaction) -> AppResult<()> {
     };
     let marked = idempotency_key::Entity::update_many()
         .col_expr(Column::Committed, Expr::value(true))
-        .filter(Column::AccountId.eq(claim.account_id))
-        .filter(Column::Key.eq(claim.key))
-        .filter(Column::ClaimId.eq(claim.claim_id))
+        .filter(claim.held())
         .exec(txn)
         .await?
         .rows_affected;
@@ -384,15 +390,9 @@ pub async fn note_write(txn: &DatabaseTransaction) -> AppResult<()> {
 /// # Errors
 /// On a database failure; the row then stays unanswered and its lease decides (see [`begin`]).
 pub async fn finish(db: &Db, claim: &Claim, answer: Stored) -> AppResult<()> {
-    let held = || {
-        Column::AccountId
-            .eq(claim.account_id)
-            .and(Column::Key.eq(claim.key.clone()))
-            .and(Column::ClaimId.eq(claim.claim_id))
-    };
     let stored = db::write(db, async |txn| {
         let released = idempotency_key::Entity::delete_many()
-            .filter(held())
+            .filter(claim.held())
             .filter(Column::Committed.eq(false))
             .exec(txn)
             .await?
@@ -400,18 +400,17 @@ pub async fn finish(db: &Db, claim: &Claim, answer: Stored) -> AppResult<()> {
         if released == 1 {
             return Ok(true);
         }
-        let stored = answer;
         let rows = idempotency_key::Entity::update_many()
             .col_expr(
                 Column::ResponseStatus,
-                Expr::value(i32::from(stored.status)),
+                Expr::value(i32::from(answer.status)),
             )
             .col_expr(
                 Column::ResponseContentType,
-                Expr::value(stored.content_type),
+                Expr::value(answer.content_type),
             )
-            .col_expr(Column::ResponseBody, Expr::value(stored.body))
-            .filter(held())
+            .col_expr(Column::ResponseBody, Expr::value(answer.body))
+            .filter(claim.held())
             .exec(txn)
             .await?
             .rows_affected;
