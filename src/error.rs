@@ -3,6 +3,10 @@
 
 use async_graphql::ErrorExtensions;
 
+mod unavailable;
+pub(crate) use unavailable::{POOL_TIMED_OUT, sqlx_cause};
+pub use unavailable::{Unavailable, unavailable_cause};
+
 /// Every failure a client can see.
 ///
 /// Deliberately not `Display`: async-graphql converts any `Display` type into an error that
@@ -35,7 +39,7 @@ pub enum AppError {
     /// locked, connection lost): retry later. `detail` is the database's own error, logged at
     /// ERROR with the cause; `None` when the request was refused without trying.
     ServiceUnavailable {
-        cause: crate::db::Unavailable,
+        cause: Unavailable,
         detail: Option<String>,
     },
     /// Something failed on our side; the detail is logged, not returned.
@@ -83,7 +87,7 @@ impl AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        match crate::db::unavailable_cause(&err) {
+        match unavailable_cause(&err) {
             Some(cause) => Self::ServiceUnavailable {
                 cause,
                 detail: Some(err.to_string()),

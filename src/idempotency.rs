@@ -7,7 +7,7 @@
 //!    several concurrent duplicates runs. A duplicate finds the row: the stored answer when
 //!    there is one, `CONFLICT` while the first is still running or when its body differs.
 //! 2. The request runs inside [`scope`]. Every [`crate::db::write`] in it calls
-//!    [`note_write`], which marks the row "committed" in the same transaction as the change,
+//!    [`Claim::before_commit`] (through [`db::observe`]), which marks the row "committed" in the same transaction as the change,
 //!    and refuses the write if this attempt no longer holds the key.
 //! 3. [`finish`] stores the answer, or gives the key back when the attempt failed in a way
 //!    worth retrying and committed nothing.
@@ -19,6 +19,7 @@
 
 use std::{
     future::Future,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -35,7 +36,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::{self, Db},
+    db::{self, Db, observe::WriteObserver},
     entities::idempotency_key::{self, Column},
     error::{AppError, AppResult},
 };
@@ -129,7 +130,7 @@ pub struct Claim {
     account_id: Uuid,
     key: String,
     claim_id: Uuid,
-    /// Set when the request issued tokens (see [`note_credentials_issued`]).
+    /// Set when the request issued tokens (see [`db::observe::note_credentials_issued`]).
     credentials: Arc<AtomicBool>,
 }
 
@@ -328,58 +329,48 @@ pub async fn begin(
     Err(Refusal::InProgress)
 }
 
-tokio::task_local! {
-    /// The claim of the request running in this task, if it sent a key.
-    static CLAIM: Option<Claim>;
+impl WriteObserver for Claim {
+    /// Marks this claim as committed, inside `txn`, so a change and the record that it
+    /// happened commit together.
+    ///
+    /// # Errors
+    /// `CONFLICT` when this attempt no longer holds the key (it gave it back after a timeout,
+    /// or a retry took it over): the write must not commit then. A database failure otherwise.
+    fn before_commit<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+    ) -> Pin<Box<dyn Future<Output = AppResult<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let marked = idempotency_key::Entity::update_many()
+                .col_expr(Column::Committed, Expr::value(true))
+                .filter(self.held())
+                .exec(txn)
+                .await?
+                .rows_affected;
+            if marked == 1 {
+                Ok(())
+            } else {
+                tracing::warn!(
+                    "a write was refused: its request no longer holds its Idempotency-Key"
+                );
+                Err(AppError::Conflict {
+                    field: FIELD,
+                    message: "this request no longer holds its Idempotency-Key; nothing was changed",
+                })
+            }
+        })
+    }
+
+    fn credentials_issued(&self) {
+        self.credentials.store(true, Ordering::Release);
+    }
 }
 
 /// Runs `work` (a request) under `claim`: its writes mark the claim committed (see
-/// [`note_write`]).
+/// [`Claim::before_commit`]).
 pub async fn scope<F: Future>(claim: Option<Claim>, work: F) -> F::Output {
-    CLAIM.scope(claim, work).await
-}
-
-/// Runs `work` as no part of the request's change: the sign-in throttle's bookkeeping, which
-/// a retry may repeat without harm and which must not make a failed attempt final.
-pub async fn untracked<F: Future>(work: F) -> F::Output {
-    CLAIM.scope(None, work).await
-}
-
-/// Notes that the request running in this task issued tokens (see [`Claim::issued_credentials`]).
-pub fn note_credentials_issued() {
-    let _ = CLAIM.try_with(|claim| {
-        if let Some(claim) = claim {
-            claim.credentials.store(true, Ordering::Release);
-        }
-    });
-}
-
-/// Marks the current task's claim as committed, inside `txn` (a [`db::write`] about to commit),
-/// so a change and the record that it happened commit together. Does nothing outside a
-/// claimed request.
-///
-/// # Errors
-/// `CONFLICT` when this attempt no longer holds the key (it gave it back after a timeout, or a
-/// retry took it over): the write must not commit then. A database failure otherwise.
-pub async fn note_write(txn: &DatabaseTransaction) -> AppResult<()> {
-    let Ok(Some(claim)) = CLAIM.try_with(Clone::clone) else {
-        return Ok(());
-    };
-    let marked = idempotency_key::Entity::update_many()
-        .col_expr(Column::Committed, Expr::value(true))
-        .filter(claim.held())
-        .exec(txn)
-        .await?
-        .rows_affected;
-    if marked == 1 {
-        Ok(())
-    } else {
-        tracing::warn!("a write was refused: its request no longer holds its Idempotency-Key");
-        Err(AppError::Conflict {
-            field: FIELD,
-            message: "this request no longer holds its Idempotency-Key; nothing was changed",
-        })
-    }
+    let observer = claim.map(|claim| Arc::new(claim) as Arc<dyn WriteObserver>);
+    db::observe::observed(observer, work).await
 }
 
 /// Ends `claim`. An attempt that committed nothing gives the key back: running it again changes

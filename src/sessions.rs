@@ -307,7 +307,7 @@ async fn issue(
             .issue_access_token(account.id, role, session_id, account.token_version)?;
     let refresh_token = new_refresh_token();
     // Tokens are not kept as an `Idempotency-Key`'s answer.
-    crate::idempotency::note_credentials_issued();
+    db::observe::note_credentials_issued();
     let ttl = chrono::Duration::from_std(state.refresh_token_ttl).map_err(AppError::internal)?;
     let now = Utc::now();
     refresh_token::Entity::insert(refresh_token::ActiveModel {

@@ -17,7 +17,6 @@ use crate::{
     db::{self, Db},
     entities::login_throttle,
     error::{AppError, AppResult},
-    idempotency,
 };
 
 /// Failures forgotten after this long without another: "consecutive" means within this window.
@@ -173,7 +172,7 @@ pub async fn reserve(db: &Db, keys: Vec<(String, Policy)>) -> AppResult<Attempt>
     let now = Utc::now().timestamp_millis();
     // Bookkeeping, not the request's change: a retry under the same `Idempotency-Key` may
     // count again.
-    idempotency::untracked(db::write(db, async |txn| {
+    db::observe::unobserved(db::write(db, async |txn| {
         relax_durability(txn).await?;
         for (key, policy) in &keys {
             if !reserve_one(txn, key, policy, now).await? {
@@ -371,7 +370,7 @@ impl Drop for Attempt {
 /// Settles every key in one transaction.
 async fn settle(db: &Db, keys: &[(String, Policy)], outcome: Outcome) -> AppResult<()> {
     let now = Utc::now().timestamp_millis();
-    idempotency::untracked(db::write(db, async |txn| {
+    db::observe::unobserved(db::write(db, async |txn| {
         relax_durability(txn).await?;
         for (key, policy) in keys {
             let in_flight = "in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END";

@@ -17,8 +17,8 @@ use std::{
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use super::{Db, Unavailable, write};
-use crate::error::{AppError, AppResult};
+use super::{Db, write};
+use crate::error::{AppError, AppResult, POOL_TIMED_OUT, Unavailable, sqlx_cause};
 
 /// How long a probe's answer is reused.
 pub const PROBE_CACHE: Duration = Duration::from_secs(1);
@@ -167,7 +167,7 @@ impl DbHealth {
         match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(AppError::ServiceUnavailable { cause, .. })) => {
-                if cause.cause() == super::POOL_TIMED_OUT {
+                if cause.cause() == POOL_TIMED_OUT {
                     Err(self.diagnose().await.unwrap_or(cause))
                 } else {
                     Err(cause)
@@ -197,7 +197,7 @@ impl DbHealth {
                 None
             }
             Ok(Err(err)) => Some(
-                super::sqlx_cause(&err)
+                sqlx_cause(&err)
                     .unwrap_or(Unavailable::Unreachable("cannot connect to the database")),
             ),
             Err(_) => Some(Unavailable::Unreachable(

@@ -47,7 +47,7 @@ async fn readiness(app: &AppState) -> Result<(), &'static str> {
     app.health
         .readiness()
         .await
-        .map_err(crate::db::Unavailable::cause)?;
+        .map_err(crate::error::Unavailable::cause)?;
     let pending = Migrator::get_pending_migrations(app.db.reader())
         .await
         .map_err(|_| "cannot read migrations")?;
