@@ -1,6 +1,6 @@
 //! Accounts: registration, sign-in, listing and roles.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use chrono::Utc;
 use sea_orm::{
@@ -36,100 +36,318 @@ pub struct NewAccount<'a> {
     pub role: Role,
 }
 
-/// Validates and stores a new account.
-///
-/// The password is hashed before the insert, so a taken username costs the same time as a free
-/// one; the database's unique indexes decide who wins a race.
-///
-/// # Errors
-/// `BAD_USER_INPUT` for a rule the input breaks, `CONFLICT` for a taken username or email,
-/// `SERVICE_UNAVAILABLE` when it could not be stored.
-pub async fn register(
-    db: &Db,
-    hasher: &PasswordHasher,
-    new: NewAccount<'_>,
-) -> AppResult<account::Model> {
-    let username_normalized = validation::username(new.username)?;
-    let email = new.email.map(validation::email).transpose()?;
-    let user_inputs = validation::user_inputs(new.username, new.email);
-    validation::new_password(&new.password, "password", user_inputs).await?;
-    let password_hash = hasher.hash(new.password).await?;
-    let now = Utc::now();
-    let (email, email_normalized) = email.unzip();
-    let id = Uuid::now_v7();
-    let account = account::ActiveModel {
-        id: Set(id),
-        username: Set(new.username.to_owned()),
-        username_normalized: Set(username_normalized),
-        email: Set(email),
-        email_normalized: Set(email_normalized),
-        password_hash: Set(password_hash),
-        role: Set(new.role.as_str().to_owned()),
-        token_version: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        deactivated_at: Set(None),
-    };
-    db::write(db, async |txn| {
-        account::Entity::insert(account)
-            .exec_without_returning(txn)
-            .await
-            .map_err(unique_violation_to_conflict)?;
-        find(txn, id)
-            .await?
-            .ok_or_else(|| AppError::internal("an inserted account was not found"))
-    })
-    .await
+/// Accounts: registration, sign-in, password checks, roles and activation. Owns the database,
+/// the password hasher and this replica's revocation list.
+#[derive(Clone)]
+pub struct Accounts {
+    db: Db,
+    passwords: PasswordHasher,
+    revocations: Arc<Revocations>,
 }
 
-/// Checks a username and password typed from `client`, throttled per (username, client
-/// address) and per username: the attempt is counted before the password is verified.
-///
-/// # Errors
-/// `UNAUTHENTICATED` with the same message for an unknown user and a wrong password, after the
-/// same argon2 work in both cases; `TOO_MANY_REQUESTS` while the username is locked for this
-/// address or for every address (known or not, so the lock reveals nothing), or when the
-/// hashing queue is full.
-pub async fn authenticate(
-    db: &Db,
-    hasher: &PasswordHasher,
-    username: &str,
-    password: String,
-    client: IpAddr,
-) -> AppResult<account::Model> {
-    let attempt = throttle::reserve(
-        db,
-        vec![
-            (
-                throttle::address_key(username, client),
-                throttle::PER_ADDRESS,
-            ),
-            (throttle::username_key(username), throttle::PER_USERNAME),
-        ],
-    )
-    .await?;
-    let account = match validation::username(username) {
-        Ok(normalized) => find_by_username(db, &normalized).await?,
-        Err(_) => None,
-    };
-    let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
-    let verified = match hasher.verify(password, stored_hash).await {
-        Ok(verified) => verified,
-        Err(err) => {
+impl Accounts {
+    pub fn new(db: Db, passwords: PasswordHasher, revocations: Arc<Revocations>) -> Self {
+        Self {
+            db,
+            passwords,
+            revocations,
+        }
+    }
+
+    /// The account with this id, if any (read on a reader).
+    ///
+    /// # Errors
+    /// Internal, on a database failure.
+    pub async fn find(&self, id: Uuid) -> AppResult<Option<account::Model>> {
+        find(self.db.reader(), id).await
+    }
+
+    /// Validates and stores a new account.
+    ///
+    /// The password is hashed before the insert, so a taken username costs the same time as a free
+    /// one; the database's unique indexes decide who wins a race.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` for a rule the input breaks, `CONFLICT` for a taken username or email,
+    /// `SERVICE_UNAVAILABLE` when it could not be stored.
+    pub async fn register(&self, new: NewAccount<'_>) -> AppResult<account::Model> {
+        let username_normalized = validation::username(new.username)?;
+        let email = new.email.map(validation::email).transpose()?;
+        let user_inputs = validation::user_inputs(new.username, new.email);
+        validation::new_password(&new.password, "password", user_inputs).await?;
+        let password_hash = self.passwords.hash(new.password).await?;
+        let now = Utc::now();
+        let (email, email_normalized) = email.unzip();
+        let id = Uuid::now_v7();
+        let account = account::ActiveModel {
+            id: Set(id),
+            username: Set(new.username.to_owned()),
+            username_normalized: Set(username_normalized),
+            email: Set(email),
+            email_normalized: Set(email_normalized),
+            password_hash: Set(password_hash),
+            role: Set(new.role.as_str().to_owned()),
+            token_version: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deactivated_at: Set(None),
+        };
+        db::write(&self.db, async |txn| {
+            account::Entity::insert(account)
+                .exec_without_returning(txn)
+                .await
+                .map_err(unique_violation_to_conflict)?;
+            find(txn, id)
+                .await?
+                .ok_or_else(|| AppError::internal("an inserted account was not found"))
+        })
+        .await
+    }
+
+    /// Checks a username and password typed from `client`, throttled per (username, client
+    /// address) and per username: the attempt is counted before the password is verified.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` with the same message for an unknown user and a wrong password, after the
+    /// same argon2 work in both cases; `TOO_MANY_REQUESTS` while the username is locked for this
+    /// address or for every address (known or not, so the lock reveals nothing), or when the
+    /// hashing queue is full.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: String,
+        client: IpAddr,
+    ) -> AppResult<account::Model> {
+        let attempt = throttle::reserve(
+            &self.db,
+            vec![
+                (
+                    throttle::address_key(username, client),
+                    throttle::PER_ADDRESS,
+                ),
+                (throttle::username_key(username), throttle::PER_USERNAME),
+            ],
+        )
+        .await?;
+        let account = match validation::username(username) {
+            Ok(normalized) => find_by_username(&self.db, &normalized).await?,
+            Err(_) => None,
+        };
+        let stored_hash = account.as_ref().map(|a| a.password_hash.clone());
+        let verified = match self.passwords.verify(password, stored_hash).await {
+            Ok(verified) => verified,
+            Err(err) => {
+                attempt.release().await?;
+                return Err(err);
+            }
+        };
+        match account {
+            // A deactivated account is refused exactly like a wrong password, after the same work.
+            Some(account) if verified && account.deactivated_at.is_none() => {
+                attempt.succeeded().await?;
+                Ok(account)
+            }
+            _ => {
+                attempt.failed().await?;
+                Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+            }
+        }
+    }
+
+    /// Checks the signed-in account's current password and hashes the new one. Storing it is
+    /// [`store_password_change`]'s work, in the caller's transaction; the caller settles the
+    /// returned attempt once that is done, so one change of an account runs at a time.
+    ///
+    /// Throttled as [`check_current_password`].
+    ///
+    /// # Errors
+    /// As [`check_current_password`]; `BAD_USER_INPUT` on `newPassword` when it breaks a rule.
+    pub async fn change_password(
+        &self,
+        id: Uuid,
+        current: String,
+        new: String,
+    ) -> AppResult<(PasswordChange, throttle::Attempt)> {
+        let (account, attempt) = self.check_current_password(id, current).await?;
+        let user_inputs = validation::user_inputs(&account.username, account.email.as_deref());
+        let new_hash = match hash_new_password(&self.passwords, new, user_inputs).await {
+            Ok(new_hash) => new_hash,
+            Err(err) => {
+                // The current password was right: nothing counts against the account.
+                attempt.succeeded().await?;
+                return Err(err);
+            }
+        };
+        Ok((PasswordChange { account, new_hash }, attempt))
+    }
+
+    /// Checks the signed-in account's current password before a change that needs it (a new
+    /// password, deleting the account). Returns the account as it was when checked and the
+    /// reserved attempt, which the caller settles once its change is stored or refused: one such
+    /// change of an account runs at a time.
+    ///
+    /// Throttled per account, never by sign-in failures (strangers cannot lock a signed-in user
+    /// out of changing their password): one change at a time, and wrong current passwords lock
+    /// the change like failed sign-ins lock a sign-in.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted); `TOO_MANY_REQUESTS` while
+    /// locked, while another change of this account is running, or when the hashing queue is full;
+    /// `UNAUTHENTICATED` when the account is gone.
+    pub async fn check_current_password(
+        &self,
+        id: Uuid,
+        current: String,
+    ) -> AppResult<(account::Model, throttle::Attempt)> {
+        // Reserved before anything else: a flood of changes is refused without a query each.
+        let attempt = throttle::reserve(
+            &self.db,
+            vec![(throttle::password_change_key(id), throttle::PASSWORD_CHANGE)],
+        )
+        .await?;
+        let Some(account) = find(self.db.reader(), id).await? else {
             attempt.release().await?;
-            return Err(err);
-        }
-    };
-    match account {
-        // A deactivated account is refused exactly like a wrong password, after the same work.
-        Some(account) if verified && account.deactivated_at.is_none() => {
-            attempt.succeeded().await?;
-            Ok(account)
-        }
-        _ => {
+            return Err(AppError::Unauthenticated(GONE));
+        };
+        let verified = match self
+            .passwords
+            .verify(current, Some(account.password_hash.clone()))
+            .await
+        {
+            Ok(verified) => verified,
+            Err(err) => {
+                attempt.release().await?;
+                return Err(err);
+            }
+        };
+        if !verified {
             attempt.failed().await?;
-            Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+            return Err(AppError::BadUserInput {
+                field: "currentPassword",
+                message: "the current password is wrong".to_owned(),
+            });
         }
+        Ok((account, attempt))
+    }
+
+    /// One page of accounts in creation order.
+    ///
+    /// # Errors
+    /// Internal, on a database failure.
+    pub async fn page(
+        &self,
+        request: PageRequest,
+        with_total: bool,
+    ) -> AppResult<Page<account::Model>> {
+        read_page(
+            self.db.reader(),
+            account::Entity::find(),
+            account::Column::Id,
+            request,
+            with_total,
+        )
+        .await
+    }
+
+    /// Gives an account a new role. Its access tokens issued before stop working at once (on
+    /// every replica), so a demoted admin's old token can no longer do admin things; its sessions
+    /// stay, and a refresh brings a token with the new role. The role and the token version change
+    /// in one transaction, so no refresh can pair the new version with the old role.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin;
+    /// `SERVICE_UNAVAILABLE` when the change could not be stored.
+    pub async fn set_role(
+        &self,
+        actor: Option<Uuid>,
+        id: Uuid,
+        role: Role,
+    ) -> AppResult<account::Model> {
+        let (account, revoked) = db::write(&self.db, async |txn| {
+            lock_admins(txn).await?;
+            let account = find_for_update(txn, id)
+                .await?
+                .ok_or(AppError::NotFound("account"))?;
+            if account.role == role.as_str() {
+                return Ok((account, None));
+            }
+            if !update_role_keeping_an_admin(txn, id, role).await? {
+                return Err(last_admin("role"));
+            }
+            let (account, revoked) = revoke_access_tokens(txn, id).await?;
+            Ok((account, Some(revoked)))
+        })
+        .await?;
+        if let Some(revoked) = revoked {
+            self.revocations.apply_committed(&[revoked]);
+        }
+        tracing::info!(audit = "set_user_role", ?actor, account_id = %id, role = role.as_str(), "role changed");
+        Ok(account)
+    }
+
+    /// Lets a deactivated account sign in again. Its old tokens stay revoked; it signs in anew.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` when there is no such account; `SERVICE_UNAVAILABLE` when it could not be
+    /// stored.
+    pub async fn reactivate(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<account::Model> {
+        let account = db::write(&self.db, async |txn| {
+            account::Entity::update_many()
+                .col_expr(
+                    account::Column::DeactivatedAt,
+                    Expr::value(Option::<chrono::DateTime<Utc>>::None),
+                )
+                .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(account::Column::Id.eq(id))
+                .filter(account::Column::DeactivatedAt.is_not_null())
+                .exec(txn)
+                .await?;
+            find(txn, id).await?.ok_or(AppError::NotFound("account"))
+        })
+        .await?;
+        tracing::info!(audit = "reactivate_account", ?actor, account_id = %id, "account reactivated");
+        Ok(account)
+    }
+
+    /// Promotes the account with this username to admin, if there is one, and reactivates it if
+    /// it was deactivated.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` for a malformed username.
+    pub async fn promote_to_admin(&self, username: &str) -> AppResult<Option<account::Model>> {
+        let normalized = validation::username(username)?;
+        let Some(existing) = find_by_username(&self.db, &normalized).await? else {
+            return Ok(None);
+        };
+        // The CLI has no replica to tell; the revocation row reaches the running servers.
+        let promoted = self.set_role(None, existing.id, Role::Admin).await?;
+        if promoted.deactivated_at.is_none() {
+            return Ok(Some(promoted));
+        }
+        // The operator's way back in: an admin who cannot sign in would be no admin.
+        Ok(Some(self.reactivate(None, existing.id).await?))
+    }
+
+    /// Creates an admin account, or promotes the existing account with this username to admin
+    /// (its password unchanged). Returns the account and whether it was created.
+    ///
+    /// # Errors
+    /// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username.
+    pub async fn create_or_promote_admin(
+        &self,
+        username: &str,
+        password: String,
+    ) -> AppResult<(account::Model, bool)> {
+        if let Some(promoted) = self.promote_to_admin(username).await? {
+            return Ok((promoted, false));
+        }
+        let new = NewAccount {
+            username,
+            password,
+            email: None,
+            role: Role::Admin,
+        };
+        Ok((self.register(new).await?, true))
     }
 }
 
@@ -138,83 +356,6 @@ pub async fn authenticate(
 pub struct PasswordChange {
     pub account: account::Model,
     pub new_hash: String,
-}
-
-/// Checks the signed-in account's current password and hashes the new one. Storing it is
-/// [`store_password_change`]'s work, in the caller's transaction; the caller settles the
-/// returned attempt once that is done, so one change of an account runs at a time.
-///
-/// Throttled as [`check_current_password`].
-///
-/// # Errors
-/// As [`check_current_password`]; `BAD_USER_INPUT` on `newPassword` when it breaks a rule.
-pub async fn change_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    id: Uuid,
-    current: String,
-    new: String,
-) -> AppResult<(PasswordChange, throttle::Attempt)> {
-    let (account, attempt) = check_current_password(db, hasher, id, current).await?;
-    let user_inputs = validation::user_inputs(&account.username, account.email.as_deref());
-    let new_hash = match hash_new_password(hasher, new, user_inputs).await {
-        Ok(new_hash) => new_hash,
-        Err(err) => {
-            // The current password was right: nothing counts against the account.
-            attempt.succeeded().await?;
-            return Err(err);
-        }
-    };
-    Ok((PasswordChange { account, new_hash }, attempt))
-}
-
-/// Checks the signed-in account's current password before a change that needs it (a new
-/// password, deleting the account). Returns the account as it was when checked and the
-/// reserved attempt, which the caller settles once its change is stored or refused: one such
-/// change of an account runs at a time.
-///
-/// Throttled per account, never by sign-in failures (strangers cannot lock a signed-in user
-/// out of changing their password): one change at a time, and wrong current passwords lock
-/// the change like failed sign-ins lock a sign-in.
-///
-/// # Errors
-/// `BAD_USER_INPUT` on `currentPassword` when it is wrong (counted); `TOO_MANY_REQUESTS` while
-/// locked, while another change of this account is running, or when the hashing queue is full;
-/// `UNAUTHENTICATED` when the account is gone.
-pub async fn check_current_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    id: Uuid,
-    current: String,
-) -> AppResult<(account::Model, throttle::Attempt)> {
-    // Reserved before anything else: a flood of changes is refused without a query each.
-    let attempt = throttle::reserve(
-        db,
-        vec![(throttle::password_change_key(id), throttle::PASSWORD_CHANGE)],
-    )
-    .await?;
-    let Some(account) = find(db.reader(), id).await? else {
-        attempt.release().await?;
-        return Err(AppError::Unauthenticated(GONE));
-    };
-    let verified = match hasher
-        .verify(current, Some(account.password_hash.clone()))
-        .await
-    {
-        Ok(verified) => verified,
-        Err(err) => {
-            attempt.release().await?;
-            return Err(err);
-        }
-    };
-    if !verified {
-        attempt.failed().await?;
-        return Err(AppError::BadUserInput {
-            field: "currentPassword",
-            message: "the current password is wrong".to_owned(),
-        });
-    }
-    Ok((account, attempt))
 }
 
 async fn hash_new_password(
@@ -327,60 +468,6 @@ async fn find_by_username(
         .await?)
 }
 
-/// One page of accounts in creation order.
-///
-/// # Errors
-/// Internal, on a database failure.
-pub async fn page(
-    db: &DatabaseConnection,
-    request: PageRequest,
-    with_total: bool,
-) -> AppResult<Page<account::Model>> {
-    read_page(
-        db,
-        account::Entity::find(),
-        account::Column::Id,
-        request,
-        with_total,
-    )
-    .await
-}
-
-/// Gives an account a new role. Its access tokens issued before stop working at once (on
-/// every replica), so a demoted admin's old token can no longer do admin things; its sessions
-/// stay, and a refresh brings a token with the new role. The role and the token version change
-/// in one transaction, so no refresh can pair the new version with the old role.
-///
-/// # Errors
-/// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin;
-/// `SERVICE_UNAVAILABLE` when the change could not be stored.
-pub async fn set_role(
-    db: &Db,
-    revocations: &Revocations,
-    id: Uuid,
-    role: Role,
-) -> AppResult<account::Model> {
-    let (account, revoked) = db::write(db, async |txn| {
-        lock_admins(txn).await?;
-        let account = find_for_update(txn, id)
-            .await?
-            .ok_or(AppError::NotFound("account"))?;
-        if account.role == role.as_str() {
-            return Ok((account, None));
-        }
-        if !update_role_keeping_an_admin(txn, id, role).await? {
-            return Err(last_admin("role"));
-        }
-        let (account, revoked) = revoke_access_tokens(txn, id).await?;
-        Ok((account, Some(revoked)))
-    })
-    .await?;
-    if let Some(revoked) = revoked {
-        revocations.apply_committed(&[revoked]);
-    }
-    Ok(account)
-}
-
 /// An arbitrary constant naming the lock, in `pg_advisory_xact_lock`, that every change which
 /// can leave no active admin takes (role changes, deactivations, deletions).
 const ROLE_CHANGE_LOCK_KEY: i64 = 0x5354_4f52_524f_4c45; // "STORROLE"
@@ -471,28 +558,6 @@ pub async fn deactivate(
     Ok((account, Some(revoked)))
 }
 
-/// Lets a deactivated account sign in again. Its old tokens stay revoked; it signs in anew.
-///
-/// # Errors
-/// `NOT_FOUND` when there is no such account; `SERVICE_UNAVAILABLE` when it could not be
-/// stored.
-pub async fn reactivate(db: &Db, id: Uuid) -> AppResult<account::Model> {
-    db::write(db, async |txn| {
-        account::Entity::update_many()
-            .col_expr(
-                account::Column::DeactivatedAt,
-                Expr::value(Option::<chrono::DateTime<Utc>>::None),
-            )
-            .col_expr(account::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(account::Column::Id.eq(id))
-            .filter(account::Column::DeactivatedAt.is_not_null())
-            .exec(txn)
-            .await?;
-        find(txn, id).await?.ok_or(AppError::NotFound("account"))
-    })
-    .await
-}
-
 /// Deletes an account whose current password was checked (as `checked`), in the caller's
 /// transaction. Its sessions and refresh tokens go with it, the products it created keep no
 /// creator, and every access token issued to it stops working once the transaction commits.
@@ -525,48 +590,6 @@ pub async fn delete(txn: &impl ConnectionTrait, checked: &account::Model) -> App
         return Err(last_admin("account"));
     }
     Ok(revoked)
-}
-
-/// Promotes the account with this username to admin, if there is one, and reactivates it if
-/// it was deactivated.
-///
-/// # Errors
-/// `BAD_USER_INPUT` for a malformed username.
-pub async fn promote_to_admin(db: &Db, username: &str) -> AppResult<Option<account::Model>> {
-    let normalized = validation::username(username)?;
-    let Some(existing) = find_by_username(db, &normalized).await? else {
-        return Ok(None);
-    };
-    // The CLI has no replica to tell; the revocation row reaches the running servers.
-    let promoted = set_role(db, &Revocations::default(), existing.id, Role::Admin).await?;
-    if promoted.deactivated_at.is_none() {
-        return Ok(Some(promoted));
-    }
-    // The operator's way back in: an admin who cannot sign in would be no admin.
-    Ok(Some(reactivate(db, existing.id).await?))
-}
-
-/// Creates an admin account, or promotes the existing account with this username to admin
-/// (its password unchanged). Returns the account and whether it was created.
-///
-/// # Errors
-/// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username.
-pub async fn create_or_promote_admin(
-    db: &Db,
-    hasher: &PasswordHasher,
-    username: &str,
-    password: String,
-) -> AppResult<(account::Model, bool)> {
-    if let Some(promoted) = promote_to_admin(db, username).await? {
-        return Ok((promoted, false));
-    }
-    let new = NewAccount {
-        username,
-        password,
-        email: None,
-        role: Role::Admin,
-    };
-    Ok((register(db, hasher, new).await?, true))
 }
 
 /// Maps a unique-index violation to `CONFLICT` on the field whose index it was; the database's

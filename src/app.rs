@@ -5,6 +5,7 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 
 use crate::{
+    accounts::Accounts,
     auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
     authz::SharedAuthorizer,
     catalog::Catalog,
@@ -14,24 +15,10 @@ use crate::{
     http,
     metrics::Metrics,
     server::{ConnectionLimits, Server, Stop},
+    sessions::Sessions,
     signals::Signals,
+    state::AppState,
 };
-
-/// What every request shares.
-pub struct AppState {
-    /// Reads through the reader pool; writes only through [`db::write`].
-    pub db: db::Db,
-    /// Whether the database can take a write now (readiness; fast failure while unreachable).
-    pub health: Arc<db::DbHealth>,
-    pub tokens: TokenService,
-    pub passwords: PasswordHasher,
-    pub authz: SharedAuthorizer,
-    pub revocations: Arc<Revocations>,
-    pub catalog: Arc<Catalog>,
-    pub ip_limiter: IpRateLimiter,
-    pub refresh_token_ttl: std::time::Duration,
-    pub metrics: Metrics,
-}
 
 /// A built server: connected, migrated, policy loaded, schema built and port bound.
 pub struct App {
@@ -81,21 +68,33 @@ impl App {
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
         revocations.spawn_poller(db.reader().clone(), config.revocation_poll);
-        let catalog = Catalog::load(&db, config.catalog_cache_bytes, config.catalog_poll).await?;
-        catalog.spawn_poller(db.reader().clone(), config.catalog_poll);
+        let catalog =
+            Catalog::load(db.clone(), config.catalog_cache_bytes, config.catalog_poll).await?;
         crate::maintenance::spawn_pruner(db.clone());
         crate::maintenance::spawn_wal_checkpointer(db.clone());
+        let tokens = Arc::new(TokenService::new(config));
+        let metrics = Arc::new(Metrics::default());
+        let accounts = Accounts::new(db.clone(), passwords.clone(), revocations.clone());
+        let sessions = Sessions::new(
+            db.clone(),
+            accounts.clone(),
+            tokens.clone(),
+            revocations.clone(),
+            config.refresh_token_ttl,
+            IpRateLimiter::new(config.auth_rate_limit_per_minute),
+            metrics.clone(),
+        );
         let state = Arc::new(AppState {
             health: db::DbHealth::new(db.clone(), &config.database_url),
             db,
-            tokens: TokenService::new(config),
+            tokens,
+            revocations,
             passwords,
             authz,
-            revocations,
+            accounts,
+            sessions,
             catalog,
-            ip_limiter: IpRateLimiter::new(config.auth_rate_limit_per_minute),
-            refresh_token_ttl: config.refresh_token_ttl,
-            metrics: Metrics::default(),
+            metrics,
         });
         let schema: AppSchema = graphql::build_schema(state.clone(), config);
         let settings = http::HttpSettings {

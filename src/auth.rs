@@ -11,7 +11,7 @@ pub use jwt::{AccessToken, TokenService};
 pub use password::PasswordHasher;
 pub use revocation::Revocations;
 pub use throttle::IpRateLimiter;
-pub use viewer::Viewer;
+pub use viewer::{ClientIp, Viewer};
 
 /// The SHA-256 of `bytes`, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,8 +1,6 @@
 //! Authorization: what a caller may do. Decided by the Casbin policy in `POLICY_DIR`
 //! (`model.conf` + `policy.csv`), the only place a permission is granted.
 
-mod guard;
 mod policy;
 
-pub use guard::{Can, can_see, visible};
 pub use policy::{Authorizer, Permission, PolicyError, PolicySource, SharedAuthorizer, Subject};

@@ -1,368 +1,96 @@
-//! Catalog pages kept in memory until the catalog changes.
-//!
-//! Reading a page of products from SQLite through sqlx costs several times what the rest of a
-//! request does (each row and value is copied across sqlx's worker thread), and a storefront's
-//! catalog is read far more often than it is written. So each replica keeps the pages (and
-//! the `totalCount`s) it has read, tagged with the catalog version they were read at.
-//!
-//! The version is a counter in the `catalog_version` table that database triggers bump inside
-//! every transaction that changes `products`, whoever writes (the API, `storefront seed`,
-//! another replica, a SQL prompt). A replica re-reads it right after each of its own writes,
-//! so its own changes show at once, and every `CATALOG_POLL_MS` (250 ms by default), so other
-//! writers' changes show within that. If the version cannot be read for a while (the database
-//! is unreachable), cached pages are not trusted: reads go to the database and report its
-//! errors, so staleness stays bounded.
-//!
-//! Memory is bounded by `CATALOG_CACHE_MB` (16 by default; 0 turns the cache off), counted
-//! from the text each cached page holds, so many distinct pages or searches cannot grow the
-//! process: when an entry would not fit, the cache starts over.
+//! The product catalog: products in the database, and the pages each replica keeps of them.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicI64, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+mod pages;
+pub mod products;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::DbErr;
 use uuid::Uuid;
 
-use crate::{
-    entities::product,
-    error::AppResult,
-    pagination::{Page, PageRequest},
-    products,
-};
+use crate::{db::Db, entities::product, error::AppResult, pagination::PageRequest};
+pub use pages::{CatalogPage, PageCache};
+pub use products::{NewProduct, ProductChanges};
 
-/// A page of products whose rows the cache shares: handing one out copies pointers, not rows.
-pub type CatalogPage = Page<Arc<product::Model>>;
-
-/// What identifies a page: the same arguments give the same rows at one catalog version.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct PageKey {
-    first: u64,
-    after: Option<Uuid>,
-    search: Option<Box<str>>,
-}
-
-#[derive(Default)]
-struct Entries {
-    /// The catalog version every entry below was read at.
-    version: i64,
-    pages: HashMap<PageKey, Arc<CatalogPage>>,
-    /// `totalCount` per search term (`None`: the whole catalog).
-    counts: HashMap<Option<Box<str>>, u64>,
-    /// What the entries above hold, as [`page_bytes`] and [`count_bytes`] count it.
-    bytes: usize,
-}
-
-impl Entries {
-    /// Makes room for `bytes` more within `budget`; false when they could never fit.
-    fn make_room(&mut self, bytes: usize, budget: usize) -> bool {
-        if bytes > budget {
-            return false;
-        }
-        if self.bytes + bytes > budget {
-            // No LRU bookkeeping on the hot path: a full cache starts over.
-            *self = Entries {
-                version: self.version,
-                ..Entries::default()
-            };
-        }
-        self.bytes += bytes;
-        true
-    }
-}
-
-/// The cache of one replica.
+/// The catalog service: product reads and writes, the page cache kept in step with every
+/// change, and the audit log lines of admins' changes.
 pub struct Catalog {
-    /// The most bytes of entries kept (0: no cache).
-    budget: usize,
-    /// The newest catalog version this replica has read.
-    version: AtomicI64,
-    /// When the version was last read successfully, in ms since `started`.
-    checked_at_ms: AtomicU64,
-    /// Cached pages are trusted only while the version was checked within this long.
-    max_unchecked: Duration,
-    started: Instant,
-    entries: Mutex<Entries>,
+    db: Db,
+    pages: Arc<PageCache>,
 }
 
 impl Catalog {
-    /// Reads the current catalog version. `budget` is the most bytes of pages kept (0: no
-    /// cache); `poll` is how often [`Catalog::spawn_poller`] re-reads the version.
+    /// Reads the catalog version and starts polling it every `poll` (see [`PageCache`]), with
+    /// `cache_bytes` of memory for pages (0: no cache).
     ///
     /// # Errors
     /// On a database failure.
-    pub async fn load(
-        db: &DatabaseConnection,
-        budget: usize,
-        poll: Duration,
-    ) -> Result<Arc<Self>, DbErr> {
-        let catalog = Arc::new(Self {
-            budget,
-            version: AtomicI64::new(0),
-            checked_at_ms: AtomicU64::new(0),
-            // A few missed polls are tolerated; a database gone for longer is not papered over.
-            max_unchecked: (poll * 4).max(Duration::from_secs(1)),
-            started: Instant::now(),
-            entries: Mutex::default(),
-        });
-        catalog.check_version(db).await?;
-        Ok(catalog)
+    pub async fn load(db: Db, cache_bytes: usize, poll: Duration) -> Result<Self, DbErr> {
+        let pages = PageCache::load(&db, cache_bytes, poll).await?;
+        pages.spawn_poller(db.reader().clone(), poll);
+        Ok(Self { db, pages })
     }
 
-    /// Re-reads the catalog version every `interval`, for as long as the catalog is in use.
-    pub fn spawn_poller(self: &Arc<Self>, db: DatabaseConnection, interval: Duration) {
-        if self.budget == 0 {
-            return;
-        }
-        crate::db::poll_every(
-            self,
-            db,
-            interval,
-            "the catalog version",
-            async |catalog, db| catalog.check_version(&db).await,
-        );
-    }
-
-    /// Takes note of a change this replica just committed, so its next reads see it.
+    /// Adds a product, created by `actor`.
     ///
-    /// A failure is logged, not returned: the change itself was made, and cached pages stop
-    /// being trusted soon after the version cannot be read.
-    pub async fn note_change(&self, db: &DatabaseConnection) {
-        if self.budget == 0 {
-            return;
-        }
-        if let Err(err) = self.check_version(db).await {
-            tracing::warn!(error = %err, "could not read the catalog version after a change");
-        }
+    /// # Errors
+    /// As [`products::create`].
+    pub async fn create(
+        &self,
+        actor: Option<Uuid>,
+        new: NewProduct<'_>,
+    ) -> AppResult<product::Model> {
+        let product = products::create(&self.db, new, actor).await?;
+        self.pages.note_change(&self.db).await;
+        tracing::info!(audit = "create_product", ?actor, product_id = %product.id, "product created");
+        Ok(product)
     }
 
-    /// One page of products, with the number of products matching `search` when `with_total`.
+    /// Changes the given fields of a product, for `actor`.
+    ///
+    /// # Errors
+    /// As [`products::update`].
+    pub async fn update(
+        &self,
+        actor: Option<Uuid>,
+        id: Uuid,
+        changes: ProductChanges<'_>,
+    ) -> AppResult<product::Model> {
+        let product = products::update(&self.db, id, changes).await?;
+        self.pages.note_change(&self.db).await;
+        tracing::info!(audit = "update_product", ?actor, product_id = %product.id, "product updated");
+        Ok(product)
+    }
+
+    /// Removes a product, for `actor`.
+    ///
+    /// # Errors
+    /// As [`products::delete`].
+    pub async fn delete(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<()> {
+        products::delete(&self.db, id).await?;
+        self.pages.note_change(&self.db).await;
+        tracing::info!(audit = "delete_product", ?actor, product_id = %id, "product deleted");
+        Ok(())
+    }
+
+    /// The product with this id, if any.
+    ///
+    /// # Errors
+    /// Internal, on a database failure.
+    pub async fn find(&self, id: Uuid) -> AppResult<Option<product::Model>> {
+        products::find(self.db.reader(), id).await
+    }
+
+    /// One page of products, with the number matching `search` when `with_total`.
     ///
     /// # Errors
     /// Internal, on a database failure.
     pub async fn page(
         &self,
-        db: &DatabaseConnection,
         request: PageRequest,
         search: Option<&str>,
         with_total: bool,
     ) -> AppResult<CatalogPage> {
-        let search = products::search_term(search);
-        let (page, total) = if self.budget == 0 || !self.is_fresh() {
-            read(db, request, search, with_total).await?
-        } else {
-            self.cached(db, request, search, with_total).await?
-        };
-        Ok(Page {
-            items: page.items.clone(),
-            has_next_page: page.has_next_page,
-            has_previous_page: page.has_previous_page,
-            total_count: total,
-        })
-    }
-
-    /// [`Catalog::page`] through the cache: the shared page and the count.
-    async fn cached(
-        &self,
-        db: &DatabaseConnection,
-        request: PageRequest,
-        search: Option<&str>,
-        with_total: bool,
-    ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
-        // The version before the read: whatever the read returns is at least this new, so an
-        // entry stored under it is dropped as soon as a newer version is seen.
-        let version = self.version.load(Ordering::Acquire);
-        let key = PageKey {
-            first: request.first,
-            after: request.after,
-            search: search.map(Box::from),
-        };
-        let cached = {
-            let mut entries = self.lock();
-            if entries.version < version {
-                *entries = Entries {
-                    version,
-                    ..Entries::default()
-                };
-            }
-            // Entries newer than this request's version are not for it (nor is it for them:
-            // `store` will refuse what it reads).
-            (entries.version == version).then(|| {
-                (
-                    entries.pages.get(&key).cloned(),
-                    with_total
-                        .then(|| entries.counts.get(&key.search).copied())
-                        .flatten(),
-                )
-            })
-        };
-        let Some((cached_page, cached_count)) = cached else {
-            return read(db, request, search, with_total).await;
-        };
-        let page = match cached_page {
-            Some(page) => page,
-            None => {
-                let page = read_page(db, request, search).await?;
-                self.store(version, |entries| {
-                    if entries.make_room(page_bytes(&key, &page), self.budget) {
-                        entries.pages.insert(key.clone(), page.clone());
-                    }
-                });
-                page
-            }
-        };
-        let total = match (with_total, cached_count) {
-            (false, _) => None,
-            (true, Some(count)) => Some(count),
-            (true, None) => {
-                let count = products::count(db, search).await?;
-                self.store(version, |entries| {
-                    if entries.make_room(count_bytes(&key.search), self.budget) {
-                        entries.counts.insert(key.search.clone(), count);
-                    }
-                });
-                Some(count)
-            }
-        };
-        Ok((page, total))
-    }
-
-    /// Whether the version was read recently enough for cached pages to be trusted.
-    fn is_fresh(&self) -> bool {
-        let checked = Duration::from_millis(self.checked_at_ms.load(Ordering::Acquire));
-        self.started.elapsed().saturating_sub(checked) <= self.max_unchecked
-    }
-
-    /// Stores what was read at `version`, unless the catalog has changed since.
-    fn store(&self, version: i64, put: impl FnOnce(&mut Entries)) {
-        let mut entries = self.lock();
-        if entries.version == version && self.version.load(Ordering::Acquire) == version {
-            put(&mut entries);
-        }
-    }
-
-    async fn check_version(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
-        let version = read_version(db).await?;
-        // Versions only grow; of two reads racing, the newer one wins.
-        self.version.fetch_max(version, Ordering::AcqRel);
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.checked_at_ms.fetch_max(now, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// The bytes of entries held now, as the budget counts them.
-    pub fn cached_bytes(&self) -> usize {
-        self.lock().bytes
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Fixed cost counted per entry and per product: the map slot, the key, the `Arc`s, the
-/// row's other fields and the allocator's rounding.
-const ENTRY_OVERHEAD: usize = 128;
-const ROW_OVERHEAD: usize = 192;
-
-/// What a cached page holds: its rows' text and a fixed amount per row and per entry. A row
-/// shared by two pages counts twice, so the count can only overstate.
-fn page_bytes(key: &PageKey, page: &CatalogPage) -> usize {
-    let rows: usize = page
-        .items
-        .iter()
-        .map(|row| ROW_OVERHEAD + row.name.len() + row.name_search.len() + row.description.len())
-        .sum();
-    ENTRY_OVERHEAD + key.search.as_ref().map_or(0, |s| s.len()) + rows
-}
-
-fn count_bytes(search: &Option<Box<str>>) -> usize {
-    ENTRY_OVERHEAD + search.as_ref().map_or(0, |s| s.len())
-}
-
-async fn read_page(
-    db: &DatabaseConnection,
-    request: PageRequest,
-    search: Option<&str>,
-) -> AppResult<Arc<CatalogPage>> {
-    Ok(Arc::new(
-        products::page(db, request, search).await?.map(Arc::new),
-    ))
-}
-
-async fn read(
-    db: &DatabaseConnection,
-    request: PageRequest,
-    search: Option<&str>,
-    with_total: bool,
-) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
-    let page = read_page(db, request, search).await?;
-    let total = if with_total {
-        Some(products::count(db, search).await?)
-    } else {
-        None
-    };
-    Ok((page, total))
-}
-
-async fn read_version(db: &DatabaseConnection) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT version FROM catalog_version WHERE id = 1",
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("catalog_version".to_owned()))?;
-    row.try_get("", "version")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::products::NewProduct;
-
-    #[tokio::test]
-    async fn memory_stays_within_the_budget_and_pages_stay_right() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let db = crate::db::connect_and_migrate(&url).await.unwrap();
-        let description = "x".repeat(1_000);
-        for i in 0..30 {
-            let new = NewProduct {
-                name: &format!("Product {i:02}"),
-                description: &description,
-                price: "1.00",
-                stock: 1,
-            };
-            products::create(&db, new, None).await.unwrap();
-        }
-        // Room for a few one-product pages only.
-        let budget = 8_000;
-        let catalog = Catalog::load(&db, budget, Duration::from_millis(250))
-            .await
-            .unwrap();
-        let mut after = None;
-        for i in 0..30 {
-            let request = PageRequest { first: 1, after };
-            let page = catalog.page(&db, request, None, false).await.unwrap();
-            assert_eq!(page.items[0].name, format!("Product {i:02}"));
-            let held = catalog.cached_bytes();
-            assert!(held > 0, "the page was kept");
-            assert!(held <= budget, "{held} bytes held, budget {budget}");
-            after = Some(page.items[0].id);
-        }
-        // A page bigger than the whole budget is served, not kept.
-        let all = PageRequest {
-            first: 30,
-            after: None,
-        };
-        let page = catalog.page(&db, all, None, true).await.unwrap();
-        assert_eq!((page.items.len(), page.total_count), (30, Some(30)));
-        assert!(catalog.cached_bytes() <= budget);
+        self.pages.page(&self.db, request, search, with_total).await
     }
 }

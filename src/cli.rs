@@ -6,14 +6,15 @@ use clap::{Parser, Subcommand};
 use sea_orm::ConnectionTrait;
 
 use crate::{
-    accounts::{self, NewAccount},
+    accounts::{Accounts, NewAccount},
     app::App,
     auth::PasswordHasher,
     authz::Authorizer,
+    catalog::products,
     config::{self, Config},
     db,
     error::AppError,
-    graphql, products,
+    graphql,
     role::Role,
 };
 
@@ -220,10 +221,12 @@ async fn create_admin(username: &str) -> Result<(), String> {
         AppError::Conflict { message, .. } => message.to_owned(),
         other => format!("create-admin failed: {other:?}"),
     };
-    if let Some(account) = accounts::promote_to_admin(&db, username)
+    let hasher = PasswordHasher::new(1)
         .await
-        .map_err(message)?
-    {
+        .map_err(|e| format!("password hashing failed: {e:?}"))?;
+    // The CLI has no replica to tell: the revocation rows reach the running servers.
+    let accounts = Accounts::new(db, hasher, Default::default());
+    if let Some(account) = accounts.promote_to_admin(username).await.map_err(message)? {
         eprintln!(
             "promoted existing account {} ({}) to admin; its password is unchanged",
             account.username, account.id
@@ -234,18 +237,13 @@ async fn create_admin(username: &str) -> Result<(), String> {
         Ok(password) if !password.is_empty() => password,
         _ => read_password_line()?,
     };
-    let hasher = PasswordHasher::new(1)
-        .await
-        .map_err(|e| format!("password hashing failed: {e:?}"))?;
     let new = NewAccount {
         username,
         password,
         email: None,
         role: Role::Admin,
     };
-    let account = accounts::register(&db, &hasher, new)
-        .await
-        .map_err(message)?;
+    let account = accounts.register(new).await.map_err(message)?;
     eprintln!(
         "created admin account {} ({})",
         account.username, account.id

@@ -2,6 +2,7 @@
 
 mod cost;
 mod documents;
+mod guard;
 mod loaders;
 mod mutation;
 mod query;
@@ -13,11 +14,10 @@ use async_graphql::{Context, EmptySubscription, Schema, SchemaBuilder, dataloade
 use uuid::Uuid;
 
 use crate::{
-    app::AppState,
-    auth::Viewer,
+    auth::{ClientIp, Viewer},
     config::{Config, Limits},
     error::{AppError, AppResult},
-    http::ClientIp,
+    state::AppState,
 };
 pub use cost::{Cost, CostModel};
 pub use documents::{
@@ -94,14 +94,10 @@ pub trait ContextExt {
     /// # Errors
     /// `UNAUTHENTICATED` when the caller is not signed in.
     fn session(&self) -> AppResult<(Uuid, Uuid)>;
+    /// The signed-in caller's account id, if any: who an audit line names as the actor.
+    fn actor(&self) -> Option<Uuid>;
     /// The caller's address (as the HTTP layer found it; 0.0.0.0 when unknown).
     fn client_ip(&self) -> std::net::IpAddr;
-    /// Counts one attempt of a mutation that runs argon2 (or trades a credential) against the
-    /// caller's address group (an IPv6 /64, IPv4-mapped addresses as IPv4).
-    ///
-    /// # Errors
-    /// `TOO_MANY_REQUESTS` beyond `AUTH_RATE_LIMIT_PER_MINUTE`.
-    fn count_auth_attempt(&self) -> AppResult<()>;
 }
 
 impl ContextExt for Context<'_> {
@@ -124,13 +120,13 @@ impl ContextExt for Context<'_> {
         }
     }
 
+    fn actor(&self) -> Option<Uuid> {
+        self.account_id().ok()
+    }
+
     fn client_ip(&self) -> std::net::IpAddr {
         self.data_opt::<ClientIp>()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |ip| ip.0)
-    }
-
-    fn count_auth_attempt(&self) -> AppResult<()> {
-        self.state().ip_limiter.check(self.client_ip())
     }
 }
 

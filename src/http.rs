@@ -27,8 +27,7 @@ use axum::{
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 use crate::{
-    app::AppState,
-    auth::Viewer,
+    auth::{ClientIp, Viewer},
     config::{CorsOrigins, Limits, MetricsToken},
     error::AppError,
     graphql::{
@@ -37,6 +36,7 @@ use crate::{
     },
     idempotency,
     metrics::Outcome,
+    state::AppState,
 };
 use negotiate::Format;
 
@@ -61,11 +61,6 @@ struct HttpState {
     app: Arc<AppState>,
     settings: Arc<HttpSettings>,
 }
-
-/// The IP address a request came from: the socket's peer, or the last `X-Forwarded-For` hop
-/// when `TRUST_PROXY_HEADERS` is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
 
 /// The router with every route and layer.
 pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> Router {
@@ -169,7 +164,7 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
         }
         _ => return bad_request("the body must be a JSON object (or an array of them)"),
     };
-    let viewer = Viewer::from_headers(&parts.headers, &state.app.tokens, &state.app.revocations);
+    let viewer = state.app.viewer(&parts.headers);
     let client_ip = client_ip(
         &parts.headers,
         &parts.extensions,
@@ -480,7 +475,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    let viewer = Viewer::from_headers(&parts.headers, &state.app.tokens, &state.app.revocations);
+    let viewer = state.app.viewer(&parts.headers);
     let client_ip = client_ip(
         &parts.headers,
         &parts.extensions,

@@ -17,11 +17,11 @@ pub mod idempotency;
 pub mod maintenance;
 pub mod metrics;
 pub mod pagination;
-pub mod products;
 pub mod role;
 pub mod server;
 pub mod sessions;
 pub mod signals;
+pub mod state;
 pub mod validation;
 
 /// mimalloc: the default allocator spent a fifth of each request's CPU in malloc and free

@@ -1,6 +1,8 @@
 //! Sessions: each sign-in starts one, holding a rotating refresh token. Spending a refresh
 //! token twice ends its whole session (the thief's copy and the victim's alike).
 
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use rand::RngCore;
@@ -11,12 +13,12 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    accounts,
-    app::AppState,
-    auth::{AccessToken, Revocations, sha256_hex},
-    db,
+    accounts::{self, Accounts, NewAccount},
+    auth::{AccessToken, IpRateLimiter, Revocations, TokenService, sha256_hex},
+    db::{self, Db},
     entities::{account, refresh_token, session},
     error::{AppError, AppResult},
+    metrics::{LoginOutcome, Metrics},
     role::Role,
 };
 
@@ -32,47 +34,395 @@ pub struct SignedIn {
     pub refresh_expires_in: i64,
 }
 
-/// Starts a new session for an authenticated account, as it was when its password was checked.
-///
-/// The session is stored only if the password checked is still the account's and the account
-/// is still active: a password change or deactivation committed since the check refuses the
-/// sign-in instead of outliving it. The tokens carry the role and token version read in the
-/// same transaction.
-///
-/// # Errors
-/// `UNAUTHENTICATED` when the password changed (or the account went or was deactivated) since
-/// it was checked;
-/// `SERVICE_UNAVAILABLE` when the session could not be stored.
-pub async fn start(state: &AppState, account: account::Model) -> AppResult<SignedIn> {
-    db::write(&state.db, async |txn| {
-        let current = accounts::find_for_update(txn, account.id)
-            .await?
-            .filter(|current| {
-                current.password_hash == account.password_hash && current.deactivated_at.is_none()
-            })
-            .ok_or(AppError::Unauthenticated(accounts::INVALID_CREDENTIALS))?;
-        start_in(txn, state, current).await
-    })
-    .await
+/// Sessions: sign-in, refresh, sign-out, and the account changes that end sessions. Owns the
+/// database, the accounts, the token issuer, this replica's revocation list, the per-address
+/// limit on credential checks and the sign-in metrics; writes the audit log lines.
+pub struct Sessions {
+    db: Db,
+    accounts: Accounts,
+    tokens: Arc<TokenService>,
+    revocations: Arc<Revocations>,
+    refresh_ttl: Duration,
+    ip_limiter: IpRateLimiter,
+    metrics: Arc<Metrics>,
 }
 
-/// Stores a new session and its first tokens in the caller's transaction.
-async fn start_in(
-    txn: &impl ConnectionTrait,
-    state: &AppState,
-    account: account::Model,
-) -> AppResult<SignedIn> {
-    let session_id = Uuid::now_v7();
-    session::Entity::insert(session::ActiveModel {
-        id: Set(session_id),
-        account_id: Set(account.id),
-        created_at: Set(Utc::now()),
-        revoked_at: Set(None),
-        revoked_reason: Set(None),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    issue(txn, state, account, session_id).await
+impl Sessions {
+    pub fn new(
+        db: Db,
+        accounts: Accounts,
+        tokens: Arc<TokenService>,
+        revocations: Arc<Revocations>,
+        refresh_ttl: Duration,
+        ip_limiter: IpRateLimiter,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            db,
+            accounts,
+            tokens,
+            revocations,
+            refresh_ttl,
+            ip_limiter,
+            metrics,
+        }
+    }
+
+    /// Registers an account from `client` and signs it in.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond the per-address limit; as [`Accounts::register`] and
+    /// [`Sessions::start`].
+    pub async fn register(&self, client: IpAddr, new: NewAccount<'_>) -> AppResult<SignedIn> {
+        self.ip_limiter.check(client)?;
+        let account = self.accounts.register(new).await?;
+        tracing::info!(audit = "register", account_id = %account.id, "account registered");
+        self.start(account).await
+    }
+
+    /// Signs in with a username and password typed from `client`, starting a new session.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond the per-address limit or while the username is locked; as
+    /// [`Accounts::authenticate`] and [`Sessions::start`].
+    pub async fn login(
+        &self,
+        client: IpAddr,
+        username: &str,
+        password: String,
+    ) -> AppResult<SignedIn> {
+        if let Err(err) = self.ip_limiter.check(client) {
+            self.metrics.record_login(LoginOutcome::Throttled);
+            return Err(err);
+        }
+        let account = match self.accounts.authenticate(username, password, client).await {
+            Ok(account) => account,
+            Err(err) => {
+                let outcome = match err {
+                    AppError::TooManyRequests { .. } => LoginOutcome::Throttled,
+                    _ => LoginOutcome::Failure,
+                };
+                self.metrics.record_login(outcome);
+                tracing::info!(audit = "login", outcome = err.code(), "sign-in refused");
+                return Err(err);
+            }
+        };
+        // Signed in once the session is stored, not before.
+        let signed_in = self.start(account).await?;
+        self.metrics.record_login(LoginOutcome::Success);
+        tracing::info!(audit = "login", outcome = "ok", account_id = %signed_in.account.id, "signed in");
+        Ok(signed_in)
+    }
+
+    /// Ends the caller's session (see [`Sessions::end`]).
+    ///
+    /// # Errors
+    /// As [`Sessions::end`].
+    pub async fn logout(&self, account_id: Uuid, session_id: Uuid) -> AppResult<()> {
+        self.end(account_id, session_id, "logout").await?;
+        tracing::info!(audit = "logout", %account_id, "session ended");
+        Ok(())
+    }
+
+    /// Ends every session of the caller's account (see [`Sessions::end_all`]).
+    ///
+    /// # Errors
+    /// As [`Sessions::end_all`].
+    pub async fn logout_all(&self, account_id: Uuid) -> AppResult<()> {
+        self.end_all(account_id, "logout all").await?;
+        tracing::info!(audit = "logout_all", %account_id, "every session ended");
+        Ok(())
+    }
+
+    /// Starts a new session for an authenticated account, as it was when its password was checked.
+    ///
+    /// The session is stored only if the password checked is still the account's and the account
+    /// is still active: a password change or deactivation committed since the check refuses the
+    /// sign-in instead of outliving it. The tokens carry the role and token version read in the
+    /// same transaction.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` when the password changed (or the account went or was deactivated) since
+    /// it was checked;
+    /// `SERVICE_UNAVAILABLE` when the session could not be stored.
+    pub async fn start(&self, account: account::Model) -> AppResult<SignedIn> {
+        db::write(&self.db, async |txn| {
+            let current = accounts::find_for_update(txn, account.id)
+                .await?
+                .filter(|current| {
+                    current.password_hash == account.password_hash
+                        && current.deactivated_at.is_none()
+                })
+                .ok_or(AppError::Unauthenticated(accounts::INVALID_CREDENTIALS))?;
+            self.start_in(txn, current).await
+        })
+        .await
+    }
+
+    /// Stores a new session and its first tokens in the caller's transaction.
+    async fn start_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        account: account::Model,
+    ) -> AppResult<SignedIn> {
+        let session_id = Uuid::now_v7();
+        session::Entity::insert(session::ActiveModel {
+            id: Set(session_id),
+            account_id: Set(account.id),
+            created_at: Set(Utc::now()),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+        })
+        .exec_without_returning(txn)
+        .await?;
+        self.issue(txn, account, session_id).await
+    }
+
+    /// Spends a refresh token and returns a new pair in the same session.
+    ///
+    /// The token is spent, the session and account read and the new token stored in one
+    /// transaction holding the session's row, so a `logout` or `logoutAll` running at the same time
+    /// either comes first (and the refresh is refused) or after (and ends the new tokens too).
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond the per-address limit (for `client`); `UNAUTHENTICATED` for an
+    /// unknown, expired or spent token, or an ended session. A spent token presented again ends
+    /// its session and is logged as a security event.
+    pub async fn refresh(&self, client: IpAddr, presented: &str) -> AppResult<SignedIn> {
+        self.ip_limiter.check(client)?;
+        let token_hash = hash_token(presented);
+        let outcome = db::write(&self.db, async |txn| {
+            let Some(token) = refresh_token::Entity::find()
+                .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
+                .one(txn)
+                .await?
+            else {
+                return Ok(Err(Refused::Invalid));
+            };
+            let Some(session) = session::Entity::find_by_id(token.session_id)
+                .lock_exclusive()
+                .one(txn)
+                .await?
+            else {
+                return Ok(Err(Refused::Invalid));
+            };
+            if session.revoked_at.is_some() {
+                return Ok(Err(Refused::Invalid));
+            }
+            if token.used_at.is_some() {
+                return Ok(Err(Refused::Reused(session)));
+            }
+            if token.expires_at <= Utc::now() {
+                return Ok(Err(Refused::Invalid));
+            }
+            // Spend it; if another request spent it first, that is reuse too.
+            let spent = refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
+                .filter(refresh_token::Column::Id.eq(token.id))
+                .filter(refresh_token::Column::UsedAt.is_null())
+                .exec(txn)
+                .await?;
+            if spent.rows_affected != 1 {
+                return Ok(Err(Refused::Reused(session)));
+            }
+            let Some(account) = accounts::find(txn, session.account_id)
+                .await?
+                .filter(|account| account.deactivated_at.is_none())
+            else {
+                return Ok(Err(Refused::Invalid));
+            };
+            Ok(Ok(self.issue(txn, account, session.id).await?))
+        })
+        .await?;
+        match outcome {
+            Ok(signed_in) => Ok(signed_in),
+            Err(Refused::Invalid) => Err(AppError::Unauthenticated(INVALID_REFRESH)),
+            Err(Refused::Reused(session)) => Err(self.reuse_detected(&session).await),
+        }
+    }
+
+    async fn reuse_detected(&self, session: &session::Model) -> AppError {
+        tracing::warn!(
+            security_event = "refresh_token_reuse",
+            account_id = %session.account_id,
+            session_id = %session.id,
+            "a spent refresh token was presented again; the whole session is ended"
+        );
+        match self
+            .end(session.account_id, session.id, "refresh token reuse")
+            .await
+        {
+            Ok(()) => AppError::Unauthenticated(INVALID_REFRESH),
+            Err(err) => err,
+        }
+    }
+
+    /// Ends one session: its refresh tokens stop working, and its access tokens too, at once.
+    ///
+    /// # Errors
+    /// `SERVICE_UNAVAILABLE` when the end could not be stored (the session goes on then).
+    pub async fn end(&self, account_id: Uuid, session_id: Uuid, reason: &str) -> AppResult<()> {
+        let revoked = db::write(&self.db, async |txn| {
+            let revoked = Revocations::revoke_session(txn, account_id, session_id).await?;
+            session::Entity::update_many()
+                .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+                .col_expr(session::Column::RevokedReason, Expr::value(reason))
+                .filter(session::Column::Id.eq(session_id))
+                .filter(session::Column::RevokedAt.is_null())
+                .exec(txn)
+                .await?;
+            Ok(revoked)
+        })
+        .await?;
+        self.revocations.apply_committed(&[revoked]);
+        Ok(())
+    }
+
+    /// Ends every session of an account and every access token issued to it before now, in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// `SERVICE_UNAVAILABLE` when it could not be stored (nothing ends then).
+    pub async fn end_all(&self, account_id: Uuid, reason: &str) -> AppResult<()> {
+        let revoked = db::write(&self.db, async |txn| {
+            let (_, revoked) = accounts::revoke_access_tokens(txn, account_id)
+                .await
+                .map_err(|err| match err {
+                    AppError::NotFound(_) => AppError::Unauthenticated(accounts::GONE),
+                    err => err,
+                })?;
+            end_sessions_of(txn, account_id, reason).await?;
+            Ok(revoked)
+        })
+        .await?;
+        self.revocations.apply_committed(&[revoked]);
+        Ok(())
+    }
+
+    /// Changes the account's password, ends every session and every access token issued before,
+    /// and starts a new session for the caller: all in one transaction, after the current password
+    /// was checked.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond the per-address limit (for `client`); as
+    /// [`Accounts::change_password`] and [`accounts::store_password_change`];
+    /// `SERVICE_UNAVAILABLE` when it could not be stored (the old password stays then).
+    pub async fn change_password(
+        &self,
+        client: IpAddr,
+        account_id: Uuid,
+        current: String,
+        new: String,
+    ) -> AppResult<SignedIn> {
+        self.ip_limiter.check(client)?;
+        let (change, attempt) = self
+            .accounts
+            .change_password(account_id, current, new)
+            .await?;
+        let stored = db::write(&self.db, async |txn| {
+            let (account, revoked) = accounts::store_password_change(txn, change).await?;
+            end_sessions_of(txn, account.id, "password change").await?;
+            Ok((self.start_in(txn, account).await?, revoked))
+        })
+        .await;
+        // Held until the change is stored (or refused): one change of an account at a time.
+        attempt.succeeded().await?;
+        let (signed_in, revoked) = stored?;
+        self.revocations.apply_committed(&[revoked]);
+        tracing::info!(audit = "change_password", %account_id, "password changed; sessions ended");
+        Ok(signed_in)
+    }
+
+    /// Deactivates an account (see [`accounts::deactivate`]) and ends its sessions, in one
+    /// transaction: once this returns, none of its tokens works on this replica, and on the others
+    /// after their next revocation poll.
+    ///
+    /// # Errors
+    /// As [`accounts::deactivate`]; `SERVICE_UNAVAILABLE` when it could not be stored (nothing
+    /// changes then).
+    pub async fn deactivate(
+        &self,
+        actor: Option<Uuid>,
+        account_id: Uuid,
+    ) -> AppResult<account::Model> {
+        let (account, revoked) = db::write(&self.db, async |txn| {
+            let (account, revoked) = accounts::deactivate(txn, account_id).await?;
+            end_sessions_of(txn, account_id, "account deactivated").await?;
+            Ok((account, revoked))
+        })
+        .await?;
+        if let Some(revoked) = revoked {
+            self.revocations.apply_committed(&[revoked]);
+        }
+        tracing::info!(audit = "deactivate_account", ?actor, %account_id, "account deactivated");
+        Ok(account)
+    }
+
+    /// Deletes the signed-in account once its current password is checked: its sessions, refresh
+    /// tokens and access tokens end with it, in one transaction.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond the per-address limit (for `client`); as
+    /// [`Accounts::check_current_password`] and [`accounts::delete`]; `SERVICE_UNAVAILABLE`
+    /// when it could not be stored (the account stays then).
+    pub async fn delete_account(
+        &self,
+        client: IpAddr,
+        account_id: Uuid,
+        current: String,
+    ) -> AppResult<()> {
+        self.ip_limiter.check(client)?;
+        let (checked, attempt) = self
+            .accounts
+            .check_current_password(account_id, current)
+            .await?;
+        let deleted = db::write(&self.db, async |txn| accounts::delete(txn, &checked).await).await;
+        // Held until the deletion is stored (or refused): one such change of an account at a time.
+        attempt.succeeded().await?;
+        self.revocations.apply_committed(&[deleted?]);
+        tracing::info!(audit = "delete_account", %account_id, "account deleted");
+        Ok(())
+    }
+
+    /// A new access token and refresh token for the session, the refresh token stored in the
+    /// caller's transaction.
+    async fn issue(
+        &self,
+        txn: &impl ConnectionTrait,
+        account: account::Model,
+        session_id: Uuid,
+    ) -> AppResult<SignedIn> {
+        // Every token is issued here: none for an account deactivated in the meantime (callers
+        // read `account` in the transaction that stores the tokens, so this is current).
+        if account.deactivated_at.is_some() {
+            return Err(AppError::Unauthenticated(accounts::GONE));
+        }
+        let role = Role::from_name(&account.role).unwrap_or(Role::User);
+        let access =
+            self.tokens
+                .issue_access_token(account.id, role, session_id, account.token_version)?;
+        let refresh_token = new_refresh_token();
+        // Tokens are not kept as an `Idempotency-Key`'s answer.
+        db::observe::note_credentials_issued();
+        let ttl = chrono::Duration::from_std(self.refresh_ttl).map_err(AppError::internal)?;
+        let now = Utc::now();
+        refresh_token::Entity::insert(refresh_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            session_id: Set(session_id),
+            token_hash: Set(hash_token(&refresh_token)),
+            created_at: Set(now),
+            expires_at: Set(now + ttl),
+            used_at: Set(None),
+        })
+        .exec_without_returning(txn)
+        .await?;
+        Ok(SignedIn {
+            account,
+            access,
+            refresh_token,
+            refresh_expires_in: ttl.num_seconds(),
+        })
+    }
 }
 
 /// Why a refresh was refused.
@@ -80,191 +430,6 @@ enum Refused {
     Invalid,
     /// A spent token came back: the whole session must end.
     Reused(session::Model),
-}
-
-/// Spends a refresh token and returns a new pair in the same session.
-///
-/// The token is spent, the session and account read and the new token stored in one
-/// transaction holding the session's row, so a `logout` or `logoutAll` running at the same time
-/// either comes first (and the refresh is refused) or after (and ends the new tokens too).
-///
-/// # Errors
-/// `UNAUTHENTICATED` for an unknown, expired or spent token, or an ended session. A spent token
-/// presented again ends its session and is logged as a security event.
-pub async fn refresh(state: &AppState, presented: &str) -> AppResult<SignedIn> {
-    let token_hash = hash_token(presented);
-    let outcome = db::write(&state.db, async |txn| {
-        let Some(token) = refresh_token::Entity::find()
-            .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
-            .one(txn)
-            .await?
-        else {
-            return Ok(Err(Refused::Invalid));
-        };
-        let Some(session) = session::Entity::find_by_id(token.session_id)
-            .lock_exclusive()
-            .one(txn)
-            .await?
-        else {
-            return Ok(Err(Refused::Invalid));
-        };
-        if session.revoked_at.is_some() {
-            return Ok(Err(Refused::Invalid));
-        }
-        if token.used_at.is_some() {
-            return Ok(Err(Refused::Reused(session)));
-        }
-        if token.expires_at <= Utc::now() {
-            return Ok(Err(Refused::Invalid));
-        }
-        // Spend it; if another request spent it first, that is reuse too.
-        let spent = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
-            .filter(refresh_token::Column::Id.eq(token.id))
-            .filter(refresh_token::Column::UsedAt.is_null())
-            .exec(txn)
-            .await?;
-        if spent.rows_affected != 1 {
-            return Ok(Err(Refused::Reused(session)));
-        }
-        let Some(account) = accounts::find(txn, session.account_id)
-            .await?
-            .filter(|account| account.deactivated_at.is_none())
-        else {
-            return Ok(Err(Refused::Invalid));
-        };
-        Ok(Ok(issue(txn, state, account, session.id).await?))
-    })
-    .await?;
-    match outcome {
-        Ok(signed_in) => Ok(signed_in),
-        Err(Refused::Invalid) => Err(AppError::Unauthenticated(INVALID_REFRESH)),
-        Err(Refused::Reused(session)) => Err(reuse_detected(state, &session).await),
-    }
-}
-
-async fn reuse_detected(state: &AppState, session: &session::Model) -> AppError {
-    tracing::warn!(
-        security_event = "refresh_token_reuse",
-        account_id = %session.account_id,
-        session_id = %session.id,
-        "a spent refresh token was presented again; the whole session is ended"
-    );
-    match end(state, session.account_id, session.id, "refresh token reuse").await {
-        Ok(()) => AppError::Unauthenticated(INVALID_REFRESH),
-        Err(err) => err,
-    }
-}
-
-/// Ends one session: its refresh tokens stop working, and its access tokens too, at once.
-///
-/// # Errors
-/// `SERVICE_UNAVAILABLE` when the end could not be stored (the session goes on then).
-pub async fn end(
-    state: &AppState,
-    account_id: Uuid,
-    session_id: Uuid,
-    reason: &str,
-) -> AppResult<()> {
-    let revoked = db::write(&state.db, async |txn| {
-        let revoked = Revocations::revoke_session(txn, account_id, session_id).await?;
-        session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
-            .col_expr(session::Column::RevokedReason, Expr::value(reason))
-            .filter(session::Column::Id.eq(session_id))
-            .filter(session::Column::RevokedAt.is_null())
-            .exec(txn)
-            .await?;
-        Ok(revoked)
-    })
-    .await?;
-    state.revocations.apply_committed(&[revoked]);
-    Ok(())
-}
-
-/// Ends every session of an account and every access token issued to it before now, in one
-/// transaction.
-///
-/// # Errors
-/// `SERVICE_UNAVAILABLE` when it could not be stored (nothing ends then).
-pub async fn end_all(state: &AppState, account_id: Uuid, reason: &str) -> AppResult<()> {
-    let revoked = db::write(&state.db, async |txn| {
-        let (_, revoked) = accounts::revoke_access_tokens(txn, account_id)
-            .await
-            .map_err(|err| match err {
-                AppError::NotFound(_) => AppError::Unauthenticated(accounts::GONE),
-                err => err,
-            })?;
-        end_sessions_of(txn, account_id, reason).await?;
-        Ok(revoked)
-    })
-    .await?;
-    state.revocations.apply_committed(&[revoked]);
-    Ok(())
-}
-
-/// Changes the account's password, ends every session and every access token issued before,
-/// and starts a new session for the caller: all in one transaction, after the current password
-/// was checked.
-///
-/// # Errors
-/// As [`accounts::change_password`] and [`accounts::store_password_change`];
-/// `SERVICE_UNAVAILABLE` when it could not be stored (the old password stays then).
-pub async fn change_password(
-    state: &AppState,
-    account_id: Uuid,
-    current: String,
-    new: String,
-) -> AppResult<SignedIn> {
-    let (change, attempt) =
-        accounts::change_password(&state.db, &state.passwords, account_id, current, new).await?;
-    let stored = db::write(&state.db, async |txn| {
-        let (account, revoked) = accounts::store_password_change(txn, change).await?;
-        end_sessions_of(txn, account.id, "password change").await?;
-        Ok((start_in(txn, state, account).await?, revoked))
-    })
-    .await;
-    // Held until the change is stored (or refused): one change of an account at a time.
-    attempt.succeeded().await?;
-    let (signed_in, revoked) = stored?;
-    state.revocations.apply_committed(&[revoked]);
-    Ok(signed_in)
-}
-
-/// Deactivates an account (see [`accounts::deactivate`]) and ends its sessions, in one
-/// transaction: once this returns, none of its tokens works on this replica, and on the others
-/// after their next revocation poll.
-///
-/// # Errors
-/// As [`accounts::deactivate`]; `SERVICE_UNAVAILABLE` when it could not be stored (nothing
-/// changes then).
-pub async fn deactivate(state: &AppState, account_id: Uuid) -> AppResult<account::Model> {
-    let (account, revoked) = db::write(&state.db, async |txn| {
-        let (account, revoked) = accounts::deactivate(txn, account_id).await?;
-        end_sessions_of(txn, account_id, "account deactivated").await?;
-        Ok((account, revoked))
-    })
-    .await?;
-    if let Some(revoked) = revoked {
-        state.revocations.apply_committed(&[revoked]);
-    }
-    Ok(account)
-}
-
-/// Deletes the signed-in account once its current password is checked: its sessions, refresh
-/// tokens and access tokens end with it, in one transaction.
-///
-/// # Errors
-/// As [`accounts::check_current_password`] and [`accounts::delete`]; `SERVICE_UNAVAILABLE`
-/// when it could not be stored (the account stays then).
-pub async fn delete_account(state: &AppState, account_id: Uuid, current: String) -> AppResult<()> {
-    let (checked, attempt) =
-        accounts::check_current_password(&state.db, &state.passwords, account_id, current).await?;
-    let deleted = db::write(&state.db, async |txn| accounts::delete(txn, &checked).await).await;
-    // Held until the deletion is stored (or refused): one such change of an account at a time.
-    attempt.succeeded().await?;
-    state.revocations.apply_committed(&[deleted?]);
-    Ok(())
 }
 
 /// Marks every open session of the account ended (their refresh tokens die with them), in the
@@ -285,47 +450,6 @@ pub async fn end_sessions_of(
         .exec(txn)
         .await?;
     Ok(())
-}
-
-/// A new access token and refresh token for the session, the refresh token stored in the
-/// caller's transaction.
-async fn issue(
-    txn: &impl ConnectionTrait,
-    state: &AppState,
-    account: account::Model,
-    session_id: Uuid,
-) -> AppResult<SignedIn> {
-    // Every token is issued here: none for an account deactivated in the meantime (callers
-    // read `account` in the transaction that stores the tokens, so this is current).
-    if account.deactivated_at.is_some() {
-        return Err(AppError::Unauthenticated(accounts::GONE));
-    }
-    let role = Role::from_name(&account.role).unwrap_or(Role::User);
-    let access =
-        state
-            .tokens
-            .issue_access_token(account.id, role, session_id, account.token_version)?;
-    let refresh_token = new_refresh_token();
-    // Tokens are not kept as an `Idempotency-Key`'s answer.
-    db::observe::note_credentials_issued();
-    let ttl = chrono::Duration::from_std(state.refresh_token_ttl).map_err(AppError::internal)?;
-    let now = Utc::now();
-    refresh_token::Entity::insert(refresh_token::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        session_id: Set(session_id),
-        token_hash: Set(hash_token(&refresh_token)),
-        created_at: Set(now),
-        expires_at: Set(now + ttl),
-        used_at: Set(None),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(SignedIn {
-        account,
-        access,
-        refresh_token,
-        refresh_expires_in: ttl.num_seconds(),
-    })
 }
 
 /// 256 random bits, base64url: opaque, and never a JWT.

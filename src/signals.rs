@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The signal handlers, installed as soon as this is built (before that, SIGHUP would end
 /// the process).
@@ -60,7 +60,7 @@ pub async fn reload_policy(state: &AppState) {
 mod unix {
     use tokio::signal::unix::{Signal, SignalKind, signal};
 
-    use crate::app::AppState;
+    use crate::state::AppState;
 
     pub struct Handlers {
         hangup: Signal,

@@ -1,8 +1,15 @@
+use std::net::IpAddr;
+
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
 use super::{Revocations, TokenService};
 use crate::role::Role;
+
+/// The IP address a request came from: the socket's peer, or the last `X-Forwarded-For` hop
+/// when `TRUST_PROXY_HEADERS` is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
 
 /// Who is making a request, decided once per request from its `Authorization` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

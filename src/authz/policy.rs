@@ -305,6 +305,15 @@ impl SharedAuthorizer {
             .allows(subject, permission)
     }
 
+    /// Every permission the policy in force grants `subject`.
+    pub fn granted(&self, subject: Subject) -> Vec<Permission> {
+        let policy = self.current();
+        Permission::ALL
+            .into_iter()
+            .filter(|permission| policy.allows(subject, *permission))
+            .collect()
+    }
+
     /// Where the policy in force was loaded from.
     pub fn source(&self) -> PolicySource {
         self.current().source().clone()

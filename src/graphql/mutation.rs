@@ -1,21 +1,15 @@
-use async_graphql::{Context, ID, MaybeUndefined, Object};
+use async_graphql::{Context, ID, Object};
 
 use super::{
-    ContextExt, parse_id,
+    ContextExt,
+    guard::{Can, visible},
+    parse_id,
     types::{
         Account, AuthPayload, CreateProductInput, LoginInput, Product, RegisterInput,
         UpdateProductInput,
     },
 };
-use crate::{
-    accounts::{self, NewAccount},
-    authz::{Can, Permission, visible},
-    error::{AppError, AppResult},
-    metrics::LoginOutcome,
-    products::{self, NewProduct, ProductChanges},
-    role::Role,
-    sessions,
-};
+use crate::{authz::Permission, error::AppError, role::Role};
 
 pub struct Mutation;
 
@@ -25,19 +19,13 @@ impl Mutation {
     async fn register(
         &self,
         ctx: &Context<'_>,
-        input: RegisterInput,
+        mut input: RegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
-        ctx.count_auth_attempt()?;
-        let state = ctx.state();
-        let new = NewAccount {
-            username: &input.username,
-            password: input.password,
-            email: input.email.as_deref(),
-            role: Role::User,
-        };
-        let account = accounts::register(&state.db, &state.passwords, new).await?;
-        tracing::info!(audit = "register", account_id = %account.id, "account registered");
-        Ok(sessions::start(state, account).await?.into())
+        let sessions = &ctx.state().sessions;
+        Ok(sessions
+            .register(ctx.client_ip(), input.new_account())
+            .await?
+            .into())
     }
 
     /// Signs in with a username and password, starting a new session.
@@ -46,35 +34,10 @@ impl Mutation {
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
-        let state = ctx.state();
-        if let Err(err) = ctx.count_auth_attempt() {
-            state.metrics.record_login(LoginOutcome::Throttled);
-            return Err(err.into());
-        }
-        let result = accounts::authenticate(
-            &state.db,
-            &state.passwords,
-            &input.username,
-            input.password,
-            ctx.client_ip(),
-        )
-        .await;
-        let account = match result {
-            Ok(account) => account,
-            Err(err) => {
-                let outcome = match err {
-                    AppError::TooManyRequests { .. } => LoginOutcome::Throttled,
-                    _ => LoginOutcome::Failure,
-                };
-                state.metrics.record_login(outcome);
-                tracing::info!(audit = "login", outcome = err.code(), "sign-in refused");
-                return Err(err.into());
-            }
-        };
-        // Signed in once the session is stored, not before.
-        let signed_in = sessions::start(state, account).await?;
-        state.metrics.record_login(LoginOutcome::Success);
-        tracing::info!(audit = "login", outcome = "ok", account_id = %signed_in.account.id, "signed in");
+        let sessions = &ctx.state().sessions;
+        let signed_in = sessions
+            .login(ctx.client_ip(), &input.username, input.password)
+            .await?;
         Ok(signed_in.into())
     }
 
@@ -85,8 +48,11 @@ impl Mutation {
         ctx: &Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<AuthPayload> {
-        ctx.count_auth_attempt()?;
-        Ok(sessions::refresh(ctx.state(), &refresh_token).await?.into())
+        let sessions = &ctx.state().sessions;
+        Ok(sessions
+            .refresh(ctx.client_ip(), &refresh_token)
+            .await?
+            .into())
     }
 
     /// Ends the current session: its access and refresh tokens stop working at once.
@@ -96,8 +62,7 @@ impl Mutation {
     )]
     async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let (account_id, session_id) = ctx.session()?;
-        sessions::end(ctx.state(), account_id, session_id, "logout").await?;
-        tracing::info!(audit = "logout", %account_id, "session ended");
+        ctx.state().sessions.logout(account_id, session_id).await?;
         Ok(true)
     }
 
@@ -107,9 +72,7 @@ impl Mutation {
         visible = "visible::session_manage"
     )]
     async fn logout_all(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let account_id = ctx.account_id()?;
-        sessions::end_all(ctx.state(), account_id, "logout all").await?;
-        tracing::info!(audit = "logout_all", %account_id, "every session ended");
+        ctx.state().sessions.logout_all(ctx.account_id()?).await?;
         Ok(true)
     }
 
@@ -126,11 +89,10 @@ impl Mutation {
         new_password: String,
     ) -> async_graphql::Result<AuthPayload> {
         let account_id = ctx.account_id()?;
-        ctx.count_auth_attempt()?;
-        let signed_in =
-            sessions::change_password(ctx.state(), account_id, current_password, new_password)
-                .await?;
-        tracing::info!(audit = "change_password", %account_id, "password changed; sessions ended");
+        let sessions = &ctx.state().sessions;
+        let signed_in = sessions
+            .change_password(ctx.client_ip(), account_id, current_password, new_password)
+            .await?;
         Ok(signed_in.into())
     }
 
@@ -147,9 +109,10 @@ impl Mutation {
         current_password: String,
     ) -> async_graphql::Result<bool> {
         let account_id = ctx.account_id()?;
-        ctx.count_auth_attempt()?;
-        sessions::delete_account(ctx.state(), account_id, current_password).await?;
-        tracing::info!(audit = "delete_account", %account_id, "account deleted");
+        let sessions = &ctx.state().sessions;
+        sessions
+            .delete_account(ctx.client_ip(), account_id, current_password)
+            .await?;
         Ok(true)
     }
 
@@ -163,18 +126,11 @@ impl Mutation {
         ctx: &Context<'_>,
         input: CreateProductInput,
     ) -> async_graphql::Result<Product> {
-        let new = NewProduct {
-            name: &input.name,
-            description: &input.description,
-            price: &input.price.0,
-            stock: input.stock,
-        };
-        let creator = ctx.account_id().ok();
-        let state = ctx.state();
-        let product = products::create(&state.db, new, creator).await?;
-        state.catalog.note_change(&state.db).await;
-        tracing::info!(audit = "create_product", actor = ?creator, product_id = %product.id, "product created");
-        Ok(product.into())
+        let catalog = &ctx.state().catalog;
+        Ok(catalog
+            .create(ctx.actor(), input.new_product())
+            .await?
+            .into())
     }
 
     /// Changes the given fields of a product.
@@ -188,18 +144,10 @@ impl Mutation {
         id: ID,
         input: UpdateProductInput,
     ) -> async_graphql::Result<Product> {
-        let changes = ProductChanges {
-            name: not_null(&input.name, "name")?.map(String::as_str),
-            description: not_null(&input.description, "description")?.map(String::as_str),
-            price: not_null(&input.price, "price")?.map(|price| price.0.as_str()),
-            stock: not_null(&input.stock, "stock")?.copied(),
-        };
+        let changes = input.changes()?;
         let id = parse_id(&id).ok_or(AppError::NotFound("product"))?;
-        let state = ctx.state();
-        let product = products::update(&state.db, id, changes).await?;
-        state.catalog.note_change(&state.db).await;
-        tracing::info!(audit = "update_product", actor = ?ctx.account_id().ok(), product_id = %product.id, "product updated");
-        Ok(product.into())
+        let catalog = &ctx.state().catalog;
+        Ok(catalog.update(ctx.actor(), id, changes).await?.into())
     }
 
     /// Removes a product; returns its id.
@@ -209,10 +157,7 @@ impl Mutation {
     )]
     async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
         let uuid = parse_id(&id).ok_or(AppError::NotFound("product"))?;
-        let state = ctx.state();
-        products::delete(&state.db, uuid).await?;
-        state.catalog.note_change(&state.db).await;
-        tracing::info!(audit = "delete_product", actor = ?ctx.account_id().ok(), product_id = %uuid, "product deleted");
+        ctx.state().catalog.delete(ctx.actor(), uuid).await?;
         Ok(id)
     }
 
@@ -229,10 +174,8 @@ impl Mutation {
         role: Role,
     ) -> async_graphql::Result<Account> {
         let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
-        let state = ctx.state();
-        let account = accounts::set_role(&state.db, &state.revocations, id, role).await?;
-        tracing::info!(audit = "set_user_role", actor = ?ctx.account_id().ok(), account_id = %id, role = role.as_str(), "role changed");
-        Ok(account.into())
+        let accounts = &ctx.state().accounts;
+        Ok(accounts.set_role(ctx.actor(), id, role).await?.into())
     }
 
     /// Stops an account from signing in: every session and access token of it ends at once
@@ -247,9 +190,8 @@ impl Mutation {
         user_id: ID,
     ) -> async_graphql::Result<Account> {
         let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
-        let account = sessions::deactivate(ctx.state(), id).await?;
-        tracing::info!(audit = "deactivate_account", actor = ?ctx.account_id().ok(), account_id = %id, "account deactivated");
-        Ok(account.into())
+        let sessions = &ctx.state().sessions;
+        Ok(sessions.deactivate(ctx.actor(), id).await?.into())
     }
 
     /// Lets a deactivated account sign in again (its old tokens stay ended).
@@ -263,20 +205,7 @@ impl Mutation {
         user_id: ID,
     ) -> async_graphql::Result<Account> {
         let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
-        let account = accounts::reactivate(&ctx.state().db, id).await?;
-        tracing::info!(audit = "reactivate_account", actor = ?ctx.account_id().ok(), account_id = %id, "account reactivated");
-        Ok(account.into())
-    }
-}
-
-/// The value of an optional input field that, when given, must not be null.
-fn not_null<'a, T>(value: &'a MaybeUndefined<T>, field: &'static str) -> AppResult<Option<&'a T>> {
-    match value {
-        MaybeUndefined::Undefined => Ok(None),
-        MaybeUndefined::Null => Err(AppError::bad_input(
-            field,
-            format!("{field} cannot be null"),
-        )),
-        MaybeUndefined::Value(value) => Ok(Some(value)),
+        let accounts = &ctx.state().accounts;
+        Ok(accounts.reactivate(ctx.actor(), id).await?.into())
     }
 }

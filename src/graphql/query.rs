@@ -1,16 +1,18 @@
 use async_graphql::{Context, ID, Object};
 
 use super::{
-    ContextExt, parse_id,
+    ContextExt,
+    guard::{Can, visible},
+    parse_id,
     types::{Account, AccountConnection, PermissionGrant, Product, ProductConnection},
 };
 use crate::{
     accounts,
     auth::Viewer,
-    authz::{Can, Permission, Subject, visible},
+    authz::{Permission, Subject},
     error::{AppError, INVALID_TOKEN},
     pagination::{DEFAULT_PAGE_SIZE, PageRequest},
-    products, validation,
+    validation,
 };
 
 pub struct Query;
@@ -25,19 +27,8 @@ impl Query {
         if *ctx.viewer() == Viewer::InvalidToken {
             return Err(AppError::Unauthenticated(INVALID_TOKEN).into());
         }
-        let subject = Subject::of(ctx.viewer());
-        let authz = &ctx.state().authz;
-        Ok(Permission::ALL
-            .into_iter()
-            .filter(|permission| authz.allows(subject, *permission))
-            .map(|permission| {
-                let (object, action) = permission.object_action();
-                PermissionGrant {
-                    object: object.to_owned(),
-                    action: action.to_owned(),
-                }
-            })
-            .collect())
+        let granted = ctx.state().authz.granted(Subject::of(ctx.viewer()));
+        Ok(granted.into_iter().map(PermissionGrant::from).collect())
     }
 
     /// The signed-in caller's account.
@@ -46,11 +37,10 @@ impl Query {
         visible = "visible::account_read"
     )]
     async fn account(&self, ctx: &Context<'_>) -> async_graphql::Result<Account> {
-        let id = ctx.account_id()?;
-        let account = accounts::find(ctx.state().db.reader(), id)
-            .await?
-            .ok_or(AppError::Unauthenticated(accounts::GONE))?;
-        Ok(account.into())
+        let account = ctx.state().accounts.find(ctx.account_id()?).await?;
+        Ok(account
+            .ok_or(AppError::Unauthenticated(accounts::GONE))?
+            .into())
     }
 
     /// Products in creation order, `first` (1–100, default 20) at a time after the cursor
@@ -73,11 +63,8 @@ impl Query {
             validation::search(search)?;
         }
         let with_total = ctx.look_ahead().field("totalCount").exists();
-        let state = ctx.state();
-        let page = state
-            .catalog
-            .page(&state.db, request, search.as_deref(), with_total)
-            .await?;
+        let catalog = &ctx.state().catalog;
+        let page = catalog.page(request, search.as_deref(), with_total).await?;
         Ok(ProductConnection::from_page(page, |row| row.id))
     }
 
@@ -90,9 +77,7 @@ impl Query {
         let Some(id) = parse_id(&id) else {
             return Ok(None);
         };
-        Ok(products::find(ctx.state().db.reader(), id)
-            .await?
-            .map(Product::from))
+        Ok(ctx.state().catalog.find(id).await?.map(Product::from))
     }
 
     /// Every account, in creation order, `first` (1–100, default 20) at a time.
@@ -105,7 +90,7 @@ impl Query {
     ) -> async_graphql::Result<AccountConnection> {
         let request = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref())?;
         let with_total = ctx.look_ahead().field("totalCount").exists();
-        let page = accounts::page(&ctx.state().db, request, with_total).await?;
+        let page = ctx.state().accounts.page(request, with_total).await?;
         Ok(AccountConnection::from_page(page, |row| row.id))
     }
 }

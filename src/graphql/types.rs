@@ -7,11 +7,14 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::guard::{Can, visible};
 use super::loaders::AccountLoader;
 use crate::{
-    authz::{Can, Permission, visible},
+    accounts::NewAccount,
+    authz::Permission,
+    catalog::{NewProduct, ProductChanges},
     entities::{account, product},
-    error::AppError,
+    error::{AppError, AppResult},
     pagination::{Page, encode_cursor},
     role::Role,
     sessions::SignedIn,
@@ -103,6 +106,16 @@ impl From<SignedIn> for AuthPayload {
 pub struct PermissionGrant {
     pub object: String,
     pub action: String,
+}
+
+impl From<Permission> for PermissionGrant {
+    fn from(permission: Permission) -> Self {
+        let (object, action) = permission.object_action();
+        Self {
+            object: object.to_owned(),
+            action: action.to_owned(),
+        }
+    }
 }
 
 /// A view of a stored product that is cheap to clone: pages of the catalog are shared between
@@ -314,4 +327,54 @@ pub struct UpdateProductInput {
     pub description: MaybeUndefined<String>,
     pub price: MaybeUndefined<Decimal>,
     pub stock: MaybeUndefined<i32>,
+}
+
+impl RegisterInput {
+    /// The account to create, with the role every registration gets; takes the password out.
+    pub fn new_account(&mut self) -> NewAccount<'_> {
+        NewAccount {
+            username: &self.username,
+            password: std::mem::take(&mut self.password),
+            email: self.email.as_deref(),
+            role: Role::User,
+        }
+    }
+}
+
+impl CreateProductInput {
+    pub fn new_product(&self) -> NewProduct<'_> {
+        NewProduct {
+            name: &self.name,
+            description: &self.description,
+            price: &self.price.0,
+            stock: self.stock,
+        }
+    }
+}
+
+impl UpdateProductInput {
+    /// The fields to change; a field given as null is `BAD_USER_INPUT`.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` naming the first field that is null.
+    pub fn changes(&self) -> AppResult<ProductChanges<'_>> {
+        Ok(ProductChanges {
+            name: not_null(&self.name, "name")?.map(String::as_str),
+            description: not_null(&self.description, "description")?.map(String::as_str),
+            price: not_null(&self.price, "price")?.map(|price| price.0.as_str()),
+            stock: not_null(&self.stock, "stock")?.copied(),
+        })
+    }
+}
+
+/// The value of an optional input field that, when given, must not be null.
+fn not_null<'a, T>(value: &'a MaybeUndefined<T>, field: &'static str) -> AppResult<Option<&'a T>> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Err(AppError::bad_input(
+            field,
+            format!("{field} cannot be null"),
+        )),
+        MaybeUndefined::Value(value) => Ok(Some(value)),
+    }
 }

@@ -14,10 +14,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::HttpState;
 use crate::{
-    app::AppState,
     config::{CorsOrigins, MetricsToken},
     db::Db,
     metrics::Gauges,
+    state::AppState,
 };
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -9,12 +9,7 @@ use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use storefront::{
-    accounts,
-    app::{App, AppState},
-    auth::PasswordHasher,
-    config::Config,
-};
+use storefront::{app::App, config::Config, state::AppState};
 use tokio::sync::oneshot;
 
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
@@ -296,15 +291,11 @@ impl TestApp {
 
     /// Creates an admin account the way `storefront create-admin` does, and returns its token.
     pub async fn admin_token(&self) -> String {
-        let hasher = PasswordHasher::new(1).await.unwrap();
-        accounts::create_or_promote_admin(
-            &self.state.db,
-            &hasher,
-            "admin",
-            ADMIN_PASSWORD.to_owned(),
-        )
-        .await
-        .unwrap();
+        self.state
+            .accounts
+            .create_or_promote_admin("admin", ADMIN_PASSWORD.to_owned())
+            .await
+            .unwrap();
         let r = self.login("admin", ADMIN_PASSWORD).await;
         assert_no_errors(&r);
         r["data"]["login"]["accessToken"]

@@ -5,7 +5,6 @@
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
-use storefront::{accounts, auth::PasswordHasher};
 
 use crate::helpers::*;
 
@@ -85,8 +84,9 @@ async fn send(app: &TestApp, body: &Value, token: &str, key: &str) -> Answer {
 
 /// Another admin account, signed in.
 async fn second_admin(app: &TestApp) -> String {
-    let hasher = PasswordHasher::new(1).await.unwrap();
-    accounts::create_or_promote_admin(&app.state.db, &hasher, "admin2", ADMIN_PASSWORD.to_owned())
+    app.state
+        .accounts
+        .create_or_promote_admin("admin2", ADMIN_PASSWORD.to_owned())
         .await
         .unwrap();
     let r = app.login("admin2", ADMIN_PASSWORD).await;

@@ -14,6 +14,7 @@ mod durability;
 mod idempotency;
 mod journey;
 mod jwt;
+mod layout;
 mod limits;
 mod login;
 mod methods;

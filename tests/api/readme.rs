@@ -20,7 +20,6 @@ use std::{collections::BTreeSet, path::Path, process::Command};
 
 use async_graphql::parser::{parse_query, types::Selection};
 use serde_json::{Value, json};
-use storefront::{accounts, auth::PasswordHasher};
 
 use crate::helpers::*;
 
@@ -508,15 +507,11 @@ async fn readme_graphql_examples_run_and_answer_as_shown() {
     let blocks = fenced_blocks(&markdown);
     let app = spawn_app().await;
     let (admin_username, admin_password) = readme_admin(&blocks);
-    let hasher = PasswordHasher::new(1).await.unwrap();
-    accounts::create_or_promote_admin(
-        &app.state.db,
-        &hasher,
-        &admin_username,
-        admin_password.clone(),
-    )
-    .await
-    .expect("the README's admin password follows the password rules");
+    app.state
+        .accounts
+        .create_or_promote_admin(&admin_username, admin_password.clone())
+        .await
+        .expect("the README's admin password follows the password rules");
 
     let mut walk = Walk {
         app: &app,

@@ -101,25 +101,27 @@ async fn admins_list_users_page_by_page() {
 
 #[tokio::test]
 async fn racing_demotions_always_leave_an_admin() {
-    use storefront::{accounts, error::AppError, role::Role};
+    use storefront::{error::AppError, role::Role};
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let admin_id: uuid::Uuid = id_of(&app, &admin).await.parse().unwrap();
     let deputy = app.register("deputy", "deputy passphrase").await;
     let deputy_id: uuid::Uuid = id_of(&app, &deputy).await.parse().unwrap();
-    let (db, revocations) = (&app.state.db, &app.state.revocations);
+    let accounts = &app.state.accounts;
     for round in 0..10 {
-        accounts::set_role(db, revocations, admin_id, Role::Admin)
+        accounts
+            .set_role(None, admin_id, Role::Admin)
             .await
             .unwrap();
-        accounts::set_role(db, revocations, deputy_id, Role::Admin)
+        accounts
+            .set_role(None, deputy_id, Role::Admin)
             .await
             .unwrap();
         // Two admins, both demoted at the same moment: the check and the update are one step,
         // so exactly one demotion goes through.
         let (a, b) = tokio::join!(
-            accounts::set_role(db, revocations, admin_id, Role::User),
-            accounts::set_role(db, revocations, deputy_id, Role::User),
+            accounts.set_role(None, admin_id, Role::User),
+            accounts.set_role(None, deputy_id, Role::User),
         );
         let refused = [&a, &b]
             .iter()

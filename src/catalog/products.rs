@@ -1,4 +1,4 @@
-//! The product catalog.
+//! Products in the database: validated writes, reads and pages.
 
 use chrono::Utc;
 use sea_orm::{

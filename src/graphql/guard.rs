@@ -1,10 +1,13 @@
+//! The adapter between async-graphql and the policy: the one guard on every protected field,
+//! and what introspection shows each caller. The decisions are `authz`'s.
+
 use async_graphql::{Context, Guard};
 
-use super::{Permission, Subject};
+use super::ContextExt;
 use crate::{
     auth::Viewer,
+    authz::{Permission, Subject},
     error::{AppError, INVALID_TOKEN},
-    graphql::ContextExt,
 };
 
 /// The one guard on every protected field: lets the call through when the policy grants the
