@@ -1239,3 +1239,76 @@ fn readme_markdown_links_resolve() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
     assert!(checked >= 50, "only {checked} relative links found");
 }
+
+/// Where the code names a Markdown file in `docs/`, with the anchor after `#` if any.
+fn doc_references(code: &str) -> Vec<(String, String)> {
+    let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut references = Vec::new();
+    for (i, _) in code.match_indices("docs/") {
+        let rest = &code[i..];
+        let stem = rest["docs/".len()..]
+            .find(|c| !name(c))
+            .map_or(rest.len(), |end| "docs/".len() + end);
+        let Some(after) = rest[stem..].strip_prefix(".md") else {
+            continue;
+        };
+        let anchor = after
+            .strip_prefix('#')
+            .map(|a| &a[..a.find(|c| !name(c)).unwrap_or(a.len())])
+            .unwrap_or("");
+        references.push((format!("{}.md", &rest[..stem]), anchor.to_owned()));
+    }
+    references
+}
+
+/// The code files that may point into the docs: Rust sources and a few configuration files.
+fn code_files() -> Vec<String> {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(root()).expect("inside the repository");
+                found.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in ["src", "migration/src", "benches", "bench/src", "tests"] {
+        if root().join(dir).is_dir() {
+            walk(&root().join(dir), &mut files);
+        }
+    }
+    files.extend(
+        [
+            ".cargo/config.toml",
+            ".env.example",
+            "Cargo.toml",
+            "bench/run.sh",
+        ]
+        .into_iter()
+        .filter(|f| root().join(f).is_file())
+        .map(str::to_owned),
+    );
+    files
+}
+
+#[test]
+fn readme_docs_named_in_code_exist() {
+    let mut broken = Vec::new();
+    for file in code_files() {
+        for (doc, anchor) in doc_references(&source(&file)) {
+            if !root().join(&doc).is_file() {
+                broken.push(format!("{file}: {doc} does not exist"));
+            } else if !anchor.is_empty() && !anchors(&source(&doc)).contains(&anchor) {
+                broken.push(format!("{file}: {doc} has no heading #{anchor}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "the code points at docs that are not there:\n{}",
+        broken.join("\n")
+    );
+}
