@@ -5,7 +5,7 @@
 #
 # Builds the release binaries, installs the load generator (oha) if it is missing, then runs
 # every scenario with the server pinned to one CPU and the load generator to another, prints a
-# summary of ratios and writes bench/results/latest.json and latest.md. See BENCHMARKS.md.
+# summary of ratios and writes bench/results/latest.json and latest.md. See docs/benchmarks.md.
 #
 # Knobs (environment): BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP_SECONDS (3),
 # BENCH_CONNECTIONS (16), BENCH_LOGIN_CONNECTIONS (16), BENCH_PASSWORD_FLOOD_CONNECTIONS (300),

@@ -21,7 +21,7 @@ use crate::{
 /// Storefront: a GraphQL API for accounts and products, authorized by a Casbin policy.
 ///
 /// Configuration comes from the environment and `.env` (DATABASE_URL, JWT_SECRET, LISTEN_ADDR,
-/// APP_ENV, POLICY_DIR, …); the README's Configuration table lists every variable.
+/// APP_ENV, POLICY_DIR, …); docs/configuration.md lists every variable.
 #[derive(Parser, Debug)]
 #[command(name = "storefront", version, about)]
 pub struct Cli {
@@ -51,7 +51,7 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Copy the live SQLite database (DATABASE_URL) to FILE, consistently, while the server
-    /// runs. Refuses to overwrite FILE. For PostgreSQL, use pg_dump (see the README).
+    /// runs. Refuses to overwrite FILE. For PostgreSQL, use pg_dump (see docs/operations.md).
     Backup {
         /// Where to write the copy; must not exist yet.
         file: std::path::PathBuf,

@@ -618,8 +618,9 @@ async fn run(
     }
 }
 
-/// Documents longer than this are parsed and measured on a blocking thread: pest takes
-/// about 2 s over 64 KB in a debug build, and would hold an async worker that long.
+/// Documents longer than this are parsed and measured on a blocking thread: parsing a long
+/// document would hold an async worker, and every request queued on it, for that long
+/// (docs/benchmarks.md#long-documents-parsed-on-a-blocking-thread).
 const PARSE_INLINE_BYTES: usize = 4 * 1024;
 
 /// Parses and measures `request` (see [`Documents::prepare`]), a long document on a blocking
@@ -900,7 +901,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     })
 }
 
-/// The initial size of a response buffer: a page of 20 products is about 2 kB.
+/// The initial size of a response buffer: a first page of products fits, so the common answer
+/// is written without growing it (docs/benchmarks.md#the-response-buffer-4-kib).
 const RESPONSE_BUFFER_BYTES: usize = 4096;
 
 /// A JSON response, or `RESPONSE_TOO_LARGE` when it would be longer than `max_bytes`:

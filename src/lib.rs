@@ -24,8 +24,9 @@ pub mod signals;
 pub mod state;
 pub mod validation;
 
-/// mimalloc: the default allocator spent a fifth of each request's CPU in malloc and free
-/// (see BENCHMARKS.md). Set here so the binary, the tests and the benchmarks all use it.
+/// mimalloc: with the default allocator, malloc and free were a large share of each request's
+/// CPU (docs/benchmarks.md#allocator-mimalloc). Set here so the binary, the tests and the
+/// benchmarks all use it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -36,9 +37,9 @@ const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 /// Tunes the allocator; the binary calls this before `main`, before the first allocation.
 ///
 /// On Linux mimalloc commits its arenas eagerly by default, and memory freed in an eagerly
-/// committed arena is not returned to the OS. After start-up (whose dummy argon2 hash takes
-/// 19 MiB) that left ≈ 11 MiB of an idle server resident; with lazy commit, freed memory is
-/// purged and an idle server holds ≈ 3 MiB of heap (BENCHMARKS.md, idle RSS).
+/// committed arena is not returned to the OS, so what start-up's dummy argon2 hash used stayed
+/// resident in an idle server. With lazy commit, freed memory is purged
+/// (docs/benchmarks.md#allocator-arenas-committed-lazily).
 pub fn configure_allocator() {
     // SAFETY: `mi_option_set` only stores an option value; it has no preconditions.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }

@@ -40,7 +40,8 @@ pub fn username(username: &str) -> AppResult<String> {
 }
 
 /// Characters of a password the strength estimate looks at: its cost grows with the length,
-/// and a password whose first 48 characters are easy to guess is weak anyway (BENCHMARKS.md).
+/// and a password whose first 48 characters are easy to guess is weak anyway
+/// (docs/benchmarks.md#password-strength-the-first-48-characters).
 pub const STRENGTH_CHARS: usize = 48;
 /// The lowest zxcvbn score accepted: 3 is "safely unguessable" (more than 10^10 guesses).
 pub const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Three;

@@ -40,8 +40,8 @@ struct Counters {
 }
 
 /// Hashes that may wait or run at once, per hashing thread, unless configured: a full queue
-/// is about 16 hashes' time (a few hundred ms) of waiting, enough for bursts of honest
-/// sign-ins, and no more.
+/// is 16 hashes' time of waiting, enough for bursts of honest sign-ins, and no more
+/// (docs/benchmarks.md#the-hashing-queue-16-per-core).
 pub const QUEUE_PER_THREAD: usize = 16;
 
 impl PasswordHasher {
@@ -163,10 +163,11 @@ fn hash_blocking(password: &[u8]) -> AppResult<String> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How long a hashing thread keeps argon2's freed 19 MiB after its last hash. Handing it back
+/// How long a hashing thread keeps argon2's freed memory after its last hash. Handing it back
 /// after every hash (or whenever the queue was empty) made the next hash fault it all in
-/// again: 37–39 ms of CPU per sequential sign-in against 27.6 ms for the same hash with its
-/// memory warm (BENCHMARKS.md). Sign-ins a few milliseconds apart now reuse it.
+/// again, which cost far more CPU than the hash itself
+/// (docs/benchmarks.md#hashing-threads-keep-argon2s-memory-for-500-ms). Sign-ins a few
+/// milliseconds apart now reuse it.
 const RELEASE_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// Returns freed memory to the OS: on a hashing thread idle for [`RELEASE_AFTER_IDLE`], the
@@ -178,10 +179,10 @@ pub fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
-/// Runs this thread at nice 10: a sign-in's 15 ms hash then yields the core to the request
-/// handlers as soon as they have work (on one core, a products request waited behind hash time
-/// slices: p99 1.4 → 5.8 ms during a login flood), while an idle server still hashes at full
-/// speed. Linux nice values are per thread.
+/// Runs this thread at nice 10: a sign-in's hash then yields the core to the request handlers
+/// as soon as they have work (on one core, a products request otherwise waits behind hash time
+/// slices: docs/benchmarks.md#hashing-threads-at-nice-10), while an idle server still hashes
+/// at full speed. Linux nice values are per thread.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only changes this thread's scheduling weight.

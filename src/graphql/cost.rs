@@ -6,7 +6,7 @@
 //! they are refused (see PITFALLS.md). Here each fragment is measured once per page size it
 //! is spread under, and its summary is reused (multiplied) wherever it is spread.
 //!
-//! The model (README, "GraphQL and HTTP limits"): every field costs 1, plus 1 per directive on
+//! The model (docs/api.md, "GraphQL and HTTP limits"): every field costs 1, plus 1 per directive on
 //! it. A paginated field (one that takes `first`) passes its page size down to its list fields
 //! (`edges`, `nodes`), which multiply their children's cost by it. Other lists are small and
 //! fixed (`myPermissions`, introspection) and count once; introspection lists may nest at most

@@ -1,5 +1,5 @@
-//! `HEAD` and `OPTIONS` (and every other method) on every route behave as the README's API
-//! notes say.
+//! `HEAD` and `OPTIONS` (and every other method) on every route behave as docs/api.md
+//! says.
 
 use reqwest::Method;
 

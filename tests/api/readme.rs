@@ -1,37 +1,116 @@
-//! The README's examples run against a real server, so they cannot rot.
+//! The examples in the Markdown files run against a real server, so they cannot rot.
 //!
-//! - Every ```graphql block runs in README order: sign-in blocks (`login`, `register`,
-//!   `refreshToken`) anonymously, the rest as the admin the README's `create-admin` step
-//!   creates. Each must succeed, unless the line before the fence says otherwise:
+//! The files are README.md and every other `.md` file of the repository (`docs/`, `clients/`;
+//! not `target/`, `node_modules/`, hidden folders or `bench/results/`), README.md first, then by
+//! path. What each fenced block must pass, by its language:
+//!
+//! - `graphql`: runs against one test server, in that order: sign-in blocks (`login`,
+//!   `register`, `refreshToken`) anonymously, the rest as the admin the README's `create-admin`
+//!   step creates. Each must succeed, unless the line before the fence says otherwise:
 //!   `<!-- readme-test: as user, expect FORBIDDEN -->` runs it as a `USER` and expects that
 //!   code. The placeholders `<refreshToken>`, `<accessToken>`, `<id>` and `<endCursor>` are
 //!   filled in from earlier answers; any other placeholder fails the test.
-//! - A ```json block marked `<!-- readme-test: response -->` must equal the previous GraphQL
-//!   answer (without `locations`).
-//! - The GraphQL documents in ```js and ```sh blocks must parse and validate.
-//! - A ```text block marked `<!-- readme-test: output of ARGS -->` must be what
-//!   `storefront ARGS` prints.
-//! - Every command in the CLI table, and every `storefront …` / `cargo run -- …` in code, must
-//!   exist (`--help` succeeds, with the options the table names).
-//! - The Configuration table must list exactly the variables the code reads and
-//!   `.env.example` mentions.
+//! - `json`: marked `<!-- readme-test: response -->`, it must equal the previous answer
+//!   (without `locations`); marked `<!-- readme-test: post -->`, it is sent as the body of a
+//!   `POST /graphql` as the admin, and the `response` block after it shows the answer (for a
+//!   batch, the answer of each operation). Any other `json` block must parse.
+//! - `js`: the GraphQL documents in its template literals must parse and validate (a block
+//!   without one fails).
+//! - `sh`: `bash -n` must accept it; the GraphQL in `"query":"…"` strings and `query=…`
+//!   parameters must parse and validate; every `storefront …` / `cargo run -- …` command must
+//!   exist (`--help` succeeds).
+//! - `csv`: policy lines; with them added to a copy of `policies/`, `storefront policy check`
+//!   must accept the folder.
+//! - `text`: marked `<!-- readme-test: output of ARGS -->`, it must be what `storefront ARGS`
+//!   prints.
+//! - A block marked `<!-- readme-test: not run -->` is only shown. Any other block fails
+//!   `readme_every_markdown_example_is_checked`: nothing is skipped silently.
+//!
+//! Besides the blocks: every command in the CLI table (docs/operations.md) and every
+//! `storefront …` in code spans exists, with the options the table names; the configuration
+//! table (docs/configuration.md) lists exactly the variables the code reads and `.env.example`
+//! mentions; relative links between the Markdown files point at files and headings that exist.
 
-use std::{collections::BTreeSet, path::Path, process::Command};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use async_graphql::parser::{parse_query, types::Selection};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-
-fn readme() -> String {
-    std::fs::read_to_string(README).expect("README.md is readable")
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn source(relative: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let path = root().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A Markdown file of the repository.
+struct Doc {
+    /// Relative to the repository, with `/` separators.
+    path: String,
+    text: String,
+}
+
+/// Folders, by name, that hold no documentation of ours.
+const NOT_DOCS: &[&str] = &["target", "node_modules"];
+/// Folders, by path, that hold no documentation of ours: benchmark output.
+const NOT_DOCS_AT: &[&str] = &["bench/results"];
+
+/// Every Markdown file of the repository, README.md first, then by path.
+fn markdown_files() -> Vec<Doc> {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let entry = entry.expect("a directory entry");
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root())
+                .expect("inside the repository")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.')
+                || NOT_DOCS.contains(&name.as_str())
+                || NOT_DOCS_AT.contains(&relative.as_str())
+            {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, found);
+            } else if name.ends_with(".md") {
+                found.push(relative);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(root(), &mut paths);
+    paths.sort_by_key(|p| (p != "README.md", p.clone()));
+    assert!(
+        paths.first().is_some_and(|p| p == "README.md"),
+        "no README.md"
+    );
+    paths
+        .into_iter()
+        .map(|path| Doc {
+            text: source(&path),
+            path,
+        })
+        .collect()
+}
+
+/// The Markdown file at `relative`.
+fn doc(relative: &str) -> Doc {
+    Doc {
+        path: relative.to_owned(),
+        text: source(relative),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -51,27 +130,29 @@ struct Marker {
     caller: Option<Caller>,
     expect: Option<String>,
     response: bool,
+    post: bool,
     output_of: Option<String>,
+    not_run: bool,
 }
 
-/// A fenced code block of the README.
+/// A fenced code block of a Markdown file.
 #[derive(Debug)]
 struct Block {
+    /// The file and the 1-based line of the opening fence, as `docs/api.md:12`.
+    at: String,
     lang: String,
     code: String,
-    /// 1-based line of the opening fence.
-    line: usize,
     marker: Marker,
 }
 
 const MARKER_START: &str = "<!-- readme-test:";
 
-fn parse_marker(text: &str, line: usize) -> Marker {
+fn parse_marker(text: &str, at: &str) -> Marker {
     let inner = text
         .trim()
         .strip_prefix(MARKER_START)
         .and_then(|t| t.strip_suffix("-->"))
-        .unwrap_or_else(|| panic!("README.md:{line}: malformed marker {text:?}"));
+        .unwrap_or_else(|| panic!("{at}: malformed marker {text:?}"));
     let mut marker = Marker::default();
     for directive in inner.split(',').map(str::trim) {
         let (word, rest) = directive.split_once(' ').unwrap_or((directive, ""));
@@ -81,18 +162,20 @@ fn parse_marker(text: &str, line: usize) -> Marker {
             ("as", "admin") => marker.caller = Some(Caller::Admin),
             ("expect", code) if !code.is_empty() => marker.expect = Some(code.to_owned()),
             ("response", "") => marker.response = true,
+            ("post", "") => marker.post = true,
+            ("not", "run") => marker.not_run = true,
             ("output", rest) if rest.starts_with("of ") => {
                 marker.output_of = Some(rest["of ".len()..].trim().to_owned());
             }
-            _ => panic!("README.md:{line}: unknown readme-test directive {directive:?}"),
+            _ => panic!("{at}: unknown readme-test directive {directive:?}"),
         }
     }
     marker
 }
 
-/// Every fenced block, with the marker on the line before it.
-fn fenced_blocks(markdown: &str) -> Vec<Block> {
-    let lines: Vec<&str> = markdown.lines().collect();
+/// Every fenced block of a file, with the marker on the line before it.
+fn fenced_blocks(doc: &Doc) -> Vec<Block> {
+    let lines: Vec<&str> = doc.text.lines().collect();
     let mut blocks = Vec::new();
     let mut markers_used = 0;
     let mut i = 0;
@@ -101,10 +184,11 @@ fn fenced_blocks(markdown: &str) -> Vec<Block> {
         if let Some(lang) = trimmed.strip_prefix("```") {
             let indent = lines[i].len() - trimmed.len();
             let start = i;
+            let at = format!("{}:{}", doc.path, start + 1);
             let marker = match start.checked_sub(1).map(|p| lines[p].trim()) {
                 Some(prev) if prev.starts_with(MARKER_START) => {
                     markers_used += 1;
-                    parse_marker(prev, start)
+                    parse_marker(prev, &at)
                 }
                 _ => Marker::default(),
             };
@@ -117,11 +201,11 @@ fn fenced_blocks(markdown: &str) -> Vec<Block> {
                 code.push('\n');
                 i += 1;
             }
-            assert!(i < lines.len(), "README.md:{}: unclosed fence", start + 1);
+            assert!(i < lines.len(), "{at}: unclosed fence");
             blocks.push(Block {
+                at,
                 lang: lang.trim().to_owned(),
                 code,
-                line: start + 1,
                 marker,
             });
         }
@@ -133,17 +217,23 @@ fn fenced_blocks(markdown: &str) -> Vec<Block> {
         .count();
     assert_eq!(
         markers, markers_used,
-        "every readme-test marker must be on the line right before a fence"
+        "{}: every readme-test marker must be on the line right before a fence",
+        doc.path
     );
     blocks
 }
 
-/// The rows of the first table in the section headed `heading`, as cells.
+/// The fenced blocks of every Markdown file, in order.
+fn all_blocks() -> Vec<Block> {
+    markdown_files().iter().flat_map(fenced_blocks).collect()
+}
+
+/// The rows of the first table in the section headed `## {heading}`, as cells.
 fn table_rows(markdown: &str, heading: &str) -> Vec<Vec<String>> {
     let section = markdown
         .split("\n## ")
         .find(|s| s.starts_with(heading))
-        .unwrap_or_else(|| panic!("README has no `## {heading}` section"));
+        .unwrap_or_else(|| panic!("no `## {heading}` section"));
     section
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -224,7 +314,7 @@ fn definitions(document: &str) -> Vec<&str> {
     definitions
 }
 
-/// Each operation of a README block as a document of its own, with the block's fragments.
+/// Each operation of a graphql block as a document of its own, with the block's fragments.
 fn operations(block: &str) -> Vec<String> {
     let (fragments, operations): (Vec<&str>, Vec<&str>) = definitions(block)
         .into_iter()
@@ -286,9 +376,9 @@ fn assert_validated(response: &Value, at: &str, document: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running the README's GraphQL
+// Running the GraphQL blocks
 
-/// The accounts and values the README's blocks refer to.
+/// The accounts and values the blocks refer to.
 struct Walk<'a> {
     app: &'a TestApp,
     admin_username: String,
@@ -298,8 +388,8 @@ struct Walk<'a> {
     user_access: Option<String>,
     product_id: Option<String>,
     end_cursor: Option<String>,
-    /// The line of the last graphql block run, and its answer.
-    last_response: Option<(usize, Value)>,
+    /// Where the last graphql block run (or json block sent) is, and its answer.
+    last_response: Option<(String, Value)>,
 }
 
 impl Walk<'_> {
@@ -355,7 +445,7 @@ impl Walk<'_> {
         self.product_id.clone().unwrap()
     }
 
-    /// Replaces every `<placeholder>` the README uses; any other is an error.
+    /// Replaces every `<placeholder>` the examples use; any other is an error.
     async fn fill_in(&mut self, document: &str, at: &str) -> String {
         let mut filled = String::new();
         let mut rest = document;
@@ -382,16 +472,15 @@ impl Walk<'_> {
         filled
     }
 
-    /// Runs one operation of a README block and checks its answer.
-    async fn run(&mut self, document: &str, marker: &Marker, line: usize) {
-        let at = &format!("README.md:{line}");
+    /// Runs one operation of a graphql block and checks its answer.
+    async fn run(&mut self, document: &str, marker: &Marker, at: &str) {
         let Shape {
             root_fields,
             has_variables,
         } = shape(document, at);
         assert!(
             !has_variables,
-            "{at}: README graphql examples must not declare variables (nothing supplies them)"
+            "{at}: graphql examples must not declare variables (nothing supplies them)"
         );
         let signs_in = root_fields
             .iter()
@@ -425,7 +514,7 @@ impl Walk<'_> {
             }
         }
         self.remember(&response, &root_fields, caller);
-        self.last_response = Some((line, response));
+        self.last_response = Some((at.to_owned(), response));
     }
 
     /// Keeps what later blocks refer to.
@@ -472,7 +561,7 @@ impl Walk<'_> {
 fn readme_admin(blocks: &[Block]) -> (String, String) {
     let line = blocks
         .iter()
-        .filter(|b| b.lang == "sh")
+        .filter(|b| b.lang == "sh" && b.at.starts_with("README.md:"))
         .flat_map(|b| b.code.lines())
         .find(|l| l.contains("ADMIN_PASSWORD='") && l.contains("create-admin"))
         .expect("the README creates an admin with ADMIN_PASSWORD='…' … create-admin");
@@ -489,7 +578,7 @@ fn readme_admin(blocks: &[Block]) -> (String, String) {
     (username.to_owned(), password.to_owned())
 }
 
-/// Removes `locations` from every error, as the README's examples do.
+/// Removes `locations` from every error, as the examples do.
 fn without_locations(mut response: Value) -> Value {
     if let Some(errors) = response["errors"].as_array_mut() {
         for error in errors {
@@ -501,10 +590,20 @@ fn without_locations(mut response: Value) -> Value {
     response
 }
 
+/// Whether `actual` is the answer a `response` block shows: the answer itself, or, for a batch,
+/// the answer of each of its operations.
+fn answers_as_shown(actual: &Value, shown: &Value) -> bool {
+    match actual {
+        Value::Array(items) if !shown.is_array() => {
+            !items.is_empty() && items.iter().all(|item| item == shown)
+        }
+        _ => actual == shown,
+    }
+}
+
 #[tokio::test]
 async fn readme_graphql_examples_run_and_answer_as_shown() {
-    let markdown = readme();
-    let blocks = fenced_blocks(&markdown);
+    let blocks = all_blocks();
     let app = spawn_app().await;
     let (admin_username, admin_password) = readme_admin(&blocks);
     app.state
@@ -527,43 +626,59 @@ async fn readme_graphql_examples_run_and_answer_as_shown() {
     let mut ran = 0;
     let mut compared = 0;
     for block in &blocks {
-        let at = format!("README.md:{}", block.line);
+        let at = &block.at;
+        let marker = &block.marker;
+        assert!(
+            !marker.not_run || (marker.caller.is_none() && marker.expect.is_none()),
+            "{at}: a block that is not run expects nothing"
+        );
         match block.lang.as_str() {
-            "graphql" => {
+            "graphql" if !marker.not_run => {
                 assert!(
-                    !block.marker.response && block.marker.output_of.is_none(),
+                    !marker.response && !marker.post && marker.output_of.is_none(),
                     "{at}: misplaced marker"
                 );
                 let operations = operations(&block.code);
                 assert!(!operations.is_empty(), "{at}: empty graphql block");
                 for operation in operations {
-                    walk.run(&operation, &block.marker, block.line).await;
+                    walk.run(&operation, marker, at).await;
                     ran += 1;
                 }
             }
-            "json" if block.marker.response => {
-                let (line, actual) = walk.last_response.take().unwrap_or_else(|| {
-                    panic!("{at}: a response marker needs a graphql block before it")
+            "json" if marker.post => {
+                let body: Value = serde_json::from_str(&block.code)
+                    .unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
+                let token = walk.admin_access().await;
+                let (_, answer) = app.post(body, Some(&token)).await;
+                walk.last_response = Some((at.clone(), answer));
+            }
+            "json" if marker.response => {
+                let (sent_at, actual) = walk.last_response.take().unwrap_or_else(|| {
+                    panic!("{at}: a response marker needs a graphql or posted json block before it")
                 });
                 let shown: Value = serde_json::from_str(&block.code)
                     .unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
-                assert_eq!(
-                    without_locations(actual),
-                    shown,
-                    "{at}: the answer to the block at README.md:{line} differs from the README"
+                let actual = match actual {
+                    Value::Array(items) => {
+                        Value::Array(items.into_iter().map(without_locations).collect())
+                    }
+                    other => without_locations(other),
+                };
+                assert!(
+                    answers_as_shown(&actual, &shown),
+                    "{at}: the answer to the block at {sent_at} differs from the one shown:\n\
+                     answered: {actual}\n   shown: {shown}"
                 );
                 compared += 1;
             }
             _ => assert!(
-                block.marker.caller.is_none()
-                    && block.marker.expect.is_none()
-                    && !block.marker.response,
+                marker.caller.is_none() && marker.expect.is_none() && !marker.response,
                 "{at}: graphql markers belong before graphql blocks"
             ),
         }
     }
-    assert!(ran >= 10, "only {ran} README operations found");
-    assert!(compared >= 3, "only {compared} README responses compared");
+    assert!(ran >= 10, "only {ran} GraphQL operations found");
+    assert!(compared >= 4, "only {compared} responses compared");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -623,28 +738,35 @@ fn looks_like_graphql(text: &str) -> bool {
         .any(|start| text.starts_with(start))
 }
 
+/// The GraphQL documents in a `js` or `sh` block.
+fn code_documents(block: &Block) -> Vec<String> {
+    let candidates = match block.lang.as_str() {
+        "js" | "javascript" => js_template_literals(&block.code),
+        "sh" => sh_queries(&block.code),
+        _ => Vec::new(),
+    };
+    candidates
+        .into_iter()
+        .filter(|d| looks_like_graphql(d))
+        .collect()
+}
+
 #[tokio::test]
 async fn readme_graphql_in_code_examples_validates() {
-    let markdown = readme();
     let app = spawn_app().await;
     let mut checked = 0;
-    for block in fenced_blocks(&markdown) {
-        let documents = match block.lang.as_str() {
-            "js" | "javascript" => js_template_literals(&block.code),
-            "sh" => sh_queries(&block.code),
-            _ => continue,
-        };
-        for document in documents.into_iter().filter(|d| looks_like_graphql(d)) {
-            let at = format!("README.md:{}", block.line);
+    for block in all_blocks().iter().filter(|b| !b.marker.not_run) {
+        let at = &block.at;
+        for document in code_documents(block) {
             assert!(
                 !document.contains("${"),
                 "{at}: GraphQL with interpolation cannot be checked"
             );
-            shape(&document, &at);
+            shape(&document, at);
             // Anonymous and without variables: the document is validated, but nothing that
             // needs a token or a variable runs.
             let response = app.gql(&document, json!({}), None).await;
-            assert_validated(&response, &at, &document);
+            assert_validated(&response, at, &document);
             checked += 1;
         }
     }
@@ -717,12 +839,11 @@ fn commands_in(line: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn readme_cli_commands_exist() {
-    let markdown = readme();
-
-    let rows = table_rows(&markdown, "CLI");
+    let operations = doc("docs/operations.md");
+    let rows = table_rows(&operations.text, "CLI");
     assert!(
-        rows.len() >= 7,
-        "the CLI table has only {} rows",
+        rows.len() >= 8,
+        "the CLI table of docs/operations.md has only {} rows",
         rows.len()
     );
     for row in &rows {
@@ -743,22 +864,25 @@ fn readme_cli_commands_exist() {
     }
 
     // `storefront …` in code spans and shell blocks.
+    let docs = markdown_files();
+    let blocks: Vec<Block> = docs.iter().flat_map(fenced_blocks).collect();
     let mut mentioned = BTreeSet::new();
-    let blocks = fenced_blocks(&markdown);
     for block in blocks.iter().filter(|b| b.lang == "sh") {
         for line in block.code.lines() {
             mentioned.extend(commands_in(line));
         }
     }
-    let mut in_fence = false;
-    for line in markdown.lines() {
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if !in_fence {
-            for span in line.split('`').skip(1).step_by(2) {
-                mentioned.extend(commands_in(span));
+    for doc in &docs {
+        let mut in_fence = false;
+        for line in doc.text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_fence = !in_fence;
+                continue;
+            }
+            if !in_fence {
+                for span in line.split('`').skip(1).step_by(2) {
+                    mentioned.extend(commands_in(span));
+                }
             }
         }
     }
@@ -767,7 +891,7 @@ fn readme_cli_commands_exist() {
         assert_command_exists(words, &[], &format!("`storefront {}`", words.join(" ")));
     }
 
-    // Output shown in the README.
+    // Output shown in the docs.
     for block in blocks.iter().filter(|b| b.marker.output_of.is_some()) {
         let args = block.marker.output_of.as_deref().unwrap();
         let out = storefront(&args.split_whitespace().collect::<Vec<_>>());
@@ -783,10 +907,33 @@ fn readme_cli_commands_exist() {
             .collect();
         assert_eq!(
             actual, shown,
-            "README.md:{}: `storefront {args}` prints something else",
-            block.line
+            "{}: `storefront {args}` prints something else",
+            block.at
         );
     }
+
+    // Policy lines: added to the shipped policy, `policy check` accepts them.
+    let mut policies = 0;
+    for block in blocks
+        .iter()
+        .filter(|b| b.lang == "csv" && !b.marker.not_run)
+    {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(dir.path().join("model.conf"), source("policies/model.conf")).unwrap();
+        let policy = format!("{}\n{}", source("policies/policy.csv"), block.code);
+        std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
+        let folder = dir.path().to_str().expect("a UTF-8 temp path");
+        let out = storefront(&["policy", "check", "--dir", folder]);
+        assert!(
+            out.status.success(),
+            "{}: `storefront policy check` refuses these lines: {}{}",
+            block.at,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        policies += 1;
+    }
+    assert!(policies >= 2, "only {policies} policy examples checked");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -821,8 +968,8 @@ fn env_reads(code: &str) -> BTreeSet<String> {
 
 #[test]
 fn readme_configuration_table_matches_the_code_and_env_example() {
-    let markdown = readme();
-    let table: BTreeSet<String> = table_rows(&markdown, "Configuration")
+    let markdown = doc("docs/configuration.md").text;
+    let table: BTreeSet<String> = table_rows(&markdown, "Variables")
         .iter()
         .map(|row| first_code_span(&row[0]).to_owned())
         .collect();
@@ -839,13 +986,13 @@ fn readme_configuration_table_matches_the_code_and_env_example() {
     for name in &table {
         assert!(
             all_sources.contains(&format!("\"{name}\"")),
-            "the Configuration table lists {name}, which src/config.rs, src/main.rs and src/cli.rs never read"
+            "the configuration table (docs/configuration.md) lists {name}, which src/config.rs, src/main.rs and src/cli.rs never read"
         );
     }
     for name in &read {
         assert!(
             table.contains(name),
-            "{name} is read by the code but missing from the README's Configuration table"
+            "{name} is read by the code but missing from the configuration table (docs/configuration.md)"
         );
     }
 
@@ -864,6 +1011,299 @@ fn readme_configuration_table_matches_the_code_and_env_example() {
         .collect();
     assert_eq!(
         example, table,
-        ".env.example and the README's Configuration table name different variables"
+        ".env.example and the configuration table (docs/configuration.md) name different variables"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every block is checked
+
+/// What checks a block, as words for the summary; an error when nothing would.
+fn checks(block: &Block) -> Result<Vec<&'static str>, String> {
+    let marker = &block.marker;
+    if marker.not_run {
+        return Ok(vec!["not run"]);
+    }
+    match block.lang.as_str() {
+        "graphql" => Ok(vec!["run"]),
+        "json" if marker.response => Ok(vec!["compared with the answer"]),
+        "json" if marker.post => Ok(vec!["sent"]),
+        "json" => Ok(vec!["parsed"]),
+        "js" | "javascript" if !code_documents(block).is_empty() => Ok(vec!["GraphQL validated"]),
+        "js" | "javascript" => Err("a js block with no GraphQL in it".to_owned()),
+        "sh" => {
+            let mut checks = vec!["bash -n"];
+            if !code_documents(block).is_empty() {
+                checks.push("GraphQL validated");
+            }
+            if block.code.lines().any(|l| !commands_in(l).is_empty()) {
+                checks.push("commands exist");
+            }
+            Ok(checks)
+        }
+        "csv" => Ok(vec!["policy check"]),
+        "text" if marker.output_of.is_some() => Ok(vec!["output compared"]),
+        lang => Err(format!("no test checks a ```{lang} block")),
+    }
+}
+
+/// Runs `bash -n` on a shell block.
+fn bash_syntax(code: &str, at: &str) {
+    let mut bash = Command::new("bash")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash runs");
+    bash.stdin
+        .take()
+        .unwrap()
+        .write_all(code.as_bytes())
+        .unwrap();
+    let out = bash.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{at}: `bash -n` refuses the block: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn readme_every_markdown_example_is_checked() {
+    let docs = markdown_files();
+    let paths: Vec<&str> = docs.iter().map(|d| d.path.as_str()).collect();
+    for expected in ["README.md", "docs/api.md", "docs/configuration.md"] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} is not among {paths:?}"
+        );
+    }
+    let mut unchecked = Vec::new();
+    let mut summary = String::new();
+    for doc in &docs {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for block in fenced_blocks(doc) {
+            match checks(&block) {
+                Ok(checks) => {
+                    for check in checks {
+                        *counts.entry(check).or_default() += 1;
+                    }
+                }
+                Err(why) => unchecked.push(format!("{}: {why}", block.at)),
+            }
+            if block.marker.not_run {
+                continue;
+            }
+            match block.lang.as_str() {
+                "sh" => bash_syntax(&block.code, &block.at),
+                "json" => {
+                    serde_json::from_str::<Value>(&block.code)
+                        .unwrap_or_else(|e| panic!("{}: not JSON: {e}", block.at));
+                }
+                _ => {}
+            }
+        }
+        let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        summary.push_str(&format!("{}: {}\n", doc.path, counts.join(", ")));
+    }
+    println!("{summary}");
+    assert!(
+        unchecked.is_empty(),
+        "blocks no test checks (teach tests/api/readme.rs, or mark them \
+         `<!-- readme-test: not run -->`):\n{}",
+        unchecked.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Links
+
+/// GitHub's anchor for a heading: lower case, without punctuation, spaces as hyphens.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The lines of a Markdown file outside fenced blocks, numbered from 1.
+fn prose_lines(markdown: &str) -> Vec<(usize, &str)> {
+    let mut in_fence = false;
+    let mut lines = Vec::new();
+    for (i, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+        } else if !in_fence {
+            lines.push((i + 1, line));
+        }
+    }
+    lines
+}
+
+/// The anchors of a file's headings (a repeated heading gets `-1`, `-2`, … as on GitHub).
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut anchors = BTreeSet::new();
+    for (_, line) in prose_lines(markdown) {
+        let hashes = line.len() - line.trim_start_matches('#').len();
+        if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let slug = slug(&line[hashes..]);
+        let n = seen.entry(slug.clone()).or_default();
+        anchors.insert(if *n == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{n}")
+        });
+        *n += 1;
+    }
+    anchors
+}
+
+/// The targets of the inline links of a line, outside code spans.
+fn link_targets(line: &str) -> Vec<&str> {
+    let mut targets = Vec::new();
+    for prose in line.split('`').step_by(2) {
+        for (i, _) in prose.match_indices("](") {
+            let rest = &prose[i + 2..];
+            if let Some(end) = rest.find(')') {
+                targets.push(rest[..end].trim());
+            }
+        }
+    }
+    targets
+}
+
+#[test]
+fn readme_markdown_links_resolve() {
+    let docs = markdown_files();
+    let anchors_of: BTreeMap<&str, BTreeSet<String>> = docs
+        .iter()
+        .map(|d| (d.path.as_str(), anchors(&d.text)))
+        .collect();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for doc in &docs {
+        let dir = Path::new(&doc.path).parent().unwrap_or(Path::new(""));
+        for (line, text) in prose_lines(&doc.text) {
+            for target in link_targets(text) {
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                let at = format!("{}:{line}", doc.path);
+                let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+                // The target, relative to the repository, with `..` resolved.
+                let mut parts: Vec<&str> = Vec::new();
+                let joined = if file.is_empty() {
+                    doc.path.clone()
+                } else {
+                    dir.join(file).to_string_lossy().replace('\\', "/")
+                };
+                for part in joined.split('/') {
+                    match part {
+                        "" | "." => {}
+                        ".." => {
+                            if parts.pop().is_none() {
+                                broken.push(format!("{at}: {target} leaves the repository"));
+                            }
+                        }
+                        part => parts.push(part),
+                    }
+                }
+                let resolved = parts.join("/");
+                checked += 1;
+                if !root().join(&resolved).exists() {
+                    broken.push(format!("{at}: {target}: no file {resolved}"));
+                } else if !anchor.is_empty() {
+                    match anchors_of.get(resolved.as_str()) {
+                        Some(anchors) if anchors.contains(anchor) => {}
+                        Some(_) => broken.push(format!("{at}: {target}: no heading #{anchor}")),
+                        None => broken.push(format!(
+                            "{at}: {target}: an anchor into a file that is not Markdown"
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+    assert!(checked >= 50, "only {checked} relative links found");
+}
+
+/// Where the code names a Markdown file in `docs/`, with the anchor after `#` if any.
+fn doc_references(code: &str) -> Vec<(String, String)> {
+    let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut references = Vec::new();
+    for (i, _) in code.match_indices("docs/") {
+        let rest = &code[i..];
+        let stem = rest["docs/".len()..]
+            .find(|c| !name(c))
+            .map_or(rest.len(), |end| "docs/".len() + end);
+        let Some(after) = rest[stem..].strip_prefix(".md") else {
+            continue;
+        };
+        let anchor = after
+            .strip_prefix('#')
+            .map(|a| &a[..a.find(|c| !name(c)).unwrap_or(a.len())])
+            .unwrap_or("");
+        references.push((format!("{}.md", &rest[..stem]), anchor.to_owned()));
+    }
+    references
+}
+
+/// The code files that may point into the docs: Rust sources and a few configuration files.
+fn code_files() -> Vec<String> {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(root()).expect("inside the repository");
+                found.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for dir in ["src", "migration/src", "benches", "bench/src", "tests"] {
+        if root().join(dir).is_dir() {
+            walk(&root().join(dir), &mut files);
+        }
+    }
+    files.extend(
+        [
+            ".cargo/config.toml",
+            ".env.example",
+            "Cargo.toml",
+            "bench/run.sh",
+        ]
+        .into_iter()
+        .filter(|f| root().join(f).is_file())
+        .map(str::to_owned),
+    );
+    files
+}
+
+#[test]
+fn readme_docs_named_in_code_exist() {
+    let mut broken = Vec::new();
+    for file in code_files() {
+        for (doc, anchor) in doc_references(&source(&file)) {
+            if !root().join(&doc).is_file() {
+                broken.push(format!("{file}: {doc} does not exist"));
+            } else if !anchor.is_empty() && !anchors(&source(&doc)).contains(&anchor) {
+                broken.push(format!("{file}: {doc} has no heading #{anchor}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "the code points at docs that are not there:\n{}",
+        broken.join("\n")
     );
 }
