@@ -54,6 +54,16 @@ impl Accounts {
         }
     }
 
+    /// The database the accounts live in.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// This replica's revocation list, which every change that ends tokens updates.
+    pub(crate) fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
     /// The account with this id, if any (read on a reader).
     ///
     /// # Errors

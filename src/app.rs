@@ -70,16 +70,14 @@ impl App {
         revocations.spawn_poller(db.reader().clone(), config.revocation_poll);
         let catalog =
             Catalog::load(db.clone(), config.catalog_cache_bytes, config.catalog_poll).await?;
-        crate::maintenance::spawn_pruner(db.clone());
-        crate::maintenance::spawn_wal_checkpointer(db.clone());
+        crate::pruning::spawn_pruner(db.clone());
+        db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));
         let metrics = Arc::new(Metrics::default());
         let accounts = Accounts::new(db.clone(), passwords.clone(), revocations.clone());
         let sessions = Sessions::new(
-            db.clone(),
             accounts.clone(),
             tokens.clone(),
-            revocations.clone(),
             config.refresh_token_ttl,
             IpRateLimiter::new(config.auth_rate_limit_per_minute),
             metrics.clone(),

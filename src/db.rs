@@ -12,6 +12,7 @@ use sea_orm::{
 
 use crate::error::{AppError, AppResult, Unavailable};
 
+pub mod checkpoint;
 mod health;
 pub mod observe;
 pub use health::DbHealth;
@@ -20,7 +21,7 @@ pub use health::DbHealth;
 /// failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The size a SQLite WAL is cut back to whenever it is reset (`journal_size_limit`); see
-/// [`crate::maintenance::spawn_wal_checkpointer`] for when that happens.
+/// [`checkpoint::spawn_wal_checkpointer`] for when that happens.
 pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 /// Connections in a SQLite reader pool; the writer pool always has exactly one.
 const SQLITE_READERS: u32 = 4;

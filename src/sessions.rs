@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     accounts::{self, Accounts, NewAccount},
     auth::{AccessToken, IpRateLimiter, Revocations, TokenService, sha256_hex},
-    db::{self, Db},
+    db,
     entities::{account, refresh_token, session},
     error::{AppError, AppResult},
     metrics::{LoginOutcome, Metrics},
@@ -34,14 +34,12 @@ pub struct SignedIn {
     pub refresh_expires_in: i64,
 }
 
-/// Sessions: sign-in, refresh, sign-out, and the account changes that end sessions. Owns the
-/// database, the accounts, the token issuer, this replica's revocation list, the per-address
+/// Sessions: sign-in, refresh, sign-out, and the account changes that end sessions. Built on
+/// [`Accounts`] (and its database and revocation list); owns the token issuer, the per-address
 /// limit on credential checks and the sign-in metrics; writes the audit log lines.
 pub struct Sessions {
-    db: Db,
     accounts: Accounts,
     tokens: Arc<TokenService>,
-    revocations: Arc<Revocations>,
     refresh_ttl: Duration,
     ip_limiter: IpRateLimiter,
     metrics: Arc<Metrics>,
@@ -49,19 +47,15 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(
-        db: Db,
         accounts: Accounts,
         tokens: Arc<TokenService>,
-        revocations: Arc<Revocations>,
         refresh_ttl: Duration,
         ip_limiter: IpRateLimiter,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            db,
             accounts,
             tokens,
-            revocations,
             refresh_ttl,
             ip_limiter,
             metrics,
@@ -146,7 +140,7 @@ impl Sessions {
     /// it was checked;
     /// `SERVICE_UNAVAILABLE` when the session could not be stored.
     pub async fn start(&self, account: account::Model) -> AppResult<SignedIn> {
-        db::write(&self.db, async |txn| {
+        db::write(self.accounts.db(), async |txn| {
             let current = accounts::find_for_update(txn, account.id)
                 .await?
                 .filter(|current| {
@@ -191,7 +185,7 @@ impl Sessions {
     pub async fn refresh(&self, client: IpAddr, presented: &str) -> AppResult<SignedIn> {
         self.ip_limiter.check(client)?;
         let token_hash = hash_token(presented);
-        let outcome = db::write(&self.db, async |txn| {
+        let outcome = db::write(self.accounts.db(), async |txn| {
             let Some(token) = refresh_token::Entity::find()
                 .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
                 .one(txn)
@@ -262,7 +256,7 @@ impl Sessions {
     /// # Errors
     /// `SERVICE_UNAVAILABLE` when the end could not be stored (the session goes on then).
     pub async fn end(&self, account_id: Uuid, session_id: Uuid, reason: &str) -> AppResult<()> {
-        let revoked = db::write(&self.db, async |txn| {
+        let revoked = db::write(self.accounts.db(), async |txn| {
             let revoked = Revocations::revoke_session(txn, account_id, session_id).await?;
             session::Entity::update_many()
                 .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
@@ -274,7 +268,7 @@ impl Sessions {
             Ok(revoked)
         })
         .await?;
-        self.revocations.apply_committed(&[revoked]);
+        self.accounts.revocations().apply_committed(&[revoked]);
         Ok(())
     }
 
@@ -284,7 +278,7 @@ impl Sessions {
     /// # Errors
     /// `SERVICE_UNAVAILABLE` when it could not be stored (nothing ends then).
     pub async fn end_all(&self, account_id: Uuid, reason: &str) -> AppResult<()> {
-        let revoked = db::write(&self.db, async |txn| {
+        let revoked = db::write(self.accounts.db(), async |txn| {
             let (_, revoked) = accounts::revoke_access_tokens(txn, account_id)
                 .await
                 .map_err(|err| match err {
@@ -295,7 +289,7 @@ impl Sessions {
             Ok(revoked)
         })
         .await?;
-        self.revocations.apply_committed(&[revoked]);
+        self.accounts.revocations().apply_committed(&[revoked]);
         Ok(())
     }
 
@@ -319,7 +313,7 @@ impl Sessions {
             .accounts
             .change_password(account_id, current, new)
             .await?;
-        let stored = db::write(&self.db, async |txn| {
+        let stored = db::write(self.accounts.db(), async |txn| {
             let (account, revoked) = accounts::store_password_change(txn, change).await?;
             end_sessions_of(txn, account.id, "password change").await?;
             Ok((self.start_in(txn, account).await?, revoked))
@@ -328,7 +322,7 @@ impl Sessions {
         // Held until the change is stored (or refused): one change of an account at a time.
         attempt.succeeded().await?;
         let (signed_in, revoked) = stored?;
-        self.revocations.apply_committed(&[revoked]);
+        self.accounts.revocations().apply_committed(&[revoked]);
         tracing::info!(audit = "change_password", %account_id, "password changed; sessions ended");
         Ok(signed_in)
     }
@@ -345,14 +339,14 @@ impl Sessions {
         actor: Option<Uuid>,
         account_id: Uuid,
     ) -> AppResult<account::Model> {
-        let (account, revoked) = db::write(&self.db, async |txn| {
+        let (account, revoked) = db::write(self.accounts.db(), async |txn| {
             let (account, revoked) = accounts::deactivate(txn, account_id).await?;
             end_sessions_of(txn, account_id, "account deactivated").await?;
             Ok((account, revoked))
         })
         .await?;
         if let Some(revoked) = revoked {
-            self.revocations.apply_committed(&[revoked]);
+            self.accounts.revocations().apply_committed(&[revoked]);
         }
         tracing::info!(audit = "deactivate_account", ?actor, %account_id, "account deactivated");
         Ok(account)
@@ -376,10 +370,13 @@ impl Sessions {
             .accounts
             .check_current_password(account_id, current)
             .await?;
-        let deleted = db::write(&self.db, async |txn| accounts::delete(txn, &checked).await).await;
+        let deleted = db::write(self.accounts.db(), async |txn| {
+            accounts::delete(txn, &checked).await
+        })
+        .await;
         // Held until the deletion is stored (or refused): one such change of an account at a time.
         attempt.succeeded().await?;
-        self.revocations.apply_committed(&[deleted?]);
+        self.accounts.revocations().apply_committed(&[deleted?]);
         tracing::info!(audit = "delete_account", %account_id, "account deleted");
         Ok(())
     }

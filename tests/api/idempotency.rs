@@ -419,7 +419,7 @@ async fn expired_keys_run_again_and_are_pruned() {
         vec![day_ago.into()],
     )
     .await;
-    let pruned = storefront::maintenance::prune(&app.state.db).await.unwrap();
+    let pruned = storefront::pruning::prune(&app.state.db).await.unwrap();
     assert_eq!(pruned.idempotency_keys, 1, "{pruned:?}");
     assert_eq!(key_row(&app, "old").await, None);
     assert!(key_row(&app, "daily").await.is_some(), "a live key is kept");

@@ -364,7 +364,7 @@ async fn revocation_reaches_every_replica_within_a_second() {
 #[tokio::test]
 async fn rows_that_can_no_longer_matter_are_pruned() {
     use sea_orm::{ConnectionTrait, Statement};
-    use storefront::maintenance::{Pruned, prune};
+    use storefront::pruning::{Pruned, prune};
     let app = spawn_app().await;
     app.register("pruned", "pruned passphrase").await;
     let keep = login_pair(&app, "pruned", "pruned passphrase").await;
