@@ -134,3 +134,11 @@ impl ContextExt for Context<'_> {
 fn parse_id(id: &async_graphql::ID) -> Option<Uuid> {
     Uuid::parse_str(id.as_str()).ok()
 }
+
+/// Parses the id of a `what` that must exist.
+///
+/// # Errors
+/// `NOT_FOUND` naming `what` when the id cannot name anything.
+fn id_of(what: &'static str, id: &async_graphql::ID) -> AppResult<Uuid> {
+    parse_id(id).ok_or(AppError::NotFound(what))
+}

@@ -3,13 +3,13 @@ use async_graphql::{Context, ID, Object};
 use super::{
     ContextExt,
     guard::{Can, visible},
-    parse_id,
+    id_of,
     types::{
         Account, AuthPayload, CreateProductInput, LoginInput, Product, RegisterInput,
         UpdateProductInput,
     },
 };
-use crate::{authz::Permission, error::AppError, role::Role};
+use crate::{authz::Permission, role::Role};
 
 pub struct Mutation;
 
@@ -145,7 +145,7 @@ impl Mutation {
         input: UpdateProductInput,
     ) -> async_graphql::Result<Product> {
         let changes = input.changes()?;
-        let id = parse_id(&id).ok_or(AppError::NotFound("product"))?;
+        let id = id_of("product", &id)?;
         let catalog = &ctx.state().catalog;
         Ok(catalog.update(ctx.actor(), id, changes).await?.into())
     }
@@ -156,7 +156,7 @@ impl Mutation {
         visible = "visible::product_delete"
     )]
     async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
-        let uuid = parse_id(&id).ok_or(AppError::NotFound("product"))?;
+        let uuid = id_of("product", &id)?;
         ctx.state().catalog.delete(ctx.actor(), uuid).await?;
         Ok(id)
     }
@@ -173,7 +173,7 @@ impl Mutation {
         user_id: ID,
         role: Role,
     ) -> async_graphql::Result<Account> {
-        let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
+        let id = id_of("account", &user_id)?;
         let accounts = &ctx.state().accounts;
         Ok(accounts.set_role(ctx.actor(), id, role).await?.into())
     }
@@ -189,7 +189,7 @@ impl Mutation {
         ctx: &Context<'_>,
         user_id: ID,
     ) -> async_graphql::Result<Account> {
-        let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
+        let id = id_of("account", &user_id)?;
         let sessions = &ctx.state().sessions;
         Ok(sessions.deactivate(ctx.actor(), id).await?.into())
     }
@@ -204,7 +204,7 @@ impl Mutation {
         ctx: &Context<'_>,
         user_id: ID,
     ) -> async_graphql::Result<Account> {
-        let id = parse_id(&user_id).ok_or(AppError::NotFound("account"))?;
+        let id = id_of("account", &user_id)?;
         let accounts = &ctx.state().accounts;
         Ok(accounts.reactivate(ctx.actor(), id).await?.into())
     }
