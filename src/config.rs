@@ -1,9 +1,9 @@
 //! Configuration from environment variables (and `.env`), declared once and checked at start.
 //!
 //! Each concern is a struct that derives [`clap::Args`]; every field declares its variable
-//! (`env`), default, value parser (a [`rules`] function, which holds the allowed range) and,
+//! (`env`), default, value parser (a `rules` function, which holds the allowed range) and,
 //! in its doc comment, what it does. The same declarations give `storefront --help` its list of
-//! variables and `storefront config --markdown` the docs' table ([`reference`]).
+//! variables and `storefront config --markdown` the docs' table (`reference`).
 //!
 //! Parsing never lets clap read the process environment: clap's `env` reads it when a command
 //! is built, so [`from_lookup`] removes those values and hands clap only what its lookup

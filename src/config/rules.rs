@@ -18,7 +18,7 @@ use super::{
 /// ("must be …"), and `allowed` describes the values it accepts.
 ///
 /// `allowed` travels as the parser's one possible value, the only description of a parser
-/// that clap keeps once the parser is stored in an `Arg`; [`super::reference`] reads it back.
+/// that clap keeps once the parser is stored in an `Arg`; `super::reference` reads it back.
 /// It is a description ("1–365"), not a literal value.
 #[derive(Clone)]
 pub struct Rule<T> {
