@@ -9,7 +9,7 @@ use crate::{
     auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
     authz::SharedAuthorizer,
     catalog::Catalog,
-    config::{AppEnv, Config, redact_url},
+    config::{AppEnv, Config},
     db,
     graphql::{self, AppSchema},
     http,
@@ -49,27 +49,26 @@ pub enum StartError {
 
 impl App {
     /// Connects to the database and applies pending migrations, loads the policy, builds the
-    /// schema and binds `config.listen_addr` (port 0 picks a free port).
+    /// schema and binds `config.server.listen_addr` (port 0 picks a free port).
     ///
     /// # Errors
     /// A [`StartError`] saying which step failed.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
-        let db = db::connect_and_migrate(&config.database_url).await?;
-        tracing::info!(database = %redact_url(&config.database_url), "database ready");
-        let authz =
-            SharedAuthorizer::load(&config.policy_dir, config.policy_dir_is_default).await?;
+        let db = db::connect_and_migrate(config.database.url.as_str()).await?;
+        tracing::info!(database = %config.database.url, "database ready");
+        let authz = SharedAuthorizer::load(&config.policy.dir, config.policy.is_default).await?;
         tracing::info!(
             source = %authz.source(),
             version = authz.version(),
             "authorization policy loaded"
         );
-        let passwords = PasswordHasher::for_this_machine(config.password_hash_queue)
+        let passwords = PasswordHasher::for_this_machine(config.auth.password_hash_queue)
             .await
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
-        revocations.spawn_poller(db.reader().clone(), config.revocation_poll);
-        let catalog =
-            Catalog::load(db.clone(), config.catalog_cache_bytes, config.catalog_poll).await?;
+        revocations.spawn_poller(db.reader().clone(), config.auth.revocation_poll);
+        let caches = &config.caches;
+        let catalog = Catalog::load(db.clone(), caches.catalog_bytes, caches.catalog_poll).await?;
         crate::pruning::spawn_pruner(db.clone());
         db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));
@@ -78,12 +77,12 @@ impl App {
         let sessions = Sessions::new(
             accounts.clone(),
             tokens.clone(),
-            config.refresh_token_ttl,
-            IpRateLimiter::new(config.auth_rate_limit_per_minute),
+            config.auth.refresh_token_ttl,
+            IpRateLimiter::new(config.auth.rate_limit_per_minute),
             metrics.clone(),
         );
         let state = Arc::new(AppState {
-            health: db::DbHealth::new(db.clone(), &config.database_url),
+            health: db::DbHealth::new(db.clone(), config.database.url.as_str()),
             db,
             tokens,
             revocations,
@@ -97,28 +96,28 @@ impl App {
         let schema: AppSchema = graphql::build_schema(state.clone(), config);
         let settings = http::HttpSettings {
             limits: config.limits.clone(),
-            graphiql: config.graphiql,
-            trust_proxy_headers: config.trust_proxy_headers,
-            cors_allowed_origins: config.cors_allowed_origins.clone(),
-            metrics_on_main_router: config.metrics_addr.is_none()
-                && (config.app_env != AppEnv::Production || config.metrics_token.is_some()),
-            metrics_token: config.metrics_token.clone(),
+            graphiql: config.discovery.graphiql,
+            trust_proxy_headers: config.server.trust_proxy_headers,
+            cors_allowed_origins: config.server.cors_allowed_origins.clone(),
+            metrics_on_main_router: config.metrics.addr.is_none()
+                && (config.app_env != AppEnv::Production || config.metrics.token.is_some()),
+            metrics_token: config.metrics.token.clone(),
         };
         let router = http::router(schema, state.clone(), settings);
-        let listener = TcpListener::bind(config.listen_addr)
+        let listener = TcpListener::bind(config.server.listen_addr)
             .await
             .map_err(|source| StartError::Bind {
-                addr: config.listen_addr,
+                addr: config.server.listen_addr,
                 source,
             })?;
-        let metrics = match config.metrics_addr {
+        let metrics = match config.metrics.addr {
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
                     .await
                     .map_err(|source| StartError::Bind { addr, source })?;
                 Some((
                     listener,
-                    http::metrics_router(state.clone(), config.metrics_token.clone()),
+                    http::metrics_router(state.clone(), config.metrics.token.clone()),
                 ))
             }
             None => None,
@@ -127,8 +126,8 @@ impl App {
             listener,
             router,
             metrics,
-            shutdown_timeout: config.shutdown_timeout,
-            connections: config.connections,
+            shutdown_timeout: config.server.shutdown_timeout,
+            connections: config.server.connections(),
             state,
         })
     }

@@ -11,7 +11,7 @@ use crate::{
     auth::PasswordHasher,
     authz::Authorizer,
     catalog::products,
-    config::{self, Config},
+    config::{self, AdminPassword, Config, Database, Policy},
     db,
     error::AppError,
     graphql,
@@ -20,10 +20,12 @@ use crate::{
 
 /// Storefront: a GraphQL API for accounts and products, authorized by a Casbin policy.
 ///
-/// Configuration comes from the environment and `.env` (DATABASE_URL, JWT_SECRET, LISTEN_ADDR,
-/// APP_ENV, POLICY_DIR, …); docs/configuration.md lists every variable.
+/// Configuration comes from environment variables and `.env` (DATABASE_URL, JWT_SECRET,
+/// LISTEN_ADDR, APP_ENV, POLICY_DIR, …); docs/configuration.md lists every variable.
 #[derive(Parser, Debug)]
-#[command(name = "storefront", version, about)]
+#[command(name = "storefront", version, about,
+    after_help = "`storefront --help` and `storefront config` list every environment variable.",
+    after_long_help = config::text())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -55,6 +57,13 @@ pub enum Command {
     Backup {
         /// Where to write the copy; must not exist yet.
         file: std::path::PathBuf,
+    },
+    /// Print every configuration variable: its default, the values it accepts and what it
+    /// does.
+    Config {
+        /// Print the table the docs hold (Markdown) instead of text.
+        #[arg(long)]
+        markdown: bool,
     },
 }
 
@@ -101,25 +110,36 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::CreateAdmin { username } => create_admin(&username).await,
         Command::Policy(command) => policy(command).await,
         Command::Backup { file } => backup(&file).await,
+        Command::Config { markdown } => {
+            print!(
+                "{}",
+                if markdown {
+                    config::markdown()
+                } else {
+                    config::text()
+                }
+            );
+            Ok(())
+        }
     }
 }
 
 /// Writes a consistent copy of the SQLite database to `file` with `VACUUM INTO`, which reads
 /// one snapshot of the database (writers carry on meanwhile).
 async fn backup(file: &std::path::Path) -> Result<(), String> {
-    let (url, _) =
-        config::database_url_from(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    if !url.starts_with("sqlite:") {
+    let url = config::from_env::<Database>()
+        .map_err(|e| e.to_string())?
+        .url;
+    if !url.as_str().starts_with("sqlite:") {
         return Err(format!(
             "backup copies SQLite databases only; for PostgreSQL use pg_dump:\n  \
              pg_dump --format=custom --file=storefront.dump \"$DATABASE_URL\"\n\
              and restore with:\n  \
              pg_restore --clean --if-exists --no-owner --dbname=\"$DATABASE_URL\" storefront.dump\n\
-             (database {})",
-            config::redact_url(&url)
+             (database {url})"
         ));
     }
-    let source = sqlite_path(&url);
+    let source = sqlite_path(url.as_str());
     if !source.exists() {
         return Err(format!("no SQLite database at {}", source.display()));
     }
@@ -132,9 +152,9 @@ async fn backup(file: &std::path::Path) -> Result<(), String> {
     let target = file
         .to_str()
         .ok_or_else(|| format!("{} is not a UTF-8 path", file.display()))?;
-    let db = db::connect(&url)
+    let db = db::connect(url.as_str())
         .await
-        .map_err(|e| format!("database {}: {e}", config::redact_url(&url)))?;
+        .map_err(|e| format!("database {url}: {e}"))?;
     // On the writer: the readers' `query_only` refuses `VACUUM INTO`, although it takes no
     // write lock on the database it copies.
     db.writer()
@@ -164,9 +184,13 @@ async fn policy(command: PolicyCommand) -> Result<(), String> {
         PolicyCommand::Show { dir } => (dir, false),
         PolicyCommand::Check { dir } => (dir, true),
     };
-    let (dir, is_default) = match dir.or_else(|| std::env::var_os("POLICY_DIR").map(Into::into)) {
+    let (dir, is_default) = match dir {
         Some(dir) => (dir, false),
-        None => (std::path::PathBuf::from("./policies"), !check),
+        None => {
+            let policy = config::from_env::<Policy>().map_err(|e| e.to_string())?;
+            // `check` never falls back to the built-in copy.
+            (policy.dir, policy.is_default && !check)
+        }
     };
     // Loading validates: the same checks as at start and on SIGHUP.
     let authz = Authorizer::load(&dir, is_default)
@@ -187,14 +211,14 @@ async fn policy(command: PolicyCommand) -> Result<(), String> {
 
 async fn serve() -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    if config.jwt_secret.generated {
+    if config.auth.jwt_secret.generated {
         tracing::warn!(
             "JWT_SECRET is not set: using a random secret for this process only; \
              tokens will not survive a restart (set JWT_SECRET, at least 32 bytes)"
         );
     }
     let app = App::build(&config).await.map_err(|e| e.to_string())?;
-    if config.database_is_default {
+    if config.database.is_default {
         let added = products::seed_demo_once(&app.state().db)
             .await
             .map_err(|e| format!("seed failed: {e:?}"))?;
@@ -207,11 +231,12 @@ async fn serve() -> Result<(), String> {
 }
 
 async fn connect() -> Result<db::Db, String> {
-    let (url, _) =
-        config::database_url_from(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    db::connect_and_migrate(&url)
+    let url = config::from_env::<Database>()
+        .map_err(|e| e.to_string())?
+        .url;
+    db::connect_and_migrate(url.as_str())
         .await
-        .map_err(|e| format!("database {}: {e}", config::redact_url(&url)))
+        .map_err(|e| format!("database {url}: {e}"))
 }
 
 async fn create_admin(username: &str) -> Result<(), String> {
@@ -233,9 +258,12 @@ async fn create_admin(username: &str) -> Result<(), String> {
         );
         return Ok(());
     }
-    let password = match std::env::var("ADMIN_PASSWORD") {
-        Ok(password) if !password.is_empty() => password,
-        _ => read_password_line()?,
+    let password = match config::from_env::<AdminPassword>()
+        .map_err(|e| e.to_string())?
+        .admin_password
+    {
+        Some(password) => password.expose().clone(),
+        None => read_password_line()?,
     };
     let new = NewAccount {
         username,

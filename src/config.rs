@@ -1,10 +1,63 @@
-//! Configuration read from the environment (and `.env`), validated once at start.
+//! Configuration from environment variables (and `.env`), declared once and checked at start.
+//!
+//! Each concern is a struct that derives [`clap::Args`]; every field declares its variable
+//! (`env`), default, value parser (a `rules` function, which holds the allowed range) and,
+//! in its doc comment, what it does. The same declarations give `storefront --help` its list of
+//! variables and `storefront config --markdown` the docs' table (`reference`).
+//!
+//! Parsing never lets clap read the process environment: clap's `env` reads it when a command
+//! is built, so [`from_lookup`] removes those values and hands clap only what its lookup
+//! returns, as `--long=value` arguments. A configuration built from a map (as the tests build
+//! theirs) therefore sees nothing but that map, and [`from_env`] is the same path with
+//! [`std::env::var`] as the lookup. Rules that need more than one variable, or whether a
+//! variable was set at all, live in [`Settings::resolve`].
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+mod reference;
+mod rules;
+mod secret;
 
-use rand::RngCore;
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{ArgAction, Args, Command, FromArgMatches, error::ContextValue};
+
+pub use reference::{markdown, names, text};
+pub use secret::{
+    DatabaseUrl, JwtSecret, MIN_JWT_SECRET_BYTES, MIN_METRICS_TOKEN_BYTES, MetricsToken, Secret,
+    redact_url,
+};
 
 use crate::server::ConnectionLimits;
+
+/// The database used when `DATABASE_URL` is unset: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://storefront.db?mode=rwc";
+
+/// Everything `serve` reads. (Logging and `create-admin` have their own [`Logging`] and
+/// [`AdminPassword`].)
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Where the server runs: `development` is forgiving; `production` refuses to start without
+    /// `JWT_SECRET` and turns `INTROSPECTION`, `FIELD_SUGGESTIONS` and `GRAPHIQL` off unless
+    /// they are set.
+    #[arg(long, env = "APP_ENV", default_value = "development", value_parser = rules::app_env(),
+        help_heading = "Server")]
+    pub app_env: AppEnv,
+    #[command(flatten)]
+    pub server: Server,
+    #[command(flatten)]
+    pub database: Database,
+    #[command(flatten)]
+    pub auth: Auth,
+    #[command(flatten)]
+    pub policy: Policy,
+    #[command(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    pub discovery: Discovery,
+    #[command(flatten)]
+    pub caches: Caches,
+    #[command(flatten)]
+    pub metrics: MetricsEndpoint,
+}
 
 /// Where the server runs: development is forgiving, production refuses unsafe defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,86 +66,64 @@ pub enum AppEnv {
     Production,
 }
 
-/// The database used when `DATABASE_URL` is unset: a SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://storefront.db?mode=rwc";
-/// The minimum length of `JWT_SECRET`, in bytes (HS256 wants a key at least as long as its hash).
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
-
-/// Everything the server needs to start, from `DATABASE_URL`, `JWT_SECRET`, `LISTEN_ADDR`,
-/// `APP_ENV`, `POLICY_DIR`, `JWT_ISSUER` and `JWT_AUDIENCE`.
-#[derive(Clone)]
-pub struct Config {
-    pub app_env: AppEnv,
-    pub database_url: String,
-    /// True when `DATABASE_URL` was not set and the embedded SQLite default is in use.
-    pub database_is_default: bool,
+/// The listener, its connections and shutdown.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Server")]
+pub struct Server {
+    /// Address and port to serve on. Use `0.0.0.0:8000` to accept connections from other
+    /// machines or containers.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8000",
+        value_parser = rules::address("127.0.0.1:8000"))]
     pub listen_addr: SocketAddr,
-    pub jwt_secret: JwtSecret,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
-    /// Secrets accepted for verification only (`JWT_PREVIOUS_SECRETS`), for key rotation.
-    pub jwt_previous_secrets: Vec<JwtSecret>,
-    /// How long a refresh token lives (`REFRESH_TOKEN_TTL_DAYS`, default 30).
-    pub refresh_token_ttl: Duration,
-    /// How often each replica reads new revocations (`REVOCATION_POLL_MS`, default 250).
-    pub revocation_poll: Duration,
-    /// Memory for cached catalog pages, per replica (`CATALOG_CACHE_MB`, default 16; 0: none).
-    pub catalog_cache_bytes: usize,
-    /// How often each replica checks whether the catalog changed (`CATALOG_POLL_MS`, default 250).
-    pub catalog_poll: Duration,
-    /// The policy folder, and whether it was named explicitly by `POLICY_DIR`.
-    pub policy_dir: PathBuf,
-    pub policy_dir_is_default: bool,
-    /// Sign-in attempts per client IP per minute (`AUTH_RATE_LIMIT_PER_MINUTE`, 0 = off).
-    pub auth_rate_limit_per_minute: u32,
-    /// Read the client IP from `X-Forwarded-For` (`TRUST_PROXY_HEADERS`, default false).
+    /// Take the client IP from the last address in `X-Forwarded-For`. Turn it on only behind a
+    /// proxy you control that sets that header; otherwise clients could choose their own IP.
+    #[arg(long, env = "TRUST_PROXY_HEADERS", default_value = "false", action = ArgAction::Set,
+        value_parser = rules::switch())]
     pub trust_proxy_headers: bool,
-    /// Password hashes that may wait or run at once (`PASSWORD_HASH_QUEUE`; 0, the default,
-    /// means 16 per core); more are refused with `TOO_MANY_REQUESTS`.
-    pub password_hash_queue: usize,
-    /// GraphQL and HTTP limits.
-    pub limits: Limits,
-    /// Introspection (`INTROSPECTION`), field suggestions (`FIELD_SUGGESTIONS`) and the GraphiQL
-    /// page (`GRAPHIQL`): on in development, off by default in production.
-    pub introspection: bool,
-    pub field_suggestions: bool,
-    pub graphiql: bool,
-    /// Origins allowed to call the API from a browser (`CORS_ALLOWED_ORIGINS`, comma-separated;
-    /// none by default; `*` for any, never with credentials).
+    /// Browser origins that may call the API, e.g.
+    /// `https://shop.example.com,http://localhost:3000`: each `http://` or `https://`, a host and
+    /// an optional port, with no path and no wildcard (a trailing `/` is dropped). `*` allows every origin. Unset, no CORS headers are sent, so only
+    /// pages on the API's own origin can call it. Credentials (cookies) are never allowed.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "",
+        value_parser = rules::cors_origins())]
     pub cors_allowed_origins: CorsOrigins,
-    /// Serve `/metrics` on this address instead of the API's (`METRICS_ADDR`).
-    pub metrics_addr: Option<SocketAddr>,
-    /// A bearer token `/metrics` requires (`METRICS_TOKEN`); in production, `/metrics` is on
-    /// the API's address only with one.
-    pub metrics_token: Option<MetricsToken>,
-    /// How long in-flight requests may take to finish after SIGTERM (`SHUTDOWN_TIMEOUT_SECS`).
+    /// A request's headers must arrive within this many seconds of its first byte, or the
+    /// connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value = "10",
+        value_parser = rules::seconds(1, 3600))]
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this many seconds of its headers, or the request gets
+    /// HTTP 408 and the connection is closed.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value = "30",
+        value_parser = rules::seconds(1, 3600))]
+    pub body_read_timeout: Duration,
+    /// Seconds after which a connection with no request in flight and no new request starting
+    /// is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value = "60",
+        value_parser = rules::seconds(1, 3600))]
+    pub idle_timeout: Duration,
+    /// Connections open at once. The server lowers it to its descriptor limit (raised to the
+    /// hard limit at start) minus 128. Further connections wait in the listen backlog until one
+    /// closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000",
+        value_parser = rules::number::<usize>(16, 1_000_000))]
+    pub max_connections: usize,
+    /// After SIGTERM, SIGQUIT or Ctrl-C, how many seconds requests in flight may run before the
+    /// process exits anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value = "30",
+        value_parser = rules::seconds(0, 3600))]
     pub shutdown_timeout: Duration,
-    /// Header, body and idle timeouts and the connection cap.
-    pub connections: ConnectionLimits,
 }
 
-/// The bearer token Prometheus sends for `/metrics`. Its `Debug` never shows it.
-#[derive(Clone)]
-pub struct MetricsToken(String);
-
-/// The shortest `METRICS_TOKEN` accepted.
-pub const MIN_METRICS_TOKEN_BYTES: usize = 16;
-
-impl MetricsToken {
-    /// Whether `presented` is this token, compared in constant time (the digests are compared,
-    /// so neither the content nor the length of the token shows in the timing).
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use sha2::{Digest, Sha256};
-        use subtle::ConstantTimeEq;
-        let expected = Sha256::digest(self.0.as_bytes());
-        let presented = Sha256::digest(presented);
-        expected.ct_eq(&presented).into()
-    }
-}
-
-impl std::fmt::Debug for MetricsToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetricsToken(<redacted>)")
+impl Server {
+    /// The header, body and idle timeouts and the connection cap.
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
     }
 }
 
@@ -104,113 +135,300 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
+/// The database.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Database")]
+pub struct Database {
+    /// The database to use. `mode=rwc` lets SQLite create the file. With the default, the first
+    /// `serve` of a new database adds the demo products. Logs show the URL with its password
+    /// replaced.
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL,
+        value_parser = rules::database_url())]
+    pub url: DatabaseUrl,
+    /// True when `DATABASE_URL` was not set and the embedded SQLite default is in use.
+    #[arg(skip)]
+    pub is_default: bool,
+}
+
+/// Access and refresh tokens, sign-in throttling and password hashing.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Authentication")]
+pub struct Auth {
+    /// HMAC key for access tokens (HS256), used as given (not base64-decoded). Required when
+    /// `APP_ENV=production`; unset in development, a random key is made for each process (with
+    /// a warning), so access tokens stop working when the server restarts. Changing it without
+    /// `JWT_PREVIOUS_SECRETS` ends every access token (refresh tokens keep working). Generate
+    /// one with `openssl rand -base64 48`.
+    #[arg(long, env = "JWT_SECRET", default_value = "", value_parser = rules::jwt_secret())]
+    pub jwt_secret: JwtSecret,
+    /// Former `JWT_SECRET` values (so a secret cannot contain a comma). They verify access
+    /// tokens but never sign, so the key can be rotated without signing anyone out. Remove an
+    /// old secret an hour after rotating, when its tokens have expired.
+    // `std::vec::Vec`, spelled out, makes clap's derive take the whole list from one value.
+    #[arg(long, env = "JWT_PREVIOUS_SECRETS", default_value = "",
+        value_parser = rules::jwt_secrets())]
+    pub jwt_previous_secrets: std::vec::Vec<JwtSecret>,
+    /// `iss` claim of access tokens, set on issue and checked on verification. Every replica
+    /// must use the same value.
+    #[arg(long, env = "JWT_ISSUER", default_value = "storefront",
+        value_parser = rules::text("any text"))]
+    pub jwt_issuer: String,
+    /// `aud` claim of access tokens, set on issue and checked on verification. Every replica
+    /// must use the same value.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "storefront",
+        value_parser = rules::text("any text"))]
+    pub jwt_audience: String,
+    /// Lifetime of each refresh token, in days. Each refresh issues a new one with a full
+    /// lifetime.
+    #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value = "30",
+        value_parser = rules::days(1, 365))]
+    pub refresh_token_ttl: Duration,
+    /// How often each replica reads new revocations (logout, password and role changes) from
+    /// the database, in milliseconds.
+    #[arg(long, env = "REVOCATION_POLL_MS", default_value = "250",
+        value_parser = rules::millis(10, 1000))]
+    pub revocation_poll: Duration,
+    /// `login`, `register`, `changePassword` and `refreshToken` attempts per client address per
+    /// minute, per replica (an IPv6 address counts by its /64, an IPv4-mapped IPv6 address as the
+    /// IPv4 address). Every alias and batch item counts. `0` turns the limit off.
+    #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value = "60",
+        value_parser = rules::number::<u32>(0, 1_000_000))]
+    pub rate_limit_per_minute: u32,
+    /// Password hashes and verifications that may wait or run at once, per replica; beyond it
+    /// `login`, `register` and `changePassword` get `TOO_MANY_REQUESTS` at once instead of
+    /// waiting. `0` means 16 per core: a full queue is a few hundred milliseconds of waiting.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value = "0",
+        value_parser = rules::number::<usize>(0, 100_000))]
+    pub password_hash_queue: usize,
+}
+
+/// The authorization policy.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Authorization")]
+pub struct Policy {
+    /// Folder with `model.conf` and `policy.csv`. If the default folder does not exist, the copy
+    /// built into the binary is used; if `POLICY_DIR` is set and the folder is missing, start-up
+    /// fails. The log names the policy that was loaded (`source=folder …` or
+    /// `source=built-in copy`).
+    #[arg(long = "policy-dir", env = "POLICY_DIR", default_value = "./policies",
+        value_parser = rules::folder())]
+    pub dir: PathBuf,
+    /// True when `POLICY_DIR` was not set, so a missing folder falls back to the built-in copy.
+    #[arg(skip)]
+    pub is_default: bool,
+}
+
 /// Limits on what one request may ask of the server.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Request limits")]
 pub struct Limits {
-    /// `MAX_BODY_BYTES` (65536): larger bodies get HTTP 413.
+    /// Larger request bodies get HTTP 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value = "65536",
+        value_parser = rules::number::<usize>(1024, 16_777_216))]
     pub max_body_bytes: usize,
-    /// `GRAPHQL_MAX_DEPTH` (15): the deepest selection nesting.
+    /// Deepest selection nesting.
+    #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value = "15",
+        value_parser = rules::number::<usize>(1, 1000))]
     pub max_depth: usize,
-    /// `GRAPHQL_MAX_COMPLEXITY` (2000): the cost budget of a request (a batch adds up): each
-    /// field 1, list items multiplied by `first` (see `graphql::cost`).
+    /// The cost budget of one request, a batch's operations added up: each field costs 1, and
+    /// the items of a list count as many times as `first` asks for (see the cost model under
+    /// GraphQL and HTTP limits).
+    #[arg(long, env = "GRAPHQL_MAX_COMPLEXITY", default_value = "2000",
+        value_parser = rules::number::<usize>(1, 1_000_000))]
     pub max_complexity: usize,
-    /// `GRAPHQL_MAX_ALIASES` (30): aliased fields in one document.
+    /// Aliased fields per document.
+    #[arg(long, env = "GRAPHQL_MAX_ALIASES", default_value = "30",
+        value_parser = rules::number::<usize>(0, 10_000))]
     pub max_aliases: usize,
-    /// `GRAPHQL_MAX_DIRECTIVES` (10): directives on one field.
+    /// Directives on one field.
+    #[arg(long, env = "GRAPHQL_MAX_DIRECTIVES", default_value = "10",
+        value_parser = rules::number::<usize>(0, 1000))]
     pub max_directives: usize,
-    /// `GRAPHQL_MAX_BATCH` (10): operations in one JSON array; 0 refuses batches.
+    /// Operations in one JSON-array request. `0` refuses batches.
+    #[arg(long, env = "GRAPHQL_MAX_BATCH", default_value = "10",
+        value_parser = rules::number::<usize>(0, 1000))]
     pub max_batch: usize,
-    /// `REQUEST_TIMEOUT_MS` (10000): a request running longer is cancelled.
+    /// Milliseconds after which a request (a whole batch) still running is cancelled with
+    /// HTTP 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value = "10000",
+        value_parser = rules::millis(1, 600_000))]
     pub request_timeout: Duration,
-    /// `MAX_RESPONSE_BYTES` (4194304): a larger response is replaced by an error.
+    /// A response (a whole batch) that would be larger is replaced by a `RESPONSE_TOO_LARGE`
+    /// error.
+    #[arg(long, env = "MAX_RESPONSE_BYTES", default_value = "4194304",
+        value_parser = rules::number::<usize>(1024, 1_073_741_824))]
     pub max_response_bytes: usize,
 }
 
-/// The HMAC key for access tokens. Its `Debug` never shows the bytes.
-#[derive(Clone)]
-pub struct JwtSecret {
-    bytes: Vec<u8>,
-    /// True when no secret was configured and one was generated for this process.
-    pub generated: bool,
+/// What the API tells a caller about its schema.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Schema discovery")]
+pub struct Discovery {
+    /// Answer `__schema` and `__type`; when off, they return `null`. `false` by default in
+    /// production.
+    #[arg(long, env = "INTROSPECTION", default_value = "true", action = ArgAction::Set,
+        value_parser = rules::switch())]
+    pub introspection: bool,
+    /// "Did you mean …" hints in validation errors. `false` by default in production.
+    #[arg(long, env = "FIELD_SUGGESTIONS", default_value = "true", action = ArgAction::Set,
+        value_parser = rules::switch())]
+    pub field_suggestions: bool,
+    /// Serve the GraphiQL page at `GET /` and, for browsers, `GET /graphql`. `false` by default
+    /// in production, where it also needs `INTROSPECTION=true` to show docs.
+    #[arg(long, env = "GRAPHIQL", default_value = "true", action = ArgAction::Set,
+        value_parser = rules::switch())]
+    pub graphiql: bool,
 }
 
-impl JwtSecret {
-    /// A secret from configured bytes.
-    ///
-    /// # Errors
-    /// When it is shorter than [`MIN_JWT_SECRET_BYTES`].
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
-        let bytes = bytes.into();
-        if bytes.len() < MIN_JWT_SECRET_BYTES {
-            return Err(ConfigError::invalid(
-                "JWT_SECRET",
-                format!(
-                    "must be at least {MIN_JWT_SECRET_BYTES} bytes long (got {})",
-                    bytes.len()
-                ),
-            ));
-        }
-        Ok(Self {
-            bytes,
-            generated: false,
-        })
-    }
-
-    /// A fresh random 256-bit secret, valid for this process only.
-    pub fn generate() -> Self {
-        let mut bytes = vec![0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        Self {
-            bytes,
-            generated: true,
-        }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
+/// Caches each replica keeps.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Caches")]
+pub struct Caches {
+    /// Memory in MB for the `products` pages and `totalCount`s each replica keeps until the
+    /// catalog changes. `0` reads every page from the database.
+    #[arg(long = "catalog-cache-mb", env = "CATALOG_CACHE_MB", default_value = "16",
+        value_parser = rules::megabytes(0, 4096))]
+    pub catalog_bytes: usize,
+    /// How often each replica checks whether another writer changed the catalog, in
+    /// milliseconds.
+    #[arg(long, env = "CATALOG_POLL_MS", default_value = "250",
+        value_parser = rules::millis(10, 1000))]
+    pub catalog_poll: Duration,
 }
 
-impl std::fmt::Debug for JwtSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JwtSecret(<redacted>)")
-    }
+/// Where `/metrics` is served and what it asks for.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsEndpoint {
+    /// Serve `GET /metrics` on this address instead (e.g. an internal interface,
+    /// `10.0.0.5:9100`), and not on `LISTEN_ADDR`, where anyone who reaches the API can read it.
+    #[arg(long = "metrics-addr", env = "METRICS_ADDR",
+        value_parser = rules::address("127.0.0.1:9100"))]
+    pub addr: Option<SocketAddr>,
+    /// When set, `/metrics` (on either address) answers only requests with
+    /// `Authorization: Bearer <token>` (compared in constant time), and 401 otherwise. In
+    /// production, `/metrics` is served on `LISTEN_ADDR` only when this is set; otherwise use
+    /// `METRICS_ADDR`.
+    #[arg(long = "metrics-token", env = "METRICS_TOKEN", value_parser = rules::metrics_token())]
+    pub token: Option<MetricsToken>,
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("app_env", &self.app_env)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("listen_addr", &self.listen_addr)
-            .field("jwt_secret", &self.jwt_secret)
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("jwt_previous_secrets", &self.jwt_previous_secrets.len())
-            .field("policy_dir", &self.policy_dir)
-            .field("limits", &self.limits)
-            .field("metrics_token", &self.metrics_token)
-            .field("connections", &self.connections)
-            .finish_non_exhaustive()
-    }
+/// Logging, which every command sets up.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Logs")]
+pub struct Logging {
+    /// Log filter (tracing `EnvFilter` syntax). Logs go to stderr.
+    #[arg(long, env = "RUST_LOG", default_value = "info,sqlx=warn,sea_orm=warn",
+        value_parser = rules::log_filter())]
+    pub rust_log: String,
+    /// `text`, or `json` for one JSON object per line (with `request_id` on request logs).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = rules::log_format())]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The password `create-admin` uses.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Commands")]
+pub struct AdminPassword {
+    /// Used only by `create-admin`; if unset, it reads the first line of stdin. Prefer not to
+    /// keep a real password in `.env`.
+    #[arg(long, env = "ADMIN_PASSWORD",
+        value_parser = rules::secret_text("a password that follows the password rules"))]
+    pub admin_password: Option<Secret<String>>,
 }
 
 /// A configuration value that is missing or malformed; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {var} {reason}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub reason: String,
 }
 
 impl ConfigError {
-    fn invalid(var: &'static str, reason: impl Into<String>) -> Self {
+    fn invalid(var: &str, reason: impl Into<String>) -> Self {
         Self {
-            var,
+            var: var.to_owned(),
             reason: reason.into(),
         }
     }
 }
+
+/// The variables a lookup set (not blank), among those declared.
+pub struct SetVars {
+    set: BTreeSet<String>,
+    declared: BTreeSet<String>,
+}
+
+impl SetVars {
+    /// Whether `var` was set.
+    pub fn contains(&self, var: &str) -> bool {
+        debug_assert!(self.declared.contains(var), "{var} is not declared");
+        self.set.contains(var)
+    }
+}
+
+/// A group of variables declared with clap's derive, read by [`from_lookup`].
+pub trait Settings: Args + FromArgMatches {
+    /// Rules beyond one variable's own parser: those involving several variables, or whether
+    /// a variable was set at all.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the variable at fault.
+    fn resolve(&mut self, _set: &SetVars) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+impl Settings for Config {
+    fn resolve(&mut self, set: &SetVars) -> Result<(), ConfigError> {
+        self.database.resolve(set)?;
+        self.policy.resolve(set)?;
+        if self.app_env == AppEnv::Production {
+            if self.auth.jwt_secret.generated {
+                return Err(ConfigError::invalid(
+                    "JWT_SECRET",
+                    "is required when APP_ENV=production",
+                ));
+            }
+            let discovery = &mut self.discovery;
+            for (var, on) in [
+                ("INTROSPECTION", &mut discovery.introspection),
+                ("FIELD_SUGGESTIONS", &mut discovery.field_suggestions),
+                ("GRAPHIQL", &mut discovery.graphiql),
+            ] {
+                if !set.contains(var) {
+                    *on = false;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Settings for Database {
+    fn resolve(&mut self, set: &SetVars) -> Result<(), ConfigError> {
+        self.is_default = !set.contains("DATABASE_URL");
+        Ok(())
+    }
+}
+
+impl Settings for Policy {
+    fn resolve(&mut self, set: &SetVars) -> Result<(), ConfigError> {
+        self.is_default = !set.contains("POLICY_DIR");
+        Ok(())
+    }
+}
+
+impl Settings for Logging {}
+impl Settings for AdminPassword {}
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -218,276 +436,77 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] naming the first variable with a bad value.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        from_env()
     }
 
-    /// Reads the configuration through `get`, so tests can supply their own variables.
+    /// Reads the configuration through `get` alone, so tests can supply their own variables.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first variable with a bad value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-
-        let app_env = match get("APP_ENV").as_deref().map(str::to_ascii_lowercase) {
-            None => AppEnv::Development,
-            Some(v) if v == "development" || v == "dev" => AppEnv::Development,
-            Some(v) if v == "production" || v == "prod" => AppEnv::Production,
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    "APP_ENV",
-                    "must be `development` or `production`",
-                ));
-            }
-        };
-
-        let (database_url, database_is_default) = database_url_from(get)?;
-
-        let listen_addr = match get("LISTEN_ADDR") {
-            Some(v) => v.parse().map_err(|_| {
-                ConfigError::invalid("LISTEN_ADDR", "must be an address like 127.0.0.1:8000")
-            })?,
-            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
-        };
-
-        let jwt_secret = match get("JWT_SECRET") {
-            Some(secret) => JwtSecret::new(secret.into_bytes())?,
-            None if app_env == AppEnv::Production => {
-                return Err(ConfigError::invalid(
-                    "JWT_SECRET",
-                    "is required when APP_ENV=production",
-                ));
-            }
-            None => JwtSecret::generate(),
-        };
-
-        let jwt_issuer = get("JWT_ISSUER").unwrap_or_else(|| "storefront".to_owned());
-        let jwt_audience = get("JWT_AUDIENCE").unwrap_or_else(|| "storefront".to_owned());
-
-        let jwt_previous_secrets = match get("JWT_PREVIOUS_SECRETS") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    JwtSecret::new(s.as_bytes().to_vec()).map_err(|_| {
-                        ConfigError::invalid(
-                            "JWT_PREVIOUS_SECRETS",
-                            format!("each secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => Vec::new(),
-        };
-        let refresh_token_ttl =
-            Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_DAYS", 30, 1..=365)? * 86_400);
-        let revocation_poll =
-            Duration::from_millis(number(&get, "REVOCATION_POLL_MS", 250, 10..=1000)?);
-        let catalog_cache_bytes =
-            number(&get, "CATALOG_CACHE_MB", 16, 0..=4096)? as usize * 1_000_000;
-        let catalog_poll = Duration::from_millis(number(&get, "CATALOG_POLL_MS", 250, 10..=1000)?);
-        let auth_rate_limit_per_minute =
-            number(&get, "AUTH_RATE_LIMIT_PER_MINUTE", 60, 0..=1_000_000)? as u32;
-        let trust_proxy_headers = flag(&get, "TRUST_PROXY_HEADERS", false)?;
-        let password_hash_queue = number(&get, "PASSWORD_HASH_QUEUE", 0, 0..=100_000)? as usize;
-        let production = app_env == AppEnv::Production;
-        let introspection = flag(&get, "INTROSPECTION", !production)?;
-        let field_suggestions = flag(&get, "FIELD_SUGGESTIONS", !production)?;
-        let graphiql = flag(&get, "GRAPHIQL", !production)?;
-        let limits = Limits {
-            max_body_bytes: number(&get, "MAX_BODY_BYTES", 65_536, 1024..=16 * 1024 * 1024)?
-                as usize,
-            max_depth: number(&get, "GRAPHQL_MAX_DEPTH", 15, 1..=1000)? as usize,
-            max_complexity: number(&get, "GRAPHQL_MAX_COMPLEXITY", 2000, 1..=1_000_000)? as usize,
-            max_aliases: number(&get, "GRAPHQL_MAX_ALIASES", 30, 0..=10_000)? as usize,
-            max_directives: number(&get, "GRAPHQL_MAX_DIRECTIVES", 10, 0..=1000)? as usize,
-            max_batch: number(&get, "GRAPHQL_MAX_BATCH", 10, 0..=1000)? as usize,
-            request_timeout: Duration::from_millis(number(
-                &get,
-                "REQUEST_TIMEOUT_MS",
-                10_000,
-                1..=600_000,
-            )?),
-            max_response_bytes: number(
-                &get,
-                "MAX_RESPONSE_BYTES",
-                4 * 1024 * 1024,
-                1024..=1024 * 1024 * 1024,
-            )? as usize,
-        };
-
-        let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
-            None => CorsOrigins::None,
-            Some(list) if list.trim() == "*" => CorsOrigins::Any,
-            Some(list) => {
-                let origins: Vec<String> = list
-                    .split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_owned())
-                    .filter(|o| !o.is_empty())
-                    .collect();
-                if origins.iter().any(|o| {
-                    !(o.starts_with("http://") || o.starts_with("https://"))
-                        || o.contains('*')
-                        || o[o.find("://").unwrap_or(0) + 3..].contains('/')
-                }) {
-                    return Err(ConfigError::invalid(
-                        "CORS_ALLOWED_ORIGINS",
-                        "must be `*` or a comma-separated list of origins like https://shop.example.com",
-                    ));
-                }
-                CorsOrigins::List(origins)
-            }
-        };
-        let metrics_addr = match get("METRICS_ADDR") {
-            Some(v) => Some(v.parse().map_err(|_| {
-                ConfigError::invalid("METRICS_ADDR", "must be an address like 127.0.0.1:9100")
-            })?),
-            None => None,
-        };
-        let metrics_token = match get("METRICS_TOKEN") {
-            Some(token) if token.trim().len() < MIN_METRICS_TOKEN_BYTES => {
-                return Err(ConfigError::invalid(
-                    "METRICS_TOKEN",
-                    format!("must be at least {MIN_METRICS_TOKEN_BYTES} bytes long"),
-                ));
-            }
-            Some(token) => Some(MetricsToken(token.trim().to_owned())),
-            None => None,
-        };
-        let shutdown_timeout =
-            Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30, 0..=3600)?);
-        let connections = ConnectionLimits {
-            header_read_timeout: Duration::from_secs(number(
-                &get,
-                "HEADER_READ_TIMEOUT_SECS",
-                10,
-                1..=3600,
-            )?),
-            body_read_timeout: Duration::from_secs(number(
-                &get,
-                "BODY_READ_TIMEOUT_SECS",
-                30,
-                1..=3600,
-            )?),
-            idle_timeout: Duration::from_secs(number(&get, "IDLE_TIMEOUT_SECS", 60, 1..=3600)?),
-            max_connections: number(&get, "MAX_CONNECTIONS", 10_000, 16..=1_000_000)? as usize,
-        };
-
-        let (policy_dir, policy_dir_is_default) = match get("POLICY_DIR") {
-            Some(dir) => (PathBuf::from(dir), false),
-            None => (PathBuf::from("./policies"), true),
-        };
-
-        Ok(Self {
-            app_env,
-            database_url,
-            database_is_default,
-            listen_addr,
-            jwt_secret,
-            jwt_issuer,
-            jwt_audience,
-            jwt_previous_secrets,
-            refresh_token_ttl,
-            revocation_poll,
-            catalog_cache_bytes,
-            catalog_poll,
-            policy_dir,
-            policy_dir_is_default,
-            auth_rate_limit_per_minute,
-            trust_proxy_headers,
-            password_hash_queue,
-            limits,
-            introspection,
-            field_suggestions,
-            graphiql,
-            cors_allowed_origins,
-            metrics_addr,
-            metrics_token,
-            shutdown_timeout,
-            connections,
-        })
+        from_lookup(get)
     }
 }
 
-/// A whole number from `var` within `range`, or `default` when unset.
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    match get(var) {
-        None => Ok(default),
-        Some(text) => match text.trim().parse::<u64>() {
-            Ok(n) if range.contains(&n) => Ok(n),
-            _ => Err(ConfigError::invalid(
-                var,
-                format!(
-                    "must be a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        },
-    }
-}
-
-/// A boolean from `var` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`), or `default`.
-fn flag(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None => Ok(default),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(_) => Err(ConfigError::invalid(var, "must be true or false")),
-    }
-}
-
-/// The database URL from `DATABASE_URL` through `get`, or the embedded SQLite default; the
-/// flag is true for the default.
+/// Reads `T` from the process environment.
 ///
 /// # Errors
-/// When `DATABASE_URL` names a database Storefront does not support.
-pub fn database_url_from(
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<(String, bool), ConfigError> {
-    match get("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
-        Some(url) => {
-            if !(url.starts_with("sqlite:")
-                || url.starts_with("postgres://")
-                || url.starts_with("postgresql://"))
-            {
-                return Err(ConfigError::invalid(
-                    "DATABASE_URL",
-                    "must start with sqlite:, postgres:// or postgresql://",
-                ));
-            }
-            Ok((url, false))
-        }
-        None => Ok((DEFAULT_DATABASE_URL.to_owned(), true)),
-    }
+/// A [`ConfigError`] naming the first variable with a bad value.
+pub fn from_env<T: Settings>() -> Result<T, ConfigError> {
+    from_lookup(|name| std::env::var(name).ok())
 }
 
-/// The URL with any password replaced, for logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
+/// Reads `T` through `get` alone (never the process environment; see the module's doc). A blank
+/// value counts as unset.
+///
+/// # Errors
+/// A [`ConfigError`] naming the first variable with a bad value.
+pub fn from_lookup<T: Settings>(get: impl Fn(&str) -> Option<String>) -> Result<T, ConfigError> {
+    let command = T::augment_args(declarations());
+    let mut args = vec![String::new()]; // the program name
+    let mut set = BTreeSet::new();
+    let mut declared = BTreeSet::new();
+    let mut vars = Vec::new();
+    for arg in command.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env().and_then(|v| v.to_str()), arg.get_long())
+        else {
+            continue;
+        };
+        if let Some(value) = get(var).filter(|v| !v.trim().is_empty()) {
+            // `=` keeps a value that starts with `-` a value.
+            args.push(format!("--{long}={value}"));
+            set.insert(var.to_owned());
         }
-        _ => url.to_owned(),
+        declared.insert(var.to_owned());
+        vars.push((long.to_owned(), var.to_owned()));
     }
+    let command = command.mut_args(|arg| arg.env(None));
+    let invalid = |err: clap::Error| {
+        let text = |kind| match err.get(kind) {
+            Some(ContextValue::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let var = text(rules::ARG).and_then(|long| {
+            vars.iter()
+                .find(|(l, _)| *l == long)
+                .map(|(_, v)| v.clone())
+        });
+        match (var, text(rules::REASON)) {
+            (Some(var), Some(reason)) => ConfigError { var, reason },
+            _ => ConfigError::invalid("configuration", err.to_string()),
+        }
+    };
+    let matches = command.try_get_matches_from(args).map_err(invalid)?;
+    let mut settings = T::from_arg_matches(&matches).map_err(invalid)?;
+    settings.resolve(&SetVars { set, declared })?;
+    Ok(settings)
+}
+
+/// The command that variables are declared on, for parsing and for the reference.
+fn declarations() -> Command {
+    Command::new("storefront")
+        .disable_help_flag(true)
+        .disable_version_flag(true)
 }
 
 #[cfg(test)]
@@ -506,11 +525,11 @@ mod tests {
     fn defaults_are_development_on_embedded_sqlite() {
         let c = config(&[]).unwrap();
         assert_eq!(c.app_env, AppEnv::Development);
-        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
-        assert!(c.database_is_default);
-        assert!(c.jwt_secret.generated);
-        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8000");
-        assert_eq!(c.jwt_issuer, "storefront");
+        assert_eq!(c.database.url.as_str(), DEFAULT_DATABASE_URL);
+        assert!(c.database.is_default);
+        assert!(c.auth.jwt_secret.generated);
+        assert_eq!(c.server.listen_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.auth.jwt_issuer, "storefront");
     }
 
     #[test]
@@ -545,11 +564,22 @@ mod tests {
     fn production_turns_off_introspection_suggestions_and_graphiql_unless_asked() {
         let secret = ("JWT_SECRET", "a-very-long-secret-value-of-40-bytes-xyz");
         let c = config(&[("APP_ENV", "production"), secret]).unwrap();
-        assert!(!c.introspection && !c.field_suggestions && !c.graphiql);
+        let d = &c.discovery;
+        assert!(!d.introspection && !d.field_suggestions && !d.graphiql);
         let c = config(&[("APP_ENV", "production"), secret, ("GRAPHIQL", "true")]).unwrap();
-        assert!(c.graphiql && !c.introspection);
+        assert!(c.discovery.graphiql && !c.discovery.introspection);
+        let c = config(&[
+            ("APP_ENV", "PROD"),
+            secret,
+            ("INTROSPECTION", "1"),
+            ("FIELD_SUGGESTIONS", "yes"),
+        ])
+        .unwrap();
+        let d = &c.discovery;
+        assert!(d.introspection && d.field_suggestions && !d.graphiql);
         let c = config(&[]).unwrap();
-        assert!(c.introspection && c.field_suggestions && c.graphiql);
+        let d = &c.discovery;
+        assert!(d.introspection && d.field_suggestions && d.graphiql);
         assert_eq!(
             config(&[("GRAPHIQL", "maybe")]).err().unwrap().var,
             "GRAPHIQL"
@@ -563,8 +593,8 @@ mod tests {
         assert_eq!(c.limits.max_batch, 10);
         assert_eq!(c.limits.max_complexity, 2000);
         assert_eq!(c.limits.max_response_bytes, 4 * 1024 * 1024);
-        assert_eq!(c.auth_rate_limit_per_minute, 60);
-        assert!(!c.trust_proxy_headers);
+        assert_eq!(c.auth.rate_limit_per_minute, 60);
+        assert!(!c.server.trust_proxy_headers);
         for var in [
             "GRAPHQL_MAX_DEPTH",
             "MAX_BODY_BYTES",
@@ -584,10 +614,14 @@ mod tests {
 
     #[test]
     fn cors_origins_are_none_by_default_and_checked() {
-        assert_eq!(config(&[]).unwrap().cors_allowed_origins, CorsOrigins::None);
+        assert_eq!(
+            config(&[]).unwrap().server.cors_allowed_origins,
+            CorsOrigins::None
+        );
         assert_eq!(
             config(&[("CORS_ALLOWED_ORIGINS", "*")])
                 .unwrap()
+                .server
                 .cors_allowed_origins,
             CorsOrigins::Any
         );
@@ -597,6 +631,7 @@ mod tests {
                 "https://a.example, http://localhost:3000/"
             )])
             .unwrap()
+            .server
             .cors_allowed_origins,
             CorsOrigins::List(vec![
                 "https://a.example".to_owned(),
@@ -616,11 +651,141 @@ mod tests {
     fn secret_is_not_in_debug_output() {
         let c = config(&[
             ("JWT_SECRET", "a-very-long-secret-value-of-40-bytes-xyz"),
+            (
+                "JWT_PREVIOUS_SECRETS",
+                "a-previous-secret-value-of-40-bytes-xyz",
+            ),
+            ("METRICS_TOKEN", "a-metrics-token-value"),
             ("DATABASE_URL", "postgres://app:hunter2@db/store"),
         ])
         .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("a-very-long-secret"), "{shown}");
-        assert!(!shown.contains("hunter2"), "{shown}");
+        for secret in ["a-very-long", "a-previous", "a-metrics", "hunter2"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("postgres://app:***@db/store"), "{shown}");
+        let password: AdminPassword = from_lookup(|_| Some("admin passphrase".to_owned())).unwrap();
+        assert!(!format!("{password:?}").contains("passphrase"));
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_the_allowed_range() {
+        let shown = |vars: &[(&str, &str)]| config(vars).err().unwrap().to_string();
+        assert_eq!(
+            shown(&[("GRAPHQL_MAX_DEPTH", "1001")]),
+            "invalid configuration: GRAPHQL_MAX_DEPTH must be a whole number from 1 to 1000"
+        );
+        assert_eq!(
+            shown(&[("JWT_SECRET", "short")]),
+            "invalid configuration: JWT_SECRET must be at least 32 bytes long (got 5)"
+        );
+        assert_eq!(
+            shown(&[("METRICS_TOKEN", " too-short ")]),
+            "invalid configuration: METRICS_TOKEN must be at least 16 bytes long"
+        );
+        assert_eq!(
+            shown(&[("METRICS_ADDR", "internal")]),
+            "invalid configuration: METRICS_ADDR must be an address like 127.0.0.1:9100"
+        );
+        for (var, low, high) in [
+            ("REFRESH_TOKEN_TTL_DAYS", "1", "365"),
+            ("REVOCATION_POLL_MS", "10", "1000"),
+            ("CATALOG_CACHE_MB", "0", "4096"),
+            ("MAX_CONNECTIONS", "16", "1000000"),
+            ("SHUTDOWN_TIMEOUT_SECS", "0", "3600"),
+        ] {
+            assert!(config(&[(var, low)]).is_ok(), "{var}={low}");
+            assert!(config(&[(var, high)]).is_ok(), "{var}={high}");
+            let above = (high.parse::<u64>().unwrap() + 1).to_string();
+            let err = config(&[(var, &above)]).err().unwrap();
+            assert_eq!(err.var, var);
+            assert_eq!(
+                err.reason,
+                format!("must be a whole number from {low} to {high}")
+            );
+        }
+    }
+
+    #[test]
+    fn values_become_durations_and_bytes() {
+        let c = config(&[
+            ("REFRESH_TOKEN_TTL_DAYS", " 2 "),
+            ("CATALOG_CACHE_MB", "3"),
+            ("REQUEST_TIMEOUT_MS", "1500"),
+            ("IDLE_TIMEOUT_SECS", "7"),
+            ("TRUST_PROXY_HEADERS", "ON"),
+            ("METRICS_ADDR", "127.0.0.1:9100"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.refresh_token_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.caches.catalog_bytes, 3_000_000);
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.server.connections().idle_timeout, Duration::from_secs(7));
+        assert!(c.server.trust_proxy_headers);
+        assert_eq!(
+            c.metrics.addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let c = config(&[
+            ("DATABASE_URL", " "),
+            ("POLICY_DIR", ""),
+            ("JWT_SECRET", "  "),
+            ("GRAPHQL_MAX_DEPTH", ""),
+        ])
+        .unwrap();
+        assert!(c.database.is_default && c.policy.is_default && c.auth.jwt_secret.generated);
+        assert_eq!(c.policy.dir, PathBuf::from("./policies"));
+        assert_eq!(c.limits.max_depth, 15);
+        let c = config(&[("DATABASE_URL", DEFAULT_DATABASE_URL), ("POLICY_DIR", "p")]).unwrap();
+        assert!(!c.database.is_default && !c.policy.is_default);
+    }
+
+    #[test]
+    fn every_variable_is_declared_once_with_what_it_does() {
+        let names = names();
+        let unique: BTreeSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert!(names.len() >= 30, "{names:?}");
+        let table = markdown();
+        for name in &names {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("{name} has no row"));
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
+            assert_eq!(cells.len(), 4, "{row}");
+            assert!(cells.iter().all(|c| !c.trim().is_empty()), "{row}");
+            assert!(cells[3].len() > 10, "{name} says too little: {row}");
+        }
+    }
+
+    #[test]
+    fn logging_is_checked() {
+        let logging = |vars: &[(&str, &str)]| {
+            from_lookup::<Logging>(|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        let l = logging(&[]).unwrap();
+        assert_eq!(l.rust_log, "info,sqlx=warn,sea_orm=warn");
+        assert_eq!(l.log_format, LogFormat::Text);
+        assert_eq!(
+            logging(&[("LOG_FORMAT", " json ")]).unwrap().log_format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            logging(&[("LOG_FORMAT", "xml")]).err().unwrap().to_string(),
+            "invalid configuration: LOG_FORMAT must be `text` or `json`"
+        );
+        assert_eq!(
+            logging(&[("RUST_LOG", "info,[")]).err().unwrap().var,
+            "RUST_LOG"
+        );
     }
 }

@@ -48,10 +48,10 @@ pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
         // Depth and cost are measured by `Documents` before validation, which is where
         // async-graphql's own checks expand every fragment spread (exponential work).
         .limit_directives(limits.max_directives);
-    if !config.introspection {
+    if !config.discovery.introspection {
         builder = builder.disable_introspection();
     }
-    if !config.field_suggestions {
+    if !config.discovery.field_suggestions {
         builder = builder.disable_suggestions();
     }
     builder.finish()

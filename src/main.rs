@@ -1,5 +1,8 @@
 use clap::Parser;
-use storefront::cli::{self, Cli};
+use storefront::{
+    cli::{self, Cli},
+    config::{self, LogFormat, Logging},
+};
 use tracing_subscriber::EnvFilter;
 
 /// Runs before anything allocates (an ELF constructor; Rust's runtime starts after these), so
@@ -18,30 +21,23 @@ static CONFIGURE_ALLOCATOR: extern "C" fn() = {
 async fn main() -> std::process::ExitCode {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
-            Ok(filter) => filter,
-            Err(err) => {
-                eprintln!("error: invalid configuration: RUST_LOG {err}");
-                return std::process::ExitCode::FAILURE;
-            }
-        },
-        _ => EnvFilter::new("info,sqlx=warn,sea_orm=warn"),
+    let logging = match config::from_env::<Logging>() {
+        Ok(logging) => logging,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
     };
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(EnvFilter::new(&logging.rust_log))
         .with_writer(std::io::stderr);
-    match std::env::var("LOG_FORMAT").as_deref().map(str::trim) {
-        Ok("json") => logs
+    match logging.log_format {
+        LogFormat::Json => logs
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .init(),
-        Ok("text" | "") | Err(_) => logs.init(),
-        Ok(_) => {
-            eprintln!("error: invalid configuration: LOG_FORMAT must be `text` or `json`");
-            return std::process::ExitCode::FAILURE;
-        }
+        LogFormat::Text => logs.init(),
     }
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

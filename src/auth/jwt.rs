@@ -98,6 +98,7 @@ pub struct TokenService {
 impl TokenService {
     /// A token service for the configured secret, issuer and audience.
     pub fn new(config: &Config) -> Self {
+        let config = &config.auth;
         let secret = config.jwt_secret.as_bytes();
         let decoding = std::iter::once(&config.jwt_secret)
             .chain(&config.jwt_previous_secrets)

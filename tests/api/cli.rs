@@ -272,3 +272,47 @@ async fn secrets_never_reach_the_log() {
         );
     }
 }
+
+#[tokio::test]
+async fn config_lists_every_variable_from_its_declaration_never_from_the_environment() {
+    let db = TestDb::new().await;
+    let secret = "config-command-secret-0123456789-abcdef";
+    let env = [("JWT_SECRET", secret), ("GRAPHQL_MAX_DEPTH", "7")];
+    let markdown = storefront(&db, &["config", "--markdown"], &env, None);
+    assert!(markdown.status.success());
+    let markdown = String::from_utf8_lossy(&markdown.stdout);
+    let text = storefront(&db, &["config"], &env, None);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    let help = storefront(&db, &["--help"], &env, None);
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+
+    assert!(
+        markdown.contains("| `GRAPHQL_MAX_DEPTH` | `15` | 1–1000 | Deepest selection nesting. |"),
+        "{markdown}"
+    );
+    for output in [&text, &help] {
+        assert!(
+            output.contains("GRAPHQL_MAX_DEPTH  [default: 15]  [allowed: 1–1000]"),
+            "{output}"
+        );
+    }
+    for name in [
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "RUST_LOG",
+        "LOG_FORMAT",
+        "ADMIN_PASSWORD",
+    ] {
+        for output in [&markdown, &text, &help] {
+            assert!(output.contains(name), "{name} is not listed:\n{output}");
+        }
+    }
+    for output in [&markdown, &text, &help] {
+        assert!(
+            !output.contains(secret),
+            "a value from the environment is printed"
+        );
+    }
+}
