@@ -2,7 +2,7 @@
 //! (a temp-file SQLite by default, a new PostgreSQL database when TEST_DATABASE_URL is set).
 
 // The raw-JSON layer readme.rs and cli.rs still use; not every wrapper has a caller.
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod helpers;
 // Until every file is on the kit, some of it has no user yet.
 #[allow(dead_code, unused_imports)]

@@ -100,6 +100,19 @@ impl<T> Response<T> {
         }
     }
 
+    /// The same answer, its data left untyped (to treat answers of several documents alike).
+    pub fn into_untyped(self) -> Response {
+        Response {
+            status: self.status,
+            headers: self.headers,
+            text: self.text,
+            body: self.body,
+            errors: self.errors,
+            field: self.field,
+            answer: PhantomData,
+        }
+    }
+
     /// The `extensions.code` of every error, in order.
     pub fn codes(&self) -> Vec<&str> {
         self.errors.iter().map(GraphQLError::code).collect()
