@@ -173,8 +173,8 @@ impl Actor {
         operation: Operation<T>,
         variables: Value,
     ) -> Response<T> {
-        let body = json!({ "query": operation.document, "variables": variables });
-        self.send(&body, Some(operation.field)).await
+        self.send(&operation.request(variables), Some(operation.field))
+            .await
     }
 
     /// Whether its token is accepted: `account` answers, or is refused as UNAUTHENTICATED.
@@ -205,8 +205,11 @@ impl Actor {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response<AuthPayload> {
-        let input = json!({ "username": username, "password": password });
-        self.run(documents::LOGIN, json!({ "input": input })).await
+        self.run(
+            documents::LOGIN,
+            documents::login_variables(username, password),
+        )
+        .await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response<AuthPayload> {

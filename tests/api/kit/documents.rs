@@ -3,6 +3,8 @@
 
 use std::marker::PhantomData;
 
+use serde_json::{Value, json};
+
 use super::types::{
     Account, AuthPayload, Connection, Permission, Product, ProductWithCreator, TotalCount,
 };
@@ -21,6 +23,13 @@ impl<T> Operation<T> {
             document,
             answer: PhantomData,
         }
+    }
+}
+
+impl<T> Operation<T> {
+    /// The request's JSON body, to put in a batch or send by hand.
+    pub fn request(&self, variables: Value) -> Value {
+        json!({ "query": self.document, "variables": variables })
     }
 }
 
@@ -83,6 +92,11 @@ pub const LOGIN: Operation<AuthPayload> = Operation::new(
         " } }"
     ),
 );
+
+/// The variables of [`LOGIN`].
+pub fn login_variables(username: &str, password: &str) -> Value {
+    json!({ "input": { "username": username, "password": password } })
+}
 
 pub const REFRESH_TOKEN: Operation<AuthPayload> = Operation::new(
     "refreshToken",

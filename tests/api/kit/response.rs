@@ -128,6 +128,11 @@ impl<T> Response<T> {
             .unwrap_or_else(|| panic!("no error in {self}"))
     }
 
+    /// `retryAfter` of the first error.
+    pub fn retry_after(&self) -> Option<i64> {
+        self.errors.first().and_then(GraphQLError::retry_after)
+    }
+
     /// No `errors` entry and a `data` that is not null: the request ran and every field
     /// answered.
     pub fn is_ok(&self) -> bool {
@@ -148,6 +153,15 @@ impl<T> Response<T> {
     /// `data` as it came (null when absent).
     pub fn raw_data(&self) -> &Value {
         &self.body["data"]
+    }
+
+    /// `data.<name>`, read as `U`; `None` when it is absent or null.
+    pub fn field<U: DeserializeOwned>(&self, name: &str) -> Option<U> {
+        let value = &self.body["data"][name];
+        (!value.is_null()).then(|| {
+            serde_json::from_value(value.clone())
+                .unwrap_or_else(|e| panic!("unexpected {name} ({e}): {self}"))
+        })
     }
 
     /// A header's value.
