@@ -72,7 +72,7 @@ async fn a_deactivated_account_loses_every_token_on_every_replica_and_cannot_sig
     let replica = app.replica().await;
     let admin = app.admin().await;
     let user = new_account(&app, "drifter", "drifter passphrase 1").await;
-    let other_device = app.sign_in("drifter", "drifter passphrase 1").await;
+    let other_device = user.sign_in_again().await;
     assert!(user.on(&replica).works().await);
 
     let deactivated = admin.deactivate_account(user.id()).await.ok();
@@ -234,7 +234,7 @@ async fn deleting_ones_account_needs_the_password_and_ends_everything_everywhere
     let replica = app.replica().await;
     let main = app.admin().await;
     let leaving = new_account(&app, "leaving", "leaving passphrase 9").await;
-    let other_device = app.sign_in("leaving", "leaving passphrase 9").await;
+    let other_device = leaving.sign_in_again().await;
 
     let r = leaving.delete_account("not my passphrase").await;
     assert_eq!(r.codes(), ["BAD_USER_INPUT"], "{r}");

@@ -23,9 +23,6 @@ pub use config::{TestAppBuilder, policy_dir};
 pub use db::TestDb;
 pub use jwt::{claims_of, forge_jwt, header_of};
 pub use process::ServerProcess;
-pub use response::{GraphQLError, Location, Response};
-pub use types::{
-    Account, AuthPayload, Connection, NewAccount, NewProduct, Page, Permission, Product,
-    ProductChanges, ProductWithCreator, Role,
-};
+pub use response::Response;
+pub use types::{AuthPayload, NewAccount, NewProduct, Page, Product, ProductChanges, Role};
 pub use wait::{join_all, join_tasks, within};

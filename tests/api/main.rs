@@ -4,8 +4,6 @@
 // The raw-JSON layer readme.rs and cli.rs still use; not every wrapper has a caller.
 #[allow(dead_code, unused_imports)]
 mod helpers;
-// Until every file is on the kit, some of it has no user yet.
-#[allow(dead_code, unused_imports)]
 mod kit;
 
 mod account_lifecycle;

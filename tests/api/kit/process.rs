@@ -5,7 +5,11 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{app::JWT_SECRET, config::policy_dir};
+use super::{
+    actor::{Actor, Server},
+    app::JWT_SECRET,
+    config::policy_dir,
+};
 
 /// A `storefront serve` process on a free port, for what only the real binary shows (signals,
 /// logs, the working directory).
@@ -71,8 +75,19 @@ impl ServerProcess {
         panic!("server did not answer");
     }
 
+    /// A caller with no token.
+    pub fn anonymous(&self) -> Actor {
+        Actor::anonymous(reqwest::Client::new(), self.graphql_url())
+    }
+
     pub fn stop(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+}
+
+impl Server for ServerProcess {
+    fn graphql_url(&self) -> String {
+        format!("{}/graphql", self.url)
     }
 }

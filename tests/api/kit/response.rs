@@ -144,10 +144,10 @@ impl<T> Response<T> {
         assert!(self.is_ok(), "unexpected errors: {self}");
     }
 
-    /// A request error (GraphQL over HTTP): the document never ran, so there is no `data`
-    /// entry at all (a field error has one, possibly null).
+    /// A request error (GraphQL over HTTP): a JSON object with no `data` entry at all, as the
+    /// document never ran (a field error has one, possibly null).
     pub fn is_request_error(&self) -> bool {
-        self.body.get("data").is_none()
+        self.body.is_object() && self.body.get("data").is_none()
     }
 
     /// `data` as it came (null when absent).

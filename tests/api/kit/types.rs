@@ -80,13 +80,6 @@ impl Connection<Product> {
     }
 }
 
-impl Connection<Account> {
-    /// The accounts' usernames, in order.
-    pub fn usernames(&self) -> Vec<String> {
-        self.map(|a| a.username.clone())
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Edge<T> {
     pub cursor: String,
