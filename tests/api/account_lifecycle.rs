@@ -13,6 +13,17 @@ async fn new_account(app: &TestApp, username: &str, password: &str) -> Actor {
     app.sign_in(username, password).await
 }
 
+/// Registers an account, has `admin` make it an admin, and signs it in again (the promotion
+/// ended the tokens it had).
+async fn new_admin(app: &TestApp, admin: &Actor, username: &str, password: &str) -> Actor {
+    let account = new_account(app, username, password).await;
+    admin
+        .set_user_role(account.id(), Role::Admin)
+        .await
+        .assert_ok();
+    account.sign_in_again().await
+}
+
 /// Asserts that a token is refused here at once and on the other replica within a second.
 async fn dead_everywhere(caller: &Actor, replica: &Replica, what: &str) {
     assert!(
@@ -27,6 +38,20 @@ async fn dead_everywhere(caller: &Actor, replica: &Replica, what: &str) {
         took.is_some(),
         "{what}: the other replica still accepts the token after 1 s"
     );
+}
+
+/// Asserts that a token is refused on both replicas within a second (`what` says when).
+async fn dead_on_both_within_a_second(caller: &Actor, replica: &Replica, what: &str) {
+    for (server, caller) in [
+        ("this replica", caller.clone()),
+        ("the other", caller.on(replica)),
+    ] {
+        let took = within(Duration::from_secs(1), async || !caller.works().await).await;
+        assert!(
+            took.is_some(),
+            "{server} still accepts the token 1 s after {what}"
+        );
+    }
 }
 
 async fn refresh(app: &TestApp, token: &str) -> Response<AuthPayload> {
@@ -266,11 +291,7 @@ async fn deleting_ones_account_needs_the_password_and_ends_everything_everywhere
     assert!(!leaving.works().await);
 
     // An admin who leaves takes nothing with it: its products stay, without a creator.
-    let deputy = new_account(&app, "deputy", "deputy passphrase 77").await;
-    main.set_user_role(deputy.id(), Role::Admin)
-        .await
-        .assert_ok();
-    let deputy = app.sign_in("deputy", "deputy passphrase 77").await;
+    let deputy = new_admin(&app, &main, "deputy", "deputy passphrase 77").await;
     let product = deputy.add_product("Orphan", "3.50").await.id;
     deputy
         .delete_account("deputy passphrase 77")
@@ -290,16 +311,7 @@ async fn a_token_whose_account_was_deleted_out_of_band_is_revoked() {
     let gone = new_account(&app, "vanishing", "vanishing passphrase 3").await;
     assert!(gone.on(&replica).works().await);
     delete_by_hand(&app, gone.id(), Duration::ZERO, async || {}).await;
-    for (server, caller) in [
-        ("this replica", gone.clone()),
-        ("the other", gone.on(&replica)),
-    ] {
-        let took = within(Duration::from_secs(1), async || !caller.works().await).await;
-        assert!(
-            took.is_some(),
-            "{server} still accepts a deleted account's token after 1 s"
-        );
-    }
+    dead_on_both_within_a_second(&gone, &replica, "its account was deleted").await;
     assert_eq!(
         refresh(&app, gone.refresh_token()).await.codes(),
         ["UNAUTHENTICATED"]
@@ -389,23 +401,9 @@ async fn an_account_deleted_in_a_long_transaction_loses_its_tokens_at_the_commit
         assert!(gone.on(&replica).works().await, "revoked before the commit");
     })
     .await;
-    for (server, caller) in [
-        ("this replica", gone.clone()),
-        ("the other", gone.on(&replica)),
-    ] {
-        let took = within(Duration::from_secs(1), async || !caller.works().await).await;
-        assert!(
-            took.is_some(),
-            "{server} still accepts the token 1 s after the commit"
-        );
-    }
+    dead_on_both_within_a_second(&gone, &replica, "the commit").await;
     // An admin's token is no different.
-    let deputy = new_account(&app, "deputy", "deputy passphrase 77").await;
-    admin
-        .set_user_role(deputy.id(), Role::Admin)
-        .await
-        .assert_ok();
-    let deputy = app.sign_in("deputy", "deputy passphrase 77").await;
+    let deputy = new_admin(&app, &admin, "deputy", "deputy passphrase 77").await;
     delete_by_hand(&app, deputy.id(), Duration::from_secs(6), async || {}).await;
     let took = within(Duration::from_secs(1), async || {
         !deputy.on(&replica).works().await
@@ -424,11 +422,7 @@ async fn creates_racing_their_admins_deletion_are_stored_or_refused_cleanly() {
     for round in 0..6 {
         let name = format!("fleeting{round}");
         let password = format!("fleeting passphrase {round} z");
-        let fleeting = new_account(&app, &name, &password).await;
-        main.set_user_role(fleeting.id(), Role::Admin)
-            .await
-            .assert_ok();
-        let fleeting = app.sign_in(&name, &password).await;
+        let fleeting = new_admin(&app, &main, &name, &password).await;
         let creates: Vec<_> = (0..12)
             .map(|i| {
                 let caller = if i % 2 == 0 {

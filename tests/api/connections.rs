@@ -36,6 +36,33 @@ async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> 
     received
 }
 
+/// Connects, sends `at_once`, then `trickled` one byte every 50 ms, until the server closes
+/// the connection; returns what the server sent and how long it kept the connection.
+async fn trickle(
+    app: &TestApp,
+    at_once: Vec<u8>,
+    trickled: impl Iterator<Item = u8> + Send + 'static,
+) -> (Vec<u8>, Duration) {
+    let stream = TcpStream::connect(app.addr()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        if writer.write_all(&at_once).await.is_err() {
+            return;
+        }
+        for byte in trickled {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let received = read_until_closed(&mut reader).await;
+    let waited = started.elapsed();
+    sender.abort();
+    (received, waited)
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let app = TestApp::builder()
@@ -78,22 +105,14 @@ async fn headers_sent_one_byte_at_a_time_are_cut_off_after_the_header_timeout() 
         .idle_timeout(Duration::from_secs(60))
         .spawn()
         .await;
-    let stream = TcpStream::connect(app.addr()).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let started = Instant::now();
     // An endless header, one byte every 50 ms: each byte alone would reset a per-read timer.
-    let trickle = tokio::spawn(async move {
-        let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: ";
-        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
-            if writer.write_all(&[*byte]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    let received = read_until_closed(&mut reader).await;
-    let waited = started.elapsed();
-    trickle.abort();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: ";
+    let (received, waited) = trickle(
+        &app,
+        Vec::new(),
+        head.iter().copied().chain(std::iter::repeat(b'a')),
+    )
+    .await;
     assert!(
         received.is_empty(),
         "{}",
@@ -111,30 +130,14 @@ async fn a_body_that_trickles_in_is_cut_off_after_the_body_timeout() {
         .body_read_timeout(Duration::from_secs(1))
         .spawn()
         .await;
-    let stream = TcpStream::connect(app.addr()).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let started = Instant::now();
-    let trickle = tokio::spawn(async move {
-        let head = "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                    Content-Length: 4000\r\n\r\n";
-        if writer.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        // Well under the body limit, but one byte every 50 ms would take 200 s.
-        let body = format!(
-            r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
-            " ".repeat(4000)
-        );
-        for byte in body.as_bytes() {
-            if writer.write_all(&[*byte]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    let received = read_until_closed(&mut reader).await;
-    let waited = started.elapsed();
-    trickle.abort();
+    let head = "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                Content-Length: 4000\r\n\r\n";
+    // Well under the body limit, but one byte every 50 ms would take 200 s.
+    let body = format!(
+        r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
+        " ".repeat(4000)
+    );
+    let (received, waited) = trickle(&app, head.into(), body.into_bytes().into_iter()).await;
     let text = String::from_utf8_lossy(&received);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"REQUEST_TIMEOUT""#), "{text}");

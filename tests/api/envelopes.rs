@@ -94,72 +94,64 @@ async fn field_errors_have_one_envelope_per_code() {
     let product = admin.add_product("Teapot", "19.99").await;
 
     let account = "{ account { id username } }";
-    assert_envelope(
-        "unauthenticated",
-        &anonymous.query(account, json!({})).await,
-    );
-    assert_envelope(
-        "unauthenticated_token",
-        &app.bearer("not-a-token").query(account, json!({})).await,
-    );
     let login = "mutation($u: String!, $p: String!) { \
                  login(input: {username: $u, password: $p}) { accessToken } }";
-    assert_envelope(
-        "unauthenticated_login",
-        &anonymous
-            .query(login, json!({"u": "nobody", "p": "not a passphrase"}))
-            .await,
-    );
-    assert_envelope(
-        "forbidden",
-        &user
-            .query(
-                r#"mutation { createProduct(input: {name: "N", price: "1"}) { id } }"#,
-                json!({}),
-            )
-            .await,
-    );
-    assert_envelope(
-        "forbidden_field",
-        &user
-            .query(
-                "query($id: ID!) { product(id: $id) { id name createdBy { username } } }",
-                json!({"id": product.id}),
-            )
-            .await,
-    );
     let register = "mutation($u: String!, $p: String!) { \
                     register(input: {username: $u, password: $p}) { accessToken } }";
-    assert_envelope(
-        "bad_user_input",
-        &anonymous
-            .query(register, json!({"u": "ab", "p": "good passphrase"}))
-            .await,
-    );
-    assert_envelope(
-        "bad_user_input_variable",
-        &user
-            .query(
-                "query($n: Int) { products(first: $n) { totalCount } }",
-                json!({"n": "ten"}),
-            )
-            .await,
-    );
-    assert_envelope(
-        "not_found",
-        &admin
-            .query(
-                "mutation($id: ID!) { updateProduct(id: $id, input: {stock: 1}) { id } }",
-                json!({"id": MISSING_ID}),
-            )
-            .await,
-    );
-    assert_envelope(
-        "conflict",
-        &anonymous
-            .query(register, json!({"u": "PLAIN", "p": "another passphrase"}))
-            .await,
-    );
+    let cases = [
+        ("unauthenticated", &anonymous, account, json!({})),
+        (
+            "unauthenticated_token",
+            &app.bearer("not-a-token"),
+            account,
+            json!({}),
+        ),
+        (
+            "unauthenticated_login",
+            &anonymous,
+            login,
+            json!({"u": "nobody", "p": "not a passphrase"}),
+        ),
+        (
+            "forbidden",
+            &user,
+            r#"mutation { createProduct(input: {name: "N", price: "1"}) { id } }"#,
+            json!({}),
+        ),
+        (
+            "forbidden_field",
+            &user,
+            "query($id: ID!) { product(id: $id) { id name createdBy { username } } }",
+            json!({"id": product.id}),
+        ),
+        (
+            "bad_user_input",
+            &anonymous,
+            register,
+            json!({"u": "ab", "p": "good passphrase"}),
+        ),
+        (
+            "bad_user_input_variable",
+            &user,
+            "query($n: Int) { products(first: $n) { totalCount } }",
+            json!({"n": "ten"}),
+        ),
+        (
+            "not_found",
+            &admin,
+            "mutation($id: ID!) { updateProduct(id: $id, input: {stock: 1}) { id } }",
+            json!({"id": MISSING_ID}),
+        ),
+        (
+            "conflict",
+            &anonymous,
+            register,
+            json!({"u": "PLAIN", "p": "another passphrase"}),
+        ),
+    ];
+    for (name, caller, document, variables) in cases {
+        assert_envelope(name, &caller.query(document, variables).await);
+    }
     for _ in 0..5 {
         let r = anonymous
             .query(login, json!({"u": "plain", "p": "a wrong guess"}))
@@ -241,54 +233,28 @@ async fn database_failures_have_one_envelope_per_code() {
     let admin = app.admin().await;
     let create = r#"mutation { createProduct(input: {name: "Never", price: "1.00"}) { id } }"#;
 
-    if app.on_postgres() {
-        app.sql(
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
-             RAISE EXCEPTION 'injected' USING ERRCODE = '53100'; END $$ LANGUAGE plpgsql",
-            vec![],
-        )
-        .await;
-        app.sql(
-            "CREATE TRIGGER refuse BEFORE INSERT ON products FOR EACH ROW \
-             EXECUTE FUNCTION refuse()",
-            vec![],
-        )
-        .await;
-        assert_envelope("service_unavailable", &admin.query(create, json!({})).await);
-        app.sql("DROP TRIGGER refuse ON products", vec![]).await;
-        ready(&app).await;
-        app.sql(
-            "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
-             RAISE EXCEPTION 'injected'; END $$ LANGUAGE plpgsql",
-            vec![],
-        )
-        .await;
-        app.sql(
-            "CREATE TRIGGER refuse BEFORE INSERT ON products FOR EACH ROW \
-             EXECUTE FUNCTION refuse()",
-            vec![],
-        )
-        .await;
+    let unavailable = if app.on_postgres() {
+        app.refuse_product_inserts("53100").await;
+        let r = admin.query(create, json!({})).await;
+        app.allow_product_inserts().await;
+        r
     } else {
         let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
         sqlx::raw_sql("BEGIN IMMEDIATE")
             .execute(&mut holder)
             .await
             .unwrap();
-        assert_envelope("service_unavailable", &admin.query(create, json!({})).await);
+        let r = admin.query(create, json!({})).await;
         sqlx::raw_sql("ROLLBACK")
             .execute(&mut holder)
             .await
             .unwrap();
         holder.close().await.unwrap();
-        ready(&app).await;
-        app.sql(
-            "CREATE TRIGGER refuse BEFORE INSERT ON products \
-             BEGIN SELECT RAISE(ABORT, 'injected'); END",
-            vec![],
-        )
-        .await;
-    }
+        r
+    };
+    assert_envelope("service_unavailable", &unavailable);
+    ready(&app).await;
+    app.refuse_product_inserts("P0001").await;
     assert_envelope(
         "internal_server_error",
         &admin.query(create, json!({})).await,

@@ -239,25 +239,7 @@ async fn a_first_attempt_that_failed_for_a_passing_reason_runs_again() {
     // Every insert into products fails: as the database being unavailable on PostgreSQL, as
     // an internal error on SQLite.
     let postgres = app.on_postgres();
-    if postgres {
-        app.sql(
-            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
-             RAISE EXCEPTION 'injected' USING ERRCODE = '53100'; END $$ LANGUAGE plpgsql",
-            vec![],
-        )
-        .await;
-        app.sql(
-            "CREATE TRIGGER refuse BEFORE INSERT ON products FOR EACH ROW EXECUTE FUNCTION refuse()",
-            vec![],
-        )
-        .await;
-    } else {
-        app.sql(
-            "CREATE TRIGGER refuse BEFORE INSERT ON products BEGIN SELECT RAISE(ABORT, 'injected'); END",
-            vec![],
-        )
-        .await;
-    }
+    app.refuse_product_inserts("53100").await;
     let body = create("Eventually");
     let failed = send(&admin, &body, "flaky").await;
     let expected = if postgres {
@@ -268,12 +250,7 @@ async fn a_first_attempt_that_failed_for_a_passing_reason_runs_again() {
     assert_eq!(failed.codes(), [expected], "{failed:?}");
     assert_eq!(key_row(&app, "flaky").await, None, "the key was given back");
 
-    let drop = if postgres {
-        "DROP TRIGGER refuse ON products"
-    } else {
-        "DROP TRIGGER refuse"
-    };
-    app.sql(drop, vec![]).await;
+    app.allow_product_inserts().await;
     let retried = send(&admin, &body, "flaky").await;
     assert!(!replayed(&retried), "the retry ran: {retried:?}");
     let id = created_id(&retried);

@@ -252,8 +252,12 @@ async fn cors_allows_only_the_configured_origins_and_never_credentials() {
     assert!(headers.get("access-control-allow-credentials").is_none());
 }
 
-/// A `storefront serve` process with JSON logs, and the file its log goes to.
-fn serve_process(db: &TestDb, extra: &[(&str, &str)]) -> (ServerProcess, tempfile::NamedTempFile) {
+/// A `storefront serve` process with JSON logs, up and answering, and the file its log goes
+/// to.
+async fn serve_process(
+    db: &TestDb,
+    extra: &[(&str, &str)],
+) -> (ServerProcess, tempfile::NamedTempFile) {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut env = vec![
         ("DATABASE_URL", db.url.clone()),
@@ -267,7 +271,29 @@ fn serve_process(db: &TestDb, extra: &[(&str, &str)]) -> (ServerProcess, tempfil
         &env,
         Stdio::from(log.reopen().unwrap()),
     );
+    server.wait_until_up().await;
     (server, log)
+}
+
+/// Waits for the process to end; asserts that it exits with status 0.
+async fn exits_zero(mut child: std::process::Child) {
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// The answers to a batch sent in the background, asserting that it was answered with 200.
+async fn answered(
+    request: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) -> Vec<Response> {
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    Response::<Value>::read(response, None).await.batch()
 }
 
 /// Waits until the server is hashing a password, so a signal lands while work is in flight.
@@ -295,39 +321,8 @@ async fn wait_for_hashing(url: &str) {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json() {
     let db = TestDb::new().await;
-    let (server, log) = serve_process(&db, &[]);
-    server.wait_until_up().await;
-    server
-        .anonymous()
-        .with_header("x-request-id", "json-log-check")
-        .register("inflight", "in flight passphrase")
-        .await
-        .assert_ok();
-    let (mut child, url) = (server.child, server.url);
-
-    // Ten sign-ins in one batch take a while; SIGTERM arrives while they run.
-    let request = ten_logins_in_flight(&url, "inflight", "in flight passphrase");
-    wait_for_hashing(&url).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let response = request
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body.as_array().unwrap().len(), 10);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    let (server, log) = serve_process(&db, &[]).await;
+    signal_while_signing_in(server, "json-log-check", "TERM").await;
 
     let logged = std::fs::read_to_string(log.path()).unwrap();
     let lines: Vec<Value> = logged
@@ -350,9 +345,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json()
 #[tokio::test]
 async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
     let db = TestDb::new().await;
-    let (server, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]);
-    server.wait_until_up().await;
-    let (mut child, url) = (server.child, server.url);
+    let (server, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]).await;
+    let (child, url) = (server.child, server.url);
     let client = reqwest::Client::new();
     let batch: Vec<Value> = (0..10)
         .map(|i| {
@@ -373,15 +367,8 @@ async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
         }
     });
     wait_for_hashing(&url).await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "TERM");
+    exits_zero(child).await;
     // The request still running at the deadline was cut off rather than answered.
     assert!(request.await.unwrap().is_err(), "abandoned at the deadline");
 }
@@ -409,23 +396,9 @@ fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
     );
     assert!(run(&["policy", "check", "--dir", &dir]).status.success());
 
-    let broken = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        policy_dir().join("model.conf"),
-        broken.path().join("model.conf"),
-    )
-    .unwrap();
-    std::fs::write(
-        broken.path().join("policy.csv"),
-        "p, role:user, prodcut, read\n",
-    )
-    .unwrap();
-    let out = run(&[
-        "policy",
-        "check",
-        "--dir",
-        &broken.path().display().to_string(),
-    ]);
+    let broken = policy_folder("p, role:user, prodcut, read\n");
+    let broken_dir = broken.path().display().to_string();
+    let out = run(&["policy", "check", "--dir", &broken_dir]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("prodcut"));
 
@@ -434,12 +407,7 @@ fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
         "[request_definition]\nr = sub\n",
     )
     .unwrap();
-    let out = run(&[
-        "policy",
-        "check",
-        "--dir",
-        &broken.path().display().to_string(),
-    ]);
+    let out = run(&["policy", "check", "--dir", &broken_dir]);
     assert!(!out.status.success());
     let out = run(&["policy", "check", "--dir", "/nonexistent"]);
     assert!(!out.status.success());
@@ -475,6 +443,25 @@ fn ten_logins_in_flight(
     })
 }
 
+/// Registers an account (the request carrying `request_id`), sends ten of its sign-ins in one
+/// batch (a while of argon2 work) and `signal` while they run: the batch is answered in full,
+/// then the process exits with status 0.
+async fn signal_while_signing_in(server: ServerProcess, request_id: &str, signal: &str) {
+    let (username, password) = ("inflight", "in flight passphrase");
+    server
+        .anonymous()
+        .with_header("x-request-id", request_id)
+        .register(username, password)
+        .await
+        .assert_ok();
+    let (child, url) = (server.child, server.url);
+    let request = ten_logins_in_flight(&url, username, password);
+    wait_for_hashing(&url).await;
+    send_signal(&child, signal);
+    assert_eq!(answered(request).await.len(), 10);
+    exits_zero(child).await;
+}
+
 /// Waits until the log has a line with `message` (the server handles signals asynchronously).
 async fn wait_for_log(log: &tempfile::NamedTempFile, message: &str) -> Value {
     for _ in 0..200 {
@@ -501,21 +488,18 @@ async fn wait_for_log(log: &tempfile::NamedTempFile, message: &str) -> Value {
 #[tokio::test]
 async fn sighup_with_requests_in_flight_leaves_the_server_running_and_answers_them() {
     let db = TestDb::new().await;
-    let (server, log) = serve_process(&db, &[]);
-    server.wait_until_up().await;
+    let (server, log) = serve_process(&db, &[]).await;
     server
         .anonymous()
         .register("hangup", "hang up passphrase")
         .await
         .assert_ok();
     let (mut child, url) = (server.child, server.url);
-    for round in 0..3 {
+    for _ in 0..3 {
         let request = ten_logins_in_flight(&url, "hangup", "hang up passphrase");
         wait_for_hashing(&url).await;
         send_signal(&child, "HUP");
-        let response = request.await.unwrap().expect("answered");
-        assert_eq!(response.status(), 200, "round {round}");
-        for item in Response::<Value>::read(response, None).await.batch() {
+        for item in answered(request).await {
             item.assert_ok();
         }
         assert!(
@@ -533,32 +517,23 @@ async fn sighup_with_requests_in_flight_leaves_the_server_running_and_answers_th
     assert_eq!(response.status(), 200);
     assert!(child.try_wait().unwrap().is_none());
     send_signal(&child, "TERM");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    exits_zero(child).await;
 }
 
 #[tokio::test]
 async fn sighup_reloads_an_edited_policy_and_keeps_it_when_the_new_one_is_broken() {
     let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["model.conf", "policy.csv"] {
-        std::fs::copy(policy_dir().join(file), dir.path().join(file)).unwrap();
-    }
+    let dir = policy_folder(&shipped_policy());
     let policy_dir_var = dir.path().display().to_string();
-    let (server, log) = serve_process(&db, &[("POLICY_DIR", &policy_dir_var)]);
-    server.wait_until_up().await;
+    let (server, log) = serve_process(&db, &[("POLICY_DIR", &policy_dir_var)]).await;
     let anonymous = server.anonymous();
     let maker = anonymous.with_session(anonymous.register("maker", "maker passphrase").await.ok());
     let create = NewProduct::new("Reloaded", "1.00");
     assert_eq!(maker.create_product(&create).await.codes(), ["FORBIDDEN"]);
 
-    let shipped = std::fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
     std::fs::write(
         dir.path().join("policy.csv"),
-        format!("{shipped}\np, role:user, product, create\n"),
+        format!("{}\np, role:user, product, create\n", shipped_policy()),
     )
     .unwrap();
     send_signal(&server.child, "HUP");
@@ -578,29 +553,8 @@ async fn sighup_reloads_an_edited_policy_and_keeps_it_when_the_new_one_is_broken
 #[tokio::test]
 async fn sigquit_drains_in_flight_requests_then_exits_zero() {
     let db = TestDb::new().await;
-    let (server, log) = serve_process(&db, &[]);
-    server.wait_until_up().await;
-    server
-        .anonymous()
-        .register("quitter", "quit passphrase")
-        .await
-        .assert_ok();
-    let (mut child, url) = (server.child, server.url);
-    let request = ten_logins_in_flight(&url, "quitter", "quit passphrase");
-    wait_for_hashing(&url).await;
-    send_signal(&child, "QUIT");
-    let response = request
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body.as_array().unwrap().len(), 10);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    let (server, log) = serve_process(&db, &[]).await;
+    signal_while_signing_in(server, "quit-check", "QUIT").await;
     assert_eq!(
         wait_for_log(&log, "shutting down").await["signal"],
         "SIGQUIT"

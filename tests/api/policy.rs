@@ -2,23 +2,6 @@ use std::fs;
 
 use crate::kit::{internals::PolicySource, *};
 
-/// Copies the repository's policy folder, with `extra` appended to policy.csv.
-fn policy_folder_with(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    let policy = fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
-    fs::write(
-        dir.path().join("policy.csv"),
-        format!("{policy}\n{extra}\n"),
-    )
-    .unwrap();
-    dir
-}
-
 #[tokio::test]
 async fn behaviour_follows_the_policy_file_not_the_code() {
     let dir = policy_folder_with("p, role:user, product, create");
@@ -48,19 +31,12 @@ async fn a_policy_can_open_a_field_to_anonymous_callers() {
 
 #[tokio::test]
 async fn revoking_a_grant_in_the_file_takes_it_away_from_admins() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    let policy = fs::read_to_string(policy_dir().join("policy.csv"))
-        .unwrap()
+    let policy = shipped_policy()
         .lines()
         .filter(|line| !line.contains("product, delete"))
         .collect::<Vec<_>>()
         .join("\n");
-    fs::write(dir.path().join("policy.csv"), policy).unwrap();
+    let dir = policy_folder(&policy);
     let app = TestApp::builder().policy_dir(dir.path()).spawn().await;
     let admin = app.admin().await;
     let id = admin.add_product("Permanent", "1").await.id;
@@ -101,7 +77,7 @@ async fn a_missing_or_broken_policy_folder_stops_start_up() {
 /// Policies Casbin would accept but the code cannot enforce as meant, each with the line the
 /// refusal must name (0: the problem is the file as a whole).
 fn refused_policies() -> Vec<(&'static str, String, usize)> {
-    let shipped = fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
+    let shipped = shipped_policy();
     let without_set_role = shipped
         .lines()
         .filter(|line| !line.contains("user, set_role"))
@@ -135,17 +111,6 @@ fn refused_policies() -> Vec<(&'static str, String, usize)> {
     ]
 }
 
-fn folder_with_policy(policy: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    fs::write(dir.path().join("policy.csv"), policy).unwrap();
-    dir
-}
-
 fn assert_names_file_and_line(message: &str, dir: &std::path::Path, line: usize, case: &str) {
     let file = dir.join("policy.csv").display().to_string();
     assert!(
@@ -164,7 +129,7 @@ fn assert_names_file_and_line(message: &str, dir: &std::path::Path, line: usize,
 async fn a_policy_the_code_cannot_enforce_is_refused_at_start_naming_file_and_line() {
     let db = TestDb::new().await;
     for (case, policy, line) in refused_policies() {
-        let dir = folder_with_policy(&policy);
+        let dir = policy_folder(&policy);
         let err = TestApp::builder()
             .policy_dir(dir.path())
             .start_error(&db)
@@ -177,7 +142,7 @@ async fn a_policy_the_code_cannot_enforce_is_refused_at_start_naming_file_and_li
 #[test]
 fn policy_check_refuses_the_same_policies_naming_file_and_line() {
     for (case, policy, line) in refused_policies() {
-        let dir = folder_with_policy(&policy);
+        let dir = policy_folder(&policy);
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
             .args([
                 "policy",

@@ -127,18 +127,7 @@ async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
 
 #[tokio::test]
 async fn hidden_fields_follow_the_policy_file() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    let policy = std::fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
-    std::fs::write(
-        dir.path().join("policy.csv"),
-        format!("{policy}\np, role:user, product, create\n"),
-    )
-    .unwrap();
+    let dir = policy_folder_with("p, role:user, product, create");
     let app = TestApp::builder().policy_dir(dir.path()).spawn().await;
     let user = app.user_with("maker", "maker passphrase").await;
     assert!(

@@ -189,6 +189,47 @@ impl TestApp {
         internals::backend(&self.state) == sea_orm::DbBackend::Postgres
     }
 
+    /// Makes every insert into `products` fail inside the database: on PostgreSQL with the
+    /// SQLSTATE `sqlstate` (`53100`, disk full, is a failure the server reports as
+    /// `SERVICE_UNAVAILABLE`; `P0001`, a plain exception, as an internal error); on SQLite as
+    /// an aborted statement (an internal error).
+    pub async fn refuse_product_inserts(&self, sqlstate: &str) {
+        if self.on_postgres() {
+            self.sql(
+                &format!(
+                    "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+                     RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$ \
+                     LANGUAGE plpgsql"
+                ),
+                vec![],
+            )
+            .await;
+            self.sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON products FOR EACH ROW \
+                 EXECUTE FUNCTION refuse()",
+                vec![],
+            )
+            .await;
+        } else {
+            self.sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON products \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END",
+                vec![],
+            )
+            .await;
+        }
+    }
+
+    /// Undoes [`TestApp::refuse_product_inserts`].
+    pub async fn allow_product_inserts(&self) {
+        let drop = if self.on_postgres() {
+            "DROP TRIGGER refuse ON products"
+        } else {
+            "DROP TRIGGER refuse"
+        };
+        self.sql(drop, vec![]).await;
+    }
+
     /// Runs `sql` on the server's database (on the writer), `$1`… bound to `values`; returns
     /// the number of rows it changed.
     pub async fn sql(&self, sql: &str, values: Vec<sea_orm::Value>) -> u64 {

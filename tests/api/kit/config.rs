@@ -25,6 +25,29 @@ pub fn policy_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
+/// The policy the repository ships (`policies/policy.csv`).
+pub fn shipped_policy() -> String {
+    std::fs::read_to_string(policy_dir().join("policy.csv")).unwrap()
+}
+
+/// A policy folder of its own (removed when dropped): the shipped `model.conf` and `policy`
+/// as `policy.csv`.
+pub fn policy_folder(policy: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        policy_dir().join("model.conf"),
+        dir.path().join("model.conf"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
+    dir
+}
+
+/// A policy folder with the shipped policy and the line `extra`.
+pub fn policy_folder_with(extra: &str) -> tempfile::TempDir {
+    policy_folder(&format!("{}\n{extra}\n", shipped_policy()))
+}
+
 impl TestAppBuilder {
     /// Runs on `db` (an existing database) instead of a fresh one.
     pub fn on(mut self, db: TestDb) -> Self {
