@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::kit::*;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Outcome {
@@ -17,14 +17,14 @@ struct Operation {
     expected: [Outcome; 3],
 }
 
-fn outcome(response: &Value) -> Outcome {
-    match codes(response).as_slice() {
+fn outcome(response: &Response) -> Outcome {
+    match response.codes().as_slice() {
         [] => {
-            assert!(!response["data"].is_null(), "{response}");
+            assert!(!response.raw_data().is_null(), "{response}");
             Ok
         }
-        [code] if code == "UNAUTHENTICATED" => Unauthenticated,
-        [code] if code == "FORBIDDEN" => Forbidden,
+        ["UNAUTHENTICATED"] => Unauthenticated,
+        ["FORBIDDEN"] => Forbidden,
         other => panic!("unexpected errors {other:?}: {response}"),
     }
 }
@@ -32,16 +32,10 @@ fn outcome(response: &Value) -> Outcome {
 /// Every protected operation × anonymous / user / admin.
 #[tokio::test]
 async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    let user = app.register("plainuser", "user passphrase").await;
-    let target = app.register("target", "target passphrase").await;
-    let target_id = app
-        .gql("{ account { id } }", json!({}), Some(&target))
-        .await["data"]["account"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let user = app.user_with("plainuser", "user passphrase").await;
+    let target = app.user_with("target", "target passphrase").await;
 
     let operations = [
         Operation {
@@ -97,39 +91,31 @@ async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() 
     ];
 
     for op in &operations {
-        for (caller, token) in [
-            ("anonymous", None),
-            ("user", Some(user.as_str())),
-            ("admin", Some(admin.as_str())),
-        ] {
-            let index = match caller {
-                "anonymous" => 0,
-                "user" => 1,
-                _ => 2,
-            };
+        for (index, (caller, actor)) in [
+            ("anonymous", app.anonymous()),
+            ("user", user.clone()),
+            ("admin", admin.clone()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let expected = op.expected[index];
-            let id = app.create_product(&admin, "Fixture", "5.00").await;
-            let before = app.product_count(&admin).await;
-            let variables = json!({ "id": id, "uid": target_id });
-            let r = app.gql(op.query, variables, token).await;
+            let id = admin.add_product("Fixture", "5.00").await.id;
+            let before = admin.product_count().await;
+            let variables = json!({ "id": id, "uid": target.id() });
+            let r = actor.query(op.query, variables).await;
             assert_eq!(outcome(&r), expected, "{} as {caller}: {r}", op.name);
 
             if expected != Ok {
                 // A refused call changes nothing.
                 assert_eq!(
-                    app.product_count(&admin).await,
+                    admin.product_count().await,
                     before,
                     "{} as {caller}",
                     op.name
                 );
-                let r = app
-                    .gql(
-                        "query($id:ID!){ product(id:$id){ stock } }",
-                        json!({"id": id}),
-                        Some(&admin),
-                    )
-                    .await;
-                assert_eq!(r["data"]["product"]["stock"], 1, "{} as {caller}", op.name);
+                let product = admin.product(&id).await.ok();
+                assert_eq!(product.map(|p| p.stock), Some(1), "{} as {caller}", op.name);
             }
         }
     }
@@ -137,73 +123,62 @@ async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() 
 
 #[tokio::test]
 async fn created_by_is_admin_only_and_the_rest_of_the_product_still_comes_back() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    let user = app.register("curious", "curious passphrase").await;
-    let id = app.create_product(&admin, "Teapot", "19.99").await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let user = app.user_with("curious", "curious passphrase").await;
+    let id = admin.add_product("Teapot", "19.99").await.id;
 
-    let query = "query($id:ID!){ product(id:$id){ id name price createdBy { username } } }";
-    let r = app.gql(query, json!({"id": id}), Some(&user)).await;
-    assert_eq!(codes(&r), ["FORBIDDEN"], "{r}");
-    assert_eq!(r["errors"][0]["path"], json!(["product", "createdBy"]));
-    assert_eq!(r["data"]["product"]["name"], "Teapot");
-    assert_eq!(r["data"]["product"]["price"], "19.99");
+    let r = user.product_with_creator(&id).await;
+    assert_eq!(r.codes(), ["FORBIDDEN"], "{r}");
+    assert_eq!(r.error().path(), ["product", "createdBy"]);
+    let product = r.data().unwrap().unwrap().product;
+    assert_eq!(product.name, "Teapot");
+    assert_eq!(product.price, "19.99");
     assert_eq!(
-        r["data"]["product"].get("createdBy"),
+        r.raw_data()["product"].get("createdBy"),
         Some(&Value::Null),
         "the refused field is present and null: {r}"
     );
 
-    let r = app.gql(query, json!({"id": id}), Some(&admin)).await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["product"]["createdBy"]["username"], "admin");
+    let product = admin.product_with_creator(&id).await.ok().unwrap();
+    assert_eq!(product.created_by.unwrap().username, "admin");
 }
 
 #[tokio::test]
 async fn a_user_cannot_grant_themselves_admin() {
-    let app = spawn_app().await;
-    let _admin = app.admin_token().await;
-    let user = app.register("climber", "climber passphrase").await;
-    let id = app.gql("{ account { id } }", json!({}), Some(&user)).await["data"]["account"]["id"]
-        .clone();
-    let r = app
-        .gql(
-            "mutation($id:ID!){ setUserRole(userId:$id, role: ADMIN){ role } }",
-            json!({"id": id}),
-            Some(&user),
-        )
-        .await;
-    assert_eq!(codes(&r), ["FORBIDDEN"]);
-    let r = app.login("climber", "climber passphrase").await;
-    assert_eq!(r["data"]["login"]["account"]["role"], "USER");
+    let app = TestApp::spawn().await;
+    let _admin = app.admin().await;
+    let user = app.user_with("climber", "climber passphrase").await;
+    let r = user.set_user_role(user.id(), Role::Admin).await;
+    assert_eq!(r.codes(), ["FORBIDDEN"]);
+    let session = app
+        .anonymous()
+        .login("climber", "climber passphrase")
+        .await
+        .ok();
+    assert_eq!(session.account.role, Role::User);
 }
 
 #[tokio::test]
 async fn usernames_that_look_like_roles_gain_nothing() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     // With no admin yet, `admin` is an ordinary username and its owner an ordinary user.
     for name in ["admin", "role.admin", "role-admin", "role_admin"] {
-        let token = app.register(name, "lookalike passphrase").await;
-        let r = app
-            .gql(
-                r#"mutation{ createProduct(input:{name:"X", price:"1"}){ id } }"#,
-                json!({}),
-                Some(&token),
-            )
-            .await;
-        assert_eq!(codes(&r), ["FORBIDDEN"], "{name}: {r}");
-        let r = app
-            .gql("{ users { totalCount } }", json!({}), Some(&token))
-            .await;
-        assert_eq!(codes(&r), ["FORBIDDEN"], "{name}: {r}");
+        let lookalike = app.user_with(name, "lookalike passphrase").await;
+        let r = lookalike.create_product(&NewProduct::new("X", "1")).await;
+        assert_eq!(r.codes(), ["FORBIDDEN"], "{name}: {r}");
+        let r = lookalike.users(Page::default()).await;
+        assert_eq!(r.codes(), ["FORBIDDEN"], "{name}: {r}");
     }
     let r = app
-        .gql(r#"mutation{ register(input:{username:"Admin", password:"lookalike passphrase"}){ accessToken } }"#, json!({}), None)
+        .anonymous()
+        .register("Admin", "lookalike passphrase")
         .await;
-    assert_eq!(codes(&r), ["CONFLICT"], "taken, ignoring case: {r}");
+    assert_eq!(r.codes(), ["CONFLICT"], "taken, ignoring case: {r}");
     // `role:admin` is not a valid username at all.
     let r = app
-        .gql(r#"mutation{ register(input:{username:"role:admin", password:"lookalike passphrase"}){ accessToken } }"#, json!({}), None)
+        .anonymous()
+        .register("role:admin", "lookalike passphrase")
         .await;
-    assert_eq!(codes(&r), ["BAD_USER_INPUT"]);
+    assert_eq!(r.codes(), ["BAD_USER_INPUT"]);
 }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{ADMIN_PASSWORD, JWT_SECRET, TestDb, policy_dir};
+use crate::kit::{ADMIN_PASSWORD, JWT_SECRET, TestDb, policy_dir};
 
 const ADMIN_USERNAME: &str = "admin";
 /// How long the server may take to answer its first request.

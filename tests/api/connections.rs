@@ -13,14 +13,10 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::helpers::*;
+use crate::kit::*;
 
 /// Generous upper bound for "the server closed the connection after a 1 s deadline".
 const CLOSED_WITHIN: Duration = Duration::from_secs(10);
-
-fn addr(app: &TestApp) -> String {
-    app.url.trim_start_matches("http://").to_owned()
-}
 
 /// Reads until the server closes the connection (EOF or reset); returns what was read, or
 /// panics after [`CLOSED_WITHIN`].
@@ -40,16 +36,43 @@ async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> 
     received
 }
 
+/// Connects, sends `at_once`, then `trickled` one byte every 50 ms, until the server closes
+/// the connection; returns what the server sent and how long it kept the connection.
+async fn trickle(
+    app: &TestApp,
+    at_once: Vec<u8>,
+    trickled: impl Iterator<Item = u8> + Send + 'static,
+) -> (Vec<u8>, Duration) {
+    let stream = TcpStream::connect(app.addr()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    let sender = tokio::spawn(async move {
+        if writer.write_all(&at_once).await.is_err() {
+            return;
+        }
+        for byte in trickled {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let received = read_until_closed(&mut reader).await;
+    let waited = started.elapsed();
+    sender.abort();
+    (received, waited)
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
-    let app = spawn_app_with(vec![
-        ("IDLE_TIMEOUT_SECS", "1".into()),
-        ("HEADER_READ_TIMEOUT_SECS", "60".into()),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .idle_timeout(Duration::from_secs(1))
+        .header_read_timeout(Duration::from_secs(60))
+        .spawn()
+        .await;
 
     // A kept-alive connection after its request.
-    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    let mut stream = TcpStream::connect(app.addr()).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
         .await
@@ -66,39 +89,30 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     );
 
     // A connection that never sends anything.
-    let mut silent = TcpStream::connect(addr(&app)).await.unwrap();
+    let mut silent = TcpStream::connect(app.addr()).await.unwrap();
     let opened = Instant::now();
     assert!(read_until_closed(&mut silent).await.is_empty());
     assert!(opened.elapsed() >= Duration::from_millis(900));
 
     // The server still serves new connections.
-    let response = app.client.get(format!("{}/healthz", app.url)).send().await;
-    assert_eq!(response.unwrap().status(), 200);
+    assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
 #[tokio::test]
 async fn headers_sent_one_byte_at_a_time_are_cut_off_after_the_header_timeout() {
-    let app = spawn_app_with(vec![
-        ("HEADER_READ_TIMEOUT_SECS", "1".into()),
-        ("IDLE_TIMEOUT_SECS", "60".into()),
-    ])
-    .await;
-    let stream = TcpStream::connect(addr(&app)).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let started = Instant::now();
+    let app = TestApp::builder()
+        .header_read_timeout(Duration::from_secs(1))
+        .idle_timeout(Duration::from_secs(60))
+        .spawn()
+        .await;
     // An endless header, one byte every 50 ms: each byte alone would reset a per-read timer.
-    let trickle = tokio::spawn(async move {
-        let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: ";
-        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
-            if writer.write_all(&[*byte]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    let received = read_until_closed(&mut reader).await;
-    let waited = started.elapsed();
-    trickle.abort();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: ";
+    let (received, waited) = trickle(
+        &app,
+        Vec::new(),
+        head.iter().copied().chain(std::iter::repeat(b'a')),
+    )
+    .await;
     assert!(
         received.is_empty(),
         "{}",
@@ -112,31 +126,18 @@ async fn headers_sent_one_byte_at_a_time_are_cut_off_after_the_header_timeout() 
 
 #[tokio::test]
 async fn a_body_that_trickles_in_is_cut_off_after_the_body_timeout() {
-    let app = spawn_app_with(vec![("BODY_READ_TIMEOUT_SECS", "1".into())]).await;
-    let stream = TcpStream::connect(addr(&app)).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    let started = Instant::now();
-    let trickle = tokio::spawn(async move {
-        let head = "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
-                    Content-Length: 4000\r\n\r\n";
-        if writer.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        // Well under the body limit, but one byte every 50 ms would take 200 s.
-        let body = format!(
-            r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
-            " ".repeat(4000)
-        );
-        for byte in body.as_bytes() {
-            if writer.write_all(&[*byte]).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
-    let received = read_until_closed(&mut reader).await;
-    let waited = started.elapsed();
-    trickle.abort();
+    let app = TestApp::builder()
+        .body_read_timeout(Duration::from_secs(1))
+        .spawn()
+        .await;
+    let head = "POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                Content-Length: 4000\r\n\r\n";
+    // Well under the body limit, but one byte every 50 ms would take 200 s.
+    let body = format!(
+        r#"{{"query":"{{ __typename }}","pad":"{}"}}"#,
+        " ".repeat(4000)
+    );
+    let (received, waited) = trickle(&app, head.into(), body.into_bytes().into_iter()).await;
     let text = String::from_utf8_lossy(&received);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"REQUEST_TIMEOUT""#), "{text}");
@@ -149,13 +150,20 @@ async fn a_body_that_trickles_in_is_cut_off_after_the_body_timeout() {
 #[tokio::test]
 async fn hundreds_of_slow_clients_do_not_stop_the_server_answering() {
     const SLOW_CLIENTS: usize = 300;
-    let app = spawn_app_with(vec![("HEADER_READ_TIMEOUT_SECS", "3".into())]).await;
-    let token = app.register("steady", "steady passphrase").await;
+    let app = TestApp::builder()
+        .header_read_timeout(Duration::from_secs(3))
+        .spawn()
+        .await;
+    let token = app
+        .user_with("steady", "steady passphrase")
+        .await
+        .token()
+        .to_owned();
 
     // Each slow client sends half a request head and then nothing.
     let mut slow = Vec::with_capacity(SLOW_CLIENTS);
     for _ in 0..SLOW_CLIENTS {
-        let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+        let mut stream = TcpStream::connect(app.addr()).await.unwrap();
         stream
             .write_all(b"POST /graphql HTTP/1.1\r\nHost: test\r\nX-Slow: ")
             .await
@@ -179,17 +187,16 @@ async fn hundreds_of_slow_clients_do_not_stop_the_server_answering() {
                 let r = client.get(format!("{url}/healthz")).send().await.unwrap();
                 assert_eq!(r.status(), 200);
             } else {
-                let r: serde_json::Value = client
+                let response = client
                     .post(format!("{url}/graphql"))
                     .bearer_auth(token)
                     .json(&json!({"query": "{ products(first: 5) { totalCount } }"}))
                     .send()
                     .await
-                    .unwrap()
-                    .json()
-                    .await
                     .unwrap();
-                assert_no_errors(&r);
+                Response::<serde_json::Value>::read(response, None)
+                    .await
+                    .assert_ok();
             }
             started.elapsed()
         }));
@@ -210,15 +217,15 @@ async fn hundreds_of_slow_clients_do_not_stop_the_server_answering() {
 #[tokio::test]
 async fn connections_over_the_maximum_wait_and_are_served_when_others_close() {
     const MAX: usize = 16;
-    let app = spawn_app_with(vec![
-        ("MAX_CONNECTIONS", MAX.to_string()),
-        ("IDLE_TIMEOUT_SECS", "2".into()),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .max_connections(MAX)
+        .idle_timeout(Duration::from_secs(2))
+        .spawn()
+        .await;
     // Fill every slot with a connection that sends nothing.
     let mut held = Vec::new();
     for _ in 0..MAX {
-        held.push(TcpStream::connect(addr(&app)).await.unwrap());
+        held.push(TcpStream::connect(app.addr()).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 

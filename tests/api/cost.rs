@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::kit::*;
 
 /// A generous bound for answers that take about a millisecond on an idle machine: it tells a
 /// stalled server (seconds, before the cost check) from a working one. The issue's 100 ms is
@@ -28,10 +28,10 @@ fn exponential_document() -> String {
     query
 }
 
-fn assert_too_complex(r: &Value, says: &str) {
-    assert_eq!(codes(r), ["QUERY_TOO_COMPLEX"], "{r:.400}");
-    assert!(r.get("data").is_none(), "refused before it ran: {r:.400}");
-    let message = r["errors"][0]["message"].as_str().unwrap_or_default();
+fn assert_too_complex(r: &Response, says: &str) {
+    assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r:.400}");
+    assert!(r.is_request_error(), "refused before it ran: {r:.400}");
+    let message = &r.error().message;
     assert!(message.contains(says), "{message}");
 }
 
@@ -47,21 +47,12 @@ impl Attackers {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let clients = (0..clients)
             .map(|_| {
-                let (url, query, stop) = (app.url.clone(), query.to_owned(), stop.clone());
+                let (anonymous, query, stop) = (app.anonymous(), query.to_owned(), stop.clone());
                 tokio::spawn(async move {
-                    let client = reqwest::Client::new();
                     let mut sent = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let r: Value = client
-                            .post(format!("{url}/graphql"))
-                            .json(&json!({ "query": query }))
-                            .send()
-                            .await
-                            .unwrap()
-                            .json()
-                            .await
-                            .unwrap();
-                        assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+                        let r = anonymous.post(&json!({ "query": query })).await;
+                        assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r:.300}");
                         sent += 1;
                     }
                     sent
@@ -96,47 +87,35 @@ fn aliased_pages(count: usize, first: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exponential_fragment_document_is_refused_and_the_server_keeps_answering() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    app.create_product(&admin, "Kettle", "10.00").await;
-    let user = app.register("ordinary", "ordinary passphrase").await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    admin.add_product("Kettle", "10.00").await;
+    let user = app.user_with("ordinary", "ordinary passphrase").await;
     let bomb = exponential_document();
     assert!(bomb.len() < 1300, "{} bytes", bomb.len());
 
     // Alone, anonymously: refused with what it costs and the limit.
     let started = Instant::now();
-    let r = app.gql(&bomb, json!({}), None).await;
+    let r = app.anonymous().query(&bomb, json!({})).await;
     let refused_in = started.elapsed();
     assert_too_complex(&r, "the limit is 2000");
     assert!(refused_in < ANSWERS_WITHIN, "{refused_in:?}");
-    assert_eq!(r["errors"][0]["extensions"]["limit"], 2000, "{r}");
-    assert!(r["errors"][0]["extensions"]["cost"].as_u64().unwrap() > 1 << 30);
+    assert_eq!(r.error().extension("limit"), 2000, "{r}");
+    assert!(r.error().extension("cost").as_u64().unwrap() > 1 << 30);
 
     // Two clients keep sending it while /healthz and an ordinary page are read.
     let attackers = Attackers::send(&app, &bomb, 2);
     let (mut health, mut pages) = (Vec::new(), Vec::new());
     for _ in 0..40 {
         let started = Instant::now();
-        let response = app
-            .client
-            .get(format!("{}/healthz", app.url))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get("/healthz").await;
         assert_eq!(response.status(), 200);
         health.push(started.elapsed());
 
         let started = Instant::now();
-        let r = app
-            .gql(
-                "{ products(first: 20) { totalCount nodes { id name price } } }",
-                json!({}),
-                Some(&user),
-            )
-            .await;
+        let r = user.products(Page::first(20)).await;
         pages.push(started.elapsed());
-        assert_no_errors(&r);
-        assert_eq!(r["data"]["products"]["nodes"][0]["name"], "Kettle");
+        assert_eq!(r.ok().nodes[0].name, "Kettle");
     }
     let sent = attackers.stop().await;
     assert!(sent >= 2, "the attackers ran ({sent} documents)");
@@ -156,99 +135,98 @@ async fn the_exponential_fragment_document_is_refused_and_the_server_keeps_answe
 
 #[tokio::test]
 async fn aliases_times_full_pages_times_a_batch_is_refused_by_cost() {
-    let app = spawn_app().await;
-    let user = app.register("greedy", "greedy passphrase").await;
+    let app = TestApp::spawn().await;
+    let user = app.user_with("greedy", "greedy passphrase").await;
     // One full page with every field fits: 1 + 1 + 100 × 5 = 502.
-    let r = app
-        .gql(&aliased_pages(1, 100), json!({}), Some(&user))
-        .await;
-    assert_no_errors(&r);
+    user.query(&aliased_pages(1, 100), json!({}))
+        .await
+        .assert_ok();
     // 30 aliases of it (the alias limit) cost 30 × 502.
-    let r = app
-        .gql(&aliased_pages(30, 100), json!({}), Some(&user))
-        .await;
+    let r = user.query(&aliased_pages(30, 100), json!({})).await;
     assert_too_complex(&r, "costs 15060; the limit is 2000");
     // Three aliases each is 1506, under the limit alone; a batch of ten is 15060.
     let one = aliased_pages(3, 100);
-    let r = app.gql(&one, json!({}), Some(&user)).await;
-    assert_no_errors(&r);
+    user.query(&one, json!({})).await.assert_ok();
     let batch: Vec<Value> = (0..10).map(|_| json!({ "query": one })).collect();
-    let (status, r) = app.post(Value::Array(batch), Some(&user)).await;
-    assert_eq!(status, 200);
-    let answers = r.as_array().unwrap();
+    let r = user.post(&Value::Array(batch)).await;
+    assert_eq!(r.status, 200);
+    let answers = r.batch();
     assert_eq!(answers.len(), 10);
-    for answer in answers {
+    for answer in &answers {
         assert_too_complex(answer, "the batch costs 15060; the limit is 2000");
     }
 }
 
 #[tokio::test]
 async fn a_batchs_operations_add_up_against_one_budget() {
-    let app = spawn_app_with(vec![("GRAPHQL_MAX_COMPLEXITY", "100".to_owned())]).await;
-    let user = app.register("batcher", "batcher passphrase").await;
+    let app = TestApp::builder().max_complexity(100).spawn().await;
+    let user = app.user_with("batcher", "batcher passphrase").await;
     // 1 + 1 + 10 × 2 = 22 each: four fit in 100 (88), five do not (110).
     let page = json!({ "query": "{ products(first: 10) { nodes { id name } } }" });
-    let (status, r) = app.post(json!([page, page, page, page]), Some(&user)).await;
-    assert_eq!(status, 200);
-    for answer in r.as_array().unwrap() {
-        assert_no_errors(answer);
+    let r = user.post(&json!([page, page, page, page])).await;
+    assert_eq!(r.status, 200);
+    for answer in r.batch() {
+        answer.assert_ok();
     }
-    let (_, r) = app
-        .post(json!([page, page, page, page, page]), Some(&user))
-        .await;
-    let answers = r.as_array().unwrap();
+    let answers = user
+        .post(&json!([page, page, page, page, page]))
+        .await
+        .batch();
     assert_eq!(answers.len(), 5);
-    for answer in answers {
+    for answer in &answers {
         assert_too_complex(answer, "the batch costs 110; the limit is 100");
     }
     // A mutation in an over-budget batch does not run either.
     let register = json!({ "query": "mutation { register(input: {username: \"sneaky\", \
         password: \"sneaky passphrase\"}) { accessToken } }" });
-    let (_, r) = app
-        .post(json!([register, page, page, page, page, page]), None)
-        .await;
-    assert_too_complex(&r[0], "the batch costs");
-    app.register("sneaky", "sneaky passphrase").await;
+    let answers = app
+        .anonymous()
+        .post(&json!([register, page, page, page, page, page]))
+        .await
+        .batch();
+    assert_too_complex(&answers[0], "the batch costs");
+    app.user_with("sneaky", "sneaky passphrase").await;
     // The page size can come from a variable: it counts with its value.
     let by_variable = json!({
         "query": "query($n: Int) { products(first: $n) { nodes { id name } } }",
         "variables": { "n": 50 },
     });
-    let r = app.post(by_variable, Some(&user)).await.1;
+    let r = user.post(&by_variable).await;
     assert_too_complex(&r, "costs 102; the limit is 100");
 }
 
 #[tokio::test]
 async fn fragment_cycles_are_refused_used_or_not() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
     for query in [
         "{ ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }",
         "{ __typename } fragment C on Query { __typename ...C }",
     ] {
-        let r = app.gql(query, json!({}), None).await;
-        assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
-        assert!(r.get("data").is_none());
-        let message = r["errors"][0]["message"].as_str().unwrap();
+        let r = anonymous.query(query, json!({})).await;
+        assert_eq!(r.codes(), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
+        assert!(r.is_request_error());
+        let message = &r.error().message;
         assert!(message.contains("must not spread themselves"), "{message}");
     }
-    let r = app
-        .gql(
+    let r = anonymous
+        .query(
             "{ ...A } fragment A on Query { __typename ...B } fragment B on Query { ...A }",
             json!({}),
-            None,
         )
         .await;
-    assert!(r.to_string().contains("A → B → A"), "{r}");
+    assert!(r.text.contains("A → B → A"), "{r}");
 }
 
 #[tokio::test]
 async fn introspection_lists_nested_deeper_than_the_standard_query_are_refused() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
     let ok = "{ __schema { types { fields { type { fields { name } } } } } }";
-    assert_no_errors(&app.gql(ok, json!({}), None).await);
+    anonymous.query(ok, json!({})).await.assert_ok();
     let deeper =
         "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }";
-    let r = app.gql(deeper, json!({}), None).await;
+    let r = anonymous.query(deeper, json!({})).await;
     assert_too_complex(
         &r,
         "nests introspection lists 4 deep; at most 3 are allowed",
@@ -257,93 +235,70 @@ async fn introspection_lists_nested_deeper_than_the_standard_query_are_refused()
 
 #[tokio::test]
 async fn a_response_over_max_response_bytes_gets_a_clear_error() {
-    let app = spawn_app_with(vec![("MAX_RESPONSE_BYTES", "4096".to_owned())]).await;
-    let admin = app.admin_token().await;
+    let app = TestApp::builder().max_response_bytes(4096).spawn().await;
+    let admin = app.admin().await;
     let long = "x".repeat(1500);
     for i in 0..4 {
-        let r = app
-            .gql(
-                "mutation($n: String!, $d: String!) { createProduct(input: {name: $n, \
-                 description: $d, price: \"1.00\"}) { id } }",
-                json!({ "n": format!("long {i}"), "d": long }),
-                Some(&admin),
-            )
-            .await;
-        assert_no_errors(&r);
+        admin
+            .create_product(&NewProduct::new(&format!("long {i}"), "1.00").description(&long))
+            .await
+            .assert_ok();
     }
     let query = "{ products { nodes { name description } } }";
     for accept in ["application/json", "application/graphql-response+json"] {
-        let response = app
-            .client
-            .post(format!("{}/graphql", app.url))
-            .header("Accept", accept)
-            .bearer_auth(&admin)
-            .json(&json!({ "query": query }))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        assert!(text.len() < 300, "{text:.400}");
-        let r: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(codes(&r), ["RESPONSE_TOO_LARGE"], "{r}");
-        assert_eq!(r["errors"][0]["extensions"]["limit"], 4096);
-        assert!(
-            r["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("4096 bytes")
-        );
+        let r = admin
+            .with_header("Accept", accept)
+            .query(query, json!({}))
+            .await;
+        assert!(r.text.len() < 300, "{:.400}", r.text);
+        assert_eq!(r.codes(), ["RESPONSE_TOO_LARGE"], "{r}");
+        assert_eq!(r.error().extension("limit"), 4096);
+        assert!(r.error().message.contains("4096 bytes"));
         let expected = if accept == "application/json" {
             200
         } else {
             400
         };
-        assert_eq!(status, expected, "{accept}");
+        assert_eq!(r.status, expected, "{accept}");
     }
     // A batch whose parts fit but whose whole does not is refused as a whole.
     let small = json!({ "query": "{ products(first: 1) { nodes { description } } }" });
-    let (_, r) = app.post(json!([small, small]), Some(&admin)).await;
-    assert!(r.is_array(), "two fit: {r:.200}");
-    let (_, r) = app.post(json!([small, small, small]), Some(&admin)).await;
-    assert_eq!(codes(&r), ["RESPONSE_TOO_LARGE"], "{r:.300}");
+    let r = admin.post(&json!([small, small])).await;
+    assert!(r.body.is_array(), "two fit: {r:.200}");
+    let r = admin.post(&json!([small, small, small])).await;
+    assert_eq!(r.codes(), ["RESPONSE_TOO_LARGE"], "{r:.300}");
     // Smaller answers still come through.
-    let r = app
-        .gql(
-            "{ products { totalCount nodes { name } } }",
-            json!({}),
-            Some(&admin),
-        )
+    let r = admin
+        .query("{ products { totalCount nodes { name } } }", json!({}))
         .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["products"]["totalCount"], 4);
+    r.assert_ok();
+    assert_eq!(r.raw_data()["products"]["totalCount"], 4);
 }
 
 #[tokio::test]
 async fn the_readme_examples_cost_what_the_readme_says() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
     let page = "query ProductsPage { products(first: 20) { totalCount \
                 edges { cursor node { id name price } } pageInfo { hasNextPage endCursor } } }";
-    let r = app.post(json!({ "query": page }), Some(&admin)).await.1;
-    assert_no_errors(&r);
+    admin.post(&json!({ "query": page })).await.assert_ok();
     let op = |search: &str| {
         json!({ "query": format!("{{ a: products(first: 100) {{ nodes {{ id name description price stock }} }} \
             b: products(first: 100, search: \"{search}\") {{ nodes {{ id name description price stock }} }} }}") })
     };
-    assert_no_errors(&app.post(op("tea"), Some(&admin)).await.1);
-    let (_, r) = app.post(json!([op("tea"), op("pot")]), Some(&admin)).await;
+    admin.post(&op("tea")).await.assert_ok();
+    let r = admin.post(&json!([op("tea"), op("pot")])).await;
     let expected = json!({"errors": [{
         "message": "the batch costs 2008; the limit is 2000 (each field 1, list items multiplied by `first`)",
         "extensions": {"code": "QUERY_TOO_COMPLEX", "cost": 2008, "limit": 2000},
     }]});
-    assert_eq!(r, json!([expected, expected]));
+    assert_eq!(r.body, json!([expected, expected]));
 }
 
 #[tokio::test]
 async fn another_operations_variable_defaults_do_not_lower_the_cost() {
-    let app = spawn_app().await;
-    let user = app.register("borrower", "borrower passphrase").await;
+    let app = TestApp::spawn().await;
+    let user = app.user_with("borrower", "borrower passphrase").await;
     let pages = (0..30)
         .map(|i| format!("a{i}: products(first: $n) {{ nodes {{ id }} }}"))
         .collect::<Vec<_>>()
@@ -351,21 +306,20 @@ async fn another_operations_variable_defaults_do_not_lower_the_cost() {
     let decoy = "query D($n: Int = 1) { products(first: $n) { totalCount } }";
     // B alone is refused: 30 × (2 + 100).
     let alone = format!("query B($n: Int = 100) {{ {pages} }}");
-    let r = app
-        .post(json!({ "query": alone, "operationName": "B" }), Some(&user))
-        .await
-        .1;
+    let r = user
+        .post(&json!({ "query": alone, "operationName": "B" }))
+        .await;
     assert_too_complex(&r, "costs 3060; the limit is 2000");
     // After D, whose $n defaults to 1, it costs the same and is refused the same.
     let body = json!({ "query": format!("{decoy} {alone}"), "operationName": "B" });
-    let r = app.post(body, Some(&user)).await.1;
+    let r = user.post(&body).await;
     assert_too_complex(&r, "costs 3060; the limit is 2000");
     // Without a default, B runs with the field's 20, not D's 1: 30 × (2 + 20) = 660 fits,
     // and with 80 aliases' worth in a batch of four it does not.
     let no_default = format!("{decoy} query B($n: Int) {{ {pages} }}");
     let body = json!({ "query": no_default, "operationName": "B" });
-    let (_, r) = app.post(json!([body, body, body, body]), Some(&user)).await;
-    for answer in r.as_array().unwrap() {
+    let answers = user.post(&json!([body, body, body, body])).await.batch();
+    for answer in &answers {
         assert_too_complex(answer, "the batch costs 2640; the limit is 2000");
     }
     // Through a fragment spread under D's and B's pages, alone and in a batch.
@@ -380,33 +334,24 @@ async fn another_operations_variable_defaults_do_not_lower_the_cost() {
     );
     let d = json!({ "query": query, "operationName": "D" });
     let b = json!({ "query": query, "operationName": "B" });
-    assert_no_errors(&app.post(d.clone(), Some(&user)).await.1);
-    let r = app.post(b.clone(), Some(&user)).await.1;
+    user.post(&d).await.assert_ok();
+    let r = user.post(&b).await;
     assert_too_complex(&r, "costs 3060; the limit is 2000");
-    let (_, r) = app.post(json!([d, b]), Some(&user)).await;
-    assert_no_errors(&r[0]);
-    assert_too_complex(&r[1], "costs 3060; the limit is 2000");
+    let answers = user.post(&json!([d, b])).await.batch();
+    answers[0].assert_ok();
+    assert_too_complex(&answers[1], "costs 3060; the limit is 2000");
 }
 
 /// Posts `query` and returns the answer and its length in bytes.
-async fn answer(app: &TestApp, query: &str) -> (Value, usize) {
-    let text = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let r = serde_json::from_str(&text).unwrap();
-    (r, text.len())
+async fn answer(app: &TestApp, query: &str) -> (Response, usize) {
+    let r = app.anonymous().post(&json!({ "query": query })).await;
+    let bytes = r.text.len();
+    (r, bytes)
 }
 
 #[tokio::test]
 async fn long_names_are_refused_before_validation_and_never_repeated() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let long = "x".repeat(129);
     let documents = [
         format!("query {long} {{ __typename }}"),
@@ -427,15 +372,15 @@ async fn long_names_are_refused_before_validation_and_never_repeated() {
     ];
     for query in &documents {
         let (r, bytes) = answer(&app, query).await;
-        assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
-        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert_eq!(r.codes(), ["GRAPHQL_VALIDATION_FAILED"], "{query}: {r}");
+        let message = &r.error().message;
         assert!(message.contains("129 characters long"), "{message}");
-        assert!(!r.to_string().contains(&long), "{r}");
+        assert!(!r.text.contains(&long), "{r}");
         assert!(bytes < 300, "{bytes}");
     }
     // 128 is still a name.
     let ok = format!("query {} {{ __typename }}", "x".repeat(128));
-    assert_no_errors(&answer(&app, &ok).await.0);
+    answer(&app, &ok).await.0.assert_ok();
 
     // The attacker's document: a 32 000-character operation name and 4 500 variables.
     let variables = "$a:Int ".repeat(4500);
@@ -447,13 +392,13 @@ async fn long_names_are_refused_before_validation_and_never_repeated() {
         attack.len(),
         started.elapsed()
     );
-    assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"], "{r:.300}");
+    assert_eq!(r.codes(), ["GRAPHQL_VALIDATION_FAILED"], "{r:.300}");
     assert!(bytes < 300, "{bytes}");
 }
 
 #[tokio::test]
 async fn too_many_variables_or_arguments_are_refused_before_validation() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     // 4 500 definitions of one variable: one error, not 4 500 duplicates.
     let variables = "$a:Int ".repeat(4500);
     let (r, bytes) = answer(&app, &format!("query O({variables}) {{ __typename }}")).await;
@@ -462,7 +407,11 @@ async fn too_many_variables_or_arguments_are_refused_before_validation() {
     // 50 different ones are fine (validation reports them unused).
     let fifty: String = (0..50).map(|i| format!("$v{i}: Int ")).collect();
     let (r, _) = answer(&app, &format!("query O({fifty}) {{ __typename }}")).await;
-    assert_eq!(codes(&r)[0], "GRAPHQL_VALIDATION_FAILED", "{r:.300}");
+    assert_eq!(
+        r.codes().first(),
+        Some(&"GRAPHQL_VALIDATION_FAILED"),
+        "{r:.300}"
+    );
     // 7 000 repeated arguments on one field, on a directive, in an input object.
     let arguments = "first: 1 ".repeat(7000);
     let (r, bytes) = answer(
@@ -486,48 +435,45 @@ async fn too_many_variables_or_arguments_are_refused_before_validation() {
 
 #[tokio::test]
 async fn parse_errors_and_every_message_are_short_and_errors_are_capped() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     // The parser's own message names the operation defined twice: cut short.
     let name = "x".repeat(30000);
     let twice = format!("query {name} {{ __typename }} query {name} {{ __typename }}");
     let (r, bytes) = answer(&app, &twice).await;
-    assert_eq!(codes(&r), ["GRAPHQL_PARSE_FAILED"], "{r:.300}");
+    assert_eq!(r.codes(), ["GRAPHQL_PARSE_FAILED"], "{r:.300}");
     assert!(bytes < 400, "{bytes}: {r:.400}");
     // 200 unknown fields: 49 errors and one counting the 151 others.
     let unknown: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
     let (r, bytes) = answer(&app, &format!("{{ {} }}", unknown.join(" "))).await;
-    let errors = r["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 50, "{bytes} bytes");
-    assert_eq!(errors[49]["message"], "151 more errors left out");
-    for error in errors {
-        assert_eq!(
-            error["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
-            "{error}"
-        );
-        assert!(error["message"].as_str().unwrap().chars().count() <= 301);
+    assert_eq!(r.errors.len(), 50, "{bytes} bytes");
+    assert_eq!(r.errors[49].message, "151 more errors left out");
+    for error in &r.errors {
+        assert_eq!(error.code(), "GRAPHQL_VALIDATION_FAILED", "{error:?}");
+        assert!(error.message.chars().count() <= 301);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_schema_per_request_and_aliased_schemas_are_refused_while_healthz_answers() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
     let selection = "__schema { types { name kind description fields { name description \
                      args { name type { name } } type { name kind ofType { name kind } } } } }";
     // One is fine; 29 under aliases, or two operations of one batch, are refused.
-    assert_no_errors(
-        &app.gql(&format!("{{ {selection} }}"), json!({}), None)
-            .await,
-    );
+    anonymous
+        .query(&format!("{{ {selection} }}"), json!({}))
+        .await
+        .assert_ok();
     let aliased: Vec<String> = (0..29).map(|i| format!("s{i}: {selection}")).collect();
     let aliased = format!("{{ {} }}", aliased.join(" "));
-    let r = app.gql(&aliased, json!({}), None).await;
+    let r = anonymous.query(&aliased, json!({})).await;
     assert_too_complex(
         &r,
         "asks for `__schema` 29 times; once per request is allowed",
     );
     let one = json!({ "query": format!("{{ {selection} }}") });
-    let (_, r) = app.post(json!([one, one]), None).await;
-    for answer in r.as_array().unwrap() {
+    let answers = anonymous.post(&json!([one, one])).await.batch();
+    for answer in &answers {
         assert_too_complex(answer, "the batch asks for `__schema` 2 times");
     }
 
@@ -536,12 +482,7 @@ async fn one_schema_per_request_and_aliased_schemas_are_refused_while_healthz_an
     let mut health = Vec::new();
     for _ in 0..30 {
         let started = Instant::now();
-        let response = app
-            .client
-            .get(format!("{}/healthz", app.url))
-            .send()
-            .await
-            .unwrap();
+        let response = app.get("/healthz").await;
         assert_eq!(response.status(), 200);
         health.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -17,16 +17,21 @@ use std::{
 };
 
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::kit::{
+    documents::{
+        CHANGE_PASSWORD, CREATE_PRODUCT, DELETE_PRODUCT, LOGIN, LOGOUT, LOGOUT_ALL, REFRESH_TOKEN,
+        REGISTER, SET_USER_ROLE, UPDATE_PRODUCT, login_variables,
+    },
+    *,
+};
 
 const VICTIM_PASSWORD: &str = "victim passphrase one";
 const NEW_PASSWORD: &str = "victim passphrase two";
 const SNAPSHOT: &str = "{ products(first: 100) { totalCount nodes { id name stock price } } \
                         users(first: 100) { totalCount nodes { username role } } }";
-const LOGIN: &str = "mutation($u:String!,$p:String!){ login(input:{username:$u,password:$p}){ accessToken refreshToken } }";
-const ACCOUNT: &str = "{ account { username role } }";
 
 /// A tmpfs of its own, unmounted when dropped.
 struct Tmpfs {
@@ -207,200 +212,191 @@ async fn terminate_backends(admin_url: &str, name: &str) {
 
 /// Accounts, sessions and a product: something for every mutation to change.
 struct World {
-    admin: String,
+    admin: Actor,
     victim_id: String,
     victim: Sessions,
     product_id: String,
 }
 
-/// Two sessions of the victim: one for `logout`, one for `logoutAll`, `changePassword` and
-/// `refreshToken`.
+/// Two sessions of the victim: the first for `logout`, the second for `logoutAll`,
+/// `changePassword` and `refreshToken`.
 struct Sessions {
-    first_access: String,
-    second_access: String,
-    second_refresh: String,
+    first: Actor,
+    second: Actor,
 }
 
 impl Sessions {
     async fn sign_in(app: &TestApp) -> Self {
-        let pair = async || {
-            let r = app
-                .gql(LOGIN, json!({"u": "victim", "p": VICTIM_PASSWORD}), None)
-                .await;
-            assert_no_errors(&r);
-            let token = |name: &str| r["data"]["login"][name].as_str().unwrap().to_owned();
-            (token("accessToken"), token("refreshToken"))
-        };
-        let (first_access, _) = pair().await;
-        let (second_access, second_refresh) = pair().await;
         Sessions {
-            first_access,
-            second_access,
-            second_refresh,
+            first: app.sign_in("victim", VICTIM_PASSWORD).await,
+            second: app.sign_in("victim", VICTIM_PASSWORD).await,
         }
     }
 }
 
+/// What an admin sees of the catalog and the accounts.
+#[derive(Debug, PartialEq, Deserialize)]
+struct Snapshot {
+    products: Listing<StoredProduct>,
+    users: Listing<StoredAccount>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listing<T> {
+    total_count: i64,
+    nodes: Vec<T>,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct StoredProduct {
+    id: String,
+    name: String,
+    stock: i64,
+    price: String,
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+struct StoredAccount {
+    username: String,
+    role: Role,
+}
+
+/// A mutation of the world: its name (the response field), document, variables and caller.
+type Mutation = (&'static str, &'static str, Value, Actor);
+
 impl World {
     async fn set_up(app: &TestApp) -> Self {
-        let admin = app.admin_token().await;
-        let r = app
-            .gql(
-                "mutation($p:String!){ register(input:{username:\"victim\",password:$p}){ accessToken account { id } } }",
-                json!({"p": VICTIM_PASSWORD}),
-                None,
-            )
-            .await;
-        assert_no_errors(&r);
-        let victim_id = r["data"]["register"]["account"]["id"].as_str().unwrap();
-        let product_id = app.create_product(&admin, "Kept lamp", "12.50").await;
+        let admin = app.admin().await;
+        let victim_id = app
+            .user_with("victim", VICTIM_PASSWORD)
+            .await
+            .id()
+            .to_owned();
+        let product_id = admin.add_product("Kept lamp", "12.50").await.id;
         World {
-            victim_id: victim_id.to_owned(),
+            victim_id,
             victim: Sessions::sign_in(app).await,
             product_id,
             admin,
         }
     }
 
-    /// Every mutation, the victim's ones in `victim`'s sessions: its name (the response
-    /// field), document, variables and token. `changePassword` comes last: the victim signs
-    /// in with the first password until then.
-    fn mutations<'a>(
-        &'a self,
-        victim: &'a Sessions,
-    ) -> Vec<(&'static str, &'static str, Value, Option<&'a str>)> {
+    /// Every mutation, the victim's ones in `victim`'s sessions. `changePassword` comes last:
+    /// the victim signs in with the first password until then.
+    fn mutations(&self, app: &TestApp, victim: &Sessions) -> Vec<Mutation> {
+        let anonymous = app.anonymous();
         vec![
             (
                 "register",
-                "mutation($p:String!){ register(input:{username:\"newcomer\",password:$p}){ accessToken } }",
-                json!({"p": "newcomer passphrase"}),
-                None,
+                REGISTER.document,
+                json!({"input": {"username": "newcomer", "password": "newcomer passphrase"}}),
+                anonymous.clone(),
             ),
             (
                 "login",
-                LOGIN,
-                json!({"u": "victim", "p": VICTIM_PASSWORD}),
-                None,
+                LOGIN.document,
+                login_variables("victim", VICTIM_PASSWORD),
+                anonymous.clone(),
             ),
             (
                 "refreshToken",
-                "mutation($t:String!){ refreshToken(refreshToken:$t){ accessToken } }",
-                json!({"t": victim.second_refresh}),
-                None,
+                REFRESH_TOKEN.document,
+                json!({"refreshToken": victim.second.refresh_token()}),
+                anonymous,
             ),
-            (
-                "logout",
-                "mutation { logout }",
-                json!({}),
-                Some(&victim.first_access),
-            ),
+            ("logout", LOGOUT.document, json!({}), victim.first.clone()),
             (
                 "logoutAll",
-                "mutation { logoutAll }",
+                LOGOUT_ALL.document,
                 json!({}),
-                Some(&victim.second_access),
+                victim.second.clone(),
             ),
             (
                 "createProduct",
-                "mutation { createProduct(input:{name:\"Lost lamp\", description:\"d\", price:\"9.99\", stock:3}){ id stock } }",
-                json!({}),
-                Some(&self.admin),
+                CREATE_PRODUCT.document,
+                json!({"input": {"name": "Lost lamp", "description": "d", "price": "9.99", "stock": 3}}),
+                self.admin.clone(),
             ),
             (
                 "updateProduct",
-                "mutation($id:ID!){ updateProduct(id:$id, input:{stock: 99, name: \"Changed lamp\"}){ id stock } }",
-                json!({"id": self.product_id}),
-                Some(&self.admin),
+                UPDATE_PRODUCT.document,
+                json!({"id": self.product_id, "input": {"stock": 99, "name": "Changed lamp"}}),
+                self.admin.clone(),
             ),
             (
                 "deleteProduct",
-                "mutation($id:ID!){ deleteProduct(id:$id) }",
+                DELETE_PRODUCT.document,
                 json!({"id": self.product_id}),
-                Some(&self.admin),
+                self.admin.clone(),
             ),
             (
                 "setUserRole",
-                "mutation($id:ID!){ setUserRole(userId:$id, role: ADMIN){ role } }",
-                json!({"id": self.victim_id}),
-                Some(&self.admin),
+                SET_USER_ROLE.document,
+                json!({"userId": self.victim_id, "role": "ADMIN"}),
+                self.admin.clone(),
             ),
             (
                 "changePassword",
-                "mutation($c:String!,$n:String!){ changePassword(currentPassword:$c, newPassword:$n){ accessToken } }",
-                json!({"c": VICTIM_PASSWORD, "n": NEW_PASSWORD}),
-                Some(&victim.second_access),
+                CHANGE_PASSWORD.document,
+                json!({"currentPassword": VICTIM_PASSWORD, "newPassword": NEW_PASSWORD}),
+                victim.second.clone(),
             ),
         ]
     }
 
-    async fn snapshot(&self, app: &TestApp) -> Value {
-        let r = app.gql(SNAPSHOT, json!({}), Some(&self.admin)).await;
-        assert_no_errors(&r);
-        r["data"].clone()
+    async fn snapshot(&self) -> Snapshot {
+        self.admin
+            .query_as::<Snapshot>(SNAPSHOT, json!({}))
+            .await
+            .ok()
     }
 
     /// What the failed mutations would have changed is as it was: sessions, tokens, password.
     async fn assert_nothing_half_done(&self, app: &TestApp) {
-        for (session, token) in [
-            ("logout's", &self.victim.first_access),
-            ("logoutAll's", &self.victim.second_access),
+        for (session, caller) in [
+            ("logout's", &self.victim.first),
+            ("logoutAll's", &self.victim.second),
         ] {
-            let r = app.gql(ACCOUNT, json!({}), Some(token)).await;
-            assert_no_errors(&r);
+            let account = caller.account().await.ok();
             assert_eq!(
-                r["data"]["account"]["role"], "USER",
+                account.role,
+                Role::User,
                 "{session} session still works, with its role"
             );
         }
-        let r = app
-            .gql(
-                "mutation($t:String!){ refreshToken(refreshToken:$t){ accessToken } }",
-                json!({"t": self.victim.second_refresh}),
-                None,
-            )
-            .await;
-        assert_no_errors(&r);
-        let r = app
-            .gql(LOGIN, json!({"u": "victim", "p": NEW_PASSWORD}), None)
-            .await;
+        let anonymous = app.anonymous();
+        anonymous
+            .refresh(self.victim.second.refresh_token())
+            .await
+            .assert_ok();
+        let r = anonymous.login("victim", NEW_PASSWORD).await;
         assert_eq!(
-            codes(&r),
+            r.codes(),
             ["UNAUTHENTICATED"],
             "the password did not change"
         );
-        let r = app
-            .gql(LOGIN, json!({"u": "victim", "p": VICTIM_PASSWORD}), None)
-            .await;
-        assert_no_errors(&r);
+        anonymous.login("victim", VICTIM_PASSWORD).await.assert_ok();
     }
 }
 
 /// The answer to a mutation the database could not store: `SERVICE_UNAVAILABLE` with a retry
 /// hint, no result, and no database text.
-fn assert_unavailable(r: &Value, field: &str) {
-    assert_eq!(codes(r), ["SERVICE_UNAVAILABLE"], "{field}: {r}");
+fn assert_unavailable<T>(r: &Response<T>, field: &str) {
+    assert_eq!(r.codes(), ["SERVICE_UNAVAILABLE"], "{field}: {r}");
     assert!(
-        r["data"].is_null() || r["data"][field].is_null(),
+        r.raw_data().is_null() || r.raw_data()[field].is_null(),
         "{field} must not answer with a result: {r}"
     );
-    assert!(
-        r["errors"][0]["extensions"]["retryAfter"].as_u64() >= Some(1),
-        "{field}: {r}"
-    );
-    let text = r.to_string().to_lowercase();
+    assert!(r.error().retry_after() >= Some(1), "{field}: {r}");
+    let text = r.text.to_lowercase();
     for leak in ["sqlite", "disk", "read-only", "sqlstate", "code:"] {
         assert!(!text.contains(leak), "{field} leaks {leak:?}: {r}");
     }
 }
 
 async fn readyz(app: &TestApp) -> u16 {
-    app.client
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.get("/readyz").await.status().as_u16()
 }
 
 /// Polls `/readyz` until it answers `status`; returns how long that took.
@@ -419,123 +415,96 @@ async fn wait_for_readyz(app: &TestApp, status: u16, within: Duration) -> Durati
 /// failed, that nothing changed, and that everything works again once the fault is gone.
 async fn every_mutation_fails_and_changes_nothing(app: &TestApp, fault: Fault) {
     let world = World::set_up(app).await;
-    let before = world.snapshot(app).await;
+    let before = world.snapshot().await;
     assert_eq!(readyz(app).await, 200);
 
     fault.start().await;
     let red_after = wait_for_readyz(app, 503, Duration::from_secs(10)).await;
-    for (field, query, variables, token) in world.mutations(&world.victim) {
-        let r = app.gql(query, variables, token).await;
+    for (field, document, variables, caller) in world.mutations(app, &world.victim) {
+        let r = caller.query(document, variables).await;
         assert_unavailable(&r, field);
     }
     // Forty at once: none is acknowledged.
     let creates = (0..40).map(|i| {
-        app.gql(
-            "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
-            json!({"n": format!("Burst {i}")}),
-            Some(&world.admin),
-        )
+        let (admin, product) = (&world.admin, NewProduct::new(&format!("Burst {i}"), "1.00"));
+        async move { admin.create_product(&product).await }
     });
-    for r in join_all(creates.map(Box::pin).collect()).await {
+    for r in join_all(creates).await {
         assert_unavailable(&r, "createProduct");
     }
     assert_eq!(readyz(app).await, 503);
     // Reads go on while writes cannot be stored.
-    assert_eq!(world.snapshot(app).await, before);
+    assert_eq!(world.snapshot().await, before);
 
     fault.end().await;
     let green_after = wait_for_readyz(app, 200, Duration::from_secs(10)).await;
     eprintln!("readyz: red {red_after:?} after the fault, green {green_after:?} after it ended");
-    assert_eq!(world.snapshot(app).await, before, "nothing changed");
+    assert_eq!(world.snapshot().await, before, "nothing changed");
     world.assert_nothing_half_done(app).await;
 
     // And every mutation works again (each of the victim's in fresh sessions, as one ends
     // the other's), its result read back.
-    let count = world.mutations(&world.victim).len();
+    let count = world.mutations(app, &world.victim).len();
     for i in 0..count {
         let sessions = Sessions::sign_in(app).await;
-        let (field, query, variables, token) = world.mutations(&sessions).swap_remove(i);
-        let r = app.gql(query, variables, token).await;
-        assert_no_errors(&r);
-        assert!(!r["data"][field].is_null(), "{field}: {r}");
+        let (field, document, variables, caller) = world.mutations(app, &sessions).swap_remove(i);
+        let r = caller.query(document, variables).await;
+        r.assert_ok();
+        assert!(!r.raw_data()[field].is_null(), "{field}: {r}");
     }
-    let after = world.snapshot(app).await;
-    let names: Vec<&str> = after["products"]["nodes"]
-        .as_array()
-        .unwrap()
+    let after = world.snapshot().await;
+    let names: Vec<&str> = after
+        .products
+        .nodes
         .iter()
-        .map(|p| p["name"].as_str().unwrap())
+        .map(|p| p.name.as_str())
         .collect();
     assert_eq!(
         names,
         ["Lost lamp"],
-        "created, and the lamp deleted: {after}"
+        "created, and the lamp deleted: {after:?}"
     );
-    let roles: Vec<(&str, &str)> = after["users"]["nodes"]
-        .as_array()
-        .unwrap()
+    let roles: Vec<(&str, Role)> = after
+        .users
+        .nodes
         .iter()
-        .map(|u| (u["username"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .map(|u| (u.username.as_str(), u.role))
         .collect();
     assert_eq!(
         roles,
         [
-            ("admin", "ADMIN"),
-            ("victim", "ADMIN"),
-            ("newcomer", "USER")
+            ("admin", Role::Admin),
+            ("victim", Role::Admin),
+            ("newcomer", Role::User)
         ]
     );
-    let r = app
-        .gql(LOGIN, json!({"u": "victim", "p": NEW_PASSWORD}), None)
-        .await;
-    assert_no_errors(&r);
-}
-
-/// A minimal `join_all` (the tests carry no futures crate).
-async fn join_all<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut results: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, result) in futures.iter_mut().zip(results.iter_mut()) {
-            if result.is_none() {
-                match std::pin::Pin::new(future).poll(cx) {
-                    std::task::Poll::Ready(value) => *result = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().map(Option::unwrap).collect()
-}
-
-fn on_postgres() -> bool {
-    std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty())
+    app.anonymous()
+        .login("victim", NEW_PASSWORD)
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
 async fn on_a_full_disk_every_mutation_fails_and_nothing_changes_sqlite() {
-    if on_postgres() {
+    if TestDb::on_postgres() {
         return; // SQLite only: runs in the SQLite pass.
     }
     let Some(fs) = Tmpfs::mount("8m") else {
         return;
     };
-    let app = spawn_on(TestDb::sqlite_in(&fs.mnt), Vec::new()).await;
+    let app = TestApp::builder()
+        .on(TestDb::sqlite_in(&fs.mnt))
+        .spawn()
+        .await;
     every_mutation_fails_and_changes_nothing(&app, Fault::FullDisk(fs)).await;
 }
 
 #[tokio::test]
 async fn on_a_read_only_database_every_mutation_fails_and_nothing_changes_postgres() {
-    if !on_postgres() {
+    if !TestDb::on_postgres() {
         return; // PostgreSQL only: runs in the PostgreSQL pass.
     }
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (admin_url, name) = app.db.postgres().unwrap();
     let fault = Fault::ReadOnly {
         admin_url: admin_url.to_owned(),
@@ -548,32 +517,31 @@ async fn on_a_read_only_database_every_mutation_fails_and_nothing_changes_postgr
 /// that was acknowledged must be stored; the ones that were not get `SERVICE_UNAVAILABLE`.
 #[tokio::test]
 async fn while_the_disk_fills_up_every_acknowledged_create_is_stored_sqlite() {
-    if on_postgres() {
+    if TestDb::on_postgres() {
         return;
     }
     let Some(fs) = Tmpfs::mount("6m") else {
         return;
     };
-    let app = spawn_on(TestDb::sqlite_in(&fs.mnt), Vec::new()).await;
-    let admin = app.admin_token().await;
+    let app = TestApp::builder()
+        .on(TestDb::sqlite_in(&fs.mnt))
+        .spawn()
+        .await;
+    let admin = app.admin().await;
     fs.fill_leaving(256 * 1024);
     let description = "d".repeat(4_000);
     let writer = |w: usize| {
-        let (app, admin, description) = (&app, &admin, &description);
+        let (admin, description) = (&admin, &description);
         async move {
             let (mut acknowledged, mut refused) = (Vec::new(), 0);
             for i in 0..200 {
-                let r = app
-                    .gql(
-                        "mutation($n:String!,$d:String!){ createProduct(input:{name:$n, description:$d, price:\"1.00\", stock:1}){ id } }",
-                        json!({"n": format!("Writer {w} item {i}"), "d": description}),
-                        Some(admin),
-                    )
-                    .await;
-                match r["data"]["createProduct"]["id"].as_str() {
-                    Some(id) => acknowledged.push(id.to_owned()),
+                let product = NewProduct::new(&format!("Writer {w} item {i}"), "1.00")
+                    .description(description);
+                let r = admin.create_product(&product).await;
+                match r.data() {
+                    Some(created) => acknowledged.push(created.id),
                     None => {
-                        assert_eq!(codes(&r), ["SERVICE_UNAVAILABLE"], "{r}");
+                        assert_eq!(r.codes(), ["SERVICE_UNAVAILABLE"], "{r}");
                         refused += 1;
                         if refused == 5 {
                             break;
@@ -584,7 +552,7 @@ async fn while_the_disk_fills_up_every_acknowledged_create_is_stored_sqlite() {
             (acknowledged, refused)
         }
     };
-    let results = join_all((0..8).map(|w| Box::pin(writer(w))).collect()).await;
+    let results = join_all((0..8).map(writer)).await;
     let acknowledged: Vec<String> = results.iter().flat_map(|(a, _)| a.clone()).collect();
     let refused: usize = results.iter().map(|(_, r)| r).sum();
     assert!(refused > 0, "the disk never filled up");
@@ -624,42 +592,28 @@ async fn while_the_disk_fills_up_every_acknowledged_create_is_stored_sqlite() {
 }
 
 /// POSTs `query` as a spec-following client would (accepting
-/// `application/graphql-response+json`); returns the status, the `Retry-After` header, the
-/// body and how long the answer took.
-async fn post_timed(
-    app: &TestApp,
-    query: &str,
-    token: Option<&str>,
-) -> (u16, Option<String>, Value, Duration) {
+/// `application/graphql-response+json`); returns the answer and how long it took.
+async fn post_timed(caller: &Actor, query: &str) -> (Response, Duration) {
     let started = Instant::now();
-    let mut request = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .header("Accept", "application/graphql-response+json")
-        .json(&json!({ "query": query }));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = response.json().await.unwrap();
-    (status, retry_after, body, started.elapsed())
+    let r = caller
+        .with_header("Accept", "application/graphql-response+json")
+        .query(query, json!({}))
+        .await;
+    (r, started.elapsed())
 }
+
+const COUNT: &str = "{ products { totalCount } }";
 
 /// Once the server knows the database cannot be reached, requests are refused at once (not
 /// after the pool's 5 s timeout) with 503 and `Retry-After`; it serves again, without a
 /// restart, soon after the database takes connections again.
 #[tokio::test]
 async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_postgres() {
-    if !on_postgres() {
+    if !TestDb::on_postgres() {
         return;
     }
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
     let (admin_url, name) = app.db.postgres().unwrap();
     let (admin_url, name) = (admin_url.to_owned(), name.to_owned());
 
@@ -671,23 +625,17 @@ async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_po
     terminate_backends(&admin_url, &name).await;
     let red_after = wait_for_readyz(&app, 503, Duration::from_secs(15)).await;
 
-    let queries = (0..40).map(|i| {
-        let query = if i % 2 == 0 {
-            "{ products { totalCount } }"
-        } else {
-            "mutation { createProduct(input:{name:\"Never\", description:\"d\", price:\"1.00\", stock:1}){ id } }"
-        };
-        Box::pin(post_timed(&app, query, Some(&admin)))
-    });
-    let answers = join_all(queries.collect()).await;
-    let slowest = answers.iter().map(|a| a.3).max().unwrap();
-    for (status, retry_after, body, _) in &answers {
-        assert_eq!(*status, 503, "{body}");
-        assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
-        assert_eq!(codes(body), ["SERVICE_UNAVAILABLE"], "{body}");
-        assert!(body.get("data").is_none(), "{body}");
+    let create = "mutation { createProduct(input:{name:\"Never\", description:\"d\", price:\"1.00\", stock:1}){ id } }";
+    let queries = (0..40).map(|i| post_timed(&admin, if i % 2 == 0 { COUNT } else { create }));
+    let answers = join_all(queries).await;
+    let slowest = answers.iter().map(|a| a.1).max().unwrap();
+    for (r, _) in &answers {
+        assert_eq!(r.status, 503, "{r}");
+        assert_eq!(r.header("retry-after"), Some("2"), "{r}");
+        assert_eq!(r.codes(), ["SERVICE_UNAVAILABLE"], "{r}");
+        assert!(r.is_request_error(), "{r}");
         // Refused before the document was read: no location in it is named.
-        assert!(body["errors"][0].get("locations").is_none(), "{body}");
+        assert!(r.error().locations.is_none(), "{r}");
     }
     // The pool would wait 5 s per request; a generous bound for a loaded 2-core machine.
     assert!(
@@ -705,19 +653,12 @@ async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_po
         "refused connections: readyz red after {red_after:?}; 40 requests answered 503, the \
          slowest in {slowest:?}; green {green_after:?} after connections were allowed again"
     );
-    let (status, _, body, _) = post_timed(&app, "{ products { totalCount } }", Some(&admin)).await;
-    assert_eq!(status, 200, "{body}");
-    assert_no_errors(&body);
-    let r = app
-        .gql(
-            "mutation { createProduct(input:{name:\"After\", description:\"d\", price:\"1.00\", stock:1}){ id } }",
-            json!({}),
-            Some(&admin),
-        )
-        .await;
-    assert_no_errors(&r);
+    let (r, _) = post_timed(&admin, COUNT).await;
+    assert_eq!(r.status, 200, "{r}");
+    r.assert_ok();
+    admin.add_product("After", "1.00").await;
     assert_eq!(
-        app.product_count(&admin).await,
+        admin.product_count().await,
         1,
         "only the create that was acknowledged"
     );
@@ -729,28 +670,24 @@ async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_po
 #[tokio::test]
 async fn while_another_process_holds_the_write_lock_writes_fail_and_reads_go_on_sqlite() {
     use sea_orm::sqlx::{self, Connection};
-    if on_postgres() {
+    if TestDb::on_postgres() {
         return;
     }
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    app.create_product(&admin, "Before", "1.00").await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    admin.add_product("Before", "1.00").await;
     let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
     sqlx::raw_sql("BEGIN IMMEDIATE")
         .execute(&mut holder)
         .await
         .unwrap();
 
-    let r = app
-        .gql(
-            "mutation { createProduct(input:{name:\"Blocked\", description:\"d\", price:\"1.00\", stock:1}){ id } }",
-            json!({}),
-            Some(&admin),
-        )
+    let r = admin
+        .create_product(&NewProduct::new("Blocked", "1.00"))
         .await;
     assert_unavailable(&r, "createProduct");
     wait_for_readyz(&app, 503, Duration::from_secs(10)).await;
-    assert_eq!(app.product_count(&admin).await, 1, "reads go on");
+    assert_eq!(admin.product_count().await, 1, "reads go on");
 
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)
@@ -758,8 +695,8 @@ async fn while_another_process_holds_the_write_lock_writes_fail_and_reads_go_on_
         .unwrap();
     holder.close().await.unwrap();
     wait_for_readyz(&app, 200, Duration::from_secs(10)).await;
-    app.create_product(&admin, "After", "1.00").await;
-    assert_eq!(app.product_count(&admin).await, 2);
+    admin.add_product("After", "1.00").await;
+    assert_eq!(admin.product_count().await, 2);
 }
 
 /// A TCP proxy in front of PostgreSQL: stopping it cuts every connection and makes the port
@@ -819,7 +756,7 @@ impl Proxy {
 /// are refused at once, and all is well again once it is back.
 #[tokio::test]
 async fn a_database_server_that_goes_down_is_named_refused_fast_and_recovered_postgres() {
-    if !on_postgres() {
+    if !TestDb::on_postgres() {
         return;
     }
     let db = TestDb::new().await;
@@ -828,37 +765,22 @@ async fn a_database_server_that_goes_down_is_named_refused_fast_and_recovered_po
     let (target, name) = rest.split_once('/').unwrap();
     let mut proxy = Proxy::start(0, target).await;
     let proxied = format!("{head}@127.0.0.1:{}/{name}", proxy.port);
-    let app = spawn_on(db, vec![("DATABASE_URL", proxied)]).await;
-    let admin = app.admin_token().await;
+    let app = TestApp::builder()
+        .on(db)
+        .database_url(&proxied)
+        .spawn()
+        .await;
+    let admin = app.admin().await;
 
     proxy.stop();
     let red_after = wait_for_readyz(&app, 503, Duration::from_secs(15)).await;
-    let reason = app
-        .client
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let reason = app.get("/readyz").await.text().await.unwrap();
     assert_eq!(reason, "connection refused");
-    let answers = join_all(
-        (0..40)
-            .map(|_| {
-                Box::pin(post_timed(
-                    &app,
-                    "{ products { totalCount } }",
-                    Some(&admin),
-                ))
-            })
-            .collect(),
-    )
-    .await;
-    let slowest = answers.iter().map(|a| a.3).max().unwrap();
-    for (status, _, body, _) in &answers {
-        assert_eq!(*status, 503, "{body}");
-        assert_eq!(codes(body), ["SERVICE_UNAVAILABLE"], "{body}");
+    let answers = join_all((0..40).map(|_| post_timed(&admin, COUNT))).await;
+    let slowest = answers.iter().map(|a| a.1).max().unwrap();
+    for (r, _) in &answers {
+        assert_eq!(r.status, 503, "{r}");
+        assert_eq!(r.codes(), ["SERVICE_UNAVAILABLE"], "{r}");
     }
     assert!(
         slowest < Duration::from_secs(2),
@@ -871,8 +793,8 @@ async fn a_database_server_that_goes_down_is_named_refused_fast_and_recovered_po
         "database down: readyz red after {red_after:?} ({reason}); 40 requests answered 503, \
          the slowest in {slowest:?}; green {green_after:?} after it came back"
     );
-    app.create_product(&admin, "After the outage", "1.00").await;
-    assert_eq!(app.product_count(&admin).await, 1);
+    admin.add_product("After the outage", "1.00").await;
+    assert_eq!(admin.product_count().await, 1);
 }
 
 /// Clients that go away at every moment of a request (while it writes, while it commits, while
@@ -882,9 +804,8 @@ async fn a_database_server_that_goes_down_is_named_refused_fast_and_recovered_po
 /// answered INTERNAL_SERVER_ERROR, until a restart.)
 #[tokio::test]
 async fn requests_cut_off_at_any_moment_leave_writes_answered_as_stored() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    let create = "mutation($n:String!){ createProduct(input:{name:$n, price:\"1.00\"}){ id } }";
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
     for i in 0..240u64 {
         // Cut off after 0.1 ms to 4 ms: before, during and after the work and its commit.
         let client = reqwest::Client::builder()
@@ -894,29 +815,28 @@ async fn requests_cut_off_at_any_moment_leave_writes_answered_as_stored() {
         let _ = if i % 2 == 0 {
             client.get(format!("{}/readyz", app.url)).send().await
         } else {
+            let create = CREATE_PRODUCT
+                .request(json!({"input": {"name": format!("cut {i}"), "price": "1.00"}}));
             client
-                .post(format!("{}/graphql", app.url))
-                .bearer_auth(&admin)
-                .json(&json!({"query": create, "variables": {"n": format!("cut {i}")}}))
+                .post(app.graphql_url())
+                .bearer_auth(admin.token())
+                .json(&create)
                 .send()
                 .await
         };
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     for i in 0..10 {
-        let r = app
-            .gql(create, json!({"n": format!("after {i}")}), Some(&admin))
-            .await;
-        assert_no_errors(&r);
+        admin
+            .create_product(&NewProduct::new(&format!("after {i}"), "1.00"))
+            .await
+            .assert_ok();
     }
-    let r = app
-        .gql(
-            "{ products(first: 100, search: \"after\") { totalCount } }",
-            json!({}),
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(r["data"]["products"]["totalCount"], 10, "{r}");
+    let r = admin.products(Page::first(100).matching("after")).await;
+    assert_eq!(r.data().map(|p| p.total_count), Some(10), "{r}");
     assert_eq!(readyz(&app).await, 200);
-    assert_no_errors(&app.login("admin", ADMIN_PASSWORD).await);
+    app.anonymous()
+        .login("admin", ADMIN_PASSWORD)
+        .await
+        .assert_ok();
 }

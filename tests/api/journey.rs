@@ -1,53 +1,37 @@
-use serde_json::json;
+use reqwest::Method;
 
-use crate::helpers::*;
+use crate::kit::*;
 
 #[tokio::test]
 async fn a_new_user_registers_logs_in_and_browses_while_an_admin_manages_products() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
 
     // Register: the response signs the user in.
-    let r = app
-        .gql(
-            r#"mutation { register(input: {username: "Dana", password: "dana's passphrase", email: "dana@example.com"}) {
-                accessToken tokenType expiresIn account { id username email role createdAt } } }"#,
-            json!({}),
-            None,
-        )
-        .await;
-    assert_no_errors(&r);
-    let payload = &r["data"]["register"];
-    assert_eq!(payload["tokenType"], "Bearer");
-    assert_eq!(payload["expiresIn"], 3600);
-    assert_eq!(payload["account"]["username"], "Dana");
-    assert_eq!(payload["account"]["email"], "dana@example.com");
-    assert_eq!(payload["account"]["role"], "USER");
-    let registered_token = payload["accessToken"].as_str().unwrap();
-    let r = app
-        .gql(
-            "{ account { username } }",
-            json!({}),
-            Some(registered_token),
-        )
-        .await;
-    assert_eq!(r["data"]["account"]["username"], "Dana");
+    let payload = app
+        .anonymous()
+        .register_account(&NewAccount {
+            username: "Dana",
+            password: "dana's passphrase",
+            email: Some("dana@example.com"),
+        })
+        .await
+        .ok();
+    assert_eq!(payload.token_type, "Bearer");
+    assert_eq!(payload.expires_in, 3600);
+    assert_eq!(payload.account.username, "Dana");
+    assert_eq!(payload.account.email.as_deref(), Some("dana@example.com"));
+    assert_eq!(payload.account.role, Role::User);
+    let registered = app.anonymous().with_session(payload.clone());
+    assert_eq!(registered.account().await.ok().username, "Dana");
 
     // Log in (the username is matched ignoring case) and see the account.
-    let r = app.login("dana", "dana's passphrase").await;
-    assert_no_errors(&r);
-    let user = r["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = app
-        .gql("{ account { id username role } }", json!({}), Some(&user))
-        .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["account"]["username"], "Dana");
-    assert_eq!(r["data"]["account"]["id"], payload["account"]["id"]);
+    let user = app.sign_in("dana", "dana's passphrase").await;
+    let account = user.account().await.ok();
+    assert_eq!(account.username, "Dana");
+    assert_eq!(account.id, payload.account.id);
 
     // An admin creates products; the user pages through them.
-    let admin = app.admin_token().await;
+    let admin = app.admin().await;
     let mut ids = Vec::new();
     for (i, name) in [
         "Desk lamp",
@@ -59,42 +43,30 @@ async fn a_new_user_registers_logs_in_and_browses_while_an_admin_manages_product
     .iter()
     .enumerate()
     {
-        ids.push(
-            app.create_product(&admin, name, &format!("{}.50", i + 1))
-                .await,
-        );
+        ids.push(admin.add_product(name, &format!("{}.50", i + 1)).await.id);
     }
 
-    let page_query = "query($after:String){ products(first: 2, after: $after) {
-        totalCount edges { cursor node { id name price } } nodes { id }
-        pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
     let mut seen = Vec::new();
-    let mut after = serde_json::Value::Null;
+    let mut after: Option<String> = None;
     let mut pages = 0;
     loop {
-        let r = app
-            .gql(page_query, json!({ "after": after }), Some(&user))
-            .await;
-        assert_no_errors(&r);
-        let products = &r["data"]["products"];
-        assert_eq!(products["totalCount"], 5);
-        let edges = products["edges"].as_array().unwrap();
-        assert_eq!(products["nodes"].as_array().unwrap().len(), edges.len());
-        assert_eq!(products["pageInfo"]["hasPreviousPage"], pages > 0);
+        let products = user
+            .products(Page::first(2).after(after.as_deref()))
+            .await
+            .ok();
+        assert_eq!(products.total_count, 5);
+        assert_eq!(products.nodes.len(), products.edges.len());
+        assert_eq!(products.page_info.has_previous_page, pages > 0);
         assert_eq!(
-            products["pageInfo"]["endCursor"],
-            edges.last().unwrap()["cursor"]
+            products.page_info.end_cursor.as_deref(),
+            Some(products.edges.last().unwrap().cursor.as_str())
         );
-        seen.extend(
-            edges
-                .iter()
-                .map(|e| e["node"]["id"].as_str().unwrap().to_owned()),
-        );
+        seen.extend(products.edges.iter().map(|e| e.node.id.clone()));
         pages += 1;
-        if products["pageInfo"]["hasNextPage"] == false {
+        if !products.page_info.has_next_page {
             break;
         }
-        after = products["pageInfo"]["endCursor"].clone();
+        after = products.page_info.end_cursor;
     }
     assert_eq!(pages, 3);
     assert_eq!(
@@ -103,85 +75,48 @@ async fn a_new_user_registers_logs_in_and_browses_while_an_admin_manages_product
     );
 
     // Search is case-insensitive on the name.
-    let r = app
-        .gql(
-            r#"{ products(search: "LAMP") { totalCount nodes { name } } }"#,
-            json!({}),
-            Some(&user),
-        )
-        .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["products"]["totalCount"], 2);
-    let names: Vec<_> = r["data"]["products"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["Desk lamp", "Lamp shade"]);
+    let found = user.products(Page::search("LAMP")).await.ok();
+    assert_eq!(found.total_count, 2);
+    assert_eq!(found.names(), ["Desk lamp", "Lamp shade"]);
 
     // A single product by id, and the admin's update and delete.
-    let product = "query($id:ID!){ product(id:$id){ id name price stock } }";
-    let r = app.gql(product, json!({"id": ids[0]}), Some(&user)).await;
-    assert_eq!(r["data"]["product"]["name"], "Desk lamp");
-    assert_eq!(r["data"]["product"]["price"], "1.50");
+    let product = user.product(&ids[0]).await.ok().unwrap();
+    assert_eq!(product.name, "Desk lamp");
+    assert_eq!(product.price, "1.50");
 
-    let r = app
-        .gql(
-            r#"mutation($id:ID!){ updateProduct(id:$id, input:{price:"24.99", stock: 7}){ name price stock updatedAt createdAt } }"#,
-            json!({"id": ids[0]}),
-            Some(&admin),
-        )
-        .await;
-    assert_no_errors(&r);
-    let updated = &r["data"]["updateProduct"];
-    assert_eq!(
-        updated["name"], "Desk lamp",
-        "omitted fields keep their value"
-    );
-    assert_eq!(updated["price"], "24.99");
-    assert_eq!(updated["stock"], 7);
+    let changes = ProductChanges {
+        price: Some("24.99".to_owned()),
+        stock: Some(7),
+        ..ProductChanges::default()
+    };
+    let updated = admin.update_product(&ids[0], &changes).await.ok();
+    assert_eq!(updated.name, "Desk lamp", "omitted fields keep their value");
+    assert_eq!(updated.price, "24.99");
+    assert_eq!(updated.stock, 7);
 
-    let r = app
-        .gql(
-            "mutation($id:ID!){ deleteProduct(id:$id) }",
-            json!({"id": ids[0]}),
-            Some(&admin),
-        )
-        .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["deleteProduct"], ids[0]);
-    let r = app.gql(product, json!({"id": ids[0]}), Some(&user)).await;
-    assert_no_errors(&r);
-    assert!(r["data"]["product"].is_null());
-    assert_eq!(app.product_count(&user).await, 4);
+    assert_eq!(admin.delete_product(&ids[0]).await.ok(), ids[0]);
+    assert!(user.product(&ids[0]).await.ok().is_none());
+    assert_eq!(user.product_count().await, 4);
 }
 
 #[tokio::test]
 async fn created_by_names_the_admin_who_created_the_product() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    let id = app.create_product(&admin, "Kettle", "30").await;
-    let r = app
-        .gql(
-            "query($id:ID!){ product(id:$id){ price createdBy { username role } } }",
-            json!({"id": id}),
-            Some(&admin),
-        )
-        .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["product"]["price"], "30.00");
-    assert_eq!(r["data"]["product"]["createdBy"]["username"], "admin");
-    assert_eq!(r["data"]["product"]["createdBy"]["role"], "ADMIN");
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let id = admin.add_product("Kettle", "30").await.id;
+    let product = admin.product_with_creator(&id).await.ok().unwrap();
+    assert_eq!(product.product.price, "30.00");
+    let creator = product.created_by.unwrap();
+    assert_eq!(creator.username, "admin");
+    assert_eq!(creator.role, Role::Admin);
 }
 
 #[tokio::test]
 async fn the_playground_is_served_for_browsers() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     for path in ["/", "/graphql"] {
         let response = app
-            .client
-            .get(format!("{}{path}", app.url))
+            .request(Method::GET, path)
             .header("Accept", "text/html,application/xhtml+xml")
             .send()
             .await

@@ -1,25 +1,23 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-const ACCOUNT: &str = "{ account { username } }";
+use crate::kit::*;
 
 /// The header and claims exactly as the server issues them, for an existing account.
 async fn valid_token(app: &TestApp) -> (Value, Value) {
-    let token = app.register("jwtuser", "jwt passphrase").await;
-    (header_of(&token), claims_of(&token))
+    let user = app.user_with("jwtuser", "jwt passphrase").await;
+    (header_of(user.token()), claims_of(user.token()))
 }
 
 async fn assert_rejected(app: &TestApp, token: &str, why: &str) {
-    let r = app.gql(ACCOUNT, json!({}), Some(token)).await;
-    assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{why}: {r}");
-    assert!(r["data"].is_null(), "{why}: {r}");
+    let r = app.bearer(token).account().await;
+    assert_eq!(r.codes(), ["UNAUTHENTICATED"], "{why}: {r}");
+    assert!(r.raw_data().is_null(), "{why}: {r}");
 }
 
 #[tokio::test]
 async fn issued_tokens_carry_every_claim_and_live_exactly_one_hour() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (header, claims) = valid_token(&app).await;
     for claim in [
         "sub", "role", "sid", "ver", "iat", "nbf", "exp", "iss", "aud", "jti",
@@ -38,13 +36,13 @@ async fn issued_tokens_carry_every_claim_and_live_exactly_one_hour() {
     assert_eq!(claims["role"], "user");
     // The forged copy of a valid token is accepted: the attacks below differ in one thing only.
     let token = forge_jwt(&header, &claims, JWT_SECRET.as_bytes());
-    let r = app.gql(ACCOUNT, json!({}), Some(&token)).await;
-    assert_eq!(r["data"]["account"]["username"], "jwtuser", "{r}");
+    let r = app.bearer(&token).account().await;
+    assert_eq!(r.ok().username, "jwtuser", "{r}");
 }
 
 #[tokio::test]
 async fn expired_and_not_yet_valid_tokens_are_rejected_beyond_five_seconds_of_skew() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (header, claims) = valid_token(&app).await;
     let now = Utc::now().timestamp();
     let with = |changes: Value| {
@@ -70,15 +68,15 @@ async fn expired_and_not_yet_valid_tokens_are_rejected_beyond_five_seconds_of_sk
     .await;
 
     // Within the allowed skew it is still accepted.
-    let r = app
-        .gql(ACCOUNT, json!({}), Some(&with(json!({"exp": now - 2}))))
-        .await;
-    assert_no_errors(&r);
+    app.bearer(&with(json!({"exp": now - 2})))
+        .account()
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
 async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (header, claims) = valid_token(&app).await;
     let good = forge_jwt(&header, &claims, JWT_SECRET.as_bytes());
 
@@ -150,7 +148,7 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
 
 #[tokio::test]
 async fn other_algorithms_are_rejected() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (header, claims) = valid_token(&app).await;
     let payload = {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -180,7 +178,7 @@ async fn other_algorithms_are_rejected() {
 
 #[tokio::test]
 async fn tokens_of_another_type_or_key_are_rejected() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (header, claims) = valid_token(&app).await;
     let with = |name: &str, value: Value| {
         let mut h = header.clone();
@@ -211,31 +209,29 @@ async fn tokens_of_another_type_or_key_are_rejected() {
 
 #[tokio::test]
 async fn a_rotated_secret_keeps_old_tokens_valid_and_new_ones_are_signed_with_the_new_key() {
-    let db = TestDb::new().await;
-    let old_app = spawn_on(db, Vec::new()).await;
-    let old_token = old_app.register("rotator", "rotator passphrase").await;
+    let old_app = TestApp::spawn().await;
+    let old_token = old_app
+        .user_with("rotator", "rotator passphrase")
+        .await
+        .token()
+        .to_owned();
     let old_kid = header_of(&old_token)["kid"].clone();
     let db = old_app.into_db();
 
     let new_secret = "the-new-secret-after-rotation-0123456789";
-    let rotated = spawn_on(
-        db,
-        vec![
-            ("JWT_SECRET", new_secret.to_owned()),
-            ("JWT_PREVIOUS_SECRETS", JWT_SECRET.to_owned()),
-        ],
-    )
-    .await;
-    let r = rotated.gql(ACCOUNT, json!({}), Some(&old_token)).await;
-    assert_eq!(
-        r["data"]["account"]["username"], "rotator",
-        "old token still valid: {r}"
-    );
-    let r = rotated.login("rotator", "rotator passphrase").await;
-    let new_token = r["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rotated = TestApp::builder()
+        .on(db)
+        .jwt_secrets(new_secret, &[JWT_SECRET])
+        .spawn()
+        .await;
+    let r = rotated.bearer(&old_token).account().await;
+    assert_eq!(r.ok().username, "rotator", "old token still valid: {r}");
+    let new_token = rotated
+        .anonymous()
+        .login("rotator", "rotator passphrase")
+        .await
+        .ok()
+        .access_token;
     assert_ne!(header_of(&new_token)["kid"], old_kid);
     // A previous secret verifies; it never signs: a token naming the new kid but signed
     // with the old secret is refused.
@@ -248,31 +244,37 @@ async fn a_rotated_secret_keeps_old_tokens_valid_and_new_ones_are_signed_with_th
     let db = rotated.into_db();
 
     // Once the old secret is dropped from the list, its tokens stop working.
-    let dropped = spawn_on(db, vec![("JWT_SECRET", new_secret.to_owned())]).await;
+    let dropped = TestApp::builder()
+        .on(db)
+        .jwt_secrets(new_secret, &[])
+        .spawn()
+        .await;
     assert_rejected(&dropped, &old_token, "old key retired").await;
-    let r = dropped.gql(ACCOUNT, json!({}), Some(&new_token)).await;
-    assert_no_errors(&r);
+    dropped.bearer(&new_token).account().await.assert_ok();
 }
 
 #[tokio::test]
 async fn malformed_authorization_headers_are_unauthenticated_but_public_fields_still_work() {
-    let app = spawn_app().await;
-    let token = app.register("header", "header passphrase").await;
+    let app = TestApp::spawn().await;
+    let user = app.user_with("header", "header passphrase").await;
+    let token = user.token();
     for value in [
         "Bearer".to_owned(),
         "Bearer not.a.jwt".to_owned(),
         format!("Basic {token}"),
-        token.clone(),
+        token.to_owned(),
         format!("Bearer {}", "a".repeat(5000)),
     ] {
-        let r = app.gql_with_authorization(ACCOUNT, &value).await;
-        assert_eq!(codes(&r), ["UNAUTHENTICATED"], "{value:.40}: {r}");
+        let r = app
+            .anonymous()
+            .with_header("Authorization", &value)
+            .account()
+            .await;
+        assert_eq!(r.codes(), ["UNAUTHENTICATED"], "{value:.40}: {r}");
     }
-    let r = app
-        .gql_with_authorization(
-            r#"mutation{ login(input:{username:"header", password:"header passphrase"}){ tokenType } }"#,
-            "Bearer expired.or.garbage",
-        )
-        .await;
-    assert_no_errors(&r);
+    app.anonymous()
+        .with_header("Authorization", "Bearer expired.or.garbage")
+        .login("header", "header passphrase")
+        .await
+        .assert_ok();
 }

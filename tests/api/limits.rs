@@ -1,6 +1,9 @@
+use std::time::Duration;
+
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::kit::*;
 
 /// The introspection query GraphiQL and most clients send (graphql-js `getIntrospectionQuery`).
 const INTROSPECTION: &str = r#"
@@ -29,48 +32,30 @@ fragment TypeRef on __Type {
 }
 "#;
 
+/// POSTs `body` as it is, with the content type and `Accept` given (or none).
 async fn raw_post(
     app: &TestApp,
     content_type: Option<&str>,
     accept: Option<&str>,
     body: &str,
-) -> (u16, String, String) {
-    let mut request = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .body(body.to_owned());
+) -> Response {
+    let mut request = app.anonymous().request().body(body.to_owned());
     if let Some(content_type) = content_type {
         request = request.header("Content-Type", content_type);
     }
     if let Some(accept) = accept {
         request = request.header("Accept", accept);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let media = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, media, response.text().await.unwrap())
+    Response::read(request.send().await.unwrap(), None).await
 }
 
-async fn get(app: &TestApp, query: &str, accept: &str) -> (u16, Value, reqwest::header::HeaderMap) {
-    let response = app
-        .client
-        .get(format!("{}/graphql", app.url))
+/// GETs `/graphql?query=…`.
+async fn get(app: &TestApp, query: &str, accept: &str) -> Response {
+    let request = app
+        .request(Method::GET, "/graphql")
         .query(&[("query", query)])
-        .header("Accept", accept)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        response.json().await.unwrap_or(Value::Null),
-        headers,
-    )
+        .header("Accept", accept);
+    Response::read(request.send().await.unwrap(), None).await
 }
 
 fn aliases(count: usize, field: &str) -> String {
@@ -80,74 +65,72 @@ fn aliases(count: usize, field: &str) -> String {
 
 #[tokio::test]
 async fn the_standard_introspection_query_fits_within_the_limits() {
-    let app = spawn_app().await;
-    let r = app.gql(INTROSPECTION, json!({}), None).await;
-    assert_no_errors(&r);
+    let app = TestApp::spawn().await;
+    app.anonymous()
+        .query(INTROSPECTION, json!({}))
+        .await
+        .assert_ok();
 }
 
 #[tokio::test]
 async fn deep_queries_are_refused() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let mut query = String::from("name");
     for _ in 0..16 {
         query = format!("ofType {{ {query} }}");
     }
     let query = format!("{{ __type(name: \"Product\") {{ {query} }} }}");
-    let r = app.gql(&query, json!({}), None).await;
-    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
-    assert!(r.to_string().contains("18 deep; the limit is 15"), "{r}");
+    let r = app.anonymous().query(&query, json!({})).await;
+    assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r}");
+    assert!(r.text.contains("18 deep; the limit is 15"), "{r}");
     assert!(
-        r.get("data").is_none(),
+        r.is_request_error(),
         "a request error has no data entry: {r}"
     );
 }
 
 #[tokio::test]
 async fn aliases_are_counted_and_101_of_one_field_are_refused() {
-    let app = spawn_app().await;
-    let r = app.gql(&aliases(30, "__typename"), json!({}), None).await;
-    assert_no_errors(&r);
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
+    anonymous
+        .query(&aliases(30, "__typename"), json!({}))
+        .await
+        .assert_ok();
     for count in [31, 101] {
-        let r = app
-            .gql(&aliases(count, "__typename"), json!({}), None)
+        let r = anonymous
+            .query(&aliases(count, "__typename"), json!({}))
             .await;
-        assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{count}: {r}");
+        assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{count}: {r}");
         assert!(
-            r.to_string()
-                .contains(&format!("{count} aliases; at most 30")),
+            r.text.contains(&format!("{count} aliases; at most 30")),
             "{r}"
         );
     }
     // 101 aliased sign-ins in one document: refused before any runs.
     let login = r#"login(input:{username:"someone", password:"guess guess"}){ accessToken }"#;
-    let r = app
-        .gql(
-            &format!("mutation {}", aliases(101, login)),
-            json!({}),
-            None,
-        )
+    let r = anonymous
+        .query(&format!("mutation {}", aliases(101, login)), json!({}))
         .await;
-    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
-    assert!(r.to_string().contains("101 aliases"), "{r}");
+    assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r}");
+    assert!(r.text.contains("101 aliases"), "{r}");
 }
 
 #[tokio::test]
 async fn complexity_counts_every_field_including_aliases_in_fragments() {
-    let app = spawn_app_with(vec![("GRAPHQL_MAX_ALIASES", "2000".to_owned())]).await;
+    let app = TestApp::builder().max_aliases(2000).spawn().await;
+    let anonymous = app.anonymous();
     // Each `product(id:) { id }` costs 2: 1000 of them fit in 2000, 1001 do not.
     let field = r#"product(id: "x") { id }"#;
-    let r = app.gql(&aliases(1000, field), json!({}), None).await;
+    let r = anonymous.query(&aliases(1000, field), json!({})).await;
     assert!(
-        r.get("data").is_some() && !codes(&r).contains(&"QUERY_TOO_COMPLEX".to_owned()),
+        r.body.get("data").is_some() && !r.codes().contains(&"QUERY_TOO_COMPLEX"),
         "{r:.300}"
     );
-    let r = app.gql(&aliases(1001, field), json!({}), None).await;
-    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
-    assert!(r.get("data").is_none());
-    assert!(
-        r.to_string().contains("costs 2002; the limit is 2000"),
-        "{r:.300}"
-    );
+    let r = anonymous.query(&aliases(1001, field), json!({})).await;
+    assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+    assert!(r.is_request_error());
+    assert!(r.text.contains("costs 2002; the limit is 2000"), "{r:.300}");
     // A fragment spread many times counts each time: 251 × (1 + 7) = 2008.
     let fields: Vec<String> = (0..251)
         .map(|i| format!("f{i}: product(id: \"x\") {{ ...F }}"))
@@ -156,110 +139,110 @@ async fn complexity_counts_every_field_including_aliases_in_fragments() {
         "{{ {} }} fragment F on Product {{ id name description price stock createdAt updatedAt }}",
         fields.join(" ")
     );
-    let r = app.gql(&query, json!({}), None).await;
-    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r:.300}");
-    assert_eq!(r["errors"][0]["extensions"]["cost"], 2008, "{r:.300}");
+    let r = anonymous.query(&query, json!({})).await;
+    assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r:.300}");
+    assert_eq!(r.error().extension("cost"), 2008, "{r:.300}");
 }
 
 #[tokio::test]
 async fn too_many_directives_on_a_field_are_refused() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
     let ok = format!("{{ __typename {} }}", "@skip(if: false) ".repeat(10));
-    let r = app.gql(&ok, json!({}), None).await;
-    assert_no_errors(&r);
+    anonymous.query(&ok, json!({})).await.assert_ok();
     let too_many = format!("{{ __typename {} }}", "@skip(if: false) ".repeat(11));
-    let r = app.gql(&too_many, json!({}), None).await;
-    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+    let r = anonymous.query(&too_many, json!({})).await;
+    assert_eq!(r.codes(), ["QUERY_TOO_COMPLEX"], "{r}");
 }
 
 #[tokio::test]
 async fn batches_are_capped_at_ten_operations() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
     let batch =
         |n: usize| Value::Array((0..n).map(|_| json!({"query": "{ __typename }"})).collect());
-    let (status, body) = app.post(batch(10), None).await;
-    assert_eq!(status, 200);
-    assert_eq!(body.as_array().unwrap().len(), 10);
-    assert_eq!(body[9]["data"]["__typename"], "Query");
+    let r = anonymous.post(&batch(10)).await;
+    assert_eq!(r.status, 200);
+    let answers = r.batch();
+    assert_eq!(answers.len(), 10);
+    assert_eq!(answers[9].raw_data()["__typename"], "Query");
     for n in [11, 1000] {
-        let (status, body) = app.post(batch(n), None).await;
-        assert_eq!(status, 400, "{n}");
-        assert_eq!(codes(&body), ["BAD_REQUEST"]);
+        let r = anonymous.post(&batch(n)).await;
+        assert_eq!(r.status, 400, "{n}");
+        assert_eq!(r.codes(), ["BAD_REQUEST"]);
     }
-    let (status, _) = app.post(json!([]), None).await;
-    assert_eq!(status, 400);
+    assert_eq!(anonymous.post(&json!([])).await.status, 400);
 }
 
 #[tokio::test]
 async fn batching_can_be_turned_off() {
-    let app = spawn_app_with(vec![("GRAPHQL_MAX_BATCH", "0".to_owned())]).await;
-    let (status, _) = app.post(json!([{"query": "{ __typename }"}]), None).await;
-    assert_eq!(status, 400);
+    let app = TestApp::builder().max_batch(0).spawn().await;
+    let r = app
+        .anonymous()
+        .post(&json!([{"query": "{ __typename }"}]))
+        .await;
+    assert_eq!(r.status, 400);
 }
 
 #[tokio::test]
 async fn requests_running_past_the_timeout_are_cancelled() {
-    let app = spawn_app_with(vec![("REQUEST_TIMEOUT_MS", "1".to_owned())]).await;
-    let (status, body) = app
-        .post(json!({"query": r#"mutation{ register(input:{username:"slowpoke", password:"slow passphrase"}){ accessToken } }"#}), None)
+    let app = TestApp::builder()
+        .request_timeout(Duration::from_millis(1))
+        .spawn()
         .await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(codes(&body), ["TIMEOUT"]);
+    let r = app
+        .anonymous()
+        .register("slowpoke", "slow passphrase")
+        .await;
+    assert_eq!(r.status, 503, "{r}");
+    assert_eq!(r.codes(), ["TIMEOUT"]);
 }
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_and_the_limit_is_configurable() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let big = format!("{{ __typename }} # {}", "x".repeat(64 * 1024));
-    let (status, body) = app.post(json!({ "query": big }), None).await;
-    assert_eq!(status, 413);
-    assert_eq!(codes(&body), ["PAYLOAD_TOO_LARGE"]);
+    let r = app.anonymous().post(&json!({ "query": big })).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.codes(), ["PAYLOAD_TOO_LARGE"]);
 
-    let app = spawn_app_with(vec![("MAX_BODY_BYTES", "2048".to_owned())]).await;
-    let (status, _) = app
-        .post(
-            json!({ "query": format!("{{ __typename }} # {}", "x".repeat(2048)) }),
-            None,
-        )
+    let app = TestApp::builder().max_body_bytes(2048).spawn().await;
+    let anonymous = app.anonymous();
+    let r = anonymous
+        .post(&json!({ "query": format!("{{ __typename }} # {}", "x".repeat(2048)) }))
         .await;
-    assert_eq!(status, 413);
-    let (status, _) = app.post(json!({ "query": "{ __typename }" }), None).await;
-    assert_eq!(status, 200);
+    assert_eq!(r.status, 413);
+    let r = anonymous.post(&json!({ "query": "{ __typename }" })).await;
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test]
 async fn mutations_only_over_post_and_queries_over_get() {
-    let app = spawn_app().await;
-    let (status, body, headers) = get(&app, "{ __typename }", "application/json").await;
-    assert_eq!(status, 200);
-    assert_eq!(body["data"]["__typename"], "Query");
+    let app = TestApp::spawn().await;
+    let r = get(&app, "{ __typename }", "application/json").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.raw_data()["__typename"], "Query");
     assert!(
-        headers["content-type"]
-            .to_str()
+        r.header("content-type")
             .unwrap()
             .starts_with("application/json")
     );
 
     let register = r#"mutation { register(input:{username:"viaget", password:"via get passphrase"}){ accessToken } }"#;
-    let (status, body, headers) = get(&app, register, "application/json").await;
-    assert_eq!(status, 405);
-    assert_eq!(headers["allow"], "POST");
-    assert_eq!(codes(&body), ["METHOD_NOT_ALLOWED"]);
+    let r = get(&app, register, "application/json").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(r.codes(), ["METHOD_NOT_ALLOWED"]);
     // Nothing ran: the username is still free.
-    app.register("viaget", "via get passphrase").await;
+    app.user_with("viaget", "via get passphrase").await;
 
-    let response = app
-        .client
-        .put(format!("{}/graphql", app.url))
-        .send()
-        .await
-        .unwrap();
+    let response = app.request(Method::PUT, "/graphql").send().await.unwrap();
     assert_eq!(response.status(), 405);
 }
 
 #[tokio::test]
 async fn post_bodies_must_be_json_so_forms_cannot_forge_requests() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let register = r#"{"query":"mutation { register(input:{username:\"csrf\", password:\"csrf passphrase\"}){ accessToken } }"}"#;
     for content_type in [
         Some("text/plain"),
@@ -268,16 +251,16 @@ async fn post_bodies_must_be_json_so_forms_cannot_forge_requests() {
         None,
         Some("application/json; charset=iso-8859-1"),
     ] {
-        let (status, _, body) = raw_post(&app, content_type, None, register).await;
-        assert_eq!(status, 415, "{content_type:?}: {body}");
+        let r = raw_post(&app, content_type, None, register).await;
+        assert_eq!(r.status, 415, "{content_type:?}: {}", r.text);
     }
     // Nothing ran: the username is still free.
-    app.register("csrf", "csrf passphrase").await;
+    app.user_with("csrf", "csrf passphrase").await;
 }
 
 #[tokio::test]
 async fn responses_follow_the_accept_header() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let query = r#"{"query":"{ __typename }"}"#;
     for (accept, expected) in [
         (None, "application/json"),
@@ -292,55 +275,53 @@ async fn responses_follow_the_accept_header() {
             "application/graphql-response+json",
         ),
     ] {
-        let (status, media, _) = raw_post(&app, Some("application/json"), accept, query).await;
-        assert_eq!(status, 200);
+        let r = raw_post(&app, Some("application/json"), accept, query).await;
+        assert_eq!(r.status, 200);
+        let media = r.header("content-type").unwrap_or_default();
         assert!(media.starts_with(expected), "{accept:?} → {media}");
     }
-    let (status, _, _) = raw_post(&app, Some("application/json"), Some("text/html"), query).await;
-    assert_eq!(status, 406);
+    let r = raw_post(&app, Some("application/json"), Some("text/html"), query).await;
+    assert_eq!(r.status, 406);
 }
 
 #[tokio::test]
 async fn request_errors_get_400_in_the_graphql_response_format_and_200_in_plain_json() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     for (query, code) in [
         ("{", "GRAPHQL_PARSE_FAILED"),
         ("{ nosuchfield }", "GRAPHQL_VALIDATION_FAILED"),
     ] {
         let body = json!({"query": query}).to_string();
-        let (status, _, text) = raw_post(
+        let r = raw_post(
             &app,
             Some("application/json"),
             Some("application/graphql-response+json"),
             &body,
         )
         .await;
-        assert_eq!(status, 400, "{query}");
-        let r: Value = serde_json::from_str(&text).unwrap();
-        assert!(r.get("data").is_none(), "{r}");
-        assert_eq!(codes(&r), [code]);
-        let (status, _, text) = raw_post(
+        assert_eq!(r.status, 400, "{query}");
+        assert!(r.is_request_error(), "{r}");
+        assert_eq!(r.codes(), [code]);
+        let r = raw_post(
             &app,
             Some("application/json"),
             Some("application/json"),
             &body,
         )
         .await;
-        assert_eq!(status, 200, "{query}");
-        let r: Value = serde_json::from_str(&text).unwrap();
-        assert!(r.get("data").is_none(), "{r}");
+        assert_eq!(r.status, 200, "{query}");
+        assert!(r.is_request_error(), "{r}");
     }
     // A field error is still a 200 with data in either format.
-    let (status, _, text) = raw_post(
+    let r = raw_post(
         &app,
         Some("application/json"),
         Some("application/graphql-response+json"),
         r#"{"query":"{ account { id } }"}"#,
     )
     .await;
-    assert_eq!(status, 200);
-    let r: Value = serde_json::from_str(&text).unwrap();
-    assert!(r["data"].is_null() && r.get("data").is_some(), "{r}");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.get("data"), Some(&Value::Null), "{r}");
     // Malformed JSON and ill-typed parameters are 400.
     for body in [
         "{",
@@ -349,37 +330,43 @@ async fn request_errors_get_400_in_the_graphql_response_format_and_200_in_plain_
         "[1]",
         "7",
     ] {
-        let (status, _, _) = raw_post(&app, Some("application/json"), None, body).await;
-        assert_eq!(status, 400, "{body}");
+        let r = raw_post(&app, Some("application/json"), None, body).await;
+        assert_eq!(r.status, 400, "{body}");
     }
 }
 
-async fn production_app(extra: Env) -> TestApp {
-    let mut env = vec![("APP_ENV", "production".to_owned())];
-    env.extend(extra);
-    spawn_app_with(env).await
+/// A server with `APP_ENV=production` and `extra` variables: these tests are about what the
+/// variables (and production's defaults) do.
+async fn production_app(extra: &[(&'static str, &str)]) -> TestApp {
+    let mut builder = TestApp::builder().env("APP_ENV", "production");
+    for (name, value) in extra {
+        builder = builder.env(name, value);
+    }
+    builder.spawn().await
 }
 
 #[tokio::test]
 async fn production_turns_off_introspection_suggestions_and_the_playground() {
-    let app = production_app(Vec::new()).await;
-    let r = app
-        .gql("{ __schema { types { name } } }", json!({}), None)
+    let app = production_app(&[]).await;
+    let anonymous = app.anonymous();
+    let r = anonymous
+        .query("{ __schema { types { name } } }", json!({}))
         .await;
-    assert!(r["data"]["__schema"].is_null(), "introspection is off: {r}");
-    let r = app
-        .gql("{ __type(name: \"Product\") { name } }", json!({}), None)
-        .await;
-    assert!(r["data"]["__type"].is_null(), "{r}");
-    let r = app.gql("{ produts { totalCount } }", json!({}), None).await;
     assert!(
-        !r.to_string().contains("Did you mean"),
-        "no suggestions: {r}"
+        r.raw_data()["__schema"].is_null(),
+        "introspection is off: {r}"
     );
+    let r = anonymous
+        .query("{ __type(name: \"Product\") { name } }", json!({}))
+        .await;
+    assert!(r.raw_data()["__type"].is_null(), "{r}");
+    let r = anonymous
+        .query("{ produts { totalCount } }", json!({}))
+        .await;
+    assert!(!r.text.contains("Did you mean"), "no suggestions: {r}");
     for path in ["/", "/graphql"] {
         let response = app
-            .client
-            .get(format!("{}{path}", app.url))
+            .request(Method::GET, path)
             .header("Accept", "text/html")
             .send()
             .await
@@ -388,33 +375,33 @@ async fn production_turns_off_introspection_suggestions_and_the_playground() {
         assert!(!response.text().await.unwrap().contains("GraphiQL"));
     }
 
-    let dev = spawn_app().await;
-    let r = dev.gql("{ produts { totalCount } }", json!({}), None).await;
+    let dev = TestApp::spawn().await;
+    let r = dev
+        .anonymous()
+        .query("{ produts { totalCount } }", json!({}))
+        .await;
     assert!(
-        r.to_string().contains("Did you mean"),
+        r.text.contains("Did you mean"),
         "suggestions in development: {r}"
     );
 }
 
 #[tokio::test]
 async fn each_production_default_can_be_switched_back_on() {
-    let app = production_app(vec![
-        ("INTROSPECTION", "true".to_owned()),
-        ("FIELD_SUGGESTIONS", "true".to_owned()),
-        ("GRAPHIQL", "true".to_owned()),
+    let app = production_app(&[
+        ("INTROSPECTION", "true"),
+        ("FIELD_SUGGESTIONS", "true"),
+        ("GRAPHIQL", "true"),
     ])
     .await;
-    let r = app
-        .gql("{ __schema { queryType { name } } }", json!({}), None)
-        .await;
-    assert_no_errors(&r);
-    let r = app.gql("{ produts { totalCount } }", json!({}), None).await;
-    assert!(r.to_string().contains("Did you mean"), "{r}");
-    let response = app
-        .client
-        .get(format!("{}/", app.url))
-        .send()
+    let anonymous = app.anonymous();
+    anonymous
+        .query("{ __schema { queryType { name } } }", json!({}))
         .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+        .assert_ok();
+    let r = anonymous
+        .query("{ produts { totalCount } }", json!({}))
+        .await;
+    assert!(r.text.contains("Did you mean"), "{r}");
+    assert_eq!(app.get("/").await.status(), 200);
 }

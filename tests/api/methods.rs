@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 
-use crate::helpers::*;
+use crate::kit::*;
 
 /// Every route the API's address serves in development, with the methods it answers.
 const ROUTES: [(&str, &str); 5] = [
@@ -28,13 +28,12 @@ fn allowed(response: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn head_answers_as_get_without_a_body_on_every_route() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     for (path, _) in ROUTES {
         // `/graphql` with a query, as a GET that runs one; without, as a GET that is refused.
         for path in [path.to_owned(), format!("{path}?query=%7B__typename%7D")] {
-            let url = format!("{}{path}", app.url);
-            let get = app.client.get(&url).send().await.unwrap();
-            let head = app.client.head(&url).send().await.unwrap();
+            let get = app.get(&path).await;
+            let head = app.request(Method::HEAD, &path).send().await.unwrap();
             assert_eq!(head.status(), get.status(), "HEAD {path}");
             assert_eq!(
                 head.headers().get("content-type"),
@@ -48,16 +47,11 @@ async fn head_answers_as_get_without_a_body_on_every_route() {
 
 #[tokio::test]
 async fn other_methods_get_405_with_allow_and_an_empty_body_on_every_route() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     for (path, allow) in ROUTES {
         for method in ["PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"] {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
-            let response = app
-                .client
-                .request(method.clone(), format!("{}{path}", app.url))
-                .send()
-                .await
-                .unwrap();
+            let response = app.request(method.clone(), path).send().await.unwrap();
             assert_eq!(response.status(), 405, "{method} {path}");
             assert_eq!(allowed(&response), allow, "{method} {path}");
             assert!(
@@ -69,8 +63,7 @@ async fn other_methods_get_405_with_allow_and_an_empty_body_on_every_route() {
     // A route that does not exist is 404 whatever the method (but OPTIONS, below).
     for method in [Method::GET, Method::HEAD, Method::POST, Method::PUT] {
         let response = app
-            .client
-            .request(method.clone(), format!("{}/nowhere", app.url))
+            .request(method.clone(), "/nowhere")
             .send()
             .await
             .unwrap();
@@ -97,14 +90,13 @@ async fn options_is_answered_as_a_preflight_on_every_path_granting_only_listed_o
         ),
         (Some("https://shop.example"), None, false),
     ] {
-        let env = origins
-            .map(|o| vec![("CORS_ALLOWED_ORIGINS", o.to_owned())])
-            .unwrap_or_default();
-        let app = spawn_app_with(env).await;
+        let mut builder = TestApp::builder();
+        if let Some(origin) = origins {
+            builder = builder.cors_origins(&[origin]);
+        }
+        let app = builder.spawn().await;
         for path in ROUTES.iter().map(|(path, _)| *path).chain(["/nowhere"]) {
-            let mut request = app
-                .client
-                .request(Method::OPTIONS, format!("{}{path}", app.url));
+            let mut request = app.request(Method::OPTIONS, path);
             if let Some(origin) = origin {
                 request = request
                     .header("Origin", origin)

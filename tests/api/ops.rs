@@ -5,58 +5,47 @@ use std::{
     time::Duration,
 };
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-async fn get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client
-        .get(format!("{}{path}", app.url))
-        .send()
-        .await
-        .unwrap()
-}
+use crate::kit::{
+    documents::{LOGIN, REGISTER, login_variables},
+    *,
+};
 
 #[tokio::test]
 async fn health_and_readiness_probes() {
-    let app = spawn_app().await;
-    let response = get(&app, "/healthz").await;
+    let app = TestApp::spawn().await;
+    let response = app.get("/healthz").await;
     assert_eq!(response.status(), 200);
-    let response = get(&app, "/readyz").await;
+    let response = app.get("/readyz").await;
     assert_eq!(response.status(), 200);
 
     // A migration recorded as not applied makes the server not ready.
-    use sea_orm::ConnectionTrait;
-    app.state
-        .db
-        .writer()
-        .execute_unprepared("DELETE FROM seaql_migrations WHERE version LIKE '%create_sessions'")
-        .await
-        .unwrap();
-    let response = get(&app, "/readyz").await;
+    app.sql(
+        "DELETE FROM seaql_migrations WHERE version LIKE '%create_sessions'",
+        vec![],
+    )
+    .await;
+    let response = app.get("/readyz").await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.text().await.unwrap(), "migrations pending");
 }
 
 #[tokio::test]
 async fn metrics_count_operations_logins_and_show_the_policy() {
-    let app = spawn_app().await;
-    let token = app.register("measured", "measured passphrase").await;
-    app.post(
-        json!({"query": "query Products { products { totalCount } }", "operationName": "Products"}),
-        Some(&token),
-    )
-    .await;
-    app.post(
-        json!({"query": "query Products { products { totalCount } }", "operationName": "Products"}),
-        None,
-    )
-    .await;
-    app.login("measured", "measured passphrase").await;
-    app.login("measured", "wrong passphrase").await;
-    app.gql("{ nosuchfield }", json!({}), None).await;
+    let app = TestApp::spawn().await;
+    let user = app.user_with("measured", "measured passphrase").await;
+    let anonymous = app.anonymous();
+    let products =
+        json!({"query": "query Products { products { totalCount } }", "operationName": "Products"});
+    user.post(&products).await;
+    anonymous.post(&products).await;
+    anonymous.login("measured", "measured passphrase").await;
+    anonymous.login("measured", "wrong passphrase").await;
+    anonymous.query("{ nosuchfield }", json!({})).await;
 
-    let response = get(&app, "/metrics").await;
+    let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -76,7 +65,7 @@ async fn metrics_count_operations_logins_and_show_the_policy() {
         r#"storefront_db_pool_connections{state="idle"}"#,
         &format!(
             r#"storefront_policy_info{{version="{}""#,
-            app.state.authz.version()
+            app.policy_version()
         ),
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
@@ -90,8 +79,11 @@ async fn metrics_can_live_on_their_own_address() {
         .local_addr()
         .unwrap()
         .port();
-    let app = spawn_app_with(vec![("METRICS_ADDR", format!("127.0.0.1:{port}"))]).await;
-    assert_eq!(get(&app, "/metrics").await.status(), 404);
+    let app = TestApp::builder()
+        .metrics_addr(([127, 0, 0, 1], port).into())
+        .spawn()
+        .await;
+    assert_eq!(app.get("/metrics").await.status(), 404);
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap()
@@ -106,17 +98,14 @@ const METRICS_TOKEN: &str = "prometheus-scrape-token-0123456789";
 
 #[tokio::test]
 async fn in_production_metrics_are_not_on_the_api_address_unless_asked_for() {
-    let production = || {
-        vec![
-            ("APP_ENV", "production".to_owned()),
-            ("JWT_SECRET", PRODUCTION_SECRET.to_owned()),
-        ]
-    };
-    let app = spawn_app_with(production()).await;
-    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+    let app = TestApp::builder()
+        .env("APP_ENV", "production")
+        .env("JWT_SECRET", PRODUCTION_SECRET)
+        .spawn()
+        .await;
+    for method in [Method::GET, Method::HEAD] {
         let response = app
-            .client
-            .request(method, format!("{}/metrics", app.url))
+            .request(method, "/metrics")
             .bearer_auth(METRICS_TOKEN)
             .send()
             .await
@@ -124,19 +113,21 @@ async fn in_production_metrics_are_not_on_the_api_address_unless_asked_for() {
         assert_eq!(response.status(), 404);
     }
     // Development keeps serving it, as before.
-    assert_eq!(get(&spawn_app().await, "/metrics").await.status(), 200);
+    assert_eq!(TestApp::spawn().await.get("/metrics").await.status(), 200);
 }
 
 #[tokio::test]
 async fn a_metrics_token_is_required_when_configured() {
-    let mut env = vec![
-        ("APP_ENV", "production".to_owned()),
-        ("JWT_SECRET", PRODUCTION_SECRET.to_owned()),
-        ("METRICS_TOKEN", METRICS_TOKEN.to_owned()),
-    ];
-    let app = spawn_app_with(env.clone()).await;
+    // Production, with METRICS_TOKEN set: as the variables would configure it.
+    let production = || {
+        TestApp::builder()
+            .env("APP_ENV", "production")
+            .env("JWT_SECRET", PRODUCTION_SECRET)
+            .env("METRICS_TOKEN", METRICS_TOKEN)
+    };
+    let app = production().spawn().await;
     let scrape = |token: Option<String>| {
-        let mut request = app.client.get(format!("{}/metrics", app.url));
+        let mut request = app.request(Method::GET, "/metrics");
         if let Some(token) = token {
             request = request.header("Authorization", token);
         }
@@ -177,8 +168,10 @@ async fn a_metrics_token_is_required_when_configured() {
         .local_addr()
         .unwrap()
         .port();
-    env.push(("METRICS_ADDR", format!("127.0.0.1:{port}")));
-    let _app = spawn_app_with(env).await;
+    let _app = production()
+        .env("METRICS_ADDR", &format!("127.0.0.1:{port}"))
+        .spawn()
+        .await;
     let url = format!("http://127.0.0.1:{port}/metrics");
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
@@ -188,24 +181,20 @@ async fn a_metrics_token_is_required_when_configured() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
-    let app = spawn_app().await;
-    let response = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .header("x-request-id", "trace-me-42")
-        .json(&json!({"query": "{ __typename }"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
-    let generated = get(&app, "/healthz").await.headers()["x-request-id"]
+    let app = TestApp::spawn().await;
+    let r = app
+        .anonymous()
+        .with_header("x-request-id", "trace-me-42")
+        .query("{ __typename }", json!({}))
+        .await;
+    assert_eq!(r.header("x-request-id"), Some("trace-me-42"));
+    let generated = app.get("/healthz").await.headers()["x-request-id"]
         .to_str()
         .unwrap()
         .to_owned();
     assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
     let response = app
-        .client
-        .get(format!("{}/healthz", app.url))
+        .request(Method::GET, "/healthz")
         .header("x-request-id", "x".repeat(500))
         .send()
         .await
@@ -214,8 +203,7 @@ async fn every_response_carries_a_request_id() {
 }
 
 async fn preflight(app: &TestApp, origin: &str) -> reqwest::header::HeaderMap {
-    app.client
-        .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.url))
+    app.request(Method::OPTIONS, "/graphql")
         .header("Origin", origin)
         .header("Access-Control-Request-Method", "POST")
         .header(
@@ -231,18 +219,21 @@ async fn preflight(app: &TestApp, origin: &str) -> reqwest::header::HeaderMap {
 
 #[tokio::test]
 async fn cors_allows_only_the_configured_origins_and_never_credentials() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let headers = preflight(&app, "https://evil.example").await;
     assert!(
         headers.get("access-control-allow-origin").is_none(),
         "none by default"
     );
 
-    let app = spawn_app_with(vec![(
-        "CORS_ALLOWED_ORIGINS",
-        "https://shop.example, http://localhost:3000".to_owned(),
-    )])
-    .await;
+    // The variable's own syntax (a list with spaces, `*`), end to end.
+    let app = TestApp::builder()
+        .env(
+            "CORS_ALLOWED_ORIGINS",
+            "https://shop.example, http://localhost:3000",
+        )
+        .spawn()
+        .await;
     let headers = preflight(&app, "https://shop.example").await;
     assert_eq!(
         headers["access-control-allow-origin"],
@@ -252,14 +243,21 @@ async fn cors_allows_only_the_configured_origins_and_never_credentials() {
     let headers = preflight(&app, "https://evil.example").await;
     assert!(headers.get("access-control-allow-origin").is_none());
 
-    let app = spawn_app_with(vec![("CORS_ALLOWED_ORIGINS", "*".to_owned())]).await;
+    let app = TestApp::builder()
+        .env("CORS_ALLOWED_ORIGINS", "*")
+        .spawn()
+        .await;
     let headers = preflight(&app, "https://anyone.example").await;
     assert_eq!(headers["access-control-allow-origin"], "*");
     assert!(headers.get("access-control-allow-credentials").is_none());
 }
 
-/// A `storefront serve` process with JSON logs, and the file its log goes to.
-fn serve_process(db: &TestDb, extra: &[(&str, &str)]) -> (ServerProcess, tempfile::NamedTempFile) {
+/// A `storefront serve` process with JSON logs, up and answering, and the file its log goes
+/// to.
+async fn serve_process(
+    db: &TestDb,
+    extra: &[(&str, &str)],
+) -> (ServerProcess, tempfile::NamedTempFile) {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut env = vec![
         ("DATABASE_URL", db.url.clone()),
@@ -273,7 +271,29 @@ fn serve_process(db: &TestDb, extra: &[(&str, &str)]) -> (ServerProcess, tempfil
         &env,
         Stdio::from(log.reopen().unwrap()),
     );
+    server.wait_until_up().await;
     (server, log)
+}
+
+/// Waits for the process to end; asserts that it exits with status 0.
+async fn exits_zero(mut child: std::process::Child) {
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// The answers to a batch sent in the background, asserting that it was answered with 200.
+async fn answered(
+    request: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) -> Vec<Response> {
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    Response::<Value>::read(response, None).await.batch()
 }
 
 /// Waits until the server is hashing a password, so a signal lands while work is in flight.
@@ -301,58 +321,8 @@ async fn wait_for_hashing(url: &str) {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json() {
     let db = TestDb::new().await;
-    let (server, log) = serve_process(&db, &[]);
-    server.wait_until_up().await;
-    let (mut child, url) = (server.child, server.url);
-    let client = reqwest::Client::new();
-    let r: Value = client
-        .post(format!("{url}/graphql"))
-        .header("x-request-id", "json-log-check")
-        .json(&json!({"query": r#"mutation{ register(input:{username:"inflight", password:"in flight passphrase"}){ accessToken } }"#}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_no_errors(&r);
-
-    // Ten sign-ins in one batch take a while; SIGTERM arrives while they run.
-    let batch: Vec<Value> = (0..10)
-        .map(|_| json!({"query": r#"mutation{ login(input:{username:"inflight", password:"in flight passphrase"}){ accessToken } }"#}))
-        .collect();
-    let request = tokio::spawn({
-        let client = client.clone();
-        let url = url.clone();
-        async move {
-            client
-                .post(format!("{url}/graphql"))
-                .json(&batch)
-                .send()
-                .await
-        }
-    });
-    wait_for_hashing(&url).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let response = request
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body.as_array().unwrap().len(), 10);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    let (server, log) = serve_process(&db, &[]).await;
+    signal_while_signing_in(server, "json-log-check", "TERM").await;
 
     let logged = std::fs::read_to_string(log.path()).unwrap();
     let lines: Vec<Value> = logged
@@ -375,12 +345,16 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json()
 #[tokio::test]
 async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
     let db = TestDb::new().await;
-    let (server, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]);
-    server.wait_until_up().await;
-    let (mut child, url) = (server.child, server.url);
+    let (server, _log) = serve_process(&db, &[("SHUTDOWN_TIMEOUT_SECS", "0")]).await;
+    let (child, url) = (server.child, server.url);
     let client = reqwest::Client::new();
     let batch: Vec<Value> = (0..10)
-        .map(|i| json!({"query": format!(r#"mutation{{ register(input:{{username:"slow{i}", password:"slow passphrase {i}"}}){{ accessToken }} }}"#)}))
+        .map(|i| {
+            REGISTER.request(json!({"input": {
+                "username": format!("slow{i}"),
+                "password": format!("slow passphrase {i}"),
+            }}))
+        })
         .collect();
     let request = tokio::spawn({
         let url = url.clone();
@@ -393,15 +367,8 @@ async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
         }
     });
     wait_for_hashing(&url).await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    send_signal(&child, "TERM");
+    exits_zero(child).await;
     // The request still running at the deadline was cut off rather than answered.
     assert!(request.await.unwrap().is_err(), "abandoned at the deadline");
 }
@@ -429,23 +396,9 @@ fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
     );
     assert!(run(&["policy", "check", "--dir", &dir]).status.success());
 
-    let broken = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        policy_dir().join("model.conf"),
-        broken.path().join("model.conf"),
-    )
-    .unwrap();
-    std::fs::write(
-        broken.path().join("policy.csv"),
-        "p, role:user, prodcut, read\n",
-    )
-    .unwrap();
-    let out = run(&[
-        "policy",
-        "check",
-        "--dir",
-        &broken.path().display().to_string(),
-    ]);
+    let broken = policy_folder("p, role:user, prodcut, read\n");
+    let broken_dir = broken.path().display().to_string();
+    let out = run(&["policy", "check", "--dir", &broken_dir]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("prodcut"));
 
@@ -454,12 +407,7 @@ fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
         "[request_definition]\nr = sub\n",
     )
     .unwrap();
-    let out = run(&[
-        "policy",
-        "check",
-        "--dir",
-        &broken.path().display().to_string(),
-    ]);
+    let out = run(&["policy", "check", "--dir", &broken_dir]);
     assert!(!out.status.success());
     let out = run(&["policy", "check", "--dir", "/nonexistent"]);
     assert!(!out.status.success());
@@ -483,7 +431,7 @@ fn ten_logins_in_flight(
     password: &str,
 ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
     let batch: Vec<Value> = (0..10)
-        .map(|_| json!({"query": format!(r#"mutation{{ login(input:{{username:"{username}", password:"{password}"}}){{ accessToken }} }}"#)}))
+        .map(|_| LOGIN.request(login_variables(username, password)))
         .collect();
     let url = url.to_owned();
     tokio::spawn(async move {
@@ -493,6 +441,25 @@ fn ten_logins_in_flight(
             .send()
             .await
     })
+}
+
+/// Registers an account (the request carrying `request_id`), sends ten of its sign-ins in one
+/// batch (a while of argon2 work) and `signal` while they run: the batch is answered in full,
+/// then the process exits with status 0.
+async fn signal_while_signing_in(server: ServerProcess, request_id: &str, signal: &str) {
+    let (username, password) = ("inflight", "in flight passphrase");
+    server
+        .anonymous()
+        .with_header("x-request-id", request_id)
+        .register(username, password)
+        .await
+        .assert_ok();
+    let (child, url) = (server.child, server.url);
+    let request = ten_logins_in_flight(&url, username, password);
+    wait_for_hashing(&url).await;
+    send_signal(&child, signal);
+    assert_eq!(answered(request).await.len(), 10);
+    exits_zero(child).await;
 }
 
 /// Waits until the log has a line with `message` (the server handles signals asynchronously).
@@ -521,22 +488,19 @@ async fn wait_for_log(log: &tempfile::NamedTempFile, message: &str) -> Value {
 #[tokio::test]
 async fn sighup_with_requests_in_flight_leaves_the_server_running_and_answers_them() {
     let db = TestDb::new().await;
-    let (server, log) = serve_process(&db, &[]);
-    server.wait_until_up().await;
-    let r = server
-        .gql(json!({"query": r#"mutation{ register(input:{username:"hangup", password:"hang up passphrase"}){ accessToken } }"#}), None)
-        .await;
-    assert_no_errors(&r);
+    let (server, log) = serve_process(&db, &[]).await;
+    server
+        .anonymous()
+        .register("hangup", "hang up passphrase")
+        .await
+        .assert_ok();
     let (mut child, url) = (server.child, server.url);
-    for round in 0..3 {
+    for _ in 0..3 {
         let request = ten_logins_in_flight(&url, "hangup", "hang up passphrase");
         wait_for_hashing(&url).await;
         send_signal(&child, "HUP");
-        let response = request.await.unwrap().expect("answered");
-        assert_eq!(response.status(), 200, "round {round}");
-        let body: Value = response.json().await.unwrap();
-        for item in body.as_array().unwrap() {
-            assert_no_errors(item);
+        for item in answered(request).await {
+            item.assert_ok();
         }
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -553,44 +517,28 @@ async fn sighup_with_requests_in_flight_leaves_the_server_running_and_answers_th
     assert_eq!(response.status(), 200);
     assert!(child.try_wait().unwrap().is_none());
     send_signal(&child, "TERM");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    exits_zero(child).await;
 }
 
 #[tokio::test]
 async fn sighup_reloads_an_edited_policy_and_keeps_it_when_the_new_one_is_broken() {
     let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["model.conf", "policy.csv"] {
-        std::fs::copy(policy_dir().join(file), dir.path().join(file)).unwrap();
-    }
+    let dir = policy_folder(&shipped_policy());
     let policy_dir_var = dir.path().display().to_string();
-    let (server, log) = serve_process(&db, &[("POLICY_DIR", &policy_dir_var)]);
-    server.wait_until_up().await;
-    let r = server
-        .gql(json!({"query": r#"mutation{ register(input:{username:"maker", password:"maker passphrase"}){ accessToken } }"#}), None)
-        .await;
-    assert_no_errors(&r);
-    let token = r["data"]["register"]["accessToken"].as_str().unwrap();
-    let create = json!({"query": r#"mutation{ createProduct(input:{name:"Reloaded", price:"1.00"}){ name } }"#});
-    assert_eq!(
-        codes(&server.gql(create.clone(), Some(token)).await),
-        ["FORBIDDEN"]
-    );
+    let (server, log) = serve_process(&db, &[("POLICY_DIR", &policy_dir_var)]).await;
+    let anonymous = server.anonymous();
+    let maker = anonymous.with_session(anonymous.register("maker", "maker passphrase").await.ok());
+    let create = NewProduct::new("Reloaded", "1.00");
+    assert_eq!(maker.create_product(&create).await.codes(), ["FORBIDDEN"]);
 
-    let shipped = std::fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
     std::fs::write(
         dir.path().join("policy.csv"),
-        format!("{shipped}\np, role:user, product, create\n"),
+        format!("{}\np, role:user, product, create\n", shipped_policy()),
     )
     .unwrap();
     send_signal(&server.child, "HUP");
     wait_for_log(&log, "policy reloaded").await;
-    let r = server.gql(create.clone(), Some(token)).await;
-    assert_no_errors(&r);
+    maker.create_product(&create).await.assert_ok();
 
     // A broken policy is refused, logged at ERROR, and the one in force stays.
     std::fs::write(dir.path().join("policy.csv"), "p, alice, product, create\n").unwrap();
@@ -598,36 +546,15 @@ async fn sighup_reloads_an_edited_policy_and_keeps_it_when_the_new_one_is_broken
     let line = wait_for_log(&log, "was refused").await;
     assert_eq!(line["level"], "ERROR");
     assert!(line["error"].as_str().unwrap().contains("line 1"), "{line}");
-    let r = server.gql(create, Some(token)).await;
-    assert_no_errors(&r);
+    maker.create_product(&create).await.assert_ok();
     server.stop();
 }
 
 #[tokio::test]
 async fn sigquit_drains_in_flight_requests_then_exits_zero() {
     let db = TestDb::new().await;
-    let (server, log) = serve_process(&db, &[]);
-    server.wait_until_up().await;
-    let r = server
-        .gql(json!({"query": r#"mutation{ register(input:{username:"quitter", password:"quit passphrase"}){ accessToken } }"#}), None)
-        .await;
-    assert_no_errors(&r);
-    let (mut child, url) = (server.child, server.url);
-    let request = ten_logins_in_flight(&url, "quitter", "quit passphrase");
-    wait_for_hashing(&url).await;
-    send_signal(&child, "QUIT");
-    let response = request
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body.as_array().unwrap().len(), 10);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "exit status {status:?}");
+    let (server, log) = serve_process(&db, &[]).await;
+    signal_while_signing_in(server, "quit-check", "QUIT").await;
     assert_eq!(
         wait_for_log(&log, "shutting down").await["signal"],
         "SIGQUIT"

@@ -1,103 +1,59 @@
 use std::fs;
 
-use serde_json::json;
-use storefront::{app::App, authz::PolicySource};
-
-use crate::helpers::*;
-
-/// Copies the repository's policy folder, with `extra` appended to policy.csv.
-fn policy_folder_with(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    let policy = fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
-    fs::write(
-        dir.path().join("policy.csv"),
-        format!("{policy}\n{extra}\n"),
-    )
-    .unwrap();
-    dir
-}
+use crate::kit::{internals::PolicySource, *};
 
 #[tokio::test]
 async fn behaviour_follows_the_policy_file_not_the_code() {
     let dir = policy_folder_with("p, role:user, product, create");
-    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
+    let app = TestApp::builder().policy_dir(dir.path()).spawn().await;
     assert_eq!(
-        app.state.authz.source(),
+        app.policy_source(),
         PolicySource::Folder(dir.path().to_owned())
     );
 
-    let user = app.register("maker", "maker passphrase").await;
-    let r = app
-        .gql(
-            r#"mutation{ createProduct(input:{name:"User-made", price:"3.00"}){ name } }"#,
-            json!({}),
-            Some(&user),
-        )
-        .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["createProduct"]["name"], "User-made");
+    let user = app.user_with("maker", "maker passphrase").await;
+    let product = user.add_product("User-made", "3.00").await;
+    assert_eq!(product.name, "User-made");
     // What the file does not grant is still refused.
-    let r = app
-        .gql("{ users { totalCount } }", json!({}), Some(&user))
-        .await;
-    assert_eq!(codes(&r), ["FORBIDDEN"]);
+    let r = user.users(Page::default()).await;
+    assert_eq!(r.codes(), ["FORBIDDEN"]);
 }
 
 #[tokio::test]
 async fn a_policy_can_open_a_field_to_anonymous_callers() {
     let dir = policy_folder_with("p, role:anonymous, product, read");
-    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
-    let r = app
-        .gql("{ products { totalCount } }", json!({}), None)
-        .await;
-    assert_no_errors(&r);
-    let r = app.gql("{ account { id } }", json!({}), None).await;
-    assert_eq!(codes(&r), ["UNAUTHENTICATED"]);
+    let app = TestApp::builder().policy_dir(dir.path()).spawn().await;
+    let anonymous = app.anonymous();
+    anonymous.product_count().await;
+    let r = anonymous.account().await;
+    assert_eq!(r.codes(), ["UNAUTHENTICATED"]);
 }
 
 #[tokio::test]
 async fn revoking_a_grant_in_the_file_takes_it_away_from_admins() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    let policy = fs::read_to_string(policy_dir().join("policy.csv"))
-        .unwrap()
+    let policy = shipped_policy()
         .lines()
         .filter(|line| !line.contains("product, delete"))
         .collect::<Vec<_>>()
         .join("\n");
-    fs::write(dir.path().join("policy.csv"), policy).unwrap();
-    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
-    let admin = app.admin_token().await;
-    let id = app.create_product(&admin, "Permanent", "1").await;
-    let r = app
-        .gql(
-            "mutation($id:ID!){ deleteProduct(id:$id) }",
-            json!({"id": id}),
-            Some(&admin),
-        )
-        .await;
-    assert_eq!(codes(&r), ["FORBIDDEN"]);
-    assert_eq!(app.product_count(&admin).await, 1);
+    let dir = policy_folder(&policy);
+    let app = TestApp::builder().policy_dir(dir.path()).spawn().await;
+    let admin = app.admin().await;
+    let id = admin.add_product("Permanent", "1").await.id;
+    let r = admin.delete_product(&id).await;
+    assert_eq!(r.codes(), ["FORBIDDEN"]);
+    assert_eq!(admin.product_count().await, 1);
 }
 
 #[tokio::test]
 async fn a_missing_or_broken_policy_folder_stops_start_up() {
     let db = TestDb::new().await;
-    let missing = test_config(
-        &db,
-        &vec![("POLICY_DIR", "/nonexistent/policies".to_owned())],
-    );
-    let err = App::build(&missing).await.err().expect("refused");
-    assert!(err.to_string().contains("policy"), "{err}");
+    let err = TestApp::builder()
+        .policy_dir(std::path::Path::new("/nonexistent/policies"))
+        .start_error(&db)
+        .await
+        .expect("refused");
+    assert!(err.contains("policy"), "{err}");
 
     let broken = tempfile::tempdir().unwrap();
     fs::write(
@@ -110,18 +66,18 @@ async fn a_missing_or_broken_policy_folder_stops_start_up() {
         "p, role:user, product, read\n",
     )
     .unwrap();
-    let config = test_config(
-        &db,
-        &vec![("POLICY_DIR", broken.path().display().to_string())],
-    );
-    let err = App::build(&config).await.err().expect("refused");
-    assert!(err.to_string().contains("policy"), "{err}");
+    let err = TestApp::builder()
+        .policy_dir(broken.path())
+        .start_error(&db)
+        .await
+        .expect("refused");
+    assert!(err.contains("policy"), "{err}");
 }
 
 /// Policies Casbin would accept but the code cannot enforce as meant, each with the line the
 /// refusal must name (0: the problem is the file as a whole).
 fn refused_policies() -> Vec<(&'static str, String, usize)> {
-    let shipped = fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
+    let shipped = shipped_policy();
     let without_set_role = shipped
         .lines()
         .filter(|line| !line.contains("user, set_role"))
@@ -155,17 +111,6 @@ fn refused_policies() -> Vec<(&'static str, String, usize)> {
     ]
 }
 
-fn folder_with_policy(policy: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    fs::write(dir.path().join("policy.csv"), policy).unwrap();
-    dir
-}
-
 fn assert_names_file_and_line(message: &str, dir: &std::path::Path, line: usize, case: &str) {
     let file = dir.join("policy.csv").display().to_string();
     assert!(
@@ -184,9 +129,12 @@ fn assert_names_file_and_line(message: &str, dir: &std::path::Path, line: usize,
 async fn a_policy_the_code_cannot_enforce_is_refused_at_start_naming_file_and_line() {
     let db = TestDb::new().await;
     for (case, policy, line) in refused_policies() {
-        let dir = folder_with_policy(&policy);
-        let config = test_config(&db, &vec![("POLICY_DIR", dir.path().display().to_string())]);
-        let err = App::build(&config).await.err().expect(case).to_string();
+        let dir = policy_folder(&policy);
+        let err = TestApp::builder()
+            .policy_dir(dir.path())
+            .start_error(&db)
+            .await
+            .expect(case);
         assert_names_file_and_line(&err, dir.path(), line, case);
     }
 }
@@ -194,7 +142,7 @@ async fn a_policy_the_code_cannot_enforce_is_refused_at_start_naming_file_and_li
 #[test]
 fn policy_check_refuses_the_same_policies_naming_file_and_line() {
     for (case, policy, line) in refused_policies() {
-        let dir = folder_with_policy(&policy);
+        let dir = policy_folder(&policy);
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
             .args([
                 "policy",

@@ -1,5 +1,10 @@
 use std::process::Command;
 
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::kit::{internals::sdl, *};
+
 /// The checked-in schema is what frontend teams read: it must be what the server serves.
 #[test]
 fn schema_graphql_matches_the_served_schema() {
@@ -9,11 +14,7 @@ fn schema_graphql_matches_the_served_schema() {
         .expect("storefront runs");
     assert!(output.status.success());
     let printed = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(
-        printed,
-        storefront::graphql::sdl(),
-        "the binary prints the served schema"
-    );
+    assert_eq!(printed, sdl(), "the binary prints the served schema");
     let checked_in =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
             .expect("schema.graphql exists");
@@ -23,39 +24,62 @@ fn schema_graphql_matches_the_served_schema() {
     );
 }
 
+#[derive(Deserialize)]
+struct Introspection {
+    #[serde(rename = "__schema")]
+    schema: RootTypes,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RootTypes {
+    query_type: Fields,
+    mutation_type: Fields,
+}
+
+#[derive(Deserialize)]
+struct Fields {
+    fields: Vec<Named>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+impl Fields {
+    fn names(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.name.as_str()).collect()
+    }
+}
+
 #[tokio::test]
 async fn introspection_shows_the_same_schema() {
-    let app = crate::helpers::spawn_app().await;
+    let app = TestApp::spawn().await;
     // An admin sees every field (see `visibility` for what others see).
-    let admin = app.admin_token().await;
-    let r = app
-        .gql(
+    let admin = app.admin().await;
+    let schema = admin
+        .query_as::<Introspection>(
             "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }",
-            serde_json::json!({}),
-            Some(&admin),
+            json!({}),
         )
-        .await;
-    let names = |kind: &str| -> Vec<String> {
-        r["data"]["__schema"][kind]["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let sdl = storefront::graphql::sdl();
-    for name in names("queryType").into_iter().chain(names("mutationType")) {
+        .await
+        .ok()
+        .schema;
+    let (query, mutation) = (schema.query_type.names(), schema.mutation_type.names());
+    let sdl = sdl();
+    for name in query.iter().chain(&mutation) {
         assert!(
             sdl.contains(&format!("\t{name}")),
             "{name} missing from the SDL"
         );
     }
     assert_eq!(
-        names("queryType"),
+        query,
         ["myPermissions", "account", "products", "product", "users"]
     );
     assert_eq!(
-        names("mutationType"),
+        mutation,
         [
             "register",
             "login",

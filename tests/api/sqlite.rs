@@ -7,41 +7,46 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
-use storefront::db::SQLITE_JOURNAL_SIZE_LIMIT;
 use tokio::sync::watch;
 
-use crate::helpers::*;
+use crate::kit::{documents::CREATE_PRODUCT, internals::SQLITE_JOURNAL_SIZE_LIMIT, *};
 
 const WRITERS: usize = 8;
 
 /// `WRITERS` tasks creating products as the admin until `stop` turns true; each returns the
 /// ids whose create was acknowledged, with the moment the answer arrived.
+///
+/// The writers send by hand, without the kit's assertions: under this load a request may fail
+/// in any way, and only what was acknowledged counts.
 fn spawn_writers(
     app: &TestApp,
-    admin: &str,
+    admin: &Actor,
     stop: &watch::Sender<bool>,
 ) -> Vec<tokio::task::JoinHandle<Vec<(String, Instant)>>> {
     (0..WRITERS)
         .map(|writer| {
-            let url = format!("{}/graphql", app.url);
-            let admin = admin.to_owned();
+            let url = app.graphql_url();
+            let admin = admin.token().to_owned();
             let mut stop = stop.subscribe();
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let mut acknowledged = Vec::new();
-                let description = "A product with a description long enough to fill pages. "
-                    .repeat(20);
+                let description =
+                    "A product with a description long enough to fill pages. ".repeat(20);
                 for n in 0.. {
                     if *stop.borrow_and_update() {
                         break;
                     }
-                    let body = json!({
-                        "query": "mutation($n:String!,$d:String!){ createProduct(input:{name:$n, description:$d, price:\"1.00\", stock:1}){ id } }",
-                        "variables": {"n": format!("w{writer}-{n}"), "d": description},
-                    });
-                    let Ok(response) = client.post(&url).bearer_auth(&admin).json(&body).send().await
+                    let product = NewProduct::new(&format!("w{writer}-{n}"), "1.00")
+                        .description(&description);
+                    let body = CREATE_PRODUCT.request(json!({ "input": product }));
+                    let Ok(response) = client
+                        .post(&url)
+                        .bearer_auth(&admin)
+                        .json(&body)
+                        .send()
+                        .await
                     else {
                         continue;
                     };
@@ -66,11 +71,11 @@ fn wal_size(db: &TestDb) -> u64 {
 
 #[tokio::test]
 async fn the_wal_is_truncated_below_its_limit_after_a_burst_of_writers() {
-    if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+    if TestDb::on_postgres() {
         return; // SQLite only.
     }
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
     let (stop, _) = watch::channel(false);
     let writers = spawn_writers(&app, &admin, &stop);
     let mut largest = 0;
@@ -103,7 +108,7 @@ async fn the_wal_is_truncated_below_its_limit_after_a_burst_of_writers() {
         size <= SQLITE_JOURNAL_SIZE_LIMIT,
         "WAL still {size} bytes 10 s after the burst"
     );
-    assert!(app.product_count(&admin).await >= created as i64);
+    assert!(admin.product_count().await >= created as i64);
 }
 
 fn backup(url: &str, file: &std::path::Path) -> std::process::Output {
@@ -117,7 +122,7 @@ fn backup(url: &str, file: &std::path::Path) -> std::process::Output {
 
 #[tokio::test]
 async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it_started() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
     if app.db.sqlite_path().is_none() {
@@ -139,7 +144,7 @@ async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it_star
         );
         return;
     }
-    let admin = app.admin_token().await;
+    let admin = app.admin().await;
     let (stop, _) = watch::channel(false);
     let writers = spawn_writers(&app, &admin, &stop);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -177,16 +182,11 @@ async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it_star
 
     // Restore: a server started on the copy has every product acknowledged before the backup.
     drop(app);
-    let restored = spawn_on(TestDb::sqlite_file(&copy), Vec::new()).await;
-    let rows = restored
-        .state
-        .db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT id FROM products",
-        ))
-        .await
-        .unwrap();
+    let restored = TestApp::builder()
+        .on(TestDb::sqlite_file(&copy))
+        .spawn()
+        .await;
+    let rows = restored.sql_rows("SELECT id FROM products", vec![]).await;
     let stored: BTreeSet<String> = rows
         .iter()
         .map(|row| {
@@ -201,12 +201,8 @@ async fn a_backup_under_write_load_holds_every_write_acknowledged_before_it_star
         stored.len()
     );
     assert!(missing.is_empty(), "missing from the backup: {missing:?}");
-    let r = restored
-        .gql("{ products { totalCount } }", json!({}), Some(&admin))
-        .await;
-    assert_no_errors(&r);
     assert_eq!(
-        r["data"]["products"]["totalCount"].as_i64().unwrap(),
+        restored.bearer(admin.token()).product_count().await,
         stored.len() as i64
     );
 }
@@ -220,13 +216,8 @@ const MIN_HOLD: Duration = Duration::from_millis(1500);
 const READS_WITHIN: Duration = Duration::from_millis(3500);
 
 /// One GraphQL request's answer and the moment it arrived.
-async fn timed(url: &str, query: &str, variables: Value, token: Option<&str>) -> (Value, Instant) {
-    let r = gql_at(
-        url,
-        json!({ "query": query, "variables": variables }),
-        token,
-    )
-    .await;
+async fn timed(caller: &Actor, query: &str, variables: Value) -> (Response, Instant) {
+    let r = caller.query(query, variables).await;
     (r, Instant::now())
 }
 
@@ -238,14 +229,13 @@ async fn timed(url: &str, query: &str, variables: Value, token: Option<&str>) ->
 #[tokio::test]
 async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
     use sea_orm::sqlx::{self, Connection};
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     if app.db.sqlite_path().is_none() {
         return; // SQLite only: on PostgreSQL readers and writers share one pool.
     }
-    let admin = app.admin_token().await;
-    let user = app.register("reader", "reader passphrase here").await;
-    let known = app.create_product(&admin, "Known", "1.00").await;
-    let graphql = format!("{}/graphql", app.url);
+    let admin = app.admin().await;
+    let user = app.user_with("reader", "reader passphrase here").await;
+    let known = admin.add_product("Known", "1.00").await.id;
     let mut stored = 1;
     let mut slowest_read = Duration::ZERO;
     for round in 0..2 {
@@ -261,14 +251,14 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
             .unwrap();
         let locked_at = Instant::now();
 
-        let writes = spawn_creates(&graphql, &admin, &format!("held-{round}"));
+        let writes = spawn_creates(&admin, &format!("held-{round}"));
         // The creates reach the writer first (and, were the pool shared, would hold
         // connections while they wait for the lock).
         tokio::time::sleep(Duration::from_millis(300)).await;
         let reads_sent = Instant::now();
         let reads: Vec<_> = (0..READS)
             .map(|n| {
-                let (url, user, known) = (graphql.clone(), user.clone(), known.clone());
+                let (user, known) = (user.clone(), known.clone());
                 tokio::spawn(async move {
                     let (query, variables) = match n % 3 {
                         0 => (
@@ -281,7 +271,7 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
                         ),
                         _ => ("{ account { username } }", json!({})),
                     };
-                    let (r, at) = timed(&url, query, variables, Some(&user)).await;
+                    let (r, at) = timed(&user, query, variables).await;
                     (n, r, at)
                 })
             })
@@ -307,13 +297,13 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
         holder.close().await.unwrap();
 
         for (n, r, at) in &answered {
-            assert_no_errors(r);
+            r.assert_ok();
             let expected = match n % 3 {
                 0 => json!({ "products": { "totalCount": 0, "nodes": [] } }),
                 1 => json!({ "product": { "name": "Known" } }),
                 _ => json!({ "account": { "username": "reader" } }),
             };
-            assert_eq!(r["data"], expected, "round {round}, read {n}");
+            assert_eq!(r.raw_data(), &expected, "round {round}, read {n}");
             assert!(*at < released_at);
             slowest_read = slowest_read.max(at.duration_since(reads_sent));
         }
@@ -326,38 +316,25 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
             let (r, at) = write.await.unwrap();
             assert!(at > released_at);
             // Released well within the busy and pool timeouts: every create goes through.
-            assert_no_errors(&r);
-            acknowledged.push(
-                r["data"]["createProduct"]["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
+            acknowledged.push(r.ok().id);
         }
         for id in &acknowledged {
-            let r = app
-                .gql(
-                    "query($id:ID!){ product(id:$id){ id } }",
-                    json!({ "id": id }),
-                    Some(&user),
-                )
-                .await;
-            assert_eq!(r["data"]["product"]["id"], json!(id), "round {round}: {r}");
+            let r = user.product(id).await;
+            assert_eq!(
+                r.data().flatten().map(|p| p.id).as_ref(),
+                Some(id),
+                "round {round}: {r}"
+            );
         }
         stored += acknowledged.len() as i64;
-        assert_eq!(app.product_count(&admin).await, stored, "round {round}");
+        assert_eq!(admin.product_count().await, stored, "round {round}");
         let uncommitted = app
-            .state
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
+            .sql_count(
                 "SELECT count(*) AS n FROM app_meta WHERE key LIKE 'held-%'",
-                [],
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(uncommitted.try_get::<i64>("", "n").unwrap(), 0);
+                vec![],
+            )
+            .await;
+        assert_eq!(uncommitted, 0);
     }
     eprintln!(
         "{READS} reads per round while the write lock was held: the slowest answered \
@@ -369,21 +346,18 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
 /// Sends `HELD_WRITES` creates at once, named `{prefix}-{n}`; each task answers with the
 /// response and when it came.
 fn spawn_creates(
-    graphql: &str,
-    admin: &str,
+    admin: &Actor,
     prefix: &str,
-) -> Vec<tokio::task::JoinHandle<(Value, Instant)>> {
+) -> Vec<tokio::task::JoinHandle<(Response<Product>, Instant)>> {
     (0..HELD_WRITES)
         .map(|n| {
-            let (url, admin, name) = (graphql.to_owned(), admin.to_owned(), format!("{prefix}-{n}"));
+            let (admin, product) = (
+                admin.clone(),
+                NewProduct::new(&format!("{prefix}-{n}"), "1.00"),
+            );
             tokio::spawn(async move {
-                timed(
-                    &url,
-                    "mutation($n:String!){ createProduct(input:{name:$n, description:\"d\", price:\"1.00\", stock:1}){ id } }",
-                    json!({ "n": name }),
-                    Some(&admin),
-                )
-                .await
+                let r = admin.create_product(&product).await;
+                (r, Instant::now())
             })
         })
         .collect()
@@ -397,21 +371,20 @@ fn spawn_creates(
 #[tokio::test]
 async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_sqlite() {
     use sea_orm::sqlx::{self, Connection};
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     if app.db.sqlite_path().is_none() {
         return; // SQLite only.
     }
-    let admin = app.admin_token().await;
-    let user = app.register("reader", "reader passphrase here").await;
-    app.create_product(&admin, "Known", "1.00").await;
-    let graphql = format!("{}/graphql", app.url);
+    let admin = app.admin().await;
+    let user = app.user_with("reader", "reader passphrase here").await;
+    admin.add_product("Known", "1.00").await;
     let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
     sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO app_meta (key, value) VALUES ('held', 'x')")
         .execute(&mut holder)
         .await
         .unwrap();
     let locked_at = Instant::now();
-    let writes = spawn_creates(&graphql, &admin, "refused");
+    let writes = spawn_creates(&admin, "refused");
     let mut slowest_refusal = Duration::ZERO;
     for write in writes {
         let (r, at) = tokio::time::timeout(Duration::from_secs(30), write)
@@ -421,13 +394,13 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
         // A create queued for the writer can get it just as the one before gives up, and then
         // wait out the busy timeout itself: past REQUEST_TIMEOUT_MS on a loaded machine, which
         // answers TIMEOUT (also HTTP 503, also nothing acknowledged).
-        let code = codes(&r);
+        let code = r.codes();
         assert!(
             code == ["SERVICE_UNAVAILABLE"] || code == ["TIMEOUT"],
             "{r}"
         );
         assert!(
-            r["data"].is_null() || r["data"]["createProduct"].is_null(),
+            r.raw_data().is_null() || r.raw_data()["createProduct"].is_null(),
             "{r}"
         );
         slowest_refusal = slowest_refusal.max(at.duration_since(locked_at));
@@ -435,23 +408,24 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
     // Still held: every query answers.
     let reads: Vec<_> = (0..READS)
         .map(|n| {
-            let (url, user) = (graphql.clone(), user.clone());
+            let user = user.clone();
             tokio::spawn(async move {
                 let query = if n % 2 == 0 {
                     "{ products { totalCount } }"
                 } else {
                     "{ account { username } }"
                 };
-                timed(&url, query, json!({}), Some(&user)).await
+                timed(&user, query, json!({})).await
             })
         })
         .collect();
     for read in reads {
         let (r, _) = read.await.unwrap();
-        assert_no_errors(&r);
+        r.assert_ok();
+        let data = r.raw_data();
         assert!(
-            r["data"]["products"]["totalCount"] == json!(1)
-                || r["data"]["account"]["username"] == json!("reader"),
+            data["products"]["totalCount"] == json!(1)
+                || data["account"]["username"] == json!("reader"),
             "{r}"
         );
     }
@@ -465,10 +439,10 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
          after the lock was taken; {READS} queries then answered with the lock still held"
     );
     assert_eq!(
-        app.product_count(&admin).await,
+        admin.product_count().await,
         1,
         "no refused create was stored"
     );
-    app.create_product(&admin, "After", "1.00").await;
-    assert_eq!(app.product_count(&admin).await, 2);
+    admin.add_product("After", "1.00").await;
+    assert_eq!(admin.product_count().await, 2);
 }

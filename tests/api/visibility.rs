@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 
-use crate::helpers::*;
+use crate::kit::*;
 
 /// Every guarded field, with a call that exercises it.
 const GUARDED: &[(&str, &str, &str)] = &[
@@ -46,61 +47,63 @@ const GUARDED: &[(&str, &str, &str)] = &[
     ),
 ];
 
-async fn visible_fields(app: &TestApp, token: Option<&str>, type_name: &str) -> BTreeSet<String> {
-    let r = app
-        .gql(
+#[derive(Deserialize)]
+struct TypeQuery {
+    #[serde(rename = "__type")]
+    of: Option<TypeFields>,
+}
+
+#[derive(Deserialize)]
+struct TypeFields {
+    fields: Option<Vec<Named>>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+async fn visible_fields(caller: &Actor, type_name: &str) -> BTreeSet<String> {
+    let r = caller
+        .query_as::<TypeQuery>(
             "query($t:String!){ __type(name:$t){ fields { name } } }",
             json!({"t": type_name}),
-            token,
         )
         .await;
-    r["data"]["__type"]["fields"]
-        .as_array()
-        .map(|fields| {
-            fields
-                .iter()
-                .map(|f| f["name"].as_str().unwrap().to_owned())
-                .collect()
-        })
+    r.data()
+        .and_then(|t| t.of)
+        .and_then(|t| t.fields)
+        .map(|fields| fields.into_iter().map(|f| f.name).collect())
         .unwrap_or_default()
 }
 
 /// Whether the call was let through by the guard (it may still fail for other reasons).
-fn allowed(r: &Value) -> bool {
-    !codes(r)
+fn allowed(r: &Response) -> bool {
+    !r.codes()
         .iter()
-        .any(|c| c == "FORBIDDEN" || c == "UNAUTHENTICATED")
+        .any(|c| *c == "FORBIDDEN" || *c == "UNAUTHENTICATED")
 }
 
 #[tokio::test]
 async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
-    let app = spawn_app().await;
-    let admin = app.admin_token().await;
-    app.register("looker", "looker passphrase").await;
-    app.create_product(&admin, "Visible", "1").await;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    app.user_with("looker", "looker passphrase").await;
+    admin.add_product("Visible", "1").await;
     // A fresh sign-in for every call: some calls (logoutAll) end the caller's sessions.
-    let sign_in = async |caller: &str| -> Option<String> {
-        let (username, password) = match caller {
-            "user" => ("looker", "looker passphrase"),
-            "admin" => ("admin", ADMIN_PASSWORD),
-            _ => return None,
-        };
-        let r = app.login(username, password).await;
-        Some(
-            r["data"]["login"]["accessToken"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        )
+    let sign_in = async |caller: &str| -> Actor {
+        match caller {
+            "user" => app.sign_in("looker", "looker passphrase").await,
+            "admin" => app.sign_in("admin", ADMIN_PASSWORD).await,
+            _ => app.anonymous(),
+        }
     };
 
     for caller in ["anonymous", "user", "admin"] {
         for (type_name, field, call) in GUARDED {
-            let token = sign_in(caller).await;
-            let shown = visible_fields(&app, token.as_deref(), type_name)
-                .await
-                .contains(*field);
-            let r = app.gql(call, json!({}), token.as_deref()).await;
+            let actor = sign_in(caller).await;
+            let shown = visible_fields(&actor, type_name).await.contains(*field);
+            let r = actor.query(call, json!({})).await;
             assert_eq!(
                 shown,
                 allowed(&r),
@@ -109,7 +112,7 @@ async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
         }
     }
     // Anonymous callers see no admin mutations, and what everyone may do stays visible.
-    let anonymous = visible_fields(&app, None, "Mutation").await;
+    let anonymous = visible_fields(&app.anonymous(), "Mutation").await;
     assert_eq!(
         anonymous,
         ["login", "refreshToken", "register"]
@@ -117,34 +120,23 @@ async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
             .map(String::from)
             .collect()
     );
-    let user = sign_in("user").await.unwrap();
-    let user_fields = visible_fields(&app, Some(&user), "Mutation").await;
+    let user = sign_in("user").await;
+    let user_fields = visible_fields(&user, "Mutation").await;
     assert!(user_fields.contains("logout") && !user_fields.contains("createProduct"));
 }
 
 #[tokio::test]
 async fn hidden_fields_follow_the_policy_file() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        policy_dir().join("model.conf"),
-        dir.path().join("model.conf"),
-    )
-    .unwrap();
-    let policy = std::fs::read_to_string(policy_dir().join("policy.csv")).unwrap();
-    std::fs::write(
-        dir.path().join("policy.csv"),
-        format!("{policy}\np, role:user, product, create\n"),
-    )
-    .unwrap();
-    let app = spawn_app_with(vec![("POLICY_DIR", dir.path().display().to_string())]).await;
-    let user = app.register("maker", "maker passphrase").await;
+    let dir = policy_folder_with("p, role:user, product, create");
+    let app = TestApp::builder().policy_dir(dir.path()).spawn().await;
+    let user = app.user_with("maker", "maker passphrase").await;
     assert!(
-        visible_fields(&app, Some(&user), "Mutation")
+        visible_fields(&user, "Mutation")
             .await
             .contains("createProduct")
     );
     assert!(
-        !visible_fields(&app, Some(&user), "Mutation")
+        !visible_fields(&user, "Mutation")
             .await
             .contains("deleteProduct")
     );
@@ -152,37 +144,25 @@ async fn hidden_fields_follow_the_policy_file() {
 
 #[tokio::test]
 async fn a_denial_names_the_missing_permission_and_my_permissions_lists_the_grants() {
-    let app = spawn_app().await;
-    let user = app.register("asker", "asker passphrase").await;
-    let r = app
-        .gql(
-            r#"mutation { createProduct(input: {name: "N", price: "1"}) { id } }"#,
-            json!({}),
-            Some(&user),
-        )
-        .await;
-    assert_eq!(codes(&r), ["FORBIDDEN"]);
-    assert_eq!(r["errors"][0]["extensions"]["object"], "product");
-    assert_eq!(r["errors"][0]["extensions"]["action"], "create");
+    let app = TestApp::spawn().await;
+    let user = app.user_with("asker", "asker passphrase").await;
+    let r = user.create_product(&NewProduct::new("N", "1")).await;
+    assert_eq!(r.codes(), ["FORBIDDEN"]);
+    assert_eq!(r.error().extension("object"), "product");
+    assert_eq!(r.error().extension("action"), "create");
 
-    let permissions = |r: &Value| -> BTreeSet<String> {
-        r["data"]["myPermissions"]
-            .as_array()
+    let permissions = async |caller: &Actor| -> BTreeSet<String> {
+        caller
+            .my_permissions()
+            .await
+            .data()
             .unwrap()
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}:{}",
-                    p["object"].as_str().unwrap(),
-                    p["action"].as_str().unwrap()
-                )
-            })
+            .into_iter()
+            .map(|p| format!("{}:{}", p.object, p.action))
             .collect()
     };
-    let query = "{ myPermissions { object action } }";
-    let r = app.gql(query, json!({}), Some(&user)).await;
     assert_eq!(
-        permissions(&r),
+        permissions(&user).await,
         [
             "account:delete",
             "account:read",
@@ -194,13 +174,10 @@ async fn a_denial_names_the_missing_permission_and_my_permissions_lists_the_gran
         .map(String::from)
         .collect()
     );
-    let r = app.gql(query, json!({}), None).await;
-    assert!(permissions(&r).is_empty(), "{r}");
-    let admin = app.admin_token().await;
-    let r = app.gql(query, json!({}), Some(&admin)).await;
-    assert!(
-        permissions(&r).contains("product:create") && permissions(&r).contains("user:set_role")
-    );
-    let r = app.gql(query, json!({}), Some("not-a-token")).await;
-    assert_eq!(codes(&r), ["UNAUTHENTICATED"]);
+    assert!(permissions(&app.anonymous()).await.is_empty());
+    let admin = app.admin().await;
+    let granted = permissions(&admin).await;
+    assert!(granted.contains("product:create") && granted.contains("user:set_role"));
+    let r = app.bearer("not-a-token").my_permissions().await;
+    assert_eq!(r.codes(), ["UNAUTHENTICATED"]);
 }

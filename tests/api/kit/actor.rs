@@ -1,0 +1,330 @@
+//! Who calls the server: an actor sends the kit's documents, or any other, with its token.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{
+    documents::{self, Operation},
+    response::Response,
+    types::{
+        Account, AuthPayload, Connection, NewAccount, NewProduct, Page, Permission, Product,
+        ProductChanges, ProductWithCreator, Role,
+    },
+};
+
+/// Anything with a GraphQL endpoint: the test app or a replica of it.
+pub trait Server {
+    /// `http://127.0.0.1:<port>/graphql`.
+    fn graphql_url(&self) -> String;
+}
+
+/// A caller: anonymous, or presenting a token (usually a session's, signed in through the
+/// API), with any extra headers it sends.
+#[derive(Clone)]
+pub struct Actor {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    headers: Vec<(String, String)>,
+    session: Option<AuthPayload>,
+    password: Option<String>,
+}
+
+impl Actor {
+    /// An anonymous caller of the GraphQL endpoint at `url`.
+    pub fn anonymous(client: reqwest::Client, url: String) -> Self {
+        Self {
+            client,
+            url,
+            token: None,
+            headers: Vec::new(),
+            session: None,
+            password: None,
+        }
+    }
+
+    /// The same caller presenting `token` as its Bearer token.
+    pub fn bearer(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            session: None,
+            password: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same caller in the session `session` (signed in with `password`, when known).
+    pub fn with_session(&self, session: AuthPayload) -> Self {
+        Self {
+            token: Some(session.access_token.clone()),
+            session: Some(session),
+            ..self.clone()
+        }
+    }
+
+    pub(super) fn knowing_password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
+    /// The same caller, talking to another server (a replica).
+    pub fn on(&self, server: &impl Server) -> Self {
+        Self {
+            url: server.graphql_url(),
+            ..self.clone()
+        }
+    }
+
+    /// The same caller, sending one more header with each request.
+    pub fn with_header(&self, name: &str, value: &str) -> Self {
+        let mut actor = self.clone();
+        actor.headers.push((name.to_owned(), value.to_owned()));
+        actor
+    }
+
+    /// The same caller, from `ip` as a trusted proxy reports it (`X-Forwarded-For`).
+    pub fn forwarded_for(&self, ip: &str) -> Self {
+        self.with_header("X-Forwarded-For", ip)
+    }
+
+    /// The Bearer token it presents.
+    ///
+    /// # Panics
+    /// For an anonymous caller.
+    pub fn token(&self) -> &str {
+        self.token.as_deref().expect("an actor with a token")
+    }
+
+    /// The session it signed in with.
+    ///
+    /// # Panics
+    /// For a caller that did not sign in through the API.
+    pub fn session(&self) -> &AuthPayload {
+        self.session.as_ref().expect("a signed-in actor")
+    }
+
+    pub fn refresh_token(&self) -> &str {
+        &self.session().refresh_token
+    }
+
+    /// Its account's id.
+    pub fn id(&self) -> &str {
+        &self.session().account.id
+    }
+
+    pub fn username(&self) -> &str {
+        &self.session().account.username
+    }
+
+    /// The password it signed in with.
+    pub fn password(&self) -> &str {
+        self.password
+            .as_deref()
+            .expect("an actor that signed in with a password")
+    }
+
+    /// A new session of the same account (another device), signed in with its password.
+    pub async fn sign_in_again(&self) -> Self {
+        let session = self.login(self.username(), self.password()).await.ok();
+        self.with_session(session)
+    }
+
+    /// A POST to the GraphQL endpoint with its token and headers, for the caller to finish.
+    pub fn request(&self) -> reqwest::RequestBuilder {
+        let mut request = self.client.post(&self.url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+
+    /// POSTs `body` (a request, or a batch of them) as JSON.
+    pub async fn post(&self, body: &Value) -> Response {
+        self.send(body, None).await
+    }
+
+    async fn send<T>(&self, body: &Value, field: Option<&'static str>) -> Response<T> {
+        let response = self
+            .request()
+            .json(body)
+            .send()
+            .await
+            .expect("server answers");
+        Response::read(response, field).await
+    }
+
+    /// Sends any document; its answer is all of `data`.
+    pub async fn query(&self, document: &str, variables: Value) -> Response {
+        self.query_as(document, variables).await
+    }
+
+    /// Sends any document; its answer is all of `data`, read as `T`.
+    pub async fn query_as<T>(&self, document: &str, variables: Value) -> Response<T> {
+        let body = json!({ "query": document, "variables": variables });
+        self.send(&body, None).await
+    }
+
+    /// Sends one of the kit's documents.
+    pub async fn run<T: DeserializeOwned>(
+        &self,
+        operation: Operation<T>,
+        variables: Value,
+    ) -> Response<T> {
+        self.send(&operation.request(variables), Some(operation.field))
+            .await
+    }
+
+    /// Whether its token is accepted: `account` answers, or is refused as UNAUTHENTICATED.
+    ///
+    /// # Panics
+    /// On any other answer.
+    pub async fn works(&self) -> bool {
+        let r = self.account().await;
+        match r.codes().as_slice() {
+            [] => true,
+            ["UNAUTHENTICATED"] => false,
+            other => panic!("unexpected errors {other:?}: {r}"),
+        }
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Response<AuthPayload> {
+        self.register_account(&NewAccount {
+            username,
+            password,
+            email: None,
+        })
+        .await
+    }
+
+    pub async fn register_account(&self, input: &NewAccount<'_>) -> Response<AuthPayload> {
+        self.run(documents::REGISTER, json!({ "input": input }))
+            .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response<AuthPayload> {
+        self.run(
+            documents::LOGIN,
+            documents::login_variables(username, password),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response<AuthPayload> {
+        self.run(
+            documents::REFRESH_TOKEN,
+            json!({ "refreshToken": refresh_token }),
+        )
+        .await
+    }
+
+    pub async fn logout(&self) -> Response<bool> {
+        self.run(documents::LOGOUT, json!({})).await
+    }
+
+    pub async fn logout_all(&self) -> Response<bool> {
+        self.run(documents::LOGOUT_ALL, json!({})).await
+    }
+
+    pub async fn change_password(&self, current: &str, new: &str) -> Response<AuthPayload> {
+        self.run(
+            documents::CHANGE_PASSWORD,
+            json!({ "currentPassword": current, "newPassword": new }),
+        )
+        .await
+    }
+
+    pub async fn delete_account(&self, current_password: &str) -> Response<bool> {
+        self.run(
+            documents::DELETE_ACCOUNT,
+            json!({ "currentPassword": current_password }),
+        )
+        .await
+    }
+
+    pub async fn account(&self) -> Response<Account> {
+        self.run(documents::ACCOUNT, json!({})).await
+    }
+
+    pub async fn my_permissions(&self) -> Response<Vec<Permission>> {
+        self.run(documents::MY_PERMISSIONS, json!({})).await
+    }
+
+    pub async fn products(&self, page: Page) -> Response<Connection<Product>> {
+        self.run(documents::PRODUCTS, json!(page)).await
+    }
+
+    /// How many products there are.
+    pub async fn product_count(&self) -> i64 {
+        self.run(documents::PRODUCT_COUNT, json!({}))
+            .await
+            .ok()
+            .total_count
+    }
+
+    pub async fn product(&self, id: &str) -> Response<Option<Product>> {
+        self.run(documents::PRODUCT, json!({ "id": id })).await
+    }
+
+    pub async fn product_with_creator(&self, id: &str) -> Response<Option<ProductWithCreator>> {
+        self.run(documents::PRODUCT_WITH_CREATOR, json!({ "id": id }))
+            .await
+    }
+
+    pub async fn users(&self, page: Page) -> Response<Connection<Account>> {
+        self.run(documents::USERS, json!(page)).await
+    }
+
+    /// How many accounts there are.
+    pub async fn user_count(&self) -> i64 {
+        self.run(documents::USER_COUNT, json!({}))
+            .await
+            .ok()
+            .total_count
+    }
+
+    pub async fn create_product(&self, input: &NewProduct) -> Response<Product> {
+        self.run(documents::CREATE_PRODUCT, json!({ "input": input }))
+            .await
+    }
+
+    /// Creates a product (described `"d"`, 1 in stock), asserting that it was created.
+    pub async fn add_product(&self, name: &str, price: &str) -> Product {
+        self.create_product(&NewProduct::new(name, price))
+            .await
+            .ok()
+    }
+
+    pub async fn update_product(&self, id: &str, changes: &ProductChanges) -> Response<Product> {
+        self.run(
+            documents::UPDATE_PRODUCT,
+            json!({ "id": id, "input": changes }),
+        )
+        .await
+    }
+
+    pub async fn delete_product(&self, id: &str) -> Response<String> {
+        self.run(documents::DELETE_PRODUCT, json!({ "id": id }))
+            .await
+    }
+
+    pub async fn set_user_role(&self, user_id: &str, role: Role) -> Response<Account> {
+        self.run(
+            documents::SET_USER_ROLE,
+            json!({ "userId": user_id, "role": role }),
+        )
+        .await
+    }
+
+    pub async fn deactivate_account(&self, user_id: &str) -> Response<Account> {
+        self.run(documents::DEACTIVATE_ACCOUNT, json!({ "userId": user_id }))
+            .await
+    }
+
+    pub async fn reactivate_account(&self, user_id: &str) -> Response<Account> {
+        self.run(documents::REACTIVATE_ACCOUNT, json!({ "userId": user_id }))
+            .await
+    }
+}

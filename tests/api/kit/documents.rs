@@ -1,0 +1,237 @@
+//! The GraphQL documents the tests send, each written once (as `clients/lib/documents.mjs`
+//! does for the Node.js clients), with the type of its answer.
+
+use std::marker::PhantomData;
+
+use serde_json::{Value, json};
+
+use super::types::{
+    Account, AuthPayload, Connection, Permission, Product, ProductWithCreator, TotalCount,
+};
+
+/// A document whose answer is the root field `field`, read as `T`.
+pub struct Operation<T> {
+    pub field: &'static str,
+    pub document: &'static str,
+    answer: PhantomData<fn() -> T>,
+}
+
+impl<T> Operation<T> {
+    const fn new(field: &'static str, document: &'static str) -> Self {
+        Self {
+            field,
+            document,
+            answer: PhantomData,
+        }
+    }
+}
+
+impl<T> Operation<T> {
+    /// The request's JSON body, to put in a batch or send by hand.
+    pub fn request(&self, variables: Value) -> Value {
+        json!({ "query": self.document, "variables": variables })
+    }
+}
+
+impl<T> Clone for Operation<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Operation<T> {}
+
+macro_rules! account_fields {
+    () => {
+        "id username email role createdAt deactivatedAt"
+    };
+}
+
+macro_rules! auth_fields {
+    () => {
+        concat!(
+            "accessToken tokenType expiresIn refreshToken refreshTokenExpiresIn account { ",
+            account_fields!(),
+            " }"
+        )
+    };
+}
+
+macro_rules! product_fields {
+    () => {
+        "id name description price stock createdAt updatedAt"
+    };
+}
+
+macro_rules! connection_fields {
+    ($node:expr) => {
+        concat!(
+            "totalCount edges { cursor node { ",
+            $node,
+            " } } nodes { ",
+            $node,
+            " } pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
+        )
+    };
+}
+
+pub const REGISTER: Operation<AuthPayload> = Operation::new(
+    "register",
+    concat!(
+        "mutation Register($input: RegisterInput!) { register(input: $input) { ",
+        auth_fields!(),
+        " } }"
+    ),
+);
+
+pub const LOGIN: Operation<AuthPayload> = Operation::new(
+    "login",
+    concat!(
+        "mutation Login($input: LoginInput!) { login(input: $input) { ",
+        auth_fields!(),
+        " } }"
+    ),
+);
+
+/// The variables of [`LOGIN`].
+pub fn login_variables(username: &str, password: &str) -> Value {
+    json!({ "input": { "username": username, "password": password } })
+}
+
+pub const REFRESH_TOKEN: Operation<AuthPayload> = Operation::new(
+    "refreshToken",
+    concat!(
+        "mutation RefreshToken($refreshToken: String!) { ",
+        "refreshToken(refreshToken: $refreshToken) { ",
+        auth_fields!(),
+        " } }"
+    ),
+);
+
+pub const LOGOUT: Operation<bool> = Operation::new("logout", "mutation Logout { logout }");
+
+pub const LOGOUT_ALL: Operation<bool> =
+    Operation::new("logoutAll", "mutation LogoutAll { logoutAll }");
+
+pub const CHANGE_PASSWORD: Operation<AuthPayload> = Operation::new(
+    "changePassword",
+    concat!(
+        "mutation ChangePassword($currentPassword: String!, $newPassword: String!) { ",
+        "changePassword(currentPassword: $currentPassword, newPassword: $newPassword) { ",
+        auth_fields!(),
+        " } }"
+    ),
+);
+
+pub const DELETE_ACCOUNT: Operation<bool> = Operation::new(
+    "deleteAccount",
+    "mutation DeleteAccount($currentPassword: String!) { \
+     deleteAccount(currentPassword: $currentPassword) }",
+);
+
+pub const ACCOUNT: Operation<Account> = Operation::new(
+    "account",
+    concat!("query Account { account { ", account_fields!(), " } }"),
+);
+
+pub const MY_PERMISSIONS: Operation<Vec<Permission>> = Operation::new(
+    "myPermissions",
+    "query MyPermissions { myPermissions { object action } }",
+);
+
+pub const PRODUCTS: Operation<Connection<Product>> = Operation::new(
+    "products",
+    concat!(
+        "query Products($first: Int, $after: String, $search: String) { ",
+        "products(first: $first, after: $after, search: $search) { ",
+        connection_fields!(product_fields!()),
+        " } }"
+    ),
+);
+
+pub const PRODUCT_COUNT: Operation<TotalCount> =
+    Operation::new("products", "query ProductCount { products { totalCount } }");
+
+pub const PRODUCT: Operation<Option<Product>> = Operation::new(
+    "product",
+    concat!(
+        "query Product($id: ID!) { product(id: $id) { ",
+        product_fields!(),
+        " } }"
+    ),
+);
+
+pub const PRODUCT_WITH_CREATOR: Operation<Option<ProductWithCreator>> = Operation::new(
+    "product",
+    concat!(
+        "query ProductWithCreator($id: ID!) { product(id: $id) { ",
+        product_fields!(),
+        " createdBy { ",
+        account_fields!(),
+        " } } }"
+    ),
+);
+
+pub const USERS: Operation<Connection<Account>> = Operation::new(
+    "users",
+    concat!(
+        "query Users($first: Int, $after: String) { users(first: $first, after: $after) { ",
+        connection_fields!(account_fields!()),
+        " } }"
+    ),
+);
+
+pub const USER_COUNT: Operation<TotalCount> =
+    Operation::new("users", "query UserCount { users { totalCount } }");
+
+pub const CREATE_PRODUCT: Operation<Product> = Operation::new(
+    "createProduct",
+    concat!(
+        "mutation CreateProduct($input: CreateProductInput!) { createProduct(input: $input) { ",
+        product_fields!(),
+        " } }"
+    ),
+);
+
+pub const UPDATE_PRODUCT: Operation<Product> = Operation::new(
+    "updateProduct",
+    concat!(
+        "mutation UpdateProduct($id: ID!, $input: UpdateProductInput!) { ",
+        "updateProduct(id: $id, input: $input) { ",
+        product_fields!(),
+        " } }"
+    ),
+);
+
+pub const DELETE_PRODUCT: Operation<String> = Operation::new(
+    "deleteProduct",
+    "mutation DeleteProduct($id: ID!) { deleteProduct(id: $id) }",
+);
+
+pub const SET_USER_ROLE: Operation<Account> = Operation::new(
+    "setUserRole",
+    concat!(
+        "mutation SetUserRole($userId: ID!, $role: Role!) { ",
+        "setUserRole(userId: $userId, role: $role) { ",
+        account_fields!(),
+        " } }"
+    ),
+);
+
+pub const DEACTIVATE_ACCOUNT: Operation<Account> = Operation::new(
+    "deactivateAccount",
+    concat!(
+        "mutation DeactivateAccount($userId: ID!) { deactivateAccount(userId: $userId) { ",
+        account_fields!(),
+        " } }"
+    ),
+);
+
+pub const REACTIVATE_ACCOUNT: Operation<Account> = Operation::new(
+    "reactivateAccount",
+    concat!(
+        "mutation ReactivateAccount($userId: ID!) { reactivateAccount(userId: $userId) { ",
+        account_fields!(),
+        " } }"
+    ),
+);

@@ -1,0 +1,195 @@
+//! The answers of the kit's documents, as serde types (the GraphQL names in camelCase).
+
+use serde::{Deserialize, Serialize};
+
+/// `enum Role`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+/// `type Account`, every field.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub created_at: String,
+    pub deactivated_at: Option<String>,
+}
+
+/// `type AuthPayload`, every field.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthPayload {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_token_expires_in: i64,
+    pub account: Account,
+}
+
+/// `type Product`, every field but the guarded `createdBy`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub price: String,
+    pub stock: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A product with `createdBy`, which only some roles may read.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductWithCreator {
+    #[serde(flatten)]
+    pub product: Product,
+    pub created_by: Option<Account>,
+}
+
+/// `type ProductConnection` / `AccountConnection`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection<T> {
+    pub total_count: i64,
+    pub edges: Vec<Edge<T>>,
+    pub nodes: Vec<T>,
+    pub page_info: PageInfo,
+}
+
+impl<T> Connection<T> {
+    /// What `f` says of each node, in order.
+    pub fn map<U>(&self, f: impl Fn(&T) -> U) -> Vec<U> {
+        self.nodes.iter().map(f).collect()
+    }
+}
+
+impl Connection<Product> {
+    /// The products' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.map(|p| p.name.clone())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Edge<T> {
+    pub cursor: String,
+    pub node: T,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+/// A connection read for its `totalCount` alone.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TotalCount {
+    pub total_count: i64,
+}
+
+/// `type Permission`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub struct Permission {
+    pub object: String,
+    pub action: String,
+}
+
+/// `input RegisterInput`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+}
+
+/// `input CreateProductInput`: [`NewProduct::new`] fills the description and stock as the
+/// tests' fixtures always had them (`"d"`, 1).
+#[derive(Clone, Debug, Serialize)]
+pub struct NewProduct {
+    pub name: String,
+    pub description: String,
+    pub price: String,
+    pub stock: i64,
+}
+
+impl NewProduct {
+    pub fn new(name: &str, price: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: "d".to_owned(),
+            price: price.to_owned(),
+            stock: 1,
+        }
+    }
+
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = description.to_owned();
+        self
+    }
+}
+
+/// `input UpdateProductInput`: the fields to change.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProductChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<i64>,
+}
+
+/// The arguments of `products` and `users`; unset ones are left out, so the schema's
+/// defaults apply.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Page {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+}
+
+impl Page {
+    /// The first page, `first` long.
+    pub fn first(first: i64) -> Self {
+        Self {
+            first: Some(first),
+            ..Self::default()
+        }
+    }
+
+    /// Products whose name contains `search`.
+    pub fn search(search: &str) -> Self {
+        Self::default().matching(search)
+    }
+
+    pub fn after(mut self, cursor: Option<&str>) -> Self {
+        self.after = cursor.map(str::to_owned);
+        self
+    }
+
+    pub fn matching(mut self, search: &str) -> Self {
+        self.search = Some(search.to_owned());
+        self
+    }
+}
