@@ -24,7 +24,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower::util::MapRequestLayer;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use crate::{
     auth::{ClientIp, Viewer},
@@ -91,7 +96,9 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
         }))
         .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
-        .layer(axum::middleware::from_fn(ops::request_id))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(MapRequestLayer::new(ops::keep_usable_request_id))
 }
 
 /// A router serving only `/metrics`, for `METRICS_ADDR`.
@@ -880,6 +887,9 @@ fn client_ip(
     ClientIp(peer)
 }
 
+/// Reads a body of at most `limit` bytes. Kept by hand rather than tower-http's
+/// `RequestBodyLimitLayer`, which answers an oversized `Content-Length` itself with a plain-text
+/// 413, where clients get the JSON error envelope (`PAYLOAD_TOO_LARGE`) from here.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         if crate::server::is_body_timeout(&err) {

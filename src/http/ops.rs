@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::{
     extract::{Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use migration::{Migrator, MigratorTrait};
@@ -149,10 +148,7 @@ fn render_metrics(app: &AppState) -> Response {
         policy_source: app.authz.source().to_string(),
     };
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         app.metrics.render(&gauges),
     )
         .into_response()
@@ -179,25 +175,24 @@ fn one_pool_use(db: &DatabaseConnection) -> (u32, u32) {
     }
 }
 
-/// Takes the request id from `x-request-id` (when it is short, printable ASCII) or makes one,
-/// and echoes it on the response.
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
+/// Keeps a client's `x-request-id` only when it is 1 to 128 printable ASCII bytes (a log line
+/// must not carry anything else) and drops it otherwise, so that `SetRequestIdLayer` makes a
+/// new one.
+pub fn keep_usable_request_id(mut request: Request) -> Request {
+    let usable = request
         .headers()
         .get(&REQUEST_ID)
         .filter(|v| {
             let bytes = v.as_bytes();
             !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
         })
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .expect("a UUID is a valid header value")
-        });
-    request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(REQUEST_ID, id);
-    response
+        .cloned();
+    match usable {
+        // One id, even if the client sent several.
+        Some(id) => request.headers_mut().insert(REQUEST_ID, id),
+        None => request.headers_mut().remove(REQUEST_ID),
+    };
+    request
 }
 
 /// The span every request's logs are recorded in, carrying its request id.
@@ -237,5 +232,30 @@ pub fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
         CorsOrigins::List(list) => base.allow_origin(AllowOrigin::list(
             list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_request_id_is_kept_only_when_short_printable_ascii() {
+        let kept = |id: &[u8]| {
+            let request = Request::builder()
+                .header(REQUEST_ID, HeaderValue::from_bytes(id).unwrap())
+                .body(axum::body::Body::empty())
+                .unwrap();
+            keep_usable_request_id(request)
+                .headers()
+                .get(&REQUEST_ID)
+                .map(|v| v.as_bytes().to_vec())
+        };
+        assert_eq!(kept(b"trace-me-42"), Some(b"trace-me-42".to_vec()));
+        assert!(kept(&[b'x'; 128]).is_some());
+        assert_eq!(kept(&[b'x'; 129]), None);
+        assert_eq!(kept(b""), None);
+        assert_eq!(kept(b"has space"), None);
+        assert_eq!(kept("caf\u{e9}".as_bytes()), None);
     }
 }
