@@ -22,7 +22,7 @@ use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
     middleware::NoOpMiddleware,
-    state::keyed::DashMapStateStore,
+    state::keyed::HashMapStateStore,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement};
 
@@ -440,7 +440,7 @@ pub struct IpRateLimiter<C: Clock = DefaultClock> {
 }
 
 type KeyedLimiter<C> =
-    RateLimiter<IpAddr, DashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+    RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Addresses kept before a sweep forgets the ones with a full allowance again.
 const SWEEP_AT: usize = 10_000;
@@ -455,7 +455,7 @@ impl IpRateLimiter {
 impl<C: Clock> IpRateLimiter<C> {
     fn with_clock(per_minute: u32, clock: C) -> Self {
         let limiter = NonZeroU32::new(per_minute)
-            .map(|n| RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock));
+            .map(|n| RateLimiter::hashmap_with_clock(Quota::per_minute(n), clock));
         Self {
             limiter,
             sweep_at: AtomicUsize::new(SWEEP_AT),
