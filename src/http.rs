@@ -1,10 +1,16 @@
 //! The HTTP surface, following the GraphQL-over-HTTP spec: GraphQL at `POST /graphql` (JSON
 //! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), the GraphiQL
 //! playground at `GET /` and `GET /graphql` for browsers.
+//!
+//! Written here rather than with async-graphql-axum's extractor and response: they take any
+//! content type as JSON, always answer `application/graphql-response+json`, and keep the raw
+//! body from the `Idempotency-Key` fingerprint.
 
+mod layers;
+mod metrics;
 mod negotiate;
-mod ops;
 mod playground;
+mod probes;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -24,7 +30,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower::util::MapRequestLayer;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use crate::{
     auth::{ClientIp, Viewer},
@@ -64,15 +75,15 @@ struct HttpState {
 
 /// The router with every route and layer.
 pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> Router {
-    let cors = ops::cors_layer(&settings.cors_allowed_origins);
+    let cors = layers::cors_layer(&settings.cors_allowed_origins);
     let metrics_here = settings.metrics_on_main_router;
     let mut router = Router::new()
         .route("/", get(playground_page))
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz));
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz));
     if metrics_here {
-        router = router.route("/metrics", get(ops::metrics));
+        router = router.route("/metrics", get(metrics::metrics));
     }
     let documents = Arc::new(graphql::documents(&schema, &settings.limits));
     router
@@ -90,14 +101,16 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
             )
         }))
         .layer(cors)
-        .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
-        .layer(axum::middleware::from_fn(ops::request_id))
+        .layer(TraceLayer::new_for_http().make_span_with(layers::request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(MapRequestLayer::new(layers::keep_usable_request_id))
 }
 
 /// A router serving only `/metrics`, for `METRICS_ADDR`.
 pub fn metrics_router(app: Arc<AppState>, token: Option<MetricsToken>) -> Router {
     Router::new()
-        .route("/metrics", get(ops::metrics_only))
+        .route("/metrics", get(metrics::metrics_only))
         .with_state((app, token))
 }
 
@@ -382,7 +395,7 @@ fn unavailable_response(err: AppError) -> Response {
     let mut response = app_error_response(StatusCode::SERVICE_UNAVAILABLE, err);
     response
         .headers_mut()
-        .insert(header::RETRY_AFTER, ops::retry_after());
+        .insert(header::RETRY_AFTER, probes::retry_after());
     response
 }
 
@@ -561,7 +574,7 @@ async fn run(
                 }
                 Err(error) => refuse(state, &request, error, started),
             };
-            let unavailable = ops::note_unavailable(&state.app, &body.errors);
+            let unavailable = probes::note_unavailable(&state.app, &body.errors);
             // Without `data`, application/graphql-response+json may say why in the status.
             if body.is_request_error() && format == Format::GraphqlResponseJson {
                 if unavailable {
@@ -573,7 +586,7 @@ async fn run(
                     );
                     response
                         .headers_mut()
-                        .insert(header::RETRY_AFTER, ops::retry_after());
+                        .insert(header::RETRY_AFTER, probes::retry_after());
                     return response;
                 }
                 return capped_json_response(StatusCode::BAD_REQUEST, format, &body, max_bytes);
@@ -610,7 +623,7 @@ async fn run(
                         run_one(state, request, &document, viewer, client_ip, started).await
                     }
                 };
-                ops::note_unavailable(&state.app, &body.errors);
+                probes::note_unavailable(&state.app, &body.errors);
                 bodies.push(body);
             }
             capped_json_response(StatusCode::OK, format, &bodies, max_bytes)
@@ -666,7 +679,7 @@ async fn run_one(
     started: std::time::Instant,
 ) -> ResponseBody {
     let name = request.operation_name.clone();
-    let response = match ops::database_gate(&state.app) {
+    let response = match probes::database_gate(&state.app) {
         Ok(()) => {
             state
                 .schema
@@ -880,6 +893,9 @@ fn client_ip(
     ClientIp(peer)
 }
 
+/// Reads a body of at most `limit` bytes. Kept by hand rather than tower-http's
+/// `RequestBodyLimitLayer`, which answers an oversized `Content-Length` itself with a plain-text
+/// 413, where clients get the JSON error envelope (`PAYLOAD_TOO_LARGE`) from here.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, limit).await.map_err(|err| {
         if crate::server::is_body_timeout(&err) {

@@ -1,15 +1,20 @@
-//! Prometheus metrics, kept by hand: a few counters, gauges and histograms rendered in the
-//! text exposition format at `GET /metrics`.
+//! Prometheus metrics: declared once as [`Metrics`] fields with `prometheus-client`, and served
+//! at `GET /metrics` in the Prometheus text format 0.0.4.
 
 use std::{
     collections::HashMap,
-    fmt::Write,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Mutex, MutexGuard},
     time::Duration,
 };
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, prometheus_text},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -17,25 +22,6 @@ const BUCKETS: [f64; 12] = [
 ];
 /// Distinct operation names tracked; more are counted as `other` (names are client-chosen).
 const MAX_OPERATIONS: usize = 200;
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-}
 
 /// The outcome of one GraphQL operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,17 +51,78 @@ pub enum LoginOutcome {
     Throttled,
 }
 
-/// Every metric the server keeps.
-#[derive(Default)]
-pub struct Metrics {
-    operations: Mutex<HashMap<String, OperationStats>>,
-    logins: [AtomicU64; 3],
+impl LoginOutcome {
+    const ALL: [LoginOutcome; 3] = [Self::Success, Self::Failure, Self::Throttled];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Success => "success",
+            LoginOutcome::Failure => "failure",
+            LoginOutcome::Throttled => "throttled",
+        }
+    }
 }
 
-#[derive(Default)]
-struct OperationStats {
-    outcomes: HashMap<Outcome, u64>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    version: String,
+    source: String,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+/// Every metric the server keeps. Each field is registered in `registry` under the name its
+/// doc names; operations and sign-ins are counted as they happen, the gauges are read from
+/// their owners when scraped (see [`Gauges`]).
+pub struct Metrics {
+    /// `storefront_graphql_requests_total{operation, outcome}` (counter).
+    requests: Family<RequestLabels, Counter>,
+    /// `storefront_graphql_request_duration_seconds{operation}` (histogram, [`BUCKETS`]).
+    latency: HistogramFamily<OperationLabels>,
+    /// `storefront_logins_total{outcome}` (counter), every outcome shown from the start.
+    logins: Family<OutcomeLabels, Counter>,
+    /// `storefront_password_hash_queue` (gauge).
+    hash_queue: Gauge,
+    /// `storefront_password_hashes_in_flight` (gauge).
+    hashes_in_flight: Gauge,
+    /// `storefront_db_pool_connections{state}` (gauge): `idle` or `in_use`.
+    db_pool_connections: Family<PoolLabels, Gauge>,
+    /// `storefront_policy_info{version, source}` (gauge): 1 for the loaded policy only.
+    policy_info: Family<PolicyLabels, Gauge>,
+    /// The series of each operation name seen, up to [`MAX_OPERATIONS`] names.
+    operations: Mutex<HashMap<String, OperationSeries>>,
+    registry: Registry,
+    /// Held while the gauges are set and the registry encoded, so two scrapes do not mix.
+    rendering: Mutex<()>,
+}
+
+/// One operation name's series, taken from the families once so that recording an
+/// operation neither allocates nor looks them up again.
+struct OperationSeries {
     latency: Histogram,
+    /// Per [`Outcome`], created when the first such outcome is recorded.
+    outcomes: [Option<Counter>; 3],
 }
 
 /// Gauges read at scrape time from their owners.
@@ -88,124 +135,188 @@ pub struct Gauges {
     pub policy_source: String,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::default();
+        let latency: HistogramFamily<_> = Family::new_with_constructor(|| Histogram::new(BUCKETS));
+        let logins = Family::default();
+        let hash_queue = Gauge::default();
+        let hashes_in_flight = Gauge::default();
+        let db_pool_connections = Family::default();
+        let policy_info = Family::default();
+        // `prometheus-client` adds the `_total` of counters and the final `.` of help texts.
+        let mut registry = Registry::default();
+        registry.register(
+            "storefront_graphql_requests",
+            "GraphQL operations by name and outcome",
+            Family::clone(&requests),
+        );
+        registry.register(
+            "storefront_graphql_request_duration_seconds",
+            "GraphQL operation latency",
+            latency.clone(),
+        );
+        registry.register(
+            "storefront_logins",
+            "Sign-in attempts by outcome",
+            Family::clone(&logins),
+        );
+        registry.register(
+            "storefront_password_hash_queue",
+            "Password hashes waiting for a worker",
+            hash_queue.clone(),
+        );
+        registry.register(
+            "storefront_password_hashes_in_flight",
+            "Password hashes running now",
+            hashes_in_flight.clone(),
+        );
+        registry.register(
+            "storefront_db_pool_connections",
+            "Database pool connections by state",
+            Family::clone(&db_pool_connections),
+        );
+        registry.register(
+            "storefront_policy_info",
+            "The loaded authorization policy (version: SHA-256 prefix of its files)",
+            Family::clone(&policy_info),
+        );
+        let metrics = Self {
+            requests,
+            latency,
+            logins,
+            hash_queue,
+            hashes_in_flight,
+            db_pool_connections,
+            policy_info,
+            operations: Mutex::default(),
+            registry,
+            rendering: Mutex::default(),
+        };
+        for outcome in LoginOutcome::ALL {
+            metrics.login_counter(outcome);
+        }
+        metrics
+    }
+}
+
 impl Metrics {
     /// Records one executed GraphQL operation.
     pub fn record_operation(&self, name: Option<&str>, outcome: Outcome, took: Duration) {
         let name = sanitize(name);
-        let mut operations = self.operations.lock().unwrap_or_else(|e| e.into_inner());
-        let key = if operations.contains_key(&name) || operations.len() < MAX_OPERATIONS {
+        let mut operations = lock(&self.operations);
+        let name = if operations.contains_key(name) || operations.len() < MAX_OPERATIONS {
             name
         } else {
-            "other".to_owned()
+            "other"
         };
-        let stats = operations.entry(key).or_default();
-        *stats.outcomes.entry(outcome).or_default() += 1;
-        stats.latency.observe(took.as_secs_f64());
+        if !operations.contains_key(name) {
+            let latency = self.latency.get_or_create_owned(&OperationLabels {
+                operation: name.to_owned(),
+            });
+            let series = OperationSeries {
+                latency,
+                outcomes: Default::default(),
+            };
+            operations.insert(name.to_owned(), series);
+        }
+        let Some(series) = operations.get_mut(name) else {
+            return;
+        };
+        // The series of an outcome appears when it is first recorded.
+        series.outcomes[outcome as usize]
+            .get_or_insert_with(|| {
+                self.requests.get_or_create_owned(&RequestLabels {
+                    operation: name.to_owned(),
+                    outcome: outcome.as_str(),
+                })
+            })
+            .inc();
+        series.latency.observe(took.as_secs_f64());
     }
 
     /// Records one sign-in attempt.
     pub fn record_login(&self, outcome: LoginOutcome) {
-        self.logins[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.login_counter(outcome).inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    fn login_counter(&self, outcome: LoginOutcome) -> Counter {
+        self.logins.get_or_create_owned(&OutcomeLabels {
+            outcome: outcome.as_str(),
+        })
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric, with `gauges` as they
+    /// are now.
     pub fn render(&self, gauges: &Gauges) -> String {
+        let _rendering = lock(&self.rendering);
+        self.hash_queue.set(saturating_i64(gauges.hash_queue));
+        self.hashes_in_flight
+            .set(saturating_i64(gauges.hashes_in_flight));
+        for (state, connections) in [
+            ("idle", gauges.db_pool_idle),
+            (
+                "in_use",
+                gauges.db_pool_size.saturating_sub(gauges.db_pool_idle),
+            ),
+        ] {
+            self.db_pool_connections
+                .get_or_create(&PoolLabels { state })
+                .set(i64::from(connections));
+        }
+        // Only the policy loaded now: a reloaded one replaces the series of the one before.
+        self.policy_info.clear();
+        self.policy_info
+            .get_or_create(&PolicyLabels {
+                version: gauges.policy_version.clone(),
+                source: gauges.policy_source.replace(['"', '\\', '\n'], "_"),
+            })
+            .set(1);
         let mut out = String::new();
-        let operations = self.operations.lock().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<&String> = operations.keys().collect();
-        names.sort();
-
-        out.push_str(
-            "# HELP storefront_graphql_requests_total GraphQL operations by name and outcome.\n",
-        );
-        out.push_str("# TYPE storefront_graphql_requests_total counter\n");
-        for name in &names {
-            let stats = &operations[*name];
-            for outcome in [Outcome::Ok, Outcome::Error, Outcome::Rejected] {
-                if let Some(count) = stats.outcomes.get(&outcome) {
-                    let _ = writeln!(
-                        out,
-                        "storefront_graphql_requests_total{{operation=\"{name}\",outcome=\"{}\"}} {count}",
-                        outcome.as_str()
-                    );
-                }
-            }
+        if let Err(err) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %err, "encoding the metrics failed");
         }
-        out.push_str(
-            "# HELP storefront_graphql_request_duration_seconds GraphQL operation latency.\n",
-        );
-        out.push_str("# TYPE storefront_graphql_request_duration_seconds histogram\n");
-        for name in &names {
-            let h = &operations[*name].latency;
-            for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "storefront_graphql_request_duration_seconds_bucket{{operation=\"{name}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "storefront_graphql_request_duration_seconds_bucket{{operation=\"{name}\",le=\"+Inf\"}} {}\n\
-                 storefront_graphql_request_duration_seconds_sum{{operation=\"{name}\"}} {}\n\
-                 storefront_graphql_request_duration_seconds_count{{operation=\"{name}\"}} {}",
-                h.count, h.sum, h.count
-            );
-        }
-        drop(operations);
-
-        out.push_str("# HELP storefront_logins_total Sign-in attempts by outcome.\n");
-        out.push_str("# TYPE storefront_logins_total counter\n");
-        for (outcome, counter) in ["success", "failure", "throttled"].iter().zip(&self.logins) {
-            let _ = writeln!(
-                out,
-                "storefront_logins_total{{outcome=\"{outcome}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP storefront_password_hash_queue Password hashes waiting for a worker.\n\
-             # TYPE storefront_password_hash_queue gauge\n\
-             storefront_password_hash_queue {}\n\
-             # HELP storefront_password_hashes_in_flight Password hashes running now.\n\
-             # TYPE storefront_password_hashes_in_flight gauge\n\
-             storefront_password_hashes_in_flight {}\n\
-             # HELP storefront_db_pool_connections Database pool connections by state.\n\
-             # TYPE storefront_db_pool_connections gauge\n\
-             storefront_db_pool_connections{{state=\"idle\"}} {}\n\
-             storefront_db_pool_connections{{state=\"in_use\"}} {}\n\
-             # HELP storefront_policy_info The loaded authorization policy (version: SHA-256 prefix of its files).\n\
-             # TYPE storefront_policy_info gauge\n\
-             storefront_policy_info{{version=\"{}\",source=\"{}\"}} 1\n",
-            gauges.hash_queue,
-            gauges.hashes_in_flight,
-            gauges.db_pool_idle,
-            gauges.db_pool_size.saturating_sub(gauges.db_pool_idle),
-            gauges.policy_version,
-            gauges.policy_source.replace(['"', '\\', '\n'], "_"),
-        );
         out
     }
 }
 
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// An operation name safe as a label value: `[A-Za-z0-9_]`, at most 64 characters.
-fn sanitize(name: Option<&str>) -> String {
+fn sanitize(name: Option<&str>) -> &str {
     match name {
         Some(name)
             if !name.is_empty()
                 && name.len() <= 64
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
         {
-            name.to_owned()
+            name
         }
-        Some(_) => "invalid".to_owned(),
-        None => "anonymous".to_owned(),
+        Some(_) => "invalid",
+        None => "anonymous",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gauges() -> Gauges {
+        Gauges {
+            hash_queue: 2,
+            hashes_in_flight: 1,
+            db_pool_size: 4,
+            db_pool_idle: 3,
+            policy_version: "abc".to_owned(),
+            policy_source: "built-in".to_owned(),
+        }
+    }
 
     #[test]
     fn renders_counts_histograms_and_caps_label_cardinality() {
@@ -217,15 +328,7 @@ mod tests {
         for i in 0..500 {
             metrics.record_operation(Some(&format!("op{i}")), Outcome::Ok, Duration::ZERO);
         }
-        let gauges = Gauges {
-            hash_queue: 2,
-            hashes_in_flight: 1,
-            db_pool_size: 4,
-            db_pool_idle: 3,
-            policy_version: "abc".to_owned(),
-            policy_source: "built-in".to_owned(),
-        };
-        let text = metrics.render(&gauges);
+        let text = metrics.render(&gauges());
         assert!(
             text.contains(
                 r#"storefront_graphql_requests_total{operation="Products",outcome="ok"} 1"#
@@ -244,6 +347,56 @@ mod tests {
                 .filter(|l| l.starts_with("storefront_graphql_requests_total"))
                 .count()
                 <= MAX_OPERATIONS + 2
+        );
+    }
+
+    #[test]
+    fn the_exposition_is_the_prometheus_text_format() {
+        let metrics = Metrics::default();
+        metrics.record_operation(None, Outcome::Rejected, Duration::from_millis(2));
+        let text = metrics.render(&gauges());
+        for line in [
+            "# HELP storefront_graphql_requests_total GraphQL operations by name and outcome.",
+            "# TYPE storefront_graphql_requests_total counter",
+            r#"storefront_graphql_requests_total{operation="anonymous",outcome="rejected"} 1"#,
+            "# TYPE storefront_graphql_request_duration_seconds histogram",
+            r#"storefront_graphql_request_duration_seconds_bucket{operation="anonymous",le="0.001"} 0"#,
+            r#"storefront_graphql_request_duration_seconds_bucket{operation="anonymous",le="0.0025"} 1"#,
+            r#"storefront_graphql_request_duration_seconds_bucket{operation="anonymous",le="2.5"} 1"#,
+            r#"storefront_graphql_request_duration_seconds_bucket{operation="anonymous",le="+Inf"} 1"#,
+            r#"storefront_graphql_request_duration_seconds_count{operation="anonymous"} 1"#,
+            "# TYPE storefront_logins_total counter",
+            r#"storefront_logins_total{outcome="success"} 0"#,
+            r#"storefront_logins_total{outcome="failure"} 0"#,
+            "# HELP storefront_password_hash_queue Password hashes waiting for a worker.",
+            "# TYPE storefront_password_hash_queue gauge",
+            "storefront_password_hash_queue 2",
+            "storefront_password_hashes_in_flight 1",
+            r#"storefront_db_pool_connections{state="idle"} 3"#,
+            "# TYPE storefront_policy_info gauge",
+            r#"storefront_policy_info{version="abc",source="built-in"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "not OpenMetrics");
+    }
+
+    #[test]
+    fn only_the_policy_loaded_now_is_shown() {
+        let metrics = Metrics::default();
+        metrics.render(&gauges());
+        let text = metrics.render(&Gauges {
+            policy_version: "def".to_owned(),
+            policy_source: "a \"quoted\"\\path".to_owned(),
+            ..gauges()
+        });
+        let info: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("storefront_policy_info"))
+            .collect();
+        assert_eq!(
+            info,
+            [r#"storefront_policy_info{version="def",source="a _quoted__path"} 1"#]
         );
     }
 }

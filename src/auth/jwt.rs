@@ -4,6 +4,7 @@ use std::{collections::HashSet, fmt};
 
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -224,29 +225,32 @@ impl TokenService {
 /// token cannot change while the process runs (the keys are fixed at start-up), except
 /// with time: so a token seen before is only checked against `nbf` and `exp` again, with the
 /// same leeway. Revocation is checked separately on every request. Only tokens that passed
-/// are kept, so a client cannot fill this with garbage; it starts over when full.
-#[derive(Default)]
+/// are kept, so a client cannot fill this with garbage; when full, those seldom sent make room.
 struct VerifiedTokens {
-    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, (VerifiedToken, i64, i64)>>,
+    /// What each token proved, with its `nbf` and `exp`.
+    tokens: Cache<Box<str>, (VerifiedToken, i64, i64)>,
 }
 
 /// Tokens kept at most (a few MiB at most).
 const MAX_VERIFIED_TOKENS: usize = 10_000;
 
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self {
+            tokens: Cache::new(MAX_VERIFIED_TOKENS),
+        }
+    }
+}
+
 impl VerifiedTokens {
     fn get(&self, token: &str, now: i64) -> Option<VerifiedToken> {
         let skew = CLOCK_SKEW_SECS as i64;
-        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let (verified, nbf, exp) = tokens.get(token)?;
-        (now >= nbf - skew && now <= exp + skew).then_some(*verified)
+        let (verified, nbf, exp) = self.tokens.get(token)?;
+        (now >= nbf - skew && now <= exp + skew).then_some(verified)
     }
 
     fn put(&self, token: &str, verified: VerifiedToken, nbf: i64, exp: i64) {
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if tokens.len() >= MAX_VERIFIED_TOKENS {
-            tokens.clear();
-        }
-        tokens.insert(token.into(), (verified, nbf, exp));
+        self.tokens.insert(token.into(), (verified, nbf, exp));
     }
 }
 
@@ -282,5 +286,25 @@ mod tests {
         assert!(tokens.get("t", exp + skew).is_some(), "the leeway applies");
         assert!(tokens.get("t", exp + skew + 1).is_none(), "expired");
         assert!(tokens.get("t", nbf - skew - 1).is_none(), "not yet valid");
+    }
+
+    #[test]
+    fn remembered_tokens_stay_bounded_and_those_in_use_stay() {
+        let tokens = VerifiedTokens::default();
+        let verified = VerifiedToken {
+            account_id: Uuid::now_v7(),
+            role: Role::User,
+            session_id: Uuid::now_v7(),
+            version: 1,
+        };
+        tokens.put("in use", verified, 0, 100);
+        for i in 0..3 * MAX_VERIFIED_TOKENS {
+            tokens.put(&format!("once {i}"), verified, 0, 100);
+            if i % 64 == 0 {
+                assert!(tokens.get("in use", 50).is_some());
+            }
+        }
+        assert!(tokens.tokens.len() <= MAX_VERIFIED_TOKENS);
+        assert!(tokens.get("in use", 50).is_some());
     }
 }

@@ -2,15 +2,28 @@
 //! a higher ceiling per username and a lock per account's password changes, all counted in
 //! the database before a password is verified (so every replica agrees and concurrent guesses
 //! cannot slip past), and a per-client-address rate kept in memory per replica.
+//!
+//! The locks are written by hand rather than with `governor`: they must be shared by every
+//! replica and counted atomically with the attempt, which an in-memory limiter cannot do.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::{IpAddr, Ipv6Addr},
-    sync::Mutex,
-    time::{Duration, Instant},
+    num::NonZeroU32,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use chrono::Utc;
+use governor::{
+    Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::NoOpMiddleware,
+    state::keyed::HashMapStateStore,
+};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Statement};
 
 use crate::{
@@ -413,26 +426,39 @@ async fn settle(db: &Db, keys: &[(String, Policy)], outcome: Outcome) -> AppResu
     .await
 }
 
-/// A per-IP token bucket: `per_minute` attempts, refilled evenly over a minute.
-pub struct IpRateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+/// Sign-in attempts per client address group (see [`address_group`]): `per_minute` at once,
+/// refilled evenly over a minute, counted by `governor` (GCRA) in this process.
+///
+/// Its keys live in governor's own map rather than a cache that evicts: forgetting an address
+/// that is still limited would let it in again. Addresses whose allowance is whole again are
+/// indistinguishable from new ones, and are swept out as the map grows.
+pub struct IpRateLimiter<C: Clock = DefaultClock> {
+    /// `None` when the limit is off.
+    limiter: Option<KeyedLimiter<C>>,
+    /// The number of addresses at which the next sweep runs.
+    sweep_at: AtomicUsize,
 }
 
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
+type KeyedLimiter<C> =
+    RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// Buckets kept before idle ones are swept.
-const MAX_BUCKETS: usize = 10_000;
+/// Addresses kept before a sweep forgets the ones with a full allowance again.
+const SWEEP_AT: usize = 10_000;
 
 impl IpRateLimiter {
-    /// A limiter allowing `per_minute` attempts per IP; 0 turns it off.
+    /// A limiter allowing `per_minute` attempts per address group; 0 turns it off.
     pub fn new(per_minute: u32) -> Self {
+        Self::with_clock(per_minute, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> IpRateLimiter<C> {
+    fn with_clock(per_minute: u32, clock: C) -> Self {
+        let limiter = NonZeroU32::new(per_minute)
+            .map(|n| RateLimiter::hashmap_with_clock(Quota::per_minute(n), clock));
         Self {
-            per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            limiter,
+            sweep_at: AtomicUsize::new(SWEEP_AT),
         }
     }
 
@@ -441,34 +467,27 @@ impl IpRateLimiter {
     /// # Errors
     /// `TOO_MANY_REQUESTS` with the seconds until the next attempt is allowed.
     pub fn check(&self, ip: IpAddr) -> AppResult<()> {
-        if self.per_minute == 0 {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
+        };
+        if limiter.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            // While most addresses are still limited, sweep again only once they double.
+            self.sweep_at
+                .store(SWEEP_AT.max(limiter.len() * 2), Ordering::Relaxed);
         }
-        let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
-        let now = Instant::now();
-        let ip = address_group(ip);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_BUCKETS {
-            // A bucket idle for a minute is full again: forgetting it changes nothing.
-            buckets.retain(|_, b| now.duration_since(b.updated) < Duration::from_secs(60));
-        }
-        let bucket = buckets.entry(ip).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - bucket.tokens) / per_second).ceil().max(1.0);
-            Err(AppError::TooManyRequests {
-                retry_after_secs: wait as u64,
-            })
-        }
+        limiter.check_key(&address_group(ip)).map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            AppError::TooManyRequests {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+
+    #[cfg(test)]
+    fn addresses_kept(&self) -> usize {
+        self.limiter.as_ref().map_or(0, RateLimiter::len)
     }
 }
 
@@ -533,6 +552,70 @@ mod tests {
             address_key("dana", "2001:db8::1".parse().unwrap()),
             address_key("dana", "2001:db8::abcd:1".parse().unwrap())
         );
+    }
+
+    fn refused_for(result: AppResult<()>) -> Option<u64> {
+        match result {
+            Ok(()) => None,
+            Err(AppError::TooManyRequests { retry_after_secs }) => Some(retry_after_secs),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_ip_limiter_refills_evenly_over_a_minute_and_says_when() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limiter = IpRateLimiter::with_clock(3, clock.clone());
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(refused_for(limiter.check(ip)), None);
+        }
+        // One attempt comes back every 20 s.
+        assert_eq!(refused_for(limiter.check(ip)), Some(20));
+        clock.advance(Duration::from_millis(19_500));
+        assert_eq!(refused_for(limiter.check(ip)), Some(1));
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(refused_for(limiter.check(ip)), None);
+        assert_eq!(refused_for(limiter.check(ip)), Some(20));
+        // A whole minute gives the whole allowance back, and no more.
+        clock.advance(Duration::from_secs(600));
+        for _ in 0..3 {
+            assert_eq!(refused_for(limiter.check(ip)), None);
+        }
+        assert!(refused_for(limiter.check(ip)).is_some());
+    }
+
+    #[test]
+    fn the_ip_limiter_forgets_only_addresses_with_their_allowance_back() {
+        let many: Vec<IpAddr> = (0..SWEEP_AT as u32)
+            .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+            .collect();
+        let newcomer: IpAddr = "198.51.100.1".parse().unwrap();
+        let filled = |clock: &governor::clock::FakeRelativeClock| {
+            let limiter = IpRateLimiter::with_clock(1, clock.clone());
+            for ip in &many {
+                limiter.check(*ip).unwrap();
+            }
+            assert_eq!(limiter.addresses_kept(), SWEEP_AT);
+            limiter
+        };
+
+        // Half a minute on, every address is still limited: the sweep keeps them all.
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limiter = filled(&clock);
+        clock.advance(Duration::from_secs(30));
+        limiter.check(newcomer).unwrap();
+        assert_eq!(limiter.addresses_kept(), SWEEP_AT + 1);
+        assert!(limiter.check(many[0]).is_err());
+
+        // Once their allowance is back they are forgotten, which changes nothing for them.
+        let clock = governor::clock::FakeRelativeClock::default();
+        let limiter = filled(&clock);
+        clock.advance(Duration::from_secs(121));
+        limiter.check(newcomer).unwrap();
+        assert_eq!(limiter.addresses_kept(), 1);
+        limiter.check(many[0]).unwrap();
+        assert!(limiter.check(many[0]).is_err());
     }
 
     #[test]

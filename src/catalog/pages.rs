@@ -1,4 +1,4 @@
-//! PageCache pages kept in memory until the catalog changes.
+//! Catalog pages kept in memory until the catalog changes.
 //!
 //! Reading a page of products from SQLite through sqlx costs several times what the rest of a
 //! request does (each row and value is copied across sqlx's worker thread), and a storefront's
@@ -15,17 +15,17 @@
 //!
 //! Memory is bounded by `CATALOG_CACHE_MB` (16 by default; 0 turns the cache off), counted
 //! from the text each cached page holds, so many distinct pages or searches cannot grow the
-//! process: when an entry would not fit, the cache starts over.
+//! process: when an entry would not fit, those seldom read make room.
 
 use std::{
-    collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
+use quick_cache::{Weighter, sync::Cache};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use uuid::Uuid;
 
@@ -47,34 +47,40 @@ struct PageKey {
     search: Option<Box<str>>,
 }
 
-#[derive(Default)]
-struct Entries {
-    /// The catalog version every entry below was read at.
-    version: i64,
-    pages: HashMap<PageKey, Arc<CatalogPage>>,
-    /// `totalCount` per search term (`None`: the whole catalog).
-    counts: HashMap<Option<Box<str>>, u64>,
-    /// What the entries above hold, as [`page_bytes`] and [`count_bytes`] count it.
-    bytes: usize,
+/// What an entry holds: a page, or the `totalCount` for a search term (`None`: the whole
+/// catalog), each read at one catalog version.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum EntryKey {
+    Page(i64, PageKey),
+    Count(i64, Option<Box<str>>),
 }
 
-impl Entries {
-    /// Makes room for `bytes` more within `budget`; false when they could never fit.
-    fn make_room(&mut self, bytes: usize, budget: usize) -> bool {
-        if bytes > budget {
-            return false;
-        }
-        if self.bytes + bytes > budget {
-            // No LRU bookkeeping on the hot path: a full cache starts over.
-            *self = Entries {
-                version: self.version,
-                ..Entries::default()
-            };
-        }
-        self.bytes += bytes;
-        true
+#[derive(Clone)]
+struct Entry {
+    /// What the entry holds, as [`page_bytes`] and [`count_bytes`] count it.
+    bytes: u64,
+    value: Held,
+}
+
+#[derive(Clone)]
+enum Held {
+    Page(Arc<CatalogPage>),
+    Count(u64),
+}
+
+/// Weighs entries by the bytes they hold, counted once when they are stored.
+#[derive(Clone)]
+struct EntryBytes;
+
+impl Weighter<EntryKey, Entry> for EntryBytes {
+    fn weight(&self, _key: &EntryKey, entry: &Entry) -> u64 {
+        entry.bytes
     }
 }
+
+/// The cache splits its budget into shards of at least this much: no entry heavier than its
+/// shard's share is kept.
+const MIN_SHARD_BYTES: usize = 1024 * 1024;
 
 /// The cache of one replica.
 pub struct PageCache {
@@ -87,7 +93,10 @@ pub struct PageCache {
     /// Cached pages are trusted only while the version was checked within this long.
     max_unchecked: Duration,
     started: Instant,
-    entries: Mutex<Entries>,
+    /// Entries are keyed by the version they were read at, so none is ever served at another.
+    entries: Cache<EntryKey, Entry, EntryBytes>,
+    /// The newest version entries were read at: when it grows, the older ones are dropped.
+    entries_version: AtomicI64,
 }
 
 impl PageCache {
@@ -108,7 +117,14 @@ impl PageCache {
             // A few missed polls are tolerated; a database gone for longer is not papered over.
             max_unchecked: (poll * 4).max(Duration::from_secs(1)),
             started: Instant::now(),
-            entries: Mutex::default(),
+            // The estimate caps the shard count (32 entries a shard at least): one shard per
+            // `MIN_SHARD_BYTES` of budget.
+            entries: Cache::with_weighter(
+                (budget / (MIN_SHARD_BYTES / 32)).max(1),
+                budget as u64,
+                EntryBytes,
+            ),
+            entries_version: AtomicI64::new(0),
         });
         catalog.check_version(db).await?;
         Ok(catalog)
@@ -182,54 +198,38 @@ impl PageCache {
             after: request.after,
             search: search.map(Box::from),
         };
-        let cached = {
-            let mut entries = self.lock();
-            if entries.version < version {
-                *entries = Entries {
-                    version,
-                    ..Entries::default()
-                };
-            }
-            // Entries newer than this request's version are not for it (nor is it for them:
-            // `store` will refuse what it reads).
-            (entries.version == version).then(|| {
-                (
-                    entries.pages.get(&key).cloned(),
-                    with_total
-                        .then(|| entries.counts.get(&key.search).copied())
-                        .flatten(),
-                )
-            })
-        };
-        let Some((cached_page, cached_count)) = cached else {
-            return read(db, request, search, with_total).await;
-        };
-        let page = match cached_page {
-            Some(page) => page,
-            None => {
+        if self.entries_version.fetch_max(version, Ordering::AcqRel) < version {
+            self.entries.clear();
+        }
+        let page_key = EntryKey::Page(version, key);
+        let page = match self.entries.get(&page_key) {
+            Some(Entry {
+                value: Held::Page(page),
+                ..
+            }) => page,
+            _ => {
                 let page = read_page(db, request, search).await?;
-                self.store(version, |entries| {
-                    if entries.make_room(page_bytes(&key, &page), self.budget) {
-                        entries.pages.insert(key.clone(), page.clone());
-                    }
-                });
+                let bytes = page_bytes(search, &page);
+                self.store(version, page_key, bytes, Held::Page(page.clone()));
                 page
             }
         };
-        let total = match (with_total, cached_count) {
-            (false, _) => None,
-            (true, Some(count)) => Some(count),
-            (true, None) => {
+        if !with_total {
+            return Ok((page, None));
+        }
+        let count_key = EntryKey::Count(version, search.map(Box::from));
+        let total = match self.entries.get(&count_key) {
+            Some(Entry {
+                value: Held::Count(count),
+                ..
+            }) => count,
+            _ => {
                 let count = products::count(db, search).await?;
-                self.store(version, |entries| {
-                    if entries.make_room(count_bytes(&key.search), self.budget) {
-                        entries.counts.insert(key.search.clone(), count);
-                    }
-                });
-                Some(count)
+                self.store(version, count_key, count_bytes(search), Held::Count(count));
+                count
             }
         };
-        Ok((page, total))
+        Ok((page, Some(total)))
     }
 
     /// Whether the version was read recently enough for cached pages to be trusted.
@@ -238,11 +238,15 @@ impl PageCache {
         self.started.elapsed().saturating_sub(checked) <= self.max_unchecked
     }
 
-    /// Stores what was read at `version`, unless the catalog has changed since.
-    fn store(&self, version: i64, put: impl FnOnce(&mut Entries)) {
-        let mut entries = self.lock();
-        if entries.version == version && self.version.load(Ordering::Acquire) == version {
-            put(&mut entries);
+    /// Stores what was read at `version`, unless the catalog has changed since (no reader
+    /// would ask for it again). An entry heavier than the cache can hold is not stored.
+    fn store(&self, version: i64, key: EntryKey, bytes: usize, value: Held) {
+        if self.version.load(Ordering::Acquire) == version {
+            let entry = Entry {
+                bytes: bytes as u64,
+                value,
+            };
+            self.entries.insert(key, entry);
         }
     }
 
@@ -257,11 +261,7 @@ impl PageCache {
 
     /// The bytes of entries held now, as the budget counts them.
     pub fn cached_bytes(&self) -> usize {
-        self.lock().bytes
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        usize::try_from(self.entries.weight()).unwrap_or(usize::MAX)
     }
 }
 
@@ -272,17 +272,17 @@ const ROW_OVERHEAD: usize = 192;
 
 /// What a cached page holds: its rows' text and a fixed amount per row and per entry. A row
 /// shared by two pages counts twice, so the count can only overstate.
-fn page_bytes(key: &PageKey, page: &CatalogPage) -> usize {
+fn page_bytes(search: Option<&str>, page: &CatalogPage) -> usize {
     let rows: usize = page
         .items
         .iter()
         .map(|row| ROW_OVERHEAD + row.name.len() + row.name_search.len() + row.description.len())
         .sum();
-    ENTRY_OVERHEAD + key.search.as_ref().map_or(0, |s| s.len()) + rows
+    ENTRY_OVERHEAD + search.map_or(0, str::len) + rows
 }
 
-fn count_bytes(search: &Option<Box<str>>) -> usize {
-    ENTRY_OVERHEAD + search.as_ref().map_or(0, |s| s.len())
+fn count_bytes(search: Option<&str>) -> usize {
+    ENTRY_OVERHEAD + search.map_or(0, str::len)
 }
 
 async fn read_page(
@@ -364,5 +364,23 @@ mod tests {
         let page = catalog.page(&db, all, None, true).await.unwrap();
         assert_eq!((page.items.len(), page.total_count), (30, Some(30)));
         assert!(catalog.cached_bytes() <= budget);
+
+        // The count is kept, and a change shows at once.
+        let first = PageRequest {
+            first: 1,
+            after: None,
+        };
+        let page = catalog.page(&db, first, None, true).await.unwrap();
+        assert_eq!(page.total_count, Some(30));
+        let new = NewProduct {
+            name: "Product 30",
+            description: "new",
+            price: "1.00",
+            stock: 1,
+        };
+        products::create(&db, new, None).await.unwrap();
+        catalog.note_change(&db).await;
+        let page = catalog.page(&db, first, None, true).await.unwrap();
+        assert_eq!(page.total_count, Some(31));
     }
 }

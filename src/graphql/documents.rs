@@ -7,10 +7,7 @@
 //! it resolves in the extension chain (a boxed future per field and extension), which cost more
 //! than the parsing it saved on a page of products.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use async_graphql::{
     ErrorExtensionValues, Name, Request, ServerError, Value as ConstValue,
@@ -20,9 +17,11 @@ use async_graphql::{
     },
 };
 
+use quick_cache::sync::Cache;
+
 use super::cost::{Cost, CostError, CostModel, MAX_INTROSPECTION_NESTING, selected};
 
-/// Documents kept at most; when full, the cache starts over (no LRU bookkeeping on the hot path).
+/// Documents kept at most; when full, those seldom used make room first.
 const MAX_DOCUMENTS: usize = 512;
 /// Longer documents are parsed every time rather than kept.
 const MAX_QUERY_BYTES: usize = 8 * 1024;
@@ -61,7 +60,8 @@ pub struct DocumentLimits {
 pub struct Documents {
     model: CostModel,
     limits: DocumentLimits,
-    parsed: Mutex<HashMap<Box<str>, Arc<ExecutableDocument>>>,
+    /// Parsed documents by query text.
+    parsed: Cache<Box<str>, Arc<ExecutableDocument>>,
 }
 
 impl Documents {
@@ -69,7 +69,7 @@ impl Documents {
         Self {
             model,
             limits,
-            parsed: Mutex::default(),
+            parsed: Cache::new(MAX_DOCUMENTS),
         }
     }
 
@@ -80,18 +80,14 @@ impl Documents {
     /// `GRAPHQL_VALIDATION_FAILED` for a name longer than [`MAX_NAME_CHARS`];
     /// `QUERY_TOO_COMPLEX` for more than [`MAX_VARIABLES`] or [`MAX_ARGUMENTS`].
     pub fn parse(&self, query: &str) -> Result<Arc<ExecutableDocument>, ServerError> {
-        if let Some(document) = self.lock().get(query) {
-            return Ok(document.clone());
+        if let Some(document) = self.parsed.get(query) {
+            return Ok(document);
         }
         let document = parser::parse_query(query).map_err(parse_error)?;
         check_shape(&document)?;
         let document = Arc::new(document);
         if query.len() <= MAX_QUERY_BYTES {
-            let mut parsed = self.lock();
-            if parsed.len() >= MAX_DOCUMENTS {
-                parsed.clear();
-            }
-            parsed.insert(query.into(), document.clone());
+            self.parsed.insert(query.into(), document.clone());
         }
         Ok(document)
     }
@@ -187,10 +183,6 @@ impl Documents {
             }
         }
         Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<ExecutableDocument>>> {
-        self.parsed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -533,6 +525,24 @@ mod tests {
         assert_eq!(truncated("short".to_owned(), 5), "short");
         assert_eq!(truncated("ééééé!".to_owned(), 5), "ééééé…");
         assert_eq!(truncated("x".repeat(1000), 300).chars().count(), 301);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_keeps_the_documents_in_use_through_a_flood() {
+        let documents = with_budget(1000);
+        let hot = documents.parse("{ __typename }").unwrap();
+        for i in 0..4 * MAX_DOCUMENTS {
+            documents.parse(&format!("{{ a{i}: __typename }}")).unwrap();
+            if i % 8 == 0 {
+                documents.parse("{ __typename }").unwrap();
+            }
+        }
+        assert!(documents.parsed.len() <= MAX_DOCUMENTS);
+        let again = documents.parse("{ __typename }").unwrap();
+        assert!(
+            Arc::ptr_eq(&hot, &again),
+            "one-off documents did not push it out"
+        );
     }
 
     #[test]
