@@ -123,10 +123,15 @@ impl Actor {
             .expect("an actor that signed in with a password")
     }
 
+    /// Signs in as `username`, asserting that it works: the same caller in a new session.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Self {
+        let session = self.login(username, password).await.ok();
+        self.with_session(session).knowing_password(password)
+    }
+
     /// A new session of the same account (another device), signed in with its password.
     pub async fn sign_in_again(&self) -> Self {
-        let session = self.login(self.username(), self.password()).await.ok();
-        self.with_session(session)
+        self.sign_in(self.username(), self.password()).await
     }
 
     /// A POST to the GraphQL endpoint with its token and headers, for the caller to finish.

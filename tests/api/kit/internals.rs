@@ -58,12 +58,19 @@ pub async fn start(config: &Config) -> Result<Started, String> {
 }
 
 /// Creates (or promotes) an admin the way `storefront create-admin` does.
-pub async fn create_admin(state: &AppState, username: &str, password: &str) {
+///
+/// # Errors
+/// The service's refusal (a password that breaks the rules).
+pub async fn create_admin(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<(), AppError> {
     state
         .accounts
         .create_or_promote_admin(username, password.to_owned())
         .await
-        .unwrap();
+        .map(drop)
 }
 
 /// Gives the account `id` a role through the accounts service itself, past the HTTP layer.
