@@ -10,6 +10,7 @@ use super::{
     config::TestAppBuilder,
     db::TestDb,
     internals::{self, AppError, AppState, PasswordWork, PolicySource, Pruned},
+    response::Response,
     types::{NewAccount, Role},
 };
 
@@ -97,6 +98,21 @@ impl TestApp {
     /// GETs `path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    /// GETs `path` with `Accept: accept` (a browser sends `text/html`).
+    pub async fn get_accepting(&self, path: &str, accept: &str) -> reqwest::Response {
+        let request = self.request(Method::GET, path).header("Accept", accept);
+        request.send().await.unwrap()
+    }
+
+    /// Runs `query` as a GET (`/graphql?query=…`) with `Accept: accept`.
+    pub async fn get_query(&self, query: &str, accept: &str) -> Response {
+        let request = self
+            .request(Method::GET, "/graphql")
+            .query(&[("query", query)])
+            .header("Accept", accept);
+        Response::send(request).await
     }
 
     /// A caller with no token.

@@ -14,6 +14,14 @@ use super::{
     db::TestDb,
 };
 
+/// A local port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
 /// `storefront ARGS`, to configure and then run to its end ([`Storefront::run`]).
 pub fn storefront(args: &[&str]) -> Storefront {
     let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
@@ -112,11 +120,7 @@ impl ServerProcess {
     /// Starts `storefront serve` in `cwd` with the test secret and policy, no `DATABASE_URL`
     /// unless `env` gives one, and `env` on top.
     pub fn start(cwd: &std::path::Path, env: &[(&str, String)], stderr: Stdio) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
         command
             .arg("serve")
