@@ -363,13 +363,7 @@ async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
 
 #[test]
 fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_storefront"))
-            .args(args)
-            .env_remove("POLICY_DIR")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| storefront(args).env_remove("POLICY_DIR").run();
     let dir = policy_dir().display().to_string();
     let out = run(&["policy", "show", "--dir", &dir]);
     assert!(out.status.success());

@@ -3,7 +3,6 @@
 
 use std::{
     collections::BTreeSet,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -112,12 +111,8 @@ async fn the_wal_is_truncated_below_its_limit_after_a_burst_of_writers() {
 }
 
 fn backup(url: &str, file: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .arg("backup")
-        .arg(file)
-        .env("DATABASE_URL", url)
-        .output()
-        .unwrap()
+    let file = file.to_str().expect("a UTF-8 temp path");
+    storefront(&["backup", file]).env("DATABASE_URL", url).run()
 }
 
 #[tokio::test]

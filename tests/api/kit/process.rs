@@ -33,7 +33,8 @@ pub fn storefront(args: &[&str]) -> Storefront {
     }
 }
 
-/// A `storefront` command (any but `serve` with a server to talk to) about to run.
+/// A `storefront` command to run to its end (`serve` only to see it refuse to start; a server
+/// to talk to is a [`ServerProcess`]).
 pub struct Storefront {
     command: Command,
     args: String,
