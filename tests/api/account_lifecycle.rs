@@ -24,8 +24,9 @@ async fn new_admin(app: &TestApp, admin: &Actor, username: &str, password: &str)
     account.sign_in_again().await
 }
 
-/// Asserts that a token is refused here at once and on the other replica within a second.
-async fn dead_everywhere(caller: &Actor, replica: &Replica, what: &str) {
+/// Asserts that a session is over everywhere: its token is refused here at once and on the
+/// other replica within a second, and then its refresh token is refused.
+async fn ended_everywhere(caller: &Actor, replica: &Replica, what: &str) {
     assert!(
         !caller.works().await,
         "{what}: the replica that made the change still accepts the token"
@@ -38,6 +39,8 @@ async fn dead_everywhere(caller: &Actor, replica: &Replica, what: &str) {
         took.is_some(),
         "{what}: the other replica still accepts the token after 1 s"
     );
+    let r = caller.refresh_anonymously().await;
+    assert_eq!(r.codes(), ["UNAUTHENTICATED"], "{what}: {r}");
 }
 
 /// Asserts that a token is refused on both replicas within a second (`what` says when).
@@ -105,9 +108,7 @@ async fn a_deactivated_account_loses_every_token_on_every_replica_and_cannot_sig
     assert!(deactivated.deactivated_at.is_some());
 
     for (what, caller) in [("this device", &user), ("another device", &other_device)] {
-        dead_everywhere(caller, &replica, what).await;
-        let r = refresh(&app, caller.refresh_token()).await;
-        assert_eq!(r.codes(), ["UNAUTHENTICATED"], "{what}: {r}");
+        ended_everywhere(caller, &replica, what).await;
     }
 
     // The right password gets exactly the answer a wrong one gets.
@@ -137,11 +138,7 @@ async fn a_deactivated_account_loses_every_token_on_every_replica_and_cannot_sig
     assert!(reactivated.deactivated_at.is_none());
     let back = app.sign_in("drifter", "drifter passphrase 1").await;
     assert!(back.on(&replica).works().await);
-    assert!(!user.works().await);
-    assert_eq!(
-        refresh(&app, user.refresh_token()).await.codes(),
-        ["UNAUTHENTICATED"]
-    );
+    user.assert_ended("a deactivation").await;
 
     let r = admin
         .deactivate_account("01890000-0000-7000-8000-000000000000")
@@ -272,11 +269,7 @@ async fn deleting_ones_account_needs_the_password_and_ends_everything_everywhere
     let r = leaving.delete_account("leaving passphrase 9").await;
     assert!(r.ok(), "{r}");
     for (what, caller) in [("this device", &leaving), ("another device", &other_device)] {
-        dead_everywhere(caller, &replica, what).await;
-        assert_eq!(
-            refresh(&app, caller.refresh_token()).await.codes(),
-            ["UNAUTHENTICATED"]
-        );
+        ended_everywhere(caller, &replica, what).await;
     }
     let r = app
         .anonymous()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, Statement};
 
 use crate::kit::*;
 
@@ -15,6 +15,16 @@ async fn names(caller: &Actor, search: Option<&str>) -> (Vec<String>, i64) {
     }
     let products = caller.products(page).await.ok();
     (products.names(), products.total_count)
+}
+
+/// Runs `sql` as an operator at a SQL prompt would: on a connection of its own, past the
+/// server; returns the number of rows it changed.
+async fn at_a_sql_prompt(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> u64 {
+    let db = Database::connect(app.db.url.as_str()).await.unwrap();
+    let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+    let changed = db.execute_raw(statement).await.unwrap().rows_affected();
+    db.close().await.ok();
+    changed
 }
 
 /// Polls `check` until it holds or a second has passed; returns whether it held.
@@ -88,18 +98,17 @@ async fn a_change_made_outside_the_api_shows_within_a_second() {
     assert_eq!(names(&admin, None).await, (vec!["Kettle".to_owned()], 1));
 
     // An operator renames it at a SQL prompt: the database's triggers bump the catalog version.
-    let db = Database::connect(app.db.url.as_str()).await.unwrap();
-    let stmt = sea_orm::Statement::from_sql_and_values(
-        db.get_database_backend(),
+    let renamed = at_a_sql_prompt(
+        &app,
         "UPDATE products SET name = $1, name_search = $2 WHERE id = $3",
-        [
+        vec![
             "Electric kettle".into(),
             "electric kettle".into(),
             uuid::Uuid::parse_str(&id).unwrap().into(),
         ],
-    );
-    assert_eq!(db.execute_raw(stmt).await.unwrap().rows_affected(), 1);
-    db.close().await.ok();
+    )
+    .await;
+    assert_eq!(renamed, 1);
 
     assert!(
         within_a_second(async || {
@@ -118,14 +127,13 @@ async fn with_the_cache_off_every_read_goes_to_the_database() {
     let id = admin.add_product("Mug", "5.00").await.id;
     assert_eq!(names(&admin, None).await, (vec!["Mug".to_owned()], 1));
 
-    let db = Database::connect(app.db.url.as_str()).await.unwrap();
-    let stmt = sea_orm::Statement::from_sql_and_values(
-        db.get_database_backend(),
+    let uuid = uuid::Uuid::parse_str(&id).unwrap();
+    let deleted = at_a_sql_prompt(
+        &app,
         "DELETE FROM products WHERE id = $1",
-        [uuid::Uuid::parse_str(&id).unwrap().into()],
+        vec![uuid.into()],
     );
-    assert_eq!(db.execute_raw(stmt).await.unwrap().rows_affected(), 1);
-    db.close().await.ok();
+    assert_eq!(deleted.await, 1);
 
     // No waiting: nothing is kept between reads.
     assert_eq!(names(&admin, None).await, (vec![], 0));

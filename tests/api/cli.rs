@@ -1,152 +1,77 @@
-use std::{
-    io::Write,
-    process::{Command, Output, Stdio},
-};
+use std::process::Stdio;
 
-use serde_json::json;
+use crate::kit::*;
 
-use crate::helpers::*;
-
-fn storefront(db: &TestDb, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
-    command
-        .args(args)
-        .env("DATABASE_URL", &db.url)
+/// `storefront ARGS` on `db`, with quiet logs and no `ADMIN_PASSWORD` unless the test sets one.
+fn storefront_on(db: &TestDb, args: &[&str]) -> Storefront {
+    storefront(args)
+        .on(db)
         .env("RUST_LOG", "warn")
         .env_remove("ADMIN_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("storefront runs");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
 }
 
 #[tokio::test]
 async fn create_admin_reads_the_password_from_the_environment_or_stdin() {
     let db = TestDb::new().await;
-    let out = storefront(
-        &db,
-        &["create-admin", "--username", "boss"],
-        &[("ADMIN_PASSWORD", "boss passphrase")],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = storefront(
-        &db,
-        &["create-admin", "--username", "deputy"],
-        &[],
-        Some("deputy passphrase\n"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    storefront_on(&db, &["create-admin", "--username", "boss"])
+        .env("ADMIN_PASSWORD", "boss passphrase")
+        .succeeds();
+    let out = storefront_on(&db, &["create-admin", "--username", "deputy"])
+        .stdin("deputy passphrase\n")
+        .succeeds();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("deputy passphrase"),
         "the password is never echoed"
     );
 
-    let app = spawn_on(db, Vec::new()).await;
+    let app = TestApp::builder().on(db).spawn().await;
     for (name, password) in [("boss", "boss passphrase"), ("deputy", "deputy passphrase")] {
-        let r = app.login(name, password).await;
-        assert_no_errors(&r);
-        assert_eq!(r["data"]["login"]["account"]["role"], "ADMIN");
+        let admin = app.sign_in(name, password).await;
+        assert_eq!(admin.session().account.role, Role::Admin);
     }
 }
 
 #[tokio::test]
 async fn create_admin_promotes_an_existing_account_and_refuses_bad_input() {
-    let db = TestDb::new().await;
-    let app = spawn_on(db, Vec::new()).await;
-    app.register("riser", "riser passphrase").await;
-    let out = storefront(
-        &app.db,
-        &["create-admin", "--username", "RISER"],
-        &[("ADMIN_PASSWORD", "ignored passphrase")],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = app.login("riser", "riser passphrase").await;
-    assert_eq!(r["data"]["login"]["account"]["role"], "ADMIN", "{r}");
+    let app = TestApp::spawn().await;
+    app.user_with("riser", "riser passphrase").await;
+    storefront_on(&app.db, &["create-admin", "--username", "RISER"])
+        .env("ADMIN_PASSWORD", "ignored passphrase")
+        .succeeds();
+    let r = app.anonymous().login("riser", "riser passphrase").await;
+    assert_eq!(r.data().map(|s| s.account.role), Some(Role::Admin), "{r}");
 
-    let out = storefront(
-        &app.db,
-        &["create-admin", "--username", "shorty"],
-        &[("ADMIN_PASSWORD", "short")],
-        None,
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
-    let out = storefront(
-        &app.db,
-        &["create-admin", "--username", "weakling"],
-        &[("ADMIN_PASSWORD", "letmein12345")],
-        None,
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("too easy to guess"));
-    let out = storefront(
-        &app.db,
-        &["create-admin", "--username", "x"],
-        &[("ADMIN_PASSWORD", "long enough pass")],
-        None,
-    );
-    assert!(!out.status.success());
-    let out = storefront(
-        &app.db,
-        &["create-admin", "--username", "nopass"],
-        &[],
-        Some(""),
-    );
-    assert!(!out.status.success());
+    // The username, the password (from the environment, else from stdin) and what the error
+    // must say, if anything.
+    for (username, password, says) in [
+        ("shorty", Some("short"), Some("password")),
+        ("weakling", Some("letmein12345"), Some("too easy to guess")),
+        ("x", Some("long enough pass"), None),
+        ("nopass", None, None),
+    ] {
+        let command = storefront_on(&app.db, &["create-admin", "--username", username]);
+        let stderr = match password {
+            Some(password) => command.env("ADMIN_PASSWORD", password).fails(),
+            None => command.stdin("").fails(),
+        };
+        if let Some(says) = says {
+            assert!(stderr.contains(says), "{username}: {stderr}");
+        }
+    }
 }
 
 #[tokio::test]
 async fn seed_is_idempotent_and_migrate_prepares_a_new_database() {
     let db = TestDb::new().await;
-    let out = storefront(&db, &["migrate"], &[], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    storefront_on(&db, &["migrate"]).succeeds();
     for _ in 0..2 {
-        let out = storefront(&db, &["seed"], &[], None);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        storefront_on(&db, &["seed"]).succeeds();
     }
-    let app = spawn_on(db, Vec::new()).await;
-    let user = app.register("shopper", "shopper passphrase").await;
-    let r = app
-        .gql(
-            "{ products { totalCount nodes { name price } } }",
-            json!({}),
-            Some(&user),
-        )
-        .await;
-    assert_no_errors(&r);
-    assert_eq!(r["data"]["products"]["totalCount"], 3);
+    let app = TestApp::builder().on(db).spawn().await;
+    let user = app.user_with("shopper", "shopper passphrase").await;
+    let products = user.products(Page::default()).await.ok();
+    assert_eq!(products.total_count, 3);
 }
 
 #[tokio::test]
@@ -157,70 +82,49 @@ async fn bad_configuration_is_a_clear_error_naming_the_variable() {
         ("JWT_SECRET", "too-short"),
         ("APP_ENV", "staging"),
     ] {
-        let out = storefront(&db, &["serve"], &[(var, value)], None);
-        assert!(!out.status.success(), "{var}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = storefront_on(&db, &["serve"]).env(var, value).fails();
         assert!(stderr.contains(var), "{var}: {stderr}");
         assert!(!stderr.contains("too-short"), "the secret is not echoed");
     }
-    let out = storefront(
-        &db,
-        &["serve"],
-        &[("APP_ENV", "production"), ("JWT_SECRET", "")],
-        None,
-    );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+    let stderr = storefront_on(&db, &["serve"])
+        .env("APP_ENV", "production")
+        .env("JWT_SECRET", "")
+        .fails();
+    assert!(stderr.contains("JWT_SECRET"), "{stderr}");
+}
+
+/// `storefront serve` in `cwd` with no `DATABASE_URL`, up and answering, and its admin
+/// signed in.
+async fn serve_in(cwd: &std::path::Path) -> (ServerProcess, Actor) {
+    let server = ServerProcess::start(cwd, &[], Stdio::null());
+    server.wait_until_up().await;
+    let admin = server.anonymous().sign_in("admin", ADMIN_PASSWORD).await;
+    (server, admin)
 }
 
 #[tokio::test]
 async fn with_no_database_url_serve_uses_a_local_sqlite_file_seeded_once() {
     let cwd = tempfile::tempdir().unwrap();
     // create-admin first: the database file exists before the first serve.
-    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .args(["create-admin", "--username", "admin"])
-        .current_dir(cwd.path())
+    storefront(&["create-admin", "--username", "admin"])
+        .in_dir(cwd.path())
         .env_remove("DATABASE_URL")
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .succeeds();
     assert!(cwd.path().join("storefront.db").exists());
 
-    let login = json!({"query": "mutation($p:String!){ login(input:{username:\"admin\", password:$p}){ accessToken } }", "variables": {"p": ADMIN_PASSWORD}});
-    let products = json!({"query": "{ products { totalCount nodes { id } } }"});
-
-    let server = ServerProcess::start(cwd.path(), &[], Stdio::null());
-    let r = server.gql(login.clone(), None).await;
-    let token = r["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = server.gql(products.clone(), Some(&token)).await;
-    assert_eq!(r["data"]["products"]["totalCount"], 3, "{r}");
-    let id = r["data"]["products"]["nodes"][0]["id"].clone();
-    let r = server
-        .gql(
-            json!({"query": "mutation($id:ID!){ deleteProduct(id:$id) }", "variables": {"id": id}}),
-            Some(&token),
-        )
-        .await;
-    assert_no_errors(&r);
+    let (server, admin) = serve_in(cwd.path()).await;
+    let products = admin.products(Page::default()).await.ok();
+    assert_eq!(products.total_count, 3);
+    admin
+        .delete_product(&products.nodes[0].id)
+        .await
+        .assert_ok();
     server.stop();
 
     // A restart does not bring the deleted demo product back.
-    let server = ServerProcess::start(cwd.path(), &[], Stdio::null());
-    let r = server.gql(login, None).await;
-    let token = r["data"]["login"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = server.gql(products, Some(&token)).await;
-    assert_eq!(r["data"]["products"]["totalCount"], 2, "{r}");
+    let (server, admin) = serve_in(cwd.path()).await;
+    assert_eq!(admin.product_count().await, 2);
     server.stop();
 }
 
@@ -238,20 +142,17 @@ async fn secrets_never_reach_the_log() {
         ],
         Stdio::from(log.reopen().unwrap()),
     );
+    server.wait_until_up().await;
     let password = "password-that-must-stay-secret";
-    let login = |p: &str| json!({"query": "mutation($p:String!){ login(input:{username:\"logger\", password:$p}){ accessToken } }", "variables": {"p": p}});
-    let r = server
-        .gql(json!({"query": "mutation($p:String!){ register(input:{username:\"logger\", password:$p}){ accessToken } }", "variables": {"p": password}}), None)
-        .await;
-    let token = r["data"]["register"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server.gql(login(password), None).await;
-    server.gql(login("wrong-password-also-secret"), None).await;
+    let session = server.anonymous().register("logger", password).await.ok();
+    let token = session.access_token.clone();
+    let logger = server.anonymous().with_session(session);
+    server.anonymous().login("logger", password).await;
     server
-        .gql(json!({"query": "{ account { id } }"}), Some(&token))
+        .anonymous()
+        .login("logger", "wrong-password-also-secret")
         .await;
+    logger.account().await;
     server.stop();
 
     let logged = std::fs::read_to_string(log.path()).unwrap();
@@ -277,16 +178,16 @@ async fn secrets_never_reach_the_log() {
 async fn config_lists_every_variable_from_its_declaration_never_from_the_environment() {
     let db = TestDb::new().await;
     let secret = "config-command-secret-0123456789-abcdef";
-    let env = [("JWT_SECRET", secret), ("GRAPHQL_MAX_DEPTH", "7")];
-    let markdown = storefront(&db, &["config", "--markdown"], &env, None);
-    assert!(markdown.status.success());
-    let markdown = String::from_utf8_lossy(&markdown.stdout);
-    let text = storefront(&db, &["config"], &env, None);
-    assert!(text.status.success());
-    let text = String::from_utf8_lossy(&text.stdout);
-    let help = storefront(&db, &["--help"], &env, None);
-    assert!(help.status.success());
-    let help = String::from_utf8_lossy(&help.stdout);
+    let printed = |args: &[&str]| {
+        let out = storefront_on(&db, args)
+            .env("JWT_SECRET", secret)
+            .env("GRAPHQL_MAX_DEPTH", "7")
+            .succeeds();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let markdown = printed(&["config", "--markdown"]);
+    let text = printed(&["config"]);
+    let help = printed(&["--help"]);
 
     assert!(
         markdown.contains("| `GRAPHQL_MAX_DEPTH` | `15` | 1–1000 | Deepest selection nesting. |"),

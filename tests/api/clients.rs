@@ -6,13 +6,12 @@
 
 use std::{
     fs::File,
-    net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::kit::{ADMIN_PASSWORD, JWT_SECRET, TestDb, policy_dir};
+use crate::kit::{ADMIN_PASSWORD, JWT_SECRET, TestDb, free_port, policy_dir};
 
 const ADMIN_USERNAME: &str = "admin";
 /// How long the server may take to answer its first request.
@@ -93,14 +92,6 @@ fn node_version() -> Option<String> {
 
 fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients")
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("a free local port")
-        .port()
 }
 
 fn read_log(path: &Path) -> String {

@@ -272,11 +272,7 @@ async fn the_connection_cap_stays_below_the_descriptor_limit_and_the_server_keep
     const FD_LIMIT: u64 = 200;
     let db = TestDb::new().await;
     let log = tempfile::NamedTempFile::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = std::process::Command::new("sh")
         .arg("-c")

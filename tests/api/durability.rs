@@ -167,12 +167,7 @@ impl Fault {
                 fs.fill_leaving(0);
             }
             Fault::ReadOnly { admin_url, name } => {
-                pg_admin(
-                    admin_url,
-                    &format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = on"),
-                )
-                .await;
-                terminate_backends(admin_url, name).await;
+                set_read_only(admin_url, name, "SET default_transaction_read_only = on").await;
             }
         }
     }
@@ -181,12 +176,7 @@ impl Fault {
         match self {
             Fault::FullDisk(fs) => fs.free(),
             Fault::ReadOnly { admin_url, name } => {
-                pg_admin(
-                    admin_url,
-                    &format!("ALTER DATABASE \"{name}\" RESET default_transaction_read_only"),
-                )
-                .await;
-                terminate_backends(admin_url, name).await;
+                set_read_only(admin_url, name, "RESET default_transaction_read_only").await;
             }
         }
     }
@@ -196,6 +186,13 @@ async fn pg_admin(admin_url: &str, sql: &str) {
     let admin = Database::connect(admin_url).await.unwrap();
     admin.execute_unprepared(sql).await.unwrap();
     admin.close().await.unwrap();
+}
+
+/// Applies `setting` (`SET …` or `RESET …`) to the database `name`, and ends its connections
+/// so that the server's new ones follow it.
+async fn set_read_only(admin_url: &str, name: &str, setting: &str) {
+    pg_admin(admin_url, &format!("ALTER DATABASE \"{name}\" {setting}")).await;
+    terminate_backends(admin_url, name).await;
 }
 
 /// Ends every connection to the database `name` (the server's pool must open new ones).
@@ -669,18 +666,13 @@ async fn a_database_that_refuses_connections_is_reported_at_once_and_recovers_po
 /// red, reads go on; all is well once the lock is released.
 #[tokio::test]
 async fn while_another_process_holds_the_write_lock_writes_fail_and_reads_go_on_sqlite() {
-    use sea_orm::sqlx::{self, Connection};
     if TestDb::on_postgres() {
         return;
     }
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     admin.add_product("Before", "1.00").await;
-    let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let lock = app.db.hold_write_lock().await;
 
     let r = admin
         .create_product(&NewProduct::new("Blocked", "1.00"))
@@ -689,11 +681,7 @@ async fn while_another_process_holds_the_write_lock_writes_fail_and_reads_go_on_
     wait_for_readyz(&app, 503, Duration::from_secs(10)).await;
     assert_eq!(admin.product_count().await, 1, "reads go on");
 
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
     wait_for_readyz(&app, 200, Duration::from_secs(10)).await;
     admin.add_product("After", "1.00").await;
     assert_eq!(admin.product_count().await, 2);

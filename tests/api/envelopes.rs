@@ -228,7 +228,6 @@ async fn request_errors_have_one_envelope_per_code() {
 /// refuses every insert); neither says anything of the database.
 #[tokio::test]
 async fn database_failures_have_one_envelope_per_code() {
-    use sea_orm::sqlx::{self, Connection};
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let create = r#"mutation { createProduct(input: {name: "Never", price: "1.00"}) { id } }"#;
@@ -239,17 +238,9 @@ async fn database_failures_have_one_envelope_per_code() {
         app.allow_product_inserts().await;
         r
     } else {
-        let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut holder)
-            .await
-            .unwrap();
+        let lock = app.db.hold_write_lock().await;
         let r = admin.query(create, json!({})).await;
-        sqlx::raw_sql("ROLLBACK")
-            .execute(&mut holder)
-            .await
-            .unwrap();
-        holder.close().await.unwrap();
+        lock.release().await;
         r
     };
     assert_envelope("service_unavailable", &unavailable);
@@ -276,60 +267,51 @@ async fn http_refusals_have_one_envelope_each() {
     let app = TestApp::spawn().await;
     let anonymous = app.anonymous();
     let admin = app.admin().await;
-    let raw = |content_type: &str, accept: &str, body: &str| {
+    let raw = async |content_type: &str, accept: &str, body: &str| {
         anonymous
-            .request()
-            .header("Content-Type", content_type)
-            .header("Accept", accept)
-            .body(body.to_owned())
-    };
-    let read = async |request: reqwest::RequestBuilder| {
-        Response::<Value>::read(request.send().await.unwrap(), None).await
+            .post_raw(Some(content_type), Some(accept), body)
+            .await
     };
 
     assert_envelope(
         "bad_request_json",
-        &read(raw("application/json", "application/json", "{")).await,
+        &raw("application/json", "application/json", "{").await,
     );
     let batch: Vec<Value> = (0..11)
         .map(|_| json!({"query": "{ __typename }"}))
         .collect();
     assert_envelope("bad_request_batch", &anonymous.post(&json!(batch)).await);
-    let get = |query: &str| {
-        app.request(Method::GET, "/graphql")
-            .query(&[("query", query)])
-            .header("Accept", "application/json")
-    };
     assert_envelope(
         "method_not_allowed_mutation_over_get",
-        &read(get("mutation { logout }")).await,
+        &app.get_query("mutation { logout }", "application/json")
+            .await,
     );
     assert_envelope(
         "method_not_allowed",
-        &read(app.request(Method::PUT, "/graphql")).await,
+        &Response::send(app.request(Method::PUT, "/graphql")).await,
     );
     assert_envelope(
         "not_found_route",
-        &read(app.request(Method::GET, "/nowhere")).await,
+        &Response::send(app.request(Method::GET, "/nowhere")).await,
     );
     assert_envelope(
         "not_acceptable",
-        &read(raw(
+        &raw(
             "application/json",
             "text/html",
             r#"{"query":"{ __typename }"}"#,
-        ))
+        )
         .await,
     );
     let big = json!({ "query": format!("{{ __typename }} # {}", "x".repeat(64 * 1024)) });
     assert_envelope("payload_too_large", &anonymous.post(&big).await);
     assert_envelope(
         "unsupported_media_type",
-        &read(raw(
+        &raw(
             "text/plain",
             "application/json",
             r#"{"query":"{ __typename }"}"#,
-        ))
+        )
         .await,
     );
 
@@ -341,27 +323,19 @@ async fn http_refusals_have_one_envelope_each() {
             "variables": {"n": name},
         })
     };
-    assert_envelope(
-        "idempotency_key_malformed",
-        &admin
-            .with_header("Idempotency-Key", "tab\there")
-            .post(&create("Bad key"))
-            .await,
-    );
-    assert_envelope(
-        "idempotency_key_anonymous",
-        &anonymous
-            .with_header("Idempotency-Key", "anon")
-            .post(&create("Anonymous"))
-            .await,
-    );
-    assert_envelope(
-        "idempotency_key_unauthenticated",
-        &app.bearer("not-a-token")
-            .with_header("Idempotency-Key", "stale")
-            .post(&create("Stale"))
-            .await,
-    );
+    for (name, caller, key, product) in [
+        ("idempotency_key_malformed", &admin, "tab\there", "Bad key"),
+        ("idempotency_key_anonymous", &anonymous, "anon", "Anonymous"),
+        (
+            "idempotency_key_unauthenticated",
+            &app.bearer("not-a-token"),
+            "stale",
+            "Stale",
+        ),
+    ] {
+        let keyed = caller.with_header("Idempotency-Key", key);
+        assert_envelope(name, &keyed.post(&create(product)).await);
+    }
     let keyed = admin.with_header("Idempotency-Key", "reused");
     keyed.post(&create("First")).await.assert_ok();
     assert_envelope(

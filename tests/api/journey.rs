@@ -1,5 +1,3 @@
-use reqwest::Method;
-
 use crate::kit::*;
 
 #[tokio::test]
@@ -116,11 +114,8 @@ async fn the_playground_is_served_for_browsers() {
     let app = TestApp::spawn().await;
     for path in ["/", "/graphql"] {
         let response = app
-            .request(Method::GET, path)
-            .header("Accept", "text/html,application/xhtml+xml")
-            .send()
-            .await
-            .unwrap();
+            .get_accepting(path, "text/html,application/xhtml+xml")
+            .await;
         assert_eq!(response.status(), 200);
         let html = response.text().await.unwrap();
         assert!(html.contains("GraphiQL"), "{path}");

@@ -19,10 +19,10 @@ mod wait;
 
 pub use actor::{Actor, Server};
 pub use app::{ADMIN_PASSWORD, JWT_SECRET, Replica, TestApp, password_of};
-pub use config::{TestAppBuilder, policy_dir, policy_folder, policy_folder_with, shipped_policy};
+pub use config::{policy_dir, policy_folder, policy_folder_with, shipped_policy};
 pub use db::TestDb;
 pub use jwt::{claims_of, forge_jwt, header_of};
-pub use process::ServerProcess;
+pub use process::{ServerProcess, Storefront, free_port, storefront};
 pub use response::Response;
 pub use types::{AuthPayload, NewAccount, NewProduct, Page, Product, ProductChanges, Role};
 pub use wait::{join_all, join_tasks, within};

@@ -32,32 +32,6 @@ fragment TypeRef on __Type {
 }
 "#;
 
-/// POSTs `body` as it is, with the content type and `Accept` given (or none).
-async fn raw_post(
-    app: &TestApp,
-    content_type: Option<&str>,
-    accept: Option<&str>,
-    body: &str,
-) -> Response {
-    let mut request = app.anonymous().request().body(body.to_owned());
-    if let Some(content_type) = content_type {
-        request = request.header("Content-Type", content_type);
-    }
-    if let Some(accept) = accept {
-        request = request.header("Accept", accept);
-    }
-    Response::read(request.send().await.unwrap(), None).await
-}
-
-/// GETs `/graphql?query=…`.
-async fn get(app: &TestApp, query: &str, accept: &str) -> Response {
-    let request = app
-        .request(Method::GET, "/graphql")
-        .query(&[("query", query)])
-        .header("Accept", accept);
-    Response::read(request.send().await.unwrap(), None).await
-}
-
 fn aliases(count: usize, field: &str) -> String {
     let fields: Vec<String> = (0..count).map(|i| format!("a{i}: {field}")).collect();
     format!("{{ {} }}", fields.join(" "))
@@ -219,7 +193,7 @@ async fn bodies_over_the_limit_get_413_and_the_limit_is_configurable() {
 #[tokio::test]
 async fn mutations_only_over_post_and_queries_over_get() {
     let app = TestApp::spawn().await;
-    let r = get(&app, "{ __typename }", "application/json").await;
+    let r = app.get_query("{ __typename }", "application/json").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.raw_data()["__typename"], "Query");
     assert!(
@@ -229,7 +203,7 @@ async fn mutations_only_over_post_and_queries_over_get() {
     );
 
     let register = r#"mutation { register(input:{username:"viaget", password:"via get passphrase"}){ accessToken } }"#;
-    let r = get(&app, register, "application/json").await;
+    let r = app.get_query(register, "application/json").await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("POST"));
     assert_eq!(r.codes(), ["METHOD_NOT_ALLOWED"]);
@@ -251,7 +225,7 @@ async fn post_bodies_must_be_json_so_forms_cannot_forge_requests() {
         None,
         Some("application/json; charset=iso-8859-1"),
     ] {
-        let r = raw_post(&app, content_type, None, register).await;
+        let r = app.anonymous().post_raw(content_type, None, register).await;
         assert_eq!(r.status, 415, "{content_type:?}: {}", r.text);
     }
     // Nothing ran: the username is still free.
@@ -275,51 +249,49 @@ async fn responses_follow_the_accept_header() {
             "application/graphql-response+json",
         ),
     ] {
-        let r = raw_post(&app, Some("application/json"), accept, query).await;
+        let r = app
+            .anonymous()
+            .post_raw(Some("application/json"), accept, query)
+            .await;
         assert_eq!(r.status, 200);
         let media = r.header("content-type").unwrap_or_default();
         assert!(media.starts_with(expected), "{accept:?} → {media}");
     }
-    let r = raw_post(&app, Some("application/json"), Some("text/html"), query).await;
+    let r = app
+        .anonymous()
+        .post_raw(Some("application/json"), Some("text/html"), query)
+        .await;
     assert_eq!(r.status, 406);
 }
 
 #[tokio::test]
 async fn request_errors_get_400_in_the_graphql_response_format_and_200_in_plain_json() {
     let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
+    let json = Some("application/json");
     for (query, code) in [
         ("{", "GRAPHQL_PARSE_FAILED"),
         ("{ nosuchfield }", "GRAPHQL_VALIDATION_FAILED"),
     ] {
         let body = json!({"query": query}).to_string();
-        let r = raw_post(
-            &app,
-            Some("application/json"),
-            Some("application/graphql-response+json"),
-            &body,
-        )
-        .await;
-        assert_eq!(r.status, 400, "{query}");
-        assert!(r.is_request_error(), "{r}");
-        assert_eq!(r.codes(), [code]);
-        let r = raw_post(
-            &app,
-            Some("application/json"),
-            Some("application/json"),
-            &body,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{query}");
-        assert!(r.is_request_error(), "{r}");
+        for (accept, status) in [
+            ("application/graphql-response+json", 400),
+            ("application/json", 200),
+        ] {
+            let r = anonymous.post_raw(json, Some(accept), &body).await;
+            assert_eq!(r.status, status, "{query} accepting {accept}");
+            assert!(r.is_request_error(), "{r}");
+            assert_eq!(r.codes(), [code], "{r}");
+        }
     }
     // A field error is still a 200 with data in either format.
-    let r = raw_post(
-        &app,
-        Some("application/json"),
-        Some("application/graphql-response+json"),
-        r#"{"query":"{ account { id } }"}"#,
-    )
-    .await;
+    let r = anonymous
+        .post_raw(
+            json,
+            Some("application/graphql-response+json"),
+            r#"{"query":"{ account { id } }"}"#,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.get("data"), Some(&Value::Null), "{r}");
     // Malformed JSON and ill-typed parameters are 400.
@@ -330,7 +302,10 @@ async fn request_errors_get_400_in_the_graphql_response_format_and_200_in_plain_
         "[1]",
         "7",
     ] {
-        let r = raw_post(&app, Some("application/json"), None, body).await;
+        let r = app
+            .anonymous()
+            .post_raw(Some("application/json"), None, body)
+            .await;
         assert_eq!(r.status, 400, "{body}");
     }
 }
@@ -365,12 +340,7 @@ async fn production_turns_off_introspection_suggestions_and_the_playground() {
         .await;
     assert!(!r.text.contains("Did you mean"), "no suggestions: {r}");
     for path in ["/", "/graphql"] {
-        let response = app
-            .request(Method::GET, path)
-            .header("Accept", "text/html")
-            .send()
-            .await
-            .unwrap();
+        let response = app.get_accepting(path, "text/html").await;
         assert_ne!(response.status(), 200, "{path}");
         assert!(!response.text().await.unwrap().contains("GraphiQL"));
     }

@@ -1,9 +1,6 @@
 //! Integration tests: each drives a real server over HTTP, on its own fresh database
 //! (a temp-file SQLite by default, a new PostgreSQL database when TEST_DATABASE_URL is set).
 
-// The raw-JSON layer readme.rs and cli.rs still use; not every wrapper has a caller.
-#[allow(dead_code, unused_imports)]
-mod helpers;
 mod kit;
 
 mod account_lifecycle;

@@ -74,23 +74,20 @@ async fn metrics_count_operations_logins_and_show_the_policy() {
 
 #[tokio::test]
 async fn metrics_can_live_on_their_own_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let app = TestApp::builder()
         .metrics_addr(([127, 0, 0, 1], port).into())
         .spawn()
         .await;
     assert_eq!(app.get("/metrics").await.status(), 404);
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_at(&format!("http://127.0.0.1:{port}")).await;
     assert!(text.contains("storefront_logins_total"));
+}
+
+/// What `/metrics` at `url` (`http://host:port`) answers.
+async fn metrics_at(url: &str) -> String {
+    let response = reqwest::get(format!("{url}/metrics")).await.unwrap();
+    response.text().await.unwrap()
 }
 
 const PRODUCTION_SECRET: &str = "production-secret-0123456789abcdefghij";
@@ -163,11 +160,7 @@ async fn a_metrics_token_is_required_when_configured() {
     );
 
     // On METRICS_ADDR the token is required too.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _app = production()
         .env("METRICS_ADDR", &format!("127.0.0.1:{port}"))
         .spawn()
@@ -299,12 +292,7 @@ async fn answered(
 /// Waits until the server is hashing a password, so a signal lands while work is in flight.
 async fn wait_for_hashing(url: &str) {
     for _ in 0..500 {
-        let metrics = reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_at(url).await;
         let busy = metrics.lines().any(|line| {
             line.strip_prefix("storefront_password_hashes_in_flight ")
                 .or_else(|| line.strip_prefix("storefront_password_hash_queue "))
@@ -375,13 +363,7 @@ async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
 
 #[test]
 fn policy_show_prints_the_table_and_check_refuses_broken_folders() {
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_storefront"))
-            .args(args)
-            .env_remove("POLICY_DIR")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| storefront(args).env_remove("POLICY_DIR").run();
     let dir = policy_dir().display().to_string();
     let out = run(&["policy", "show", "--dir", &dir]);
     assert!(out.status.success());

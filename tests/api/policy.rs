@@ -143,16 +143,10 @@ async fn a_policy_the_code_cannot_enforce_is_refused_at_start_naming_file_and_li
 fn policy_check_refuses_the_same_policies_naming_file_and_line() {
     for (case, policy, line) in refused_policies() {
         let dir = policy_folder(&policy);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_storefront"))
-            .args([
-                "policy",
-                "check",
-                "--dir",
-                &dir.path().display().to_string(),
-            ])
+        let folder = dir.path().display().to_string();
+        let out = storefront(&["policy", "check", "--dir", &folder])
             .env_remove("POLICY_DIR")
-            .output()
-            .unwrap();
+            .run();
         assert!(!out.status.success(), "{case}: accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_names_file_and_line(&stderr, dir.path(), line, case);

@@ -41,7 +41,7 @@ use std::{
 use async_graphql::parser::{parse_query, types::Selection};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::kit::*;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -364,13 +364,10 @@ fn shape(document: &str, at: &str) -> Shape {
 }
 
 /// Asserts that an answer is not a request error: the document parsed and validated.
-fn assert_validated(response: &Value, at: &str, document: &str) {
-    let request_errors: Vec<&Value> = response["errors"]
-        .as_array()
-        .map(|errors| errors.iter().filter(|e| e.get("path").is_none()).collect())
-        .unwrap_or_default();
+fn assert_validated(response: &Response, at: &str, document: &str) {
+    let request_errors = response.errors.iter().filter(|e| e.path.is_none()).count();
     assert!(
-        response.get("data").is_some() && request_errors.is_empty(),
+        response.body.get("data").is_some() && request_errors == 0,
         "{at}: the document does not parse or validate: {response}\n{document}"
     );
 }
@@ -394,21 +391,12 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     async fn sign_in_admin(&mut self) {
-        let r = self
+        let admin = self
             .app
-            .gql(
-                "mutation($u:String!,$p:String!){ login(input:{username:$u,password:$p}){ accessToken refreshToken } }",
-                json!({"u": self.admin_username, "p": self.admin_password}),
-                None,
-            )
+            .sign_in(&self.admin_username, &self.admin_password)
             .await;
-        assert_no_errors(&r);
-        self.admin_access = r["data"]["login"]["accessToken"]
-            .as_str()
-            .map(str::to_owned);
-        self.admin_refresh = r["data"]["login"]["refreshToken"]
-            .as_str()
-            .map(str::to_owned);
+        self.admin_access = Some(admin.token().to_owned());
+        self.admin_refresh = Some(admin.refresh_token().to_owned());
     }
 
     async fn admin_access(&mut self) -> String {
@@ -428,19 +416,19 @@ impl Walk<'_> {
 
     async fn user_access(&mut self) -> String {
         if self.user_access.is_none() {
-            self.user_access = Some(
-                self.app
-                    .register("readme_user", "readme user passphrase")
-                    .await,
-            );
+            let user = self
+                .app
+                .user_with("readme_user", "readme user passphrase")
+                .await;
+            self.user_access = Some(user.token().to_owned());
         }
         self.user_access.clone().unwrap()
     }
 
     async fn product_id(&mut self) -> String {
         if self.product_id.is_none() {
-            let admin = self.admin_access().await;
-            self.product_id = Some(self.app.create_product(&admin, "README jug", "9.99").await);
+            let admin = self.app.bearer(&self.admin_access().await);
+            self.product_id = Some(admin.add_product("README jug", "9.99").await.id);
         }
         self.product_id.clone().unwrap()
     }
@@ -491,16 +479,16 @@ impl Walk<'_> {
             Caller::Admin
         });
         let document = self.fill_in(document, at).await;
-        let token = match caller {
-            Caller::Anonymous => None,
-            Caller::User => Some(self.user_access().await),
-            Caller::Admin => Some(self.admin_access().await),
+        let actor = match caller {
+            Caller::Anonymous => self.app.anonymous(),
+            Caller::User => self.app.bearer(&self.user_access().await),
+            Caller::Admin => self.app.bearer(&self.admin_access().await),
         };
-        let response = self.app.gql(&document, json!({}), token.as_deref()).await;
+        let response = actor.query(&document, json!({})).await;
         assert_validated(&response, at, &document);
         match &marker.expect {
             Some(code) => {
-                let codes = codes(&response);
+                let codes = response.codes();
                 assert!(
                     !codes.is_empty() && codes.iter().all(|c| c == code),
                     "{at}: expected {code}, got {response}\n{document}"
@@ -508,13 +496,13 @@ impl Walk<'_> {
             }
             None => {
                 assert!(
-                    response.get("errors").is_none() && !response["data"].is_null(),
+                    response.is_ok(),
                     "{at}: the example fails: {response}\n{document}"
                 );
             }
         }
-        self.remember(&response, &root_fields, caller);
-        self.last_response = Some((at.to_owned(), response));
+        self.remember(&response.body, &root_fields, caller);
+        self.last_response = Some((at.to_owned(), response.body));
     }
 
     /// Keeps what later blocks refer to.
@@ -604,11 +592,9 @@ fn answers_as_shown(actual: &Value, shown: &Value) -> bool {
 #[tokio::test]
 async fn readme_graphql_examples_run_and_answer_as_shown() {
     let blocks = all_blocks();
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let (admin_username, admin_password) = readme_admin(&blocks);
-    app.state
-        .accounts
-        .create_or_promote_admin(&admin_username, admin_password.clone())
+    app.create_admin(&admin_username, &admin_password)
         .await
         .expect("the README's admin password follows the password rules");
 
@@ -648,8 +634,8 @@ async fn readme_graphql_examples_run_and_answer_as_shown() {
             "json" if marker.post => {
                 let body: Value = serde_json::from_str(&block.code)
                     .unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
-                let token = walk.admin_access().await;
-                let (_, answer) = app.post(body, Some(&token)).await;
+                let admin = app.bearer(&walk.admin_access().await);
+                let answer = admin.post(&body).await.body;
                 walk.last_response = Some((at.clone(), answer));
             }
             "json" if marker.response => {
@@ -753,7 +739,7 @@ fn code_documents(block: &Block) -> Vec<String> {
 
 #[tokio::test]
 async fn readme_graphql_in_code_examples_validates() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let mut checked = 0;
     for block in all_blocks().iter().filter(|b| !b.marker.not_run) {
         let at = &block.at;
@@ -765,7 +751,7 @@ async fn readme_graphql_in_code_examples_validates() {
             shape(&document, at);
             // Anonymous and without variables: the document is validated, but nothing that
             // needs a token or a variable runs.
-            let response = app.gql(&document, json!({}), None).await;
+            let response = app.anonymous().query(&document, json!({})).await;
             assert_validated(&response, at, &document);
             checked += 1;
         }
@@ -779,19 +765,18 @@ async fn readme_graphql_in_code_examples_validates() {
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-fn storefront(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+/// `storefront ARGS` in the repository, with the policy folder its docs assume.
+fn run_storefront(args: &[&str]) -> std::process::Output {
+    storefront(args)
+        .in_dir(root())
         .env_remove("POLICY_DIR")
-        .output()
-        .expect("storefront runs")
+        .run()
 }
 
 fn assert_command_exists(words: &[String], options: &[String], at: &str) {
     let mut args: Vec<&str> = words.iter().map(String::as_str).collect();
     args.push("--help");
-    let out = storefront(&args);
+    let out = run_storefront(&args);
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -894,7 +879,7 @@ fn readme_cli_commands_exist() {
     // Output shown in the docs.
     for block in blocks.iter().filter(|b| b.marker.output_of.is_some()) {
         let args = block.marker.output_of.as_deref().unwrap();
-        let out = storefront(&args.split_whitespace().collect::<Vec<_>>());
+        let out = run_storefront(&args.split_whitespace().collect::<Vec<_>>());
         assert!(out.status.success(), "storefront {args} failed");
         let actual: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -923,7 +908,7 @@ fn readme_cli_commands_exist() {
         let policy = format!("{}\n{}", source("policies/policy.csv"), block.code);
         std::fs::write(dir.path().join("policy.csv"), policy).unwrap();
         let folder = dir.path().to_str().expect("a UTF-8 temp path");
-        let out = storefront(&["policy", "check", "--dir", folder]);
+        let out = run_storefront(&["policy", "check", "--dir", folder]);
         assert!(
             out.status.success(),
             "{}: `storefront policy check` refuses these lines: {}{}",
@@ -951,7 +936,7 @@ fn configuration_tables_are_what_storefront_config_markdown_prints() {
         .and_then(|(_, rest)| rest.split_once(end))
         .map(|(region, _)| region)
         .unwrap_or_else(|| panic!("{CONFIGURATION_DOC} has no {begin:?} … {end:?} region"));
-    let out = storefront(&["config", "--markdown"]);
+    let out = run_storefront(&["config", "--markdown"]);
     assert!(out.status.success(), "storefront config --markdown failed");
     let printed = String::from_utf8(out.stdout).expect("UTF-8 output");
     if region != printed {

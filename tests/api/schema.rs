@@ -1,5 +1,3 @@
-use std::process::Command;
-
 use serde::Deserialize;
 use serde_json::json;
 
@@ -8,11 +6,7 @@ use crate::kit::{internals::sdl, *};
 /// The checked-in schema is what frontend teams read: it must be what the server serves.
 #[test]
 fn schema_graphql_matches_the_served_schema() {
-    let output = Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .arg("print-schema")
-        .output()
-        .expect("storefront runs");
-    assert!(output.status.success());
+    let output = storefront(&["print-schema"]).succeeds();
     let printed = String::from_utf8(output.stdout).unwrap();
     assert_eq!(printed, sdl(), "the binary prints the served schema");
     let checked_in =

@@ -9,6 +9,16 @@ async fn login_pair(app: &TestApp, username: &str, password: &str) -> Actor {
     session
 }
 
+/// Registers `username`, then signs it in `N` times: `N` sessions (devices) of one account.
+async fn sessions<const N: usize>(app: &TestApp, username: &str, password: &str) -> [Actor; N] {
+    app.user_with(username, password).await;
+    let mut sessions = Vec::new();
+    for _ in 0..N {
+        sessions.push(login_pair(app, username, password).await);
+    }
+    sessions.try_into().unwrap_or_else(|_| unreachable!())
+}
+
 /// Trades a refresh token for a new pair, as an anonymous caller.
 async fn refresh(app: &TestApp, token: &str) -> Response<AuthPayload> {
     app.anonymous().refresh(token).await
@@ -17,8 +27,7 @@ async fn refresh(app: &TestApp, token: &str) -> Response<AuthPayload> {
 #[tokio::test]
 async fn refresh_tokens_are_opaque_and_rotate() {
     let app = TestApp::spawn().await;
-    app.user_with("rotating", "rotating passphrase").await;
-    let first = login_pair(&app, "rotating", "rotating passphrase").await;
+    let [first] = sessions(&app, "rotating", "rotating passphrase").await;
     assert_eq!(first.refresh_token().len(), 43, "256 bits, base64url");
     assert_eq!(first.refresh_token().split('.').count(), 1, "not a JWT");
 
@@ -34,22 +43,15 @@ async fn refresh_tokens_are_opaque_and_rotate() {
 #[tokio::test]
 async fn reusing_a_spent_refresh_token_ends_the_whole_session() {
     let app = TestApp::spawn().await;
-    app.user_with("victim", "victim passphrase").await;
-    let stolen = login_pair(&app, "victim", "victim passphrase").await;
-    let other_device = login_pair(&app, "victim", "victim passphrase").await;
+    let [stolen, other_device] = sessions(&app, "victim", "victim passphrase").await;
 
     // The victim refreshes; later the thief replays the stolen (now spent) token.
     let victim = stolen.with_session(refresh(&app, stolen.refresh_token()).await.ok());
     let r = refresh(&app, stolen.refresh_token()).await;
     assert_eq!(r.codes(), ["UNAUTHENTICATED"], "{r}");
 
-    // The whole family is gone: the victim's newer tokens too.
-    assert!(
-        !victim.works().await,
-        "access token of the family revoked at once"
-    );
-    let r = refresh(&app, victim.refresh_token()).await;
-    assert_eq!(r.codes(), ["UNAUTHENTICATED"]);
+    // The whole family is gone at once: the victim's newer tokens too.
+    victim.assert_ended("a replayed refresh token").await;
     // Another session of the same account is untouched.
     assert!(other_device.works().await);
     assert!(
@@ -63,8 +65,7 @@ async fn reusing_a_spent_refresh_token_ends_the_whole_session() {
 #[tokio::test]
 async fn refresh_and_access_tokens_are_not_interchangeable() {
     let app = TestApp::spawn().await;
-    app.user_with("mixer", "mixer passphrase").await;
-    let pair = login_pair(&app, "mixer", "mixer passphrase").await;
+    let [pair] = sessions(&app, "mixer", "mixer passphrase").await;
     let r = app.bearer(pair.refresh_token()).account().await;
     assert_eq!(
         r.codes(),
@@ -89,8 +90,7 @@ async fn refresh_and_access_tokens_are_not_interchangeable() {
 #[tokio::test]
 async fn an_expired_refresh_token_is_refused() {
     let app = TestApp::spawn().await;
-    app.user_with("expiring", "expiring passphrase").await;
-    let pair = login_pair(&app, "expiring", "expiring passphrase").await;
+    let [pair] = sessions(&app, "expiring", "expiring passphrase").await;
     app.sql(
         "UPDATE refresh_tokens SET expires_at = $1",
         vec![(chrono::Utc::now() - chrono::Duration::seconds(1)).into()],
@@ -103,17 +103,11 @@ async fn an_expired_refresh_token_is_refused() {
 #[tokio::test]
 async fn logout_ends_this_session_at_once_and_leaves_others() {
     let app = TestApp::spawn().await;
-    app.user_with("leaver", "leaver passphrase").await;
-    let here = login_pair(&app, "leaver", "leaver passphrase").await;
-    let there = login_pair(&app, "leaver", "leaver passphrase").await;
+    let [here, there] = sessions(&app, "leaver", "leaver passphrase").await;
 
     let r = here.logout().await;
     assert!(r.ok(), "{r}");
-    assert!(!here.works().await);
-    assert_eq!(
-        refresh(&app, here.refresh_token()).await.codes(),
-        ["UNAUTHENTICATED"]
-    );
+    here.assert_ended("logout").await;
     assert!(there.works().await);
 
     let r = app.anonymous().logout().await;
@@ -123,17 +117,11 @@ async fn logout_ends_this_session_at_once_and_leaves_others() {
 #[tokio::test]
 async fn logout_all_ends_every_session() {
     let app = TestApp::spawn().await;
-    app.user_with("everywhere", "everywhere passphrase").await;
-    let a = login_pair(&app, "everywhere", "everywhere passphrase").await;
-    let b = login_pair(&app, "everywhere", "everywhere passphrase").await;
+    let [a, b] = sessions(&app, "everywhere", "everywhere passphrase").await;
     let r = a.logout_all().await;
     assert!(r.ok(), "{r}");
     for pair in [&a, &b] {
-        assert!(!pair.works().await);
-        assert_eq!(
-            refresh(&app, pair.refresh_token()).await.codes(),
-            ["UNAUTHENTICATED"]
-        );
+        pair.assert_ended("logoutAll").await;
     }
     // Signing in again works.
     let fresh = login_pair(&app, "everywhere", "everywhere passphrase").await;
@@ -143,9 +131,7 @@ async fn logout_all_ends_every_session() {
 #[tokio::test]
 async fn changing_the_password_needs_the_current_one_and_ends_every_other_session() {
     let app = TestApp::spawn().await;
-    app.user_with("changer", "original passphrase").await;
-    let here = login_pair(&app, "changer", "original passphrase").await;
-    let there = login_pair(&app, "changer", "original passphrase").await;
+    let [here, there] = sessions(&app, "changer", "original passphrase").await;
 
     let r = here
         .change_password("wrong passphrase", "brand new passphrase")
@@ -165,11 +151,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_every_other_sessio
     let changed = here.with_session(r.ok());
     assert!(changed.works().await);
     for old in [&here, &there] {
-        assert!(!old.works().await);
-        assert_eq!(
-            refresh(&app, old.refresh_token()).await.codes(),
-            ["UNAUTHENTICATED"]
-        );
+        old.assert_ended("a password change").await;
     }
     let anonymous = app.anonymous();
     assert_eq!(
@@ -230,8 +212,7 @@ async fn revocation_reaches_every_replica_within_a_second() {
     let replica_b = replica_a.replica().await;
     let on_b = async |actor: &Actor| actor.on(&replica_b).account().await.codes().is_empty();
 
-    replica_a.user_with("roaming", "roaming passphrase").await;
-    let pair = login_pair(&replica_a, "roaming", "roaming passphrase").await;
+    let [pair] = sessions(&replica_a, "roaming", "roaming passphrase").await;
     assert!(on_b(&pair).await, "replica B accepts the token");
     pair.logout().await.assert_ok();
     let took = within(Duration::from_secs(1), async || !on_b(&pair).await).await;
@@ -264,9 +245,7 @@ async fn revocation_reaches_every_replica_within_a_second() {
 #[tokio::test]
 async fn rows_that_can_no_longer_matter_are_pruned() {
     let app = TestApp::spawn().await;
-    app.user_with("pruned", "pruned passphrase").await;
-    let keep = login_pair(&app, "pruned", "pruned passphrase").await;
-    let ended = login_pair(&app, "pruned", "pruned passphrase").await;
+    let [keep, ended] = sessions(&app, "pruned", "pruned passphrase").await;
     ended.logout().await.assert_ok();
     for _ in 0..5 {
         app.anonymous()

@@ -3,7 +3,6 @@
 
 use std::{
     collections::BTreeSet,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -112,12 +111,8 @@ async fn the_wal_is_truncated_below_its_limit_after_a_burst_of_writers() {
 }
 
 fn backup(url: &str, file: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_storefront"))
-        .arg("backup")
-        .arg(file)
-        .env("DATABASE_URL", url)
-        .output()
-        .unwrap()
+    let file = file.to_str().expect("a UTF-8 temp path");
+    storefront(&["backup", file]).env("DATABASE_URL", url).run()
 }
 
 #[tokio::test]
@@ -228,7 +223,6 @@ async fn timed(caller: &Actor, query: &str, variables: Value) -> (Response, Inst
 /// it is, and the other connection's uncommitted row never appears. Two rounds.
 #[tokio::test]
 async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
-    use sea_orm::sqlx::{self, Connection};
     let app = TestApp::spawn().await;
     if app.db.sqlite_path().is_none() {
         return; // SQLite only: on PostgreSQL readers and writers share one pool.
@@ -239,16 +233,11 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
     let mut stored = 1;
     let mut slowest_read = Duration::ZERO;
     for round in 0..2 {
-        let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut holder)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO app_meta (key, value) VALUES ($1, 'uncommitted')")
-            .bind(format!("held-{round}"))
-            .execute(&mut holder)
-            .await
-            .unwrap();
+        let mut lock = app.db.hold_write_lock().await;
+        lock.execute(&format!(
+            "INSERT INTO app_meta (key, value) VALUES ('held-{round}', 'uncommitted')"
+        ))
+        .await;
         let locked_at = Instant::now();
 
         let writes = spawn_creates(&admin, &format!("held-{round}"));
@@ -289,12 +278,7 @@ async fn reads_never_wait_behind_a_held_write_lock_sqlite() {
         });
         tokio::time::sleep(MIN_HOLD.saturating_sub(locked_at.elapsed())).await;
         let waiting = writes.iter().filter(|w| !w.is_finished()).count();
-        sqlx::raw_sql("ROLLBACK")
-            .execute(&mut holder)
-            .await
-            .unwrap();
-        let released_at = Instant::now();
-        holder.close().await.unwrap();
+        let released_at = lock.release().await;
 
         for (n, r, at) in &answered {
             r.assert_ok();
@@ -370,7 +354,6 @@ fn spawn_creates(
 /// close the database to reads. Once the lock is released, a create goes through.
 #[tokio::test]
 async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_sqlite() {
-    use sea_orm::sqlx::{self, Connection};
     let app = TestApp::spawn().await;
     if app.db.sqlite_path().is_none() {
         return; // SQLite only.
@@ -378,11 +361,9 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
     let admin = app.admin().await;
     let user = app.user_with("reader", "reader passphrase here").await;
     admin.add_product("Known", "1.00").await;
-    let mut holder = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO app_meta (key, value) VALUES ('held', 'x')")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut lock = app.db.hold_write_lock().await;
+    lock.execute("INSERT INTO app_meta (key, value) VALUES ('held', 'x')")
+        .await;
     let locked_at = Instant::now();
     let writes = spawn_creates(&admin, "refused");
     let mut slowest_refusal = Duration::ZERO;
@@ -429,11 +410,7 @@ async fn writes_queued_behind_a_lock_held_too_long_are_refused_and_reads_go_on_s
             "{r}"
         );
     }
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    holder.close().await.unwrap();
+    lock.release().await;
     eprintln!(
         "{HELD_WRITES} creates behind a held lock: all refused, the last {slowest_refusal:?} \
          after the lock was taken; {READS} queries then answered with the lock still held"

@@ -123,10 +123,15 @@ impl Actor {
             .expect("an actor that signed in with a password")
     }
 
+    /// Signs in as `username`, asserting that it works: the same caller in a new session.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Self {
+        let session = self.login(username, password).await.ok();
+        self.with_session(session).knowing_password(password)
+    }
+
     /// A new session of the same account (another device), signed in with its password.
     pub async fn sign_in_again(&self) -> Self {
-        let session = self.login(self.username(), self.password()).await.ok();
-        self.with_session(session)
+        self.sign_in(self.username(), self.password()).await
     }
 
     /// A POST to the GraphQL endpoint with its token and headers, for the caller to finish.
@@ -156,6 +161,24 @@ impl Actor {
         Response::read(response, field).await
     }
 
+    /// POSTs `body` as it is, with the `Content-Type` and `Accept` headers given (none when
+    /// `None`).
+    pub async fn post_raw(
+        &self,
+        content_type: Option<&str>,
+        accept: Option<&str>,
+        body: &str,
+    ) -> Response {
+        let mut request = self.request().body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        if let Some(accept) = accept {
+            request = request.header("Accept", accept);
+        }
+        Response::send(request).await
+    }
+
     /// Sends any document; its answer is all of `data`.
     pub async fn query(&self, document: &str, variables: Value) -> Response {
         self.query_as(document, variables).await
@@ -175,6 +198,21 @@ impl Actor {
     ) -> Response<T> {
         self.send(&operation.request(variables), Some(operation.field))
             .await
+    }
+
+    /// Trades its session's refresh token for a new pair, as a caller with no access token
+    /// does.
+    pub async fn refresh_anonymously(&self) -> Response<AuthPayload> {
+        let anonymous = Self::anonymous(self.client.clone(), self.url.clone());
+        anonymous.refresh(self.refresh_token()).await
+    }
+
+    /// Asserts that its session is over: its access token is refused, and so is its refresh
+    /// token. `what` heads the failure message.
+    pub async fn assert_ended(&self, what: &str) {
+        assert!(!self.works().await, "{what}: the access token still works");
+        let r = self.refresh_anonymously().await;
+        assert_eq!(r.codes(), ["UNAUTHENTICATED"], "{what}: {r}");
     }
 
     /// Whether its token is accepted: `account` answers, or is refused as UNAUTHENTICATED.
@@ -292,9 +330,12 @@ impl Actor {
 
     /// Creates a product (described `"d"`, 1 in stock), asserting that it was created.
     pub async fn add_product(&self, name: &str, price: &str) -> Product {
-        self.create_product(&NewProduct::new(name, price))
-            .await
-            .ok()
+        self.add(&NewProduct::new(name, price)).await
+    }
+
+    /// Creates `product`, asserting that it was created.
+    pub async fn add(&self, product: &NewProduct) -> Product {
+        self.create_product(product).await.ok()
     }
 
     pub async fn update_product(&self, id: &str, changes: &ProductChanges) -> Response<Product> {

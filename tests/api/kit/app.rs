@@ -10,6 +10,7 @@ use super::{
     config::TestAppBuilder,
     db::TestDb,
     internals::{self, AppError, AppState, PasswordWork, PolicySource, Pruned},
+    response::Response,
     types::{NewAccount, Role},
 };
 
@@ -29,9 +30,8 @@ pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
     pub db: TestDb,
-    /// For the tests not yet on the kit (`readme.rs`); the kit reaches it through
-    /// [`internals`].
-    pub state: Arc<AppState>,
+    /// Reached only through [`internals`].
+    state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -100,6 +100,21 @@ impl TestApp {
         self.request(Method::GET, path).send().await.unwrap()
     }
 
+    /// GETs `path` with `Accept: accept` (a browser sends `text/html`).
+    pub async fn get_accepting(&self, path: &str, accept: &str) -> reqwest::Response {
+        let request = self.request(Method::GET, path).header("Accept", accept);
+        request.send().await.unwrap()
+    }
+
+    /// Runs `query` as a GET (`/graphql?query=…`) with `Accept: accept`.
+    pub async fn get_query(&self, query: &str, accept: &str) -> Response {
+        let request = self
+            .request(Method::GET, "/graphql")
+            .query(&[("query", query)])
+            .header("Accept", accept);
+        Response::send(request).await
+    }
+
     /// A caller with no token.
     pub fn anonymous(&self) -> Actor {
         Actor::anonymous(self.client.clone(), self.graphql_url())
@@ -132,10 +147,7 @@ impl TestApp {
 
     /// Signs in, asserting that it works: a new session.
     pub async fn sign_in(&self, username: &str, password: &str) -> Actor {
-        let session = self.anonymous().login(username, password).await.ok();
-        self.anonymous()
-            .with_session(session)
-            .knowing_password(password)
+        self.anonymous().sign_in(username, password).await
     }
 
     /// The admin `admin` (created, or promoted, as `storefront create-admin` does), signed in.
@@ -146,8 +158,19 @@ impl TestApp {
     /// An admin named `username` with [`ADMIN_PASSWORD`], created or promoted as
     /// `storefront create-admin` does, signed in.
     pub async fn admin_named(&self, username: &str) -> Actor {
-        internals::create_admin(&self.state, username, ADMIN_PASSWORD).await;
+        self.create_admin(username, ADMIN_PASSWORD)
+            .await
+            .expect("ADMIN_PASSWORD follows the password rules");
         self.sign_in(username, ADMIN_PASSWORD).await
+    }
+
+    /// Creates the admin `username` (or promotes the account) as `storefront create-admin`
+    /// does, without signing in.
+    ///
+    /// # Errors
+    /// The service's refusal (a password that breaks the rules).
+    pub async fn create_admin(&self, username: &str, password: &str) -> Result<(), AppError> {
+        internals::create_admin(&self.state, username, password).await
     }
 
     /// Gives the account `id` a role through the accounts service, past the HTTP layer.

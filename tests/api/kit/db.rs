@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{
+    ConnectionTrait, Database,
+    sqlx::{self, AssertSqlSafe, Connection, SqliteConnection},
+};
 
 /// A database for one test, removed when the test ends.
 pub struct TestDb {
@@ -95,6 +98,36 @@ impl TestDb {
         self.url
             .strip_prefix("sqlite://")
             .map(|rest| PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+
+    /// Takes SQLite's write lock (`BEGIN IMMEDIATE`) on a connection of its own, as another
+    /// process would, and holds it until [`WriteLock::release`].
+    pub async fn hold_write_lock(&self) -> WriteLock {
+        let mut lock = WriteLock(SqliteConnection::connect(&self.url).await.unwrap());
+        lock.execute("BEGIN IMMEDIATE").await;
+        lock
+    }
+}
+
+/// A transaction that holds a SQLite database's write lock.
+pub struct WriteLock(SqliteConnection);
+
+impl WriteLock {
+    /// Runs `sql` in the transaction.
+    pub async fn execute(&mut self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut self.0)
+            .await
+            .unwrap();
+    }
+
+    /// Rolls the transaction back, which releases the lock, and closes the connection;
+    /// returns when the lock was released (the moment the rollback returned).
+    pub async fn release(mut self) -> std::time::Instant {
+        self.execute("ROLLBACK").await;
+        let released_at = std::time::Instant::now();
+        self.0.close().await.unwrap();
+        released_at
     }
 }
 

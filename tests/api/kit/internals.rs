@@ -58,12 +58,19 @@ pub async fn start(config: &Config) -> Result<Started, String> {
 }
 
 /// Creates (or promotes) an admin the way `storefront create-admin` does.
-pub async fn create_admin(state: &AppState, username: &str, password: &str) {
+///
+/// # Errors
+/// The service's refusal (a password that breaks the rules).
+pub async fn create_admin(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<(), AppError> {
     state
         .accounts
         .create_or_promote_admin(username, password.to_owned())
         .await
-        .unwrap();
+        .map(drop)
 }
 
 /// Gives the account `id` a role through the accounts service itself, past the HTTP layer.
@@ -118,30 +125,23 @@ pub fn backend(state: &AppState) -> DbBackend {
     state.db.get_database_backend()
 }
 
+/// `sql` in the database's dialect, `$1`… bound to `values`.
+fn statement(state: &AppState, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(backend(state), sql, values)
+}
+
 /// Runs a statement on the writer (on SQLite the readers refuse writes), `$1`… bound to
 /// `values`; returns the rows it changed.
 pub async fn execute(state: &AppState, sql: &str, values: Vec<sea_orm::Value>) -> u64 {
-    let db = state.db.writer();
-    db.execute_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        sql,
-        values,
-    ))
-    .await
-    .unwrap()
-    .rows_affected()
+    let statement = statement(state, sql, values);
+    let result = state.db.writer().execute_raw(statement).await.unwrap();
+    result.rows_affected()
 }
 
 /// The rows a query returns, read through the reader pool.
 pub async fn query(state: &AppState, sql: &str, values: Vec<sea_orm::Value>) -> Vec<QueryResult> {
-    let db = state.db.reader();
-    db.query_all_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        sql,
-        values,
-    ))
-    .await
-    .unwrap()
+    let statement = statement(state, sql, values);
+    state.db.reader().query_all_raw(statement).await.unwrap()
 }
 
 /// The account `id`'s stored role (`admin` or `user`) and whether it is deactivated; `None`

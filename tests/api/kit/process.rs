@@ -1,15 +1,113 @@
 //! The real `storefront` binary, for what only a process shows (signals, logs, the working
-//! directory).
+//! directory, the commands besides `serve`).
 
-use std::process::{Command, Stdio};
-
-use serde_json::Value;
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Output, Stdio},
+};
 
 use super::{
     actor::{Actor, Server},
     app::JWT_SECRET,
     config::policy_dir,
+    db::TestDb,
 };
+
+/// A local port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// `storefront ARGS`, to configure and then run to its end ([`Storefront::run`]).
+pub fn storefront(args: &[&str]) -> Storefront {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
+    command.args(args);
+    Storefront {
+        command,
+        args: args.join(" "),
+        stdin: None,
+    }
+}
+
+/// A `storefront` command to run to its end (`serve` only to see it refuse to start; a server
+/// to talk to is a [`ServerProcess`]).
+pub struct Storefront {
+    command: Command,
+    args: String,
+    stdin: Option<String>,
+}
+
+impl Storefront {
+    /// Sets the variable `name`.
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
+    /// Runs without the variable `name`, whatever the tests' environment holds.
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.command.env_remove(name);
+        self
+    }
+
+    /// `DATABASE_URL`: the test database `db`.
+    pub fn on(self, db: &TestDb) -> Self {
+        self.env("DATABASE_URL", &db.url)
+    }
+
+    /// Runs in `dir`.
+    pub fn in_dir(mut self, dir: &Path) -> Self {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Writes `text` to its standard input (otherwise it reads an empty one).
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.to_owned());
+        self
+    }
+
+    /// Runs it to its end and returns what it printed.
+    pub fn run(mut self) -> Output {
+        let mut child = self
+            .command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("storefront runs");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = &self.stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs it, asserting that it succeeds.
+    pub fn succeeds(self) -> Output {
+        let args = self.args.clone();
+        let out = self.run();
+        assert!(
+            out.status.success(),
+            "storefront {args} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs it, asserting that it fails, and returns its standard error.
+    pub fn fails(self) -> String {
+        let args = self.args.clone();
+        let out = self.run();
+        assert!(!out.status.success(), "storefront {args} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
 
 /// A `storefront serve` process on a free port, for what only the real binary shows (signals,
 /// logs, the working directory).
@@ -23,11 +121,7 @@ impl ServerProcess {
     /// Starts `storefront serve` in `cwd` with the test secret and policy, no `DATABASE_URL`
     /// unless `env` gives one, and `env` on top.
     pub fn start(cwd: &std::path::Path, env: &[(&str, String)], stderr: Stdio) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
         command
             .arg("serve")
@@ -57,22 +151,6 @@ impl ServerProcess {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("server did not start");
-    }
-
-    /// Posts a query, retrying while the server starts.
-    pub async fn gql(&self, body: Value, token: Option<&str>) -> Value {
-        let client = reqwest::Client::new();
-        for _ in 0..150 {
-            let mut request = client.post(format!("{}/graphql", self.url)).json(&body);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            if let Ok(response) = request.send().await {
-                return response.json().await.unwrap();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("server did not answer");
     }
 
     /// A caller with no token.

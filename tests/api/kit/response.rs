@@ -194,6 +194,13 @@ impl<T> Response<T> {
     }
 }
 
+impl Response {
+    /// Sends `request` (to any endpoint) and reads its answer.
+    pub async fn send(request: reqwest::RequestBuilder) -> Self {
+        Self::read(request.send().await.expect("server answers"), None).await
+    }
+}
+
 impl<T: DeserializeOwned> Response<T> {
     /// The answer, asserting that there was no error.
     pub fn ok(&self) -> T {
