@@ -291,7 +291,7 @@ impl Accounts {
         if let Some(revoked) = revoked {
             self.revocations.apply_committed(&[revoked]);
         }
-        tracing::info!(audit = "set_user_role", ?actor, account_id = %id, role = role.as_str(), "role changed");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "set_user_role", ?actor, account_id = %id, role = role.as_str(), "role changed");
         Ok(account)
     }
 
@@ -315,7 +315,7 @@ impl Accounts {
             find(txn, id).await?.ok_or(AppError::NotFound("account"))
         })
         .await?;
-        tracing::info!(audit = "reactivate_account", ?actor, account_id = %id, "account reactivated");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "reactivate_account", ?actor, account_id = %id, "account reactivated");
         Ok(account)
     }
 
