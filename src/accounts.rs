@@ -273,6 +273,13 @@ impl Accounts {
         id: Uuid,
         role: Role,
     ) -> AppResult<account::Model> {
+        let account = self.change_role(id, role).await?;
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "set_user_role", ?actor, account_id = %id, role = role.as_str(), "role changed");
+        Ok(account)
+    }
+
+    /// [`Accounts::set_role`] without its audit line (the API's, not the CLI's).
+    async fn change_role(&self, id: Uuid, role: Role) -> AppResult<account::Model> {
         let (account, revoked) = db::write(&self.db, async |txn| {
             lock_admins(txn).await?;
             let account = find_for_update(txn, id)
@@ -291,7 +298,6 @@ impl Accounts {
         if let Some(revoked) = revoked {
             self.revocations.apply_committed(&[revoked]);
         }
-        tracing::info!(audit = "set_user_role", ?actor, account_id = %id, role = role.as_str(), "role changed");
         Ok(account)
     }
 
@@ -301,7 +307,14 @@ impl Accounts {
     /// `NOT_FOUND` when there is no such account; `SERVICE_UNAVAILABLE` when it could not be
     /// stored.
     pub async fn reactivate(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<account::Model> {
-        let account = db::write(&self.db, async |txn| {
+        let account = self.clear_deactivation(id).await?;
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "reactivate_account", ?actor, account_id = %id, "account reactivated");
+        Ok(account)
+    }
+
+    /// [`Accounts::reactivate`] without its audit line (the API's, not the CLI's).
+    async fn clear_deactivation(&self, id: Uuid) -> AppResult<account::Model> {
+        db::write(&self.db, async |txn| {
             account::Entity::update_many()
                 .col_expr(
                     account::Column::DeactivatedAt,
@@ -314,9 +327,7 @@ impl Accounts {
                 .await?;
             find(txn, id).await?.ok_or(AppError::NotFound("account"))
         })
-        .await?;
-        tracing::info!(audit = "reactivate_account", ?actor, account_id = %id, "account reactivated");
-        Ok(account)
+        .await
     }
 
     /// Promotes the account with this username to admin, if there is one, and reactivates it if
@@ -329,13 +340,14 @@ impl Accounts {
         let Some(existing) = find_by_username(&self.db, &normalized).await? else {
             return Ok(None);
         };
-        // The CLI has no replica to tell; the revocation row reaches the running servers.
-        let promoted = self.set_role(None, existing.id, Role::Admin).await?;
+        // The CLI has no replica to tell; the revocation row reaches the running servers. The
+        // CLI says what it did in its own words, so no audit lines.
+        let promoted = self.change_role(existing.id, Role::Admin).await?;
         if promoted.deactivated_at.is_none() {
             return Ok(Some(promoted));
         }
         // The operator's way back in: an admin who cannot sign in would be no admin.
-        Ok(Some(self.reactivate(None, existing.id).await?))
+        Ok(Some(self.clear_deactivation(existing.id).await?))
     }
 
     /// Creates an admin account, or promotes the existing account with this username to admin

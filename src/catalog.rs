@@ -42,7 +42,7 @@ impl Catalog {
     ) -> AppResult<product::Model> {
         let product = products::create(&self.db, new, actor).await?;
         self.pages.note_change(&self.db).await;
-        tracing::info!(audit = "create_product", ?actor, product_id = %product.id, "product created");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "create_product", ?actor, product_id = %product.id, "product created");
         Ok(product)
     }
 
@@ -58,7 +58,7 @@ impl Catalog {
     ) -> AppResult<product::Model> {
         let product = products::update(&self.db, id, changes).await?;
         self.pages.note_change(&self.db).await;
-        tracing::info!(audit = "update_product", ?actor, product_id = %product.id, "product updated");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
         Ok(product)
     }
 
@@ -69,7 +69,7 @@ impl Catalog {
     pub async fn delete(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<()> {
         products::delete(&self.db, id).await?;
         self.pages.note_change(&self.db).await;
-        tracing::info!(audit = "delete_product", ?actor, product_id = %id, "product deleted");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
         Ok(())
     }
 

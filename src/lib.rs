@@ -24,6 +24,11 @@ pub mod signals;
 pub mod state;
 pub mod validation;
 
+/// The target of every audit log line (`audit=…`), whichever service writes it: the module
+/// that wrote them before the services existed, by which log filters (`RUST_LOG`) and
+/// pipelines select them.
+pub const AUDIT_TARGET: &str = "storefront::graphql::mutation";
+
 /// mimalloc: with the default allocator, malloc and free were a large share of each request's
 /// CPU (docs/benchmarks.md#allocator-mimalloc). Set here so the binary, the tests and the
 /// benchmarks all use it.

@@ -70,7 +70,7 @@ impl Sessions {
     pub async fn register(&self, client: IpAddr, new: NewAccount<'_>) -> AppResult<SignedIn> {
         self.ip_limiter.check(client)?;
         let account = self.accounts.register(new).await?;
-        tracing::info!(audit = "register", account_id = %account.id, "account registered");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "register", account_id = %account.id, "account registered");
         self.start(account).await
     }
 
@@ -97,14 +97,14 @@ impl Sessions {
                     _ => LoginOutcome::Failure,
                 };
                 self.metrics.record_login(outcome);
-                tracing::info!(audit = "login", outcome = err.code(), "sign-in refused");
+                tracing::info!(target: crate::AUDIT_TARGET, audit = "login", outcome = err.code(), "sign-in refused");
                 return Err(err);
             }
         };
         // Signed in once the session is stored, not before.
         let signed_in = self.start(account).await?;
         self.metrics.record_login(LoginOutcome::Success);
-        tracing::info!(audit = "login", outcome = "ok", account_id = %signed_in.account.id, "signed in");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "login", outcome = "ok", account_id = %signed_in.account.id, "signed in");
         Ok(signed_in)
     }
 
@@ -114,7 +114,7 @@ impl Sessions {
     /// As [`Sessions::end`].
     pub async fn logout(&self, account_id: Uuid, session_id: Uuid) -> AppResult<()> {
         self.end(account_id, session_id, "logout").await?;
-        tracing::info!(audit = "logout", %account_id, "session ended");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "logout", %account_id, "session ended");
         Ok(())
     }
 
@@ -124,7 +124,7 @@ impl Sessions {
     /// As [`Sessions::end_all`].
     pub async fn logout_all(&self, account_id: Uuid) -> AppResult<()> {
         self.end_all(account_id, "logout all").await?;
-        tracing::info!(audit = "logout_all", %account_id, "every session ended");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "logout_all", %account_id, "every session ended");
         Ok(())
     }
 
@@ -323,7 +323,7 @@ impl Sessions {
         attempt.succeeded().await?;
         let (signed_in, revoked) = stored?;
         self.accounts.revocations().apply_committed(&[revoked]);
-        tracing::info!(audit = "change_password", %account_id, "password changed; sessions ended");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "change_password", %account_id, "password changed; sessions ended");
         Ok(signed_in)
     }
 
@@ -348,7 +348,7 @@ impl Sessions {
         if let Some(revoked) = revoked {
             self.accounts.revocations().apply_committed(&[revoked]);
         }
-        tracing::info!(audit = "deactivate_account", ?actor, %account_id, "account deactivated");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "deactivate_account", ?actor, %account_id, "account deactivated");
         Ok(account)
     }
 
@@ -377,7 +377,7 @@ impl Sessions {
         // Held until the deletion is stored (or refused): one such change of an account at a time.
         attempt.succeeded().await?;
         self.accounts.revocations().apply_committed(&[deleted?]);
-        tracing::info!(audit = "delete_account", %account_id, "account deleted");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_account", %account_id, "account deleted");
         Ok(())
     }
 

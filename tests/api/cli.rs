@@ -61,6 +61,26 @@ async fn create_admin_promotes_an_existing_account_and_refuses_bad_input() {
     }
 }
 
+/// `create-admin` ends with the one line saying what it did, also when it promotes (and
+/// reactivates) an existing account: the API's audit lines are not written around it.
+#[tokio::test]
+async fn create_admin_that_promotes_prints_one_line() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let riser = app.user("riser").await;
+    admin.deactivate_account(riser.id()).await.assert_ok();
+    let out = storefront_on(&app.db, &["create-admin", "--username", "riser"])
+        .env("RUST_LOG", "info")
+        .succeeds();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("audit"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("promoted existing account riser ("),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn seed_is_idempotent_and_migrate_prepares_a_new_database() {
     let db = TestDb::new().await;

@@ -330,6 +330,114 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero_and_logs_are_json()
     );
 }
 
+/// Log pipelines select audit lines by their target as well as by `audit` (for instance
+/// `RUST_LOG=warn,storefront::graphql::mutation=info` keeps only them at INFO): every audit
+/// event keeps the target, message and fields it has always had, whichever module writes it.
+#[tokio::test]
+async fn audit_lines_keep_their_target_message_and_fields() {
+    let db = TestDb::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_storefront"))
+        .args(["create-admin", "--username", "auditor"])
+        .env("DATABASE_URL", &db.url)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (server, log) = serve_process(
+        &db,
+        &[("RUST_LOG", "warn,storefront::graphql::mutation=info")],
+    )
+    .await;
+    let anonymous = server.anonymous();
+    let admin = anonymous.with_session(anonymous.login("auditor", ADMIN_PASSWORD).await.ok());
+    anonymous.login("auditor", "not the password").await;
+    let (username, password) = ("audited", "audited passphrase 42");
+    let user = anonymous.with_session(anonymous.register(username, password).await.ok());
+    let product = admin.add_product("Audited teapot", "30.00").await;
+    let changes = ProductChanges {
+        stock: Some(2),
+        ..ProductChanges::default()
+    };
+    admin
+        .update_product(&product.id, &changes)
+        .await
+        .assert_ok();
+    admin.delete_product(&product.id).await.assert_ok();
+    admin
+        .set_user_role(user.id(), Role::Admin)
+        .await
+        .assert_ok();
+    admin.deactivate_account(user.id()).await.assert_ok();
+    admin.reactivate_account(user.id()).await.assert_ok();
+    let user = anonymous.with_session(anonymous.login(username, password).await.ok());
+    let new_password = "audited passphrase 43";
+    let user = anonymous.with_session(user.change_password(password, new_password).await.ok());
+    let other_device = anonymous.with_session(anonymous.login(username, new_password).await.ok());
+    other_device.logout().await.assert_ok();
+    user.logout_all().await.assert_ok();
+    let user = anonymous.with_session(anonymous.login(username, new_password).await.ok());
+    user.delete_account(new_password).await.assert_ok();
+    server.stop();
+
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    let audit: Vec<Value> = logged
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line.get("audit").is_some())
+        .collect();
+    let seen: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|l| {
+            let field = |name: &str| l[name].as_str().unwrap_or_default();
+            (field("audit"), field("message"), field("target"))
+        })
+        .collect();
+    let mutation = "storefront::graphql::mutation";
+    let expected = [
+        ("login", "signed in"),
+        ("login", "sign-in refused"),
+        ("register", "account registered"),
+        ("create_product", "product created"),
+        ("update_product", "product updated"),
+        ("delete_product", "product deleted"),
+        ("set_user_role", "role changed"),
+        ("deactivate_account", "account deactivated"),
+        ("reactivate_account", "account reactivated"),
+        ("login", "signed in"),
+        ("change_password", "password changed; sessions ended"),
+        ("login", "signed in"),
+        ("logout", "session ended"),
+        ("logout_all", "every session ended"),
+        ("login", "signed in"),
+        ("delete_account", "account deleted"),
+    ]
+    .map(|(audit, message)| (audit, message, mutation));
+    assert_eq!(seen, expected, "audit lines:\n{logged}");
+    fn fields(line: &Value) -> Vec<&str> {
+        let mut names: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.retain(|n| {
+            !matches!(
+                *n,
+                "timestamp" | "level" | "message" | "target" | "span" | "spans"
+            )
+        });
+        names.sort_unstable();
+        names
+    }
+    assert_eq!(fields(&audit[1]), ["audit", "outcome"]);
+    assert_eq!(fields(&audit[0]), ["account_id", "audit", "outcome"]);
+    assert_eq!(fields(&audit[3]), ["actor", "audit", "product_id"]);
+    assert_eq!(fields(&audit[6]), ["account_id", "actor", "audit", "role"]);
+    assert_eq!(fields(&audit[7]), ["account_id", "actor", "audit"]);
+    assert_eq!(fields(&audit[15]), ["account_id", "audit"]);
+}
+
 #[tokio::test]
 async fn the_shutdown_deadline_bounds_how_long_in_flight_requests_may_take() {
     let db = TestDb::new().await;
