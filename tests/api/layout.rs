@@ -115,6 +115,11 @@ fn module_graph() -> Graph {
         let entry = graph.entry(module.clone()).or_default();
         entry.extend(uses(&code).into_iter().filter(|used| *used != module));
     }
+    // Items of the crate root (`crate::AUDIT_TARGET`) are no module.
+    let modules: BTreeSet<String> = graph.keys().cloned().collect();
+    for used in graph.values_mut() {
+        used.retain(|name| modules.contains(name));
+    }
     graph
 }
 
