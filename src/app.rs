@@ -56,7 +56,9 @@ impl App {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let db = db::connect_and_migrate(config.database.url.as_str()).await?;
         tracing::info!(database = %config.database.url, "database ready");
-        let authz = SharedAuthorizer::load(&config.policy.dir, config.policy.is_default).await?;
+        let authz =
+            Arc::new(SharedAuthorizer::load(&config.policy.dir, config.policy.is_default).await?);
+        authz.spawn_watcher(config.policy.poll);
         tracing::info!(
             source = %authz.source(),
             version = authz.version(),

@@ -213,6 +213,12 @@ pub struct Policy {
     #[arg(long = "policy-dir", env = "POLICY_DIR", default_value = "./policies",
         value_parser = rules::folder())]
     pub dir: PathBuf,
+    /// How often each replica reads the policy files again; a change is put in force as SIGHUP
+    /// does (a policy that is refused leaves the one in force, and the log says why). 0: only
+    /// on SIGHUP. Nothing is read while the built-in copy is in use.
+    #[arg(long, env = "POLICY_POLL_MS", default_value = "1000",
+        value_parser = rules::millis(0, 3_600_000))]
+    pub poll: Duration,
     /// True when `POLICY_DIR` was not set, so a missing folder falls back to the built-in copy.
     #[arg(skip)]
     pub is_default: bool,

@@ -26,7 +26,7 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     /// The argon2 threads (their queue is reported in `/metrics`).
     pub passwords: PasswordHasher,
-    pub authz: SharedAuthorizer,
+    pub authz: Arc<SharedAuthorizer>,
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub catalog: Catalog,

@@ -2,6 +2,7 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::{Arc, PoisonError, RwLock},
+    time::Duration,
 };
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
@@ -287,6 +288,54 @@ impl SharedAuthorizer {
         let authorizer = Arc::new(Authorizer::load(&self.dir, self.dir_is_default).await?);
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = authorizer.clone();
         Ok(authorizer)
+    }
+
+    /// Reads the policy files every `every` and, when their text changed, puts the new policy
+    /// in force as [`Self::reload`] does: a policy that is refused is logged and the one in
+    /// force stays (until the files change again). Does nothing for the built-in copy, or when
+    /// `every` is zero. The task ends once the authorizer is dropped.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration) {
+        if every.is_zero() || matches!(self.current().source(), PolicySource::BuiltIn) {
+            return;
+        }
+        let watched = Arc::downgrade(self);
+        let mut seen = self.texts();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(authz) = watched.upgrade() else {
+                    return;
+                };
+                let texts = authz.texts();
+                // A file being replaced may be missing for a moment: wait for it.
+                if texts.is_none() || texts == seen {
+                    continue;
+                }
+                seen = texts;
+                let before = authz.version();
+                match authz.reload().await {
+                    Ok(policy) => tracing::info!(
+                        source = %policy.source(),
+                        version = policy.version(),
+                        previous_version = before,
+                        "policy files changed: authorization policy reloaded"
+                    ),
+                    Err(err) => tracing::error!(
+                        error = %err,
+                        version = before,
+                        "policy files changed, but the new policy was refused; the previous one stays in force"
+                    ),
+                }
+            }
+        });
+    }
+
+    /// The text of the policy files, when both can be read.
+    fn texts(&self) -> Option<(String, String)> {
+        let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).ok();
+        Some((read("model.conf")?, read("policy.csv")?))
     }
 
     /// The policy in force now.

@@ -1,4 +1,4 @@
-use std::fs;
+use std::{fs, time::Duration};
 
 use crate::kit::{internals::PolicySource, *};
 
@@ -43,6 +43,69 @@ async fn revoking_a_grant_in_the_file_takes_it_away_from_admins() {
     let r = admin.delete_product(&id).await;
     assert_eq!(r.codes(), ["FORBIDDEN"]);
     assert_eq!(admin.product_count().await, 1);
+}
+
+/// Whether the policy in force lets `actor` create products, as `myPermissions` says.
+async fn may_create_products(actor: &Actor) -> bool {
+    let granted = actor.my_permissions().await.ok();
+    granted
+        .iter()
+        .any(|p| p.object == "product" && p.action == "create")
+}
+
+/// Editing the policy files of a running server puts the new policy in force without a signal
+/// or a restart; a broken edit is refused, the policy in force stays, and the next good edit
+/// is taken again.
+#[tokio::test]
+async fn edited_policy_files_take_effect_while_the_server_runs_and_broken_ones_do_not() {
+    let dir = policy_folder(&shipped_policy());
+    let every = Duration::from_millis(50);
+    let app = TestApp::builder()
+        .policy_dir(dir.path())
+        .policy_poll(every)
+        .spawn()
+        .await;
+    let user = app.user_with("maker", "maker passphrase").await;
+    let shipped_version = app.policy_version();
+    assert!(!may_create_products(&user).await);
+    let refused = user.create_product(&NewProduct::new("Early", "1.00")).await;
+    assert_eq!(refused.codes(), ["FORBIDDEN"]);
+
+    let granting = format!("{}\np, role:user, product, create\n", shipped_policy());
+    fs::write(dir.path().join("policy.csv"), &granting).unwrap();
+    let waited = within(Duration::from_secs(10), async || {
+        may_create_products(&user).await
+    })
+    .await;
+    assert!(waited.is_some(), "the edited policy never took effect");
+    assert_eq!(
+        user.add_product("User-made", "3.00").await.name,
+        "User-made"
+    );
+    let granting_version = app.policy_version();
+    assert_ne!(granting_version, shipped_version);
+
+    // A typo the code cannot enforce: refused, and the policy in force stays for many polls.
+    fs::write(
+        dir.path().join("policy.csv"),
+        format!("{granting}p, role:user, prodcut, delete\n"),
+    )
+    .unwrap();
+    tokio::time::sleep(every * 20).await;
+    assert_eq!(app.policy_version(), granting_version);
+    assert!(may_create_products(&user).await);
+
+    // The next good edit is taken: the grant goes away again.
+    fs::write(dir.path().join("policy.csv"), shipped_policy()).unwrap();
+    let waited = within(Duration::from_secs(10), async || {
+        !may_create_products(&user).await
+    })
+    .await;
+    assert!(
+        waited.is_some(),
+        "the policy after the refused one never took effect"
+    );
+    assert_eq!(app.policy_version(), shipped_version);
 }
 
 #[tokio::test]

@@ -165,6 +165,11 @@ impl TestAppBuilder {
         })
     }
 
+    /// `POLICY_POLL_MS`.
+    pub fn policy_poll(self, every: Duration) -> Self {
+        self.configure(move |c| c.policy.poll = every)
+    }
+
     /// `CORS_ALLOWED_ORIGINS` as a list of origins.
     pub fn cors_origins(self, origins: &[&str]) -> Self {
         let origins = origins.iter().map(|o| (*o).to_owned()).collect();
