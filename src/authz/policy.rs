@@ -231,8 +231,7 @@ impl Authorizer {
                  (grant it, e.g. `p, role:admin, user, set_role`)"
             )]));
         }
-        let version =
-            crate::auth::sha256_hex(format!("{model_text}\0{policy}").as_bytes())[..12].to_owned();
+        let version = fingerprint(model_text, policy);
         Ok(Self {
             decisions,
             source,
@@ -290,31 +289,33 @@ impl SharedAuthorizer {
         Ok(authorizer)
     }
 
-    /// Reads the policy files every `every` and, when their text changed, puts the new policy
-    /// in force as [`Self::reload`] does: a policy that is refused is logged and the one in
-    /// force stays (until the files change again). Does nothing for the built-in copy, or when
-    /// `every` is zero. The task ends once the authorizer is dropped.
+    /// Reads the policy files every `every` and, when they hold another policy than the one
+    /// in force, puts it in force as [`Self::reload`] does: a policy that is refused is logged
+    /// once and the one in force stays (until the files change again). Does nothing for the
+    /// built-in copy, or when `every` is zero. The task ends once the authorizer is dropped.
     pub fn spawn_watcher(self: &Arc<Self>, every: Duration) {
         if every.is_zero() || matches!(self.current().source(), PolicySource::BuiltIn) {
             return;
         }
         let watched = Arc::downgrade(self);
-        let mut seen = self.texts();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The version of the files last refused, so a broken edit is logged once.
+            let mut refused: Option<String> = None;
             loop {
                 ticker.tick().await;
                 let Some(authz) = watched.upgrade() else {
                     return;
                 };
-                let texts = authz.texts();
                 // A file being replaced may be missing for a moment: wait for it.
-                if texts.is_none() || texts == seen {
+                let Some(on_disk) = authz.files_version() else {
+                    continue;
+                };
+                let before = authz.version();
+                if on_disk == before || refused.as_ref() == Some(&on_disk) {
                     continue;
                 }
-                seen = texts;
-                let before = authz.version();
                 match authz.reload().await {
                     Ok(policy) => tracing::info!(
                         source = %policy.source(),
@@ -322,20 +323,26 @@ impl SharedAuthorizer {
                         previous_version = before,
                         "policy files changed: authorization policy reloaded"
                     ),
-                    Err(err) => tracing::error!(
-                        error = %err,
-                        version = before,
-                        "policy files changed, but the new policy was refused; the previous one stays in force"
-                    ),
+                    Err(err) => {
+                        tracing::error!(
+                            error = %err,
+                            version = before,
+                            "policy files changed, but the new policy was refused; the previous one stays in force"
+                        );
+                        // A file missing for a moment is tried again; a refused text is not.
+                        if !matches!(err, PolicyError::Read { .. }) {
+                            refused = Some(on_disk);
+                        }
+                    }
                 }
             }
         });
     }
 
-    /// The text of the policy files, when both can be read.
-    fn texts(&self) -> Option<(String, String)> {
+    /// The version the policy files would have, when both can be read.
+    fn files_version(&self) -> Option<String> {
         let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).ok();
-        Some((read("model.conf")?, read("policy.csv")?))
+        Some(fingerprint(&read("model.conf")?, &read("policy.csv")?))
     }
 
     /// The policy in force now.
@@ -372,6 +379,11 @@ impl SharedAuthorizer {
     pub fn version(&self) -> String {
         self.current().version().to_owned()
     }
+}
+
+/// A policy's version: a fingerprint of its model and its policy text.
+fn fingerprint(model: &str, policy: &str) -> String {
+    crate::auth::sha256_hex(format!("{model}\0{policy}").as_bytes())[..12].to_owned()
 }
 
 impl Authorizer {
