@@ -18,9 +18,13 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the database takes a write (a committed one on the writer, probed at most
 /// once a second), answers a read on the readers, and every migration is applied; 503 otherwise, naming why.
+/// A ready answer names the version of the policy in force on its second line.
 pub async fn readyz(State(state): State<HttpState>) -> Response {
     match readiness(&state.app).await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Ok(()) => {
+            let body = format!("ready\npolicy {}\n", state.app.authz.version());
+            (StatusCode::OK, body).into_response()
+        }
         Err(reason) => {
             tracing::warn!(reason, "not ready");
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, reason).into_response();

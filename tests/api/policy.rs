@@ -84,6 +84,8 @@ async fn edited_policy_files_take_effect_while_the_server_runs_and_broken_ones_d
     );
     let granting_version = app.policy_version();
     assert_ne!(granting_version, shipped_version);
+    let ready = app.get("/readyz").await.text().await.unwrap();
+    assert_eq!(ready, format!("ready\npolicy {granting_version}\n"));
 
     // A typo the code cannot enforce: refused, and the policy in force stays for many polls.
     fs::write(
