@@ -156,7 +156,7 @@ describe('Apollo Client', () => {
   before(async () => {
     const { username: adminName, password } = admin();
     const signedIn = await adminSession.login(adminName, password);
-    assert.equal(signedIn.account.role, 'ADMIN');
+    assert.equal(signedIn.account.role, 'admin');
     for (let i = 1; i <= 5; i += 1) {
       const { createProduct } = await adminSession.mutate(CREATE_PRODUCT, {
         input: { name: `${tag} item ${i}`, description: 'made by apollo.test.mjs', price: `${i}.50`, stock: i },
@@ -174,14 +174,14 @@ describe('Apollo Client', () => {
   test('register signs a new USER in', async () => {
     const payload = await userSession.register(username, USER_PASSWORD, `${username}@example.test`);
     assert.equal(payload.account.username, username);
-    assert.equal(payload.account.role, 'USER');
+    assert.equal(payload.account.role, 'user');
     const { account } = await userSession.query(ACCOUNT);
     assert.equal(account.username, username);
   });
 
   test('login returns a Bearer token pair that the auth link sends', async () => {
     const payload = await userSession.login(username, USER_PASSWORD);
-    assert.equal(payload.account.role, 'USER');
+    assert.equal(payload.account.role, 'user');
     const { account } = await userSession.query(ACCOUNT);
     assert.deepEqual(account, { ...payload.account, __typename: 'Account' });
   });

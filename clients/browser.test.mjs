@@ -191,7 +191,7 @@ describe('GraphiQL in Chromium', () => {
     );
     const login = await run(page, 'Login', '');
     assert.equal(login.json.errors, undefined, login.text);
-    assert.equal(login.json.data.login.account.role, 'ADMIN');
+    assert.equal(login.json.data.login.account.role, 'admin');
     const token = login.json.data.login.accessToken;
     assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
 

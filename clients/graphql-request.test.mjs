@@ -116,7 +116,7 @@ describe('graphql-request', () => {
   before(async () => {
     const { username: adminName, password } = admin();
     const signedIn = await adminSession.login(adminName, password);
-    assert.equal(signedIn.account.role, 'ADMIN');
+    assert.equal(signedIn.account.role, 'admin');
     for (let i = 1; i <= 5; i += 1) {
       const { createProduct } = await adminSession.request(CREATE_PRODUCT, {
         input: { name: `${tag} item ${i}`, description: 'made by graphql-request.test.mjs', price: `${i}.25`, stock: i },
@@ -129,14 +129,14 @@ describe('graphql-request', () => {
   test('register signs a new USER in', async () => {
     const payload = await userSession.register(username, USER_PASSWORD, `${username}@example.test`);
     assert.equal(payload.account.username, username);
-    assert.equal(payload.account.role, 'USER');
+    assert.equal(payload.account.role, 'user');
     const { account } = await userSession.request(ACCOUNT);
     assert.equal(account.username, username);
   });
 
   test('login returns a Bearer token pair that the client sends', async () => {
     const payload = await userSession.login(username, USER_PASSWORD);
-    assert.equal(payload.account.role, 'USER');
+    assert.equal(payload.account.role, 'user');
     const { account } = await userSession.request(ACCOUNT);
     assert.deepEqual(account, payload.account);
   });

@@ -5,14 +5,15 @@ use std::{net::IpAddr, sync::Arc};
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, SqlErr, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    SqlErr, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{PasswordHasher, Revocations, revocation::Revoked, throttle},
+    authz::SharedAuthorizer,
     db::{self, Db},
     entities::account,
     error::{AppError, AppResult},
@@ -33,7 +34,8 @@ pub struct NewAccount<'a> {
     pub username: &'a str,
     pub password: String,
     pub email: Option<&'a str>,
-    pub role: Role,
+    /// The role to give; none gives the default role (`DEFAULT_ROLE`).
+    pub role: Option<Role>,
 }
 
 /// Accounts: registration, sign-in, password checks, roles and activation. Owns the database,
@@ -43,15 +45,32 @@ pub struct Accounts {
     db: Db,
     passwords: PasswordHasher,
     revocations: Arc<Revocations>,
+    authz: Arc<SharedAuthorizer>,
+    default_role: Role,
 }
 
 impl Accounts {
-    pub fn new(db: Db, passwords: PasswordHasher, revocations: Arc<Revocations>) -> Self {
+    /// The accounts in `db`, with the roles `authz`'s policy defines; `register` gives
+    /// `default_role` (which the caller checked the policy defines).
+    pub fn new(
+        db: Db,
+        passwords: PasswordHasher,
+        revocations: Arc<Revocations>,
+        authz: Arc<SharedAuthorizer>,
+        default_role: Role,
+    ) -> Self {
         Self {
             db,
             passwords,
             revocations,
+            authz,
+            default_role,
         }
+    }
+
+    /// The roles whose last active account keeps its role, per the policy in force.
+    pub(crate) fn managers(&self) -> Managers {
+        Managers(self.authz.current().managers())
     }
 
     /// The database the accounts live in.
@@ -96,7 +115,10 @@ impl Accounts {
             email: Set(email),
             email_normalized: Set(email_normalized),
             password_hash: Set(password_hash),
-            role: Set(new.role.as_str().to_owned()),
+            role: Set(new
+                .role
+                .unwrap_or_else(|| self.default_role.clone())
+                .to_string()),
             token_version: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
@@ -265,30 +287,33 @@ impl Accounts {
     /// in one transaction, so no refresh can pair the new version with the old role.
     ///
     /// # Errors
-    /// `NOT_FOUND` when there is no such account; `CONFLICT` when it would leave no admin;
-    /// `SERVICE_UNAVAILABLE` when the change could not be stored.
+    /// `BAD_USER_INPUT` on `role` when the policy defines no such role; `NOT_FOUND` when there
+    /// is no such account; `CONFLICT` when it would leave no active account that may manage
+    /// roles; `SERVICE_UNAVAILABLE` when the change could not be stored.
     pub async fn set_role(
         &self,
         actor: Option<Uuid>,
         id: Uuid,
-        role: Role,
+        role: &str,
     ) -> AppResult<account::Model> {
         let account = self.change_role(id, role).await?;
-        tracing::info!(target: crate::AUDIT_TARGET, audit = "set_user_role", ?actor, account_id = %id, role = role.as_str(), "role changed");
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "set_user_role", ?actor, account_id = %id, role, "role changed");
         Ok(account)
     }
 
     /// [`Accounts::set_role`] without its audit line (the API's, not the CLI's).
-    async fn change_role(&self, id: Uuid, role: Role) -> AppResult<account::Model> {
+    async fn change_role(&self, id: Uuid, role: &str) -> AppResult<account::Model> {
         let (account, revoked) = db::write(&self.db, async |txn| {
-            lock_admins(txn).await?;
+            db::lock_role_changes(txn).await?;
+            // Read under the lock, so a policy put in force meanwhile is the one applied.
+            let role = defined_role(&self.authz, role)?;
             let account = find_for_update(txn, id)
                 .await?
                 .ok_or(AppError::NotFound("account"))?;
             if account.role == role.as_str() {
                 return Ok((account, None));
             }
-            if !update_role_keeping_an_admin(txn, id, role).await? {
+            if !self.managers().update_role(txn, id, &role).await? {
                 return Err(last_admin("role"));
             }
             let (account, revoked) = revoke_access_tokens(txn, id).await?;
@@ -330,19 +355,20 @@ impl Accounts {
         .await
     }
 
-    /// Promotes the account with this username to admin, if there is one, and reactivates it if
-    /// it was deactivated.
+    /// Gives the account with this username `role`, if there is such an account, and
+    /// reactivates it if it was deactivated.
     ///
     /// # Errors
-    /// `BAD_USER_INPUT` for a malformed username.
-    pub async fn promote_to_admin(&self, username: &str) -> AppResult<Option<account::Model>> {
+    /// `BAD_USER_INPUT` for a malformed username or a role the policy does not define.
+    pub async fn promote(&self, username: &str, role: &str) -> AppResult<Option<account::Model>> {
         let normalized = validation::username(username)?;
+        defined_role(&self.authz, role)?;
         let Some(existing) = find_by_username(&self.db, &normalized).await? else {
             return Ok(None);
         };
         // The CLI has no replica to tell; the revocation row reaches the running servers. The
         // CLI says what it did in its own words, so no audit lines.
-        let promoted = self.change_role(existing.id, Role::Admin).await?;
+        let promoted = self.change_role(existing.id, role).await?;
         if promoted.deactivated_at.is_none() {
             return Ok(Some(promoted));
         }
@@ -350,24 +376,26 @@ impl Accounts {
         Ok(Some(self.clear_deactivation(existing.id).await?))
     }
 
-    /// Creates an admin account, or promotes the existing account with this username to admin
+    /// Creates an account with `role`, or gives it to the existing account with this username
     /// (its password unchanged). Returns the account and whether it was created.
     ///
     /// # Errors
-    /// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username.
-    pub async fn create_or_promote_admin(
+    /// As [`register`] for a new account; `BAD_USER_INPUT` for a malformed username or a role
+    /// the policy does not define.
+    pub async fn create_or_promote(
         &self,
         username: &str,
         password: String,
+        role: &str,
     ) -> AppResult<(account::Model, bool)> {
-        if let Some(promoted) = self.promote_to_admin(username).await? {
+        if let Some(promoted) = self.promote(username, role).await? {
             return Ok((promoted, false));
         }
         let new = NewAccount {
             username,
             password,
             email: None,
-            role: Role::Admin,
+            role: Some(defined_role(&self.authz, role)?),
         };
         Ok((self.register(new).await?, true))
     }
@@ -490,57 +518,83 @@ async fn find_by_username(
         .await?)
 }
 
-/// An arbitrary constant naming the lock, in `pg_advisory_xact_lock`, that every change which
-/// can leave no active admin takes (role changes, deactivations, deletions).
-const ROLE_CHANGE_LOCK_KEY: i64 = 0x5354_4f52_524f_4c45; // "STORROLE"
-
-/// Serializes, until the caller's transaction ends, the changes that could together leave no
-/// active admin: statement snapshots would otherwise let two of them both see two admins.
-/// SQLite runs one writer at a time already.
-async fn lock_admins(txn: &impl ConnectionTrait) -> AppResult<()> {
-    let backend = txn.get_database_backend();
-    if backend == DbBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT pg_advisory_xact_lock($1)",
-            [ROLE_CHANGE_LOCK_KEY.into()],
-        ))
-        .await?;
-    }
-    Ok(())
+/// The role with this name, when the policy in force defines it.
+fn defined_role(authz: &SharedAuthorizer, name: &str) -> AppResult<Role> {
+    authz
+        .current()
+        .role(name)
+        .cloned()
+        .ok_or_else(|| AppError::BadUserInput {
+            field: "role",
+            message: format!(
+                "no role `{}` is defined (the `roles` query lists them)",
+                name.chars()
+                    .take(crate::role::MAX_ROLE_NAME + 1)
+                    .collect::<String>()
+            ),
+        })
 }
 
-/// The condition, in SQL, that an account is not the last active admin: it is no admin, it is
-/// deactivated, or another active admin exists.
-const NOT_THE_LAST_ADMIN: &str = "(role <> 'admin' OR deactivated_at IS NOT NULL
-      OR (SELECT COUNT(*) FROM accounts WHERE role = 'admin' AND deactivated_at IS NULL) > 1)";
+/// The roles that may manage roles, per the policy in force: the changes that could leave no
+/// active account with one of them (role changes, deactivations, deletions) are refused.
+pub struct Managers(Vec<Role>);
 
-/// The error for a change that would leave no active admin.
+impl Managers {
+    /// The condition, in SQL, that an account is not the last active one with a managing
+    /// role: its role manages nothing, it is deactivated, or another such account is active.
+    /// The role names are the statement's parameters from `$first` on.
+    fn not_the_last(&self, first: usize) -> (String, Vec<sea_orm::Value>) {
+        let list = (first..first + self.0.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let condition = format!(
+            "(role NOT IN ({list}) OR deactivated_at IS NOT NULL
+              OR (SELECT COUNT(*) FROM accounts WHERE role IN ({list}) AND deactivated_at IS NULL) > 1)"
+        );
+        let values = self.0.iter().map(|role| role.to_string().into()).collect();
+        (condition, values)
+    }
+
+    /// Whether `role` is one of the managing roles.
+    fn includes(&self, role: &Role) -> bool {
+        self.0.contains(role)
+    }
+
+    /// Sets the role in one statement that refuses to take a managing role from the last
+    /// active account that has one. Returns false when the change would leave none.
+    async fn update_role(
+        &self,
+        txn: &impl ConnectionTrait,
+        id: Uuid,
+        role: &Role,
+    ) -> AppResult<bool> {
+        let (keeps_one, managers) = if self.includes(role) {
+            ("TRUE".to_owned(), Vec::new())
+        } else {
+            self.not_the_last(4)
+        };
+        let mut values = vec![role.to_string().into(), Utc::now().into(), id.into()];
+        values.extend(managers);
+        let updated = txn
+            .execute_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                format!(
+                    "UPDATE accounts SET role = $1, updated_at = $2 WHERE id = $3 AND {keeps_one}"
+                ),
+                values,
+            ))
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+}
+
+/// The error for a change that would leave no active account that may manage roles.
 fn last_admin(field: &'static str) -> AppError {
     AppError::Conflict {
         field,
-        message: "cannot remove the last active admin",
+        message: "cannot remove the last active account that may manage roles",
     }
-}
-
-/// Sets the role in one statement that refuses to demote the last active admin. Returns false
-/// when the change would leave no active admin.
-async fn update_role_keeping_an_admin(
-    txn: &impl ConnectionTrait,
-    id: Uuid,
-    role: Role,
-) -> AppResult<bool> {
-    let updated = txn
-        .execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            format!(
-                "UPDATE accounts SET role = $1, updated_at = $2
-                 WHERE id = $3 AND ($1 = 'admin' OR {NOT_THE_LAST_ADMIN})"
-            ),
-            [role.as_str().into(), Utc::now().into(), id.into()],
-        ))
-        .await?;
-    Ok(updated.rows_affected() == 1)
 }
 
 /// Deactivates an account in the caller's transaction: it can no longer sign in or refresh,
@@ -553,24 +607,27 @@ async fn update_role_keeping_an_admin(
 /// active admin.
 pub async fn deactivate(
     txn: &impl ConnectionTrait,
+    accounts: &Accounts,
     id: Uuid,
 ) -> AppResult<(account::Model, Option<Revoked>)> {
-    lock_admins(txn).await?;
+    db::lock_role_changes(txn).await?;
+    let managers = accounts.managers();
     let account = find_for_update(txn, id)
         .await?
         .ok_or(AppError::NotFound("account"))?;
     if account.deactivated_at.is_some() {
         return Ok((account, None));
     }
-    let now = Utc::now();
+    let (keeps_one, mut values) = managers.not_the_last(3);
+    values.splice(0..0, [Utc::now().into(), id.into()]);
     let updated = txn
         .execute_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
             format!(
                 "UPDATE accounts SET deactivated_at = $1, updated_at = $1
-                 WHERE id = $2 AND {NOT_THE_LAST_ADMIN}"
+                 WHERE id = $2 AND {keeps_one}"
             ),
-            [now.into(), id.into()],
+            values,
         ))
         .await?;
     if updated.rows_affected() != 1 {
@@ -587,9 +644,14 @@ pub async fn deactivate(
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on `currentPassword` when the password changed since it was checked;
-/// `UNAUTHENTICATED` when the account is gone; `CONFLICT` when it is the last active admin.
-pub async fn delete(txn: &impl ConnectionTrait, checked: &account::Model) -> AppResult<Revoked> {
-    lock_admins(txn).await?;
+/// `UNAUTHENTICATED` when the account is gone; `CONFLICT` when it is the last active account that may manage roles.
+pub async fn delete(
+    txn: &impl ConnectionTrait,
+    accounts: &Accounts,
+    checked: &account::Model,
+) -> AppResult<Revoked> {
+    db::lock_role_changes(txn).await?;
+    let managers = accounts.managers();
     let current = find_for_update(txn, checked.id)
         .await?
         .ok_or(AppError::Unauthenticated(GONE))?;
@@ -601,11 +663,13 @@ pub async fn delete(txn: &impl ConnectionTrait, checked: &account::Model) -> App
     }
     // Every version, past and future: nothing this account was issued works again.
     let revoked = Revocations::revoke_account_tokens(txn, current.id, i32::MAX).await?;
+    let (keeps_one, mut values) = managers.not_the_last(2);
+    values.insert(0, current.id.into());
     let deleted = txn
         .execute_raw(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            format!("DELETE FROM accounts WHERE id = $1 AND {NOT_THE_LAST_ADMIN}"),
-            [current.id.into()],
+            format!("DELETE FROM accounts WHERE id = $1 AND {keeps_one}"),
+            values,
         ))
         .await?;
     if deleted.rows_affected() != 1 {

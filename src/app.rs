@@ -56,8 +56,15 @@ impl App {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let db = db::connect_and_migrate(config.database.url.as_str()).await?;
         tracing::info!(database = %config.database.url, "database ready");
-        let authz =
-            Arc::new(SharedAuthorizer::load(&config.policy.dir, config.policy.is_default).await?);
+        let authz = Arc::new(
+            SharedAuthorizer::load(
+                &config.policy.dir,
+                config.policy.is_default,
+                Some(db.clone()),
+            )
+            .await?,
+        );
+        authz.check_default_role(&config.policy.default_role)?;
         authz.spawn_watcher(config.policy.poll);
         tracing::info!(
             source = %authz.source(),
@@ -75,7 +82,13 @@ impl App {
         db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));
         let metrics = Arc::new(Metrics::default());
-        let accounts = Accounts::new(db.clone(), passwords.clone(), revocations.clone());
+        let accounts = Accounts::new(
+            db.clone(),
+            passwords.clone(),
+            revocations.clone(),
+            authz.clone(),
+            config.policy.default_role.clone(),
+        );
         let sessions = Sessions::new(
             accounts.clone(),
             tokens.clone(),

@@ -3,4 +3,7 @@
 
 mod policy;
 
-pub use policy::{Authorizer, Permission, PolicyError, PolicySource, SharedAuthorizer, Subject};
+pub use policy::{
+    Authorizer, Permission, PolicyError, PolicySource, Reach, RoleDefinition, Rows, Rule,
+    SharedAuthorizer, Subject, parse,
+};

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use crate::{db::Db, entities::product, error::AppResult, pagination::PageRequest};
+use crate::{authz::Rows, db::Db, entities::product, error::AppResult, pagination::PageRequest};
 pub use pages::{CatalogPage, PageCache};
 pub use products::{NewProduct, ProductChanges};
 
@@ -53,10 +53,11 @@ impl Catalog {
     pub async fn update(
         &self,
         actor: Option<Uuid>,
+        rows: Rows,
         id: Uuid,
         changes: ProductChanges<'_>,
     ) -> AppResult<product::Model> {
-        let product = products::update(&self.db, id, changes).await?;
+        let product = products::update(&self.db, rows, id, changes).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
         Ok(product)
@@ -66,8 +67,8 @@ impl Catalog {
     ///
     /// # Errors
     /// As [`products::delete`].
-    pub async fn delete(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<()> {
-        products::delete(&self.db, id).await?;
+    pub async fn delete(&self, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppResult<()> {
+        products::delete(&self.db, rows, id).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
         Ok(())

@@ -1,21 +1,23 @@
 //! The `storefront` command line.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    sync::Arc,
+};
 
 use clap::{Parser, Subcommand};
 use sea_orm::ConnectionTrait;
 
 use crate::{
-    accounts::{Accounts, NewAccount},
+    accounts::Accounts,
     app::App,
     auth::PasswordHasher,
-    authz::Authorizer,
+    authz::{Authorizer, SharedAuthorizer},
     catalog::products,
     config::{self, AdminPassword, Config, Database, Policy},
     db,
     error::AppError,
     graphql,
-    role::Role,
 };
 
 /// Storefront: a GraphQL API for accounts and products, authorized by a Casbin policy.
@@ -41,13 +43,16 @@ pub enum Command {
     PrintSchema,
     /// Store the three demo products (idempotent).
     Seed,
-    /// Create an admin account, or promote an existing account to admin.
+    /// Create an admin account, or promote an existing account to admin (or to `--role`).
     ///
     /// The password comes from ADMIN_PASSWORD or, if unset, from the first line of stdin.
     CreateAdmin {
         /// The admin's username.
         #[arg(long)]
         username: String,
+        /// The role to give: one the policy (POLICY_DIR) defines.
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
     /// Inspect the authorization policy.
     #[command(subcommand)]
@@ -107,7 +112,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             eprintln!("demo products: {added} added");
             Ok(())
         }
-        Command::CreateAdmin { username } => create_admin(&username).await,
+        Command::CreateAdmin { username, role } => create_admin(&username, &role).await,
         Command::Policy(command) => policy(command).await,
         Command::Backup { file } => backup(&file).await,
         Command::Config { markdown } => {
@@ -239,7 +244,11 @@ async fn connect() -> Result<db::Db, String> {
         .map_err(|e| format!("database {url}: {e}"))
 }
 
-async fn create_admin(username: &str) -> Result<(), String> {
+async fn create_admin(username: &str, role: &str) -> Result<(), String> {
+    let policy = config::from_env::<Policy>().map_err(|e| e.to_string())?;
+    let authz = SharedAuthorizer::load(&policy.dir, policy.is_default, None)
+        .await
+        .map_err(|e| format!("policy {}: {e}", policy.dir.display()))?;
     let db = connect().await?;
     let message = |err: AppError| match err {
         AppError::BadUserInput { message, .. } => message,
@@ -250,10 +259,16 @@ async fn create_admin(username: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("password hashing failed: {e:?}"))?;
     // The CLI has no replica to tell: the revocation rows reach the running servers.
-    let accounts = Accounts::new(db, hasher, Default::default());
-    if let Some(account) = accounts.promote_to_admin(username).await.map_err(message)? {
+    let accounts = Accounts::new(
+        db,
+        hasher,
+        Default::default(),
+        Arc::new(authz),
+        policy.default_role,
+    );
+    if let Some(account) = accounts.promote(username, role).await.map_err(message)? {
         eprintln!(
-            "promoted existing account {} ({}) to admin; its password is unchanged",
+            "gave existing account {} ({}) the role {role}; its password is unchanged",
             account.username, account.id
         );
         return Ok(());
@@ -265,15 +280,12 @@ async fn create_admin(username: &str) -> Result<(), String> {
         Some(password) => password.expose().clone(),
         None => read_password_line()?,
     };
-    let new = NewAccount {
-        username,
-        password,
-        email: None,
-        role: Role::Admin,
-    };
-    let account = accounts.register(new).await.map_err(message)?;
+    let (account, _) = accounts
+        .create_or_promote(username, password, role)
+        .await
+        .map_err(message)?;
     eprintln!(
-        "created admin account {} ({})",
+        "created account {} ({}) with the role {role}",
         account.username, account.id
     );
     Ok(())

@@ -219,6 +219,10 @@ pub struct Policy {
     #[arg(long, env = "POLICY_POLL_MS", default_value = "1000",
         value_parser = rules::millis(0, 3_600_000))]
     pub poll: Duration,
+    /// The role every account made by `register` gets. Start-up fails when the policy does not
+    /// define it.
+    #[arg(long, env = "DEFAULT_ROLE", default_value = "user", value_parser = rules::role())]
+    pub default_role: crate::role::Role,
     /// True when `POLICY_DIR` was not set, so a missing folder falls back to the built-in copy.
     #[arg(skip)]
     pub is_default: bool,

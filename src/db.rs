@@ -348,6 +348,30 @@ where
     })
 }
 
+/// An arbitrary constant naming the lock, in `pg_advisory_xact_lock`, that every change which
+/// could leave no active account able to manage roles takes: role changes, deactivations,
+/// deletions, and putting a new policy in force.
+const ROLE_CHANGE_LOCK_KEY: i64 = 0x5354_4f52_524f_4c45; // "STORROLE"
+
+/// Serializes, until the caller's transaction ends, the changes that could together leave no
+/// active account able to manage roles: statement snapshots would otherwise let two of them
+/// both see two such accounts. SQLite runs one writer at a time already.
+///
+/// # Errors
+/// On a database failure.
+pub async fn lock_role_changes(txn: &impl ConnectionTrait) -> AppResult<()> {
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_advisory_xact_lock($1)",
+            [ROLE_CHANGE_LOCK_KEY.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, sqlx};

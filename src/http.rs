@@ -620,6 +620,7 @@ async fn run(
                     (Ok(_), Some(error)) => refuse(state, &request, error.clone(), started),
                     (Ok((_, document)), None) => {
                         let started = std::time::Instant::now();
+                        let viewer = viewer.clone();
                         run_one(state, request, &document, viewer, client_ip, started).await
                     }
                 };

@@ -340,7 +340,7 @@ impl Sessions {
         account_id: Uuid,
     ) -> AppResult<account::Model> {
         let (account, revoked) = db::write(self.accounts.db(), async |txn| {
-            let (account, revoked) = accounts::deactivate(txn, account_id).await?;
+            let (account, revoked) = accounts::deactivate(txn, &self.accounts, account_id).await?;
             end_sessions_of(txn, account_id, "account deactivated").await?;
             Ok((account, revoked))
         })
@@ -371,7 +371,7 @@ impl Sessions {
             .check_current_password(account_id, current)
             .await?;
         let deleted = db::write(self.accounts.db(), async |txn| {
-            accounts::delete(txn, &checked).await
+            accounts::delete(txn, &self.accounts, &checked).await
         })
         .await;
         // Held until the deletion is stored (or refused): one such change of an account at a time.
@@ -394,10 +394,13 @@ impl Sessions {
         if account.deactivated_at.is_some() {
             return Err(AppError::Unauthenticated(accounts::GONE));
         }
-        let role = Role::from_name(&account.role).unwrap_or(Role::User);
+        // Stored roles were well-formed when stored; one that is not (an edit by hand) signs
+        // nobody in.
+        let role = Role::parse(&account.role)
+            .ok_or_else(|| AppError::internal("an account has a malformed role"))?;
         let access =
             self.tokens
-                .issue_access_token(account.id, role, session_id, account.token_version)?;
+                .issue_access_token(account.id, &role, session_id, account.token_version)?;
         let refresh_token = new_refresh_token();
         // Tokens are not kept as an `Idempotency-Key`'s answer.
         db::observe::note_credentials_issued();

@@ -42,7 +42,7 @@ struct Claims {
 }
 
 /// What a verified access token says about its bearer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct VerifiedToken {
     pub account_id: Uuid,
     pub role: Role,
@@ -138,7 +138,7 @@ impl TokenService {
     pub fn issue_access_token(
         &self,
         account_id: Uuid,
-        role: Role,
+        role: &Role,
         session_id: Uuid,
         version: i32,
     ) -> AppResult<AccessToken> {
@@ -205,7 +205,7 @@ impl TokenService {
             return Err(TokenError::BadClaim("jti"));
         }
         let account_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::BadClaim("sub"))?;
-        let role = Role::from_name(&claims.role).ok_or(TokenError::BadClaim("role"))?;
+        let role = Role::parse(&claims.role).ok_or(TokenError::BadClaim("role"))?;
         let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::BadClaim("sid"))?;
         let verified = VerifiedToken {
             account_id,
@@ -213,7 +213,8 @@ impl TokenService {
             session_id,
             version: claims.ver,
         };
-        self.verified.put(token, verified, claims.nbf, claims.exp);
+        self.verified
+            .put(token, verified.clone(), claims.nbf, claims.exp);
         Ok(verified)
     }
 }
@@ -270,7 +271,7 @@ mod tests {
         let tokens = VerifiedTokens::default();
         let verified = VerifiedToken {
             account_id: Uuid::now_v7(),
-            role: Role::User,
+            role: Role::parse("user").unwrap(),
             session_id: Uuid::now_v7(),
             version: 3,
         };
@@ -293,13 +294,13 @@ mod tests {
         let tokens = VerifiedTokens::default();
         let verified = VerifiedToken {
             account_id: Uuid::now_v7(),
-            role: Role::User,
+            role: Role::parse("user").unwrap(),
             session_id: Uuid::now_v7(),
             version: 1,
         };
-        tokens.put("in use", verified, 0, 100);
+        tokens.put("in use", verified.clone(), 0, 100);
         for i in 0..3 * MAX_VERIFIED_TOKENS {
-            tokens.put(&format!("once {i}"), verified, 0, 100);
+            tokens.put(&format!("once {i}"), verified.clone(), 0, 100);
             if i % 64 == 0 {
                 assert!(tokens.get("in use", 50).is_some());
             }

@@ -12,7 +12,7 @@ use crate::role::Role;
 pub struct ClientIp(pub IpAddr);
 
 /// Who is making a request, decided once per request from its `Authorization` header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Viewer {
     /// No `Authorization` header.
     Anonymous,

@@ -1,4 +1,5 @@
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt,
     path::{Path, PathBuf},
     sync::{Arc, PoisonError, RwLock},
@@ -6,8 +7,15 @@ use std::{
 };
 
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::role::Role;
+use crate::{
+    auth::Viewer,
+    db::{self, Db},
+    entities::account,
+    error::AppResult,
+    role::{ANONYMOUS, Role},
+};
 
 /// A permission the code asks about: an (object, action) pair of the policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,11 +33,12 @@ pub enum Permission {
     UserDeactivate,
     UserReactivate,
     AccountDelete,
+    RoleList,
 }
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::SessionManage,
@@ -43,6 +52,7 @@ impl Permission {
         Permission::UserDeactivate,
         Permission::UserReactivate,
         Permission::AccountDelete,
+        Permission::RoleList,
     ];
 
     /// The policy's object and action for this permission.
@@ -61,7 +71,21 @@ impl Permission {
             Permission::UserDeactivate => ("user", "deactivate"),
             Permission::UserReactivate => ("user", "reactivate"),
             Permission::AccountDelete => ("account", "delete"),
+            Permission::RoleList => ("role", "list"),
         }
+    }
+
+    /// The permission with this object and action, if a guard asks for it.
+    pub fn named(object: &str, action: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.object_action() == (object, action))
+    }
+
+    /// Whether the policy may grant this permission on owned rows only (`own`): the guarded
+    /// operation acts on one row with an owner, which the code checks once the row is loaded.
+    pub fn can_be_owned(self) -> bool {
+        matches!(self, Permission::ProductUpdate | Permission::ProductDelete)
     }
 
     fn index(self) -> usize {
@@ -69,44 +93,125 @@ impl Permission {
     }
 }
 
-/// Who asks, as the policy names them: a role subject, never a user-chosen string.
+/// How far a granted permission reaches: every row, or only the rows the caller owns (a
+/// product they created).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Subject {
-    Anonymous,
-    Role(Role),
+pub enum Reach {
+    Own,
+    Any,
 }
 
-impl Subject {
+impl Reach {
+    /// The policy's word for this reach (the fourth field of a `p` line).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::Own => "own",
+            Reach::Any => "any",
+        }
+    }
+}
+
+/// The rows a granted permission covers for one caller: every row, or those the account
+/// owns. Checked against the row once it is loaded, so an ownership rule costs no query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    Any,
+    OwnedBy(uuid::Uuid),
+}
+
+impl Rows {
+    /// Whether a row owned by `owner` (none when its creator is gone) is covered.
+    pub fn cover(self, owner: Option<uuid::Uuid>) -> bool {
+        match self {
+            Rows::Any => true,
+            Rows::OwnedBy(account) => owner == Some(account),
+        }
+    }
+}
+
+/// What the policy grants one subject: for each permission, how far it reaches, if at all.
+type Grants = [Option<Reach>; Permission::ALL.len()];
+
+/// Who asks, as the policy names them: a role subject, never a user-chosen string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject<'a> {
+    Anonymous,
+    Role(&'a Role),
+}
+
+impl<'a> Subject<'a> {
     /// The subject a caller is asked about as: their role, or anonymous (a bad token included).
-    pub fn of(viewer: &crate::auth::Viewer) -> Self {
-        match *viewer {
-            crate::auth::Viewer::Account { role, .. } => Subject::Role(role),
-            crate::auth::Viewer::Anonymous | crate::auth::Viewer::InvalidToken => {
-                Subject::Anonymous
+    pub fn of(viewer: &'a Viewer) -> Self {
+        match viewer {
+            Viewer::Account { role, .. } => Subject::Role(role),
+            Viewer::Anonymous | Viewer::InvalidToken => Subject::Anonymous,
+        }
+    }
+
+    /// The policy's name for this subject: `role:anonymous`, `role:<name>`.
+    pub fn policy_name(self) -> String {
+        match self {
+            Subject::Anonymous => format!("role:{ANONYMOUS}"),
+            Subject::Role(role) => format!("role:{role}"),
+        }
+    }
+}
+
+/// One line of a policy.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    /// `p, role:<subject>, <object>, <action>[, own|any]`: the subject (a role name, or
+    /// `anonymous`) may do the action, on every row or only on rows it owns.
+    Grant {
+        subject: String,
+        permission: (String, String),
+        reach: ReachName,
+    },
+    /// `g, role:<member>, role:<parent>`: the member has every permission the parent has.
+    Inherit { member: String, parent: String },
+}
+
+/// [`Reach`] as a policy line spells it (ordered, so rules sort).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReachName {
+    Any,
+    Own,
+}
+
+impl Rule {
+    /// The rule as a line of `policy.csv`, in the short form when it reaches every row.
+    pub fn to_line(&self) -> String {
+        match self {
+            Rule::Grant {
+                subject,
+                permission: (object, action),
+                reach: ReachName::Any,
+            } => format!("p, role:{subject}, {object}, {action}"),
+            Rule::Grant {
+                subject,
+                permission: (object, action),
+                reach: ReachName::Own,
+            } => format!("p, role:{subject}, {object}, {action}, own"),
+            Rule::Inherit { member, parent } => format!("g, role:{member}, role:{parent}"),
+        }
+    }
+
+    /// The rule as Casbin's adapter reads it: every `p` line with its reach spelled out, so
+    /// the model's four policy fields are always there.
+    fn to_casbin_line(&self) -> String {
+        match self {
+            Rule::Grant {
+                subject,
+                permission: (object, action),
+                reach,
+            } => {
+                let reach = match reach {
+                    ReachName::Any => "any",
+                    ReachName::Own => "own",
+                };
+                format!("p, role:{subject}, {object}, {action}, {reach}")
             }
-        }
-    }
-
-    const ALL: [Subject; 3] = [
-        Subject::Anonymous,
-        Subject::Role(Role::User),
-        Subject::Role(Role::Admin),
-    ];
-
-    /// The policy's name for this subject: `role:anonymous`, `role:user`, `role:admin`.
-    pub fn policy_name(self) -> &'static str {
-        match self {
-            Subject::Anonymous => "role:anonymous",
-            Subject::Role(Role::User) => "role:user",
-            Subject::Role(Role::Admin) => "role:admin",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Subject::Anonymous => 0,
-            Subject::Role(Role::User) => 1,
-            Subject::Role(Role::Admin) => 2,
+            Rule::Inherit { member, parent } => format!("g, role:{member}, role:{parent}"),
         }
     }
 }
@@ -141,18 +246,51 @@ pub enum PolicyError {
     /// names the file and, where there is one, the line.
     #[error("{} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
     Rejected(Vec<String>),
+    /// The accounts could not be read to check a new policy against them.
+    #[error("cannot check the policy against the accounts: {0}")]
+    Database(String),
 }
 
 const BUILT_IN_MODEL: &str = include_str!("../../policies/model.conf");
 const BUILT_IN_POLICY: &str = include_str!("../../policies/policy.csv");
 
-/// Every decision of the policy, taken once when it loads: a guard's check is a table look-up.
+/// A role the policy defines: the roles it inherits from directly, and what it may do,
+/// inherited permissions included.
+#[derive(Debug)]
+pub struct RoleDefinition {
+    pub role: Role,
+    pub inherits: Vec<Role>,
+    grants: Grants,
+}
+
+impl RoleDefinition {
+    /// Every permission the role has, and how far each reaches.
+    pub fn permissions(&self) -> Vec<(Permission, Reach)> {
+        granted_in(&self.grants)
+    }
+}
+
+fn granted_in(grants: &Grants) -> Vec<(Permission, Reach)> {
+    Permission::ALL
+        .into_iter()
+        .filter_map(|p| grants[p.index()].map(|reach| (p, reach)))
+        .collect()
+}
+
+/// Every decision of the policy, taken by Casbin once when the policy loads: a guard's check
+/// is a table look-up.
 ///
-/// The code asks about a fixed set of subjects and permissions, so the table is complete; it is
-/// rebuilt whenever a policy is loaded.
+/// The code asks about a fixed set of permissions, and the policy defines the roles, so the
+/// table is complete: one row per role and one for anonymous callers. An ownership rule is
+/// decided by Casbin twice, for a row the caller owns and for one they do not; which of the two
+/// applies is known once the row is loaded. The table is rebuilt whenever a policy is loaded.
 #[derive(Debug)]
 pub struct Authorizer {
-    decisions: [[bool; Permission::ALL.len()]; Subject::ALL.len()],
+    anonymous: Grants,
+    roles: BTreeMap<Role, RoleDefinition>,
+    /// The roles in the order the policy first names them.
+    order: Vec<Role>,
+    rules: Vec<Rule>,
     source: PolicySource,
     version: String,
 }
@@ -183,65 +321,154 @@ impl Authorizer {
     /// Builds the decision table from a model and a policy given as text.
     ///
     /// # Errors
-    /// When Casbin refuses the model or the policy.
+    /// When the policy has a malformed line, names a permission no guard asks about, grants
+    /// nothing or lets no role manage roles, or Casbin refuses the model or the policy.
     pub async fn from_texts(
         model: &str,
         policy: &str,
         source: PolicySource,
     ) -> Result<Self, PolicyError> {
-        let invalid = |e: casbin::Error| PolicyError::Invalid(e.to_string());
         let file = match &source {
             PolicySource::Folder(dir) => dir.join("policy.csv").display().to_string(),
             PolicySource::BuiltIn => "built-in policy.csv".to_owned(),
         };
-        let mut problems = lint_file(policy, &file);
-        if !policy
-            .lines()
-            .any(|line| line.split(',').next().map(str::trim) == Some("p"))
-        {
-            problems.push(format!(
+        let rules = parse(policy, &file).map_err(PolicyError::Rejected)?;
+        Self::from_rules(model, rules, source, fingerprint(model, policy), &file).await
+    }
+
+    /// Builds the decision table from a model and the rules of a policy; `file` names the
+    /// policy in problems.
+    ///
+    /// # Errors
+    /// As [`Self::from_texts`].
+    pub async fn from_rules(
+        model: &str,
+        rules: Vec<Rule>,
+        source: PolicySource,
+        version: String,
+        file: &str,
+    ) -> Result<Self, PolicyError> {
+        if !rules.iter().any(|rule| matches!(rule, Rule::Grant { .. })) {
+            return Err(PolicyError::Rejected(vec![format!(
                 "{file}: grants no permission at all (every caller would be refused)"
-            ));
+            )]));
         }
-        if !problems.is_empty() {
-            return Err(PolicyError::Rejected(problems));
-        }
-        let model_text = model;
+        let invalid = |e: casbin::Error| PolicyError::Invalid(e.to_string());
         let model = DefaultModel::from_str(model).await.map_err(invalid)?;
-        let adapter = StringAdapter::new(strip_comments(policy));
-        let enforcer = Enforcer::new(model, adapter).await.map_err(invalid)?;
-        let mut decisions = [[false; Permission::ALL.len()]; Subject::ALL.len()];
-        for subject in Subject::ALL {
+        let text = rules
+            .iter()
+            .map(Rule::to_casbin_line)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let enforcer = Enforcer::new(model, StringAdapter::new(text))
+            .await
+            .map_err(invalid)?;
+        let decide = |subject: &str| -> Result<Grants, PolicyError> {
+            let mut grants = [None; Permission::ALL.len()];
             for permission in Permission::ALL {
                 let (object, action) = permission.object_action();
                 // Every request here is well-formed, so an error means the model is broken
-                // (a missing section, a matcher naming an unknown field): refuse to start
+                // (a missing section, a matcher naming an unknown field): refuse the policy
                 // rather than guess a decision.
-                decisions[subject.index()][permission.index()] = enforcer
-                    .enforce((subject.policy_name(), object, action))
-                    .map_err(invalid)?;
+                let on_others = (subject, object, action, "caller", "someone else");
+                let on_own = (subject, object, action, "caller", "caller");
+                grants[permission.index()] = if enforcer.enforce(on_others).map_err(invalid)? {
+                    Some(Reach::Any)
+                } else if enforcer.enforce(on_own).map_err(invalid)? {
+                    Some(Reach::Own)
+                } else {
+                    None
+                };
             }
+            Ok(grants)
+        };
+        let anonymous = decide(&format!("role:{ANONYMOUS}"))?;
+        let mut roles = BTreeMap::new();
+        let mut order = Vec::new();
+        for name in role_names(&rules) {
+            let Some(role) = Role::parse(name) else {
+                continue; // `parse` refused such names already.
+            };
+            let inherits = rules
+                .iter()
+                .filter_map(|rule| match rule {
+                    Rule::Inherit { member, parent } if *member == name => Role::parse(parent),
+                    _ => None,
+                })
+                .collect();
+            let grants = decide(&format!("role:{name}"))?;
+            order.push(role.clone());
+            roles.insert(
+                role.clone(),
+                RoleDefinition {
+                    role,
+                    inherits,
+                    grants,
+                },
+            );
         }
-        let can_manage_roles = [Role::User, Role::Admin]
-            .into_iter()
-            .any(|role| decisions[Subject::Role(role).index()][Permission::UserSetRole.index()]);
-        if !can_manage_roles {
+        let authorizer = Self {
+            anonymous,
+            roles,
+            order,
+            rules,
+            source,
+            version,
+        };
+        if authorizer.managers().is_empty() {
             return Err(PolicyError::Rejected(vec![format!(
                 "{file}: no role may `user, set_role`, so nobody could manage roles again \
                  (grant it, e.g. `p, role:admin, user, set_role`)"
             )]));
         }
-        let version = fingerprint(model_text, policy);
-        Ok(Self {
-            decisions,
-            source,
-            version,
-        })
+        Ok(authorizer)
     }
 
-    /// Whether the policy lets `subject` have `permission`.
-    pub fn allows(&self, subject: Subject, permission: Permission) -> bool {
-        self.decisions[subject.index()][permission.index()]
+    fn grants(&self, subject: Subject<'_>) -> Option<&Grants> {
+        match subject {
+            Subject::Anonymous => Some(&self.anonymous),
+            // A role the policy does not define grants nothing.
+            Subject::Role(role) => self.roles.get(role).map(|d| &d.grants),
+        }
+    }
+
+    /// How far the policy lets `subject` have `permission`, if at all.
+    pub fn reach(&self, subject: Subject<'_>, permission: Permission) -> Option<Reach> {
+        self.grants(subject)?[permission.index()]
+    }
+
+    /// Whether the policy lets `subject` have `permission` (on some rows at least).
+    pub fn allows(&self, subject: Subject<'_>, permission: Permission) -> bool {
+        self.reach(subject, permission).is_some()
+    }
+
+    /// Every permission the policy grants `subject`, and how far each reaches.
+    pub fn granted(&self, subject: Subject<'_>) -> Vec<(Permission, Reach)> {
+        self.grants(subject).map(granted_in).unwrap_or_default()
+    }
+
+    /// The roles the policy defines, in the order it first names them.
+    pub fn roles(&self) -> impl Iterator<Item = &RoleDefinition> {
+        self.order.iter().filter_map(|role| self.roles.get(role))
+    }
+
+    /// The role with this name, when the policy defines it.
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name).map(|d| &d.role)
+    }
+
+    /// The roles that may manage roles (`user, set_role` on any account): the last active
+    /// account with one of them keeps it.
+    pub fn managers(&self) -> Vec<Role> {
+        self.roles()
+            .filter(|d| d.grants[Permission::UserSetRole.index()] == Some(Reach::Any))
+            .map(|d| d.role.clone())
+            .collect()
+    }
+
+    /// The policy's rules, in the order it lists them.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// Where this policy was loaded from.
@@ -249,10 +476,170 @@ impl Authorizer {
         &self.source
     }
 
-    /// A short fingerprint of the policy's files.
+    /// A short fingerprint of the policy.
     pub fn version(&self) -> &str {
         &self.version
     }
+
+    /// Problems Casbin itself lets pass: lines of an unknown kind or shape, subjects that are
+    /// not `role:` names, and permissions no guard asks about (usually a typo).
+    pub fn lint(policy: &str) -> Vec<String> {
+        parse(policy, "policy.csv").err().unwrap_or_default()
+    }
+
+    /// The role × permission table this policy grants, as text: `yes`, `own` (rows the
+    /// caller owns) or `-`.
+    pub fn table(&self) -> String {
+        let mut columns = vec![(format!("role:{ANONYMOUS}"), &self.anonymous)];
+        columns.extend(
+            self.roles()
+                .map(|d| (format!("role:{}", d.role), &d.grants)),
+        );
+        let width = columns
+            .iter()
+            .map(|(name, _)| name.len() + 2)
+            .max()
+            .unwrap_or(16);
+        let mut lines = Vec::new();
+        let mut header = format!("{:<24}", "permission");
+        for (name, _) in &columns {
+            header.push_str(&format!("{name:<width$}"));
+        }
+        lines.push(header);
+        for permission in Permission::ALL {
+            let (object, action) = permission.object_action();
+            let mut line = format!("{:<24}", format!("{object} {action}"));
+            for (_, grants) in &columns {
+                let mark = match grants[permission.index()] {
+                    Some(Reach::Any) => "yes",
+                    Some(Reach::Own) => "own",
+                    None => "-",
+                };
+                line.push_str(&format!("{mark:<width$}"));
+            }
+            lines.push(line);
+        }
+        lines
+            .iter()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect()
+    }
+}
+
+/// Every role the rules name, `anonymous` aside, in the order the policy first names them.
+fn role_names(rules: &[Rule]) -> Vec<&str> {
+    let mut seen = BTreeSet::new();
+    rules
+        .iter()
+        .flat_map(|rule| match rule {
+            Rule::Grant { subject, .. } => [Some(subject.as_str()), None],
+            Rule::Inherit { member, parent } => [Some(member.as_str()), Some(parent.as_str())],
+        })
+        .flatten()
+        .filter(|name| *name != ANONYMOUS && seen.insert(*name))
+        .collect()
+}
+
+/// The rules of a policy text, or every problem with it, each naming `file` and the line:
+/// lines of an unknown kind or shape, subjects that are not well-formed `role:` names,
+/// permissions no guard asks about (usually a typo), and `own` on a permission that has no row
+/// to own. Comment lines (`#`) and blank lines are skipped.
+///
+/// # Errors
+/// The problems, when there is any.
+pub fn parse(policy: &str, file: &str) -> Result<Vec<Rule>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut rules = Vec::new();
+    for (number, line) in policy.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let at = format!("{file} line {}", number + 1);
+        match fields.as_slice() {
+            ["p", subject, object, action, reach @ ..] if reach.len() <= 1 => {
+                let subject = role_name(subject, &at, &mut problems);
+                let permission = Permission::named(object, action);
+                if permission.is_none() {
+                    problems.push(format!(
+                        "{at}: no guard asks for `{object}, {action}` (known: {})",
+                        Permission::ALL
+                            .iter()
+                            .map(|p| format!("{} {}", p.object_action().0, p.object_action().1))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                let reach = match reach.first().copied() {
+                    None | Some("any") => Some(ReachName::Any),
+                    Some("own") if permission.is_some_and(|p| !p.can_be_owned()) => {
+                        problems.push(format!(
+                            "{at}: `{object}, {action}` cannot be limited to `own` rows \
+                             (only {} can)",
+                            Permission::ALL
+                                .iter()
+                                .filter(|p| p.can_be_owned())
+                                .map(|p| format!(
+                                    "`{}, {}`",
+                                    p.object_action().0,
+                                    p.object_action().1
+                                ))
+                                .collect::<Vec<_>>()
+                                .join(" and ")
+                        ));
+                        None
+                    }
+                    Some("own") => Some(ReachName::Own),
+                    Some(other) => {
+                        problems.push(format!(
+                            "{at}: the fourth field is `own` or `any`, not `{other}`"
+                        ));
+                        None
+                    }
+                };
+                if let (Some(subject), Some(_), Some(reach)) = (subject, permission, reach) {
+                    rules.push(Rule::Grant {
+                        subject,
+                        permission: ((*object).to_owned(), (*action).to_owned()),
+                        reach,
+                    });
+                }
+            }
+            ["g", member, parent] => {
+                let member = role_name(member, &at, &mut problems);
+                let parent = role_name(parent, &at, &mut problems);
+                if let (Some(member), Some(parent)) = (member, parent) {
+                    rules.push(Rule::Inherit { member, parent });
+                }
+            }
+            _ => problems.push(format!(
+                "{at}: expected `p, role:<name>, <object>, <action>[, own]` or \
+                 `g, role:<a>, role:<b>`"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The role name after `role:` in `subject` (`anonymous` included), or a problem.
+fn role_name(subject: &str, at: &str, problems: &mut Vec<String>) -> Option<String> {
+    let Some(name) = subject.strip_prefix("role:") else {
+        problems.push(format!("{at}: `{subject}` is not a `role:` name"));
+        return None;
+    };
+    if name != ANONYMOUS && Role::parse(name).is_none() {
+        problems.push(format!(
+            "{at}: `{subject}`: a role name is 1–32 characters of a–z, 0–9, `_` and `-`, \
+             starting with a letter"
+        ));
+        return None;
+    }
+    Some(name.to_owned())
 }
 
 /// The policy in force, which SIGHUP can replace while requests run: each check reads one
@@ -262,6 +649,8 @@ pub struct SharedAuthorizer {
     current: RwLock<Arc<Authorizer>>,
     dir: PathBuf,
     dir_is_default: bool,
+    /// The accounts a new policy is checked against; none for the CLI's checks.
+    db: Option<Db>,
 }
 
 impl SharedAuthorizer {
@@ -269,24 +658,63 @@ impl SharedAuthorizer {
     ///
     /// # Errors
     /// As [`Authorizer::load`].
-    pub async fn load(dir: &Path, dir_is_default: bool) -> Result<Self, PolicyError> {
+    /// With `db`, a new policy is put in force only if it leaves an active account able to
+    /// manage roles when one is now (see [`Self::reload`]).
+    pub async fn load(
+        dir: &Path,
+        dir_is_default: bool,
+        db: Option<Db>,
+    ) -> Result<Self, PolicyError> {
         let authorizer = Authorizer::load(dir, dir_is_default).await?;
         Ok(Self {
             current: RwLock::new(Arc::new(authorizer)),
             dir: dir.to_owned(),
             dir_is_default,
+            db,
         })
     }
 
     /// Reads the policy files again and puts the new policy in force; a policy that does not
-    /// load or validate is refused and the one in force stays.
+    /// load or validate is refused and the one in force stays. So is one under which no
+    /// active account could manage roles any more while one can now: the check and the switch
+    /// hold the lock that role changes, deactivations and deletions take, so none of them can
+    /// slip in between.
     ///
     /// # Errors
-    /// As [`Authorizer::load`].
+    /// As [`Authorizer::load`]; `Rejected` for a policy that would leave nobody able to manage
+    /// roles; `Database` when the accounts could not be read.
     pub async fn reload(&self) -> Result<Arc<Authorizer>, PolicyError> {
         let authorizer = Arc::new(Authorizer::load(&self.dir, self.dir_is_default).await?);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = authorizer.clone();
+        self.put_in_force(authorizer.clone()).await?;
         Ok(authorizer)
+    }
+
+    async fn put_in_force(&self, new: Arc<Authorizer>) -> Result<(), PolicyError> {
+        let swap = || *self.current.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        let Some(db) = &self.db else {
+            swap();
+            return Ok(());
+        };
+        let checked = db::write(db, async |txn| {
+            db::lock_role_changes(txn).await?;
+            let managing_now = active_accounts_in(txn, &self.current().managers()).await?;
+            let managing_then = active_accounts_in(txn, &new.managers()).await?;
+            if managing_now > 0 && managing_then == 0 {
+                return Ok(Err(PolicyError::Rejected(vec![format!(
+                    "no active account could manage roles (`user, set_role`) under this policy: \
+                     it grants that only to {}, which no active account has",
+                    new.managers()
+                        .iter()
+                        .map(|role| format!("role:{role}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )])));
+            }
+            swap();
+            Ok(Ok(()))
+        })
+        .await;
+        checked.map_err(|err| PolicyError::Database(format!("{err:?}")))?
     }
 
     /// Reads the policy files every `every` and, when they hold another policy than the one
@@ -329,8 +757,9 @@ impl SharedAuthorizer {
                             version = before,
                             "policy files changed, but the new policy was refused; the previous one stays in force"
                         );
-                        // A file missing for a moment is tried again; a refused text is not.
-                        if !matches!(err, PolicyError::Read { .. }) {
+                        // A file missing for a moment, or a database that did not answer, is
+                        // tried again; a refused text is not.
+                        if !matches!(err, PolicyError::Read { .. } | PolicyError::Database(_)) {
                             refused = Some(on_disk);
                         }
                     }
@@ -345,6 +774,23 @@ impl SharedAuthorizer {
         Some(fingerprint(&read("model.conf")?, &read("policy.csv")?))
     }
 
+    /// Checks that the policy in force defines `role`, the role `register` gives.
+    ///
+    /// # Errors
+    /// `Rejected`, naming the roles it defines, when it does not.
+    pub fn check_default_role(&self, role: &Role) -> Result<(), PolicyError> {
+        let policy = self.current();
+        if policy.role(role.as_str()).is_some() {
+            return Ok(());
+        }
+        let defined: Vec<&str> = policy.roles().map(|d| d.role.as_str()).collect();
+        Err(PolicyError::Rejected(vec![format!(
+            "DEFAULT_ROLE `{role}` is not a role the policy ({}) defines; it defines: {}",
+            policy.source(),
+            defined.join(", ")
+        )]))
+    }
+
     /// The policy in force now.
     pub fn current(&self) -> Arc<Authorizer> {
         self.current
@@ -353,21 +799,17 @@ impl SharedAuthorizer {
             .clone()
     }
 
-    /// Whether the policy in force lets `subject` have `permission`.
-    pub fn allows(&self, subject: Subject, permission: Permission) -> bool {
+    /// How far the policy in force lets `subject` have `permission`, if at all.
+    pub fn reach(&self, subject: Subject<'_>, permission: Permission) -> Option<Reach> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .allows(subject, permission)
+            .reach(subject, permission)
     }
 
-    /// Every permission the policy in force grants `subject`.
-    pub fn granted(&self, subject: Subject) -> Vec<Permission> {
-        let policy = self.current();
-        Permission::ALL
-            .into_iter()
-            .filter(|permission| policy.allows(subject, *permission))
-            .collect()
+    /// Whether the policy in force lets `subject` have `permission` (on some rows at least).
+    pub fn allows(&self, subject: Subject<'_>, permission: Permission) -> bool {
+        self.reach(subject, permission).is_some()
     }
 
     /// Where the policy in force was loaded from.
@@ -381,100 +823,18 @@ impl SharedAuthorizer {
     }
 }
 
+/// How many active accounts have one of `roles`.
+async fn active_accounts_in(txn: &impl ConnectionTrait, roles: &[Role]) -> AppResult<u64> {
+    Ok(account::Entity::find()
+        .filter(account::Column::Role.is_in(roles.iter().map(Role::to_string)))
+        .filter(account::Column::DeactivatedAt.is_null())
+        .count(txn)
+        .await?)
+}
+
 /// A policy's version: a fingerprint of its model and its policy text.
 fn fingerprint(model: &str, policy: &str) -> String {
     crate::auth::sha256_hex(format!("{model}\0{policy}").as_bytes())[..12].to_owned()
-}
-
-impl Authorizer {
-    /// Problems Casbin itself lets pass: lines of an unknown kind or shape, subjects that are
-    /// not `role:` names, and permissions no guard asks about (usually a typo).
-    pub fn lint(policy: &str) -> Vec<String> {
-        lint_file(policy, "policy.csv")
-    }
-
-    /// The role × permission table this policy grants, as text.
-    pub fn table(&self) -> String {
-        let subjects = Subject::ALL;
-        let mut lines = Vec::new();
-        let mut header = format!("{:<24}", "permission");
-        for subject in subjects {
-            header.push_str(&format!("{:<16}", subject.policy_name()));
-        }
-        lines.push(header);
-        for permission in Permission::ALL {
-            let (object, action) = permission.object_action();
-            let mut line = format!("{:<24}", format!("{object} {action}"));
-            for subject in subjects {
-                let mark = if self.allows(subject, permission) {
-                    "yes"
-                } else {
-                    "-"
-                };
-                line.push_str(&format!("{mark:<16}"));
-            }
-            lines.push(line);
-        }
-        lines
-            .iter()
-            .map(|l| format!("{}\n", l.trim_end()))
-            .collect()
-    }
-}
-
-/// [`Authorizer::lint`], naming `file` in each problem.
-fn lint_file(policy: &str, file: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (number, line) in policy.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        let at = format!("{file} line {}", number + 1);
-        match fields.as_slice() {
-            ["p", subject, object, action] => {
-                if !subject.starts_with("role:") {
-                    problems.push(format!("{at}: subject `{subject}` is not a `role:` name"));
-                }
-                if !Permission::ALL
-                    .iter()
-                    .any(|p| p.object_action() == (*object, *action))
-                {
-                    problems.push(format!(
-                        "{at}: no guard asks for `{object}, {action}` (known: {})",
-                        Permission::ALL
-                            .iter()
-                            .map(|p| format!("{} {}", p.object_action().0, p.object_action().1))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-            }
-            ["g", member, role] => {
-                for name in [member, role] {
-                    if !name.starts_with("role:") {
-                        problems.push(format!("{at}: `{name}` is not a `role:` name"));
-                    }
-                }
-            }
-            _ => problems.push(format!(
-                "{at}: expected `p, role:<name>, <object>, <action>` or `g, role:<a>, role:<b>`"
-            )),
-        }
-    }
-    problems
-}
-
-/// The policy text without comment lines and blank lines, which Casbin's string adapter does
-/// not skip.
-fn strip_comments(policy: &str) -> String {
-    policy
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]
@@ -487,44 +847,92 @@ mod tests {
             .unwrap()
     }
 
+    fn role(name: &str) -> Role {
+        Role::parse(name).unwrap()
+    }
+
     #[tokio::test]
     async fn admin_inherits_everything_a_user_may_do() {
         let authz = built_in().await;
+        let (user, admin) = (role("user"), role("admin"));
         for permission in Permission::ALL {
-            if authz.allows(Subject::Role(Role::User), permission) {
-                assert!(authz.allows(Subject::Role(Role::Admin), permission));
+            if authz.allows(Subject::Role(&user), permission) {
+                assert!(authz.allows(Subject::Role(&admin), permission));
             }
         }
-        assert!(authz.allows(Subject::Role(Role::Admin), Permission::ProductRead));
+        assert!(authz.allows(Subject::Role(&admin), Permission::ProductRead));
     }
 
     #[tokio::test]
     async fn built_in_policy_grants_what_the_product_promises() {
         let authz = built_in().await;
-        let user = Subject::Role(Role::User);
-        let admin = Subject::Role(Role::Admin);
+        let (user, admin) = (role("user"), role("admin"));
+        let user = Subject::Role(&user);
+        let admin = Subject::Role(&admin);
         assert!(authz.allows(user, Permission::AccountRead));
         assert!(authz.allows(user, Permission::ProductRead));
         assert!(!authz.allows(user, Permission::ProductCreate));
         assert!(!authz.allows(user, Permission::ProductReadCreator));
         assert!(!authz.allows(user, Permission::UserSetRole));
         for permission in Permission::ALL {
-            assert!(authz.allows(admin, permission), "{permission:?}");
+            assert_eq!(
+                authz.reach(admin, permission),
+                Some(Reach::Any),
+                "{permission:?}"
+            );
             assert!(
                 !authz.allows(Subject::Anonymous, permission),
                 "{permission:?}"
             );
         }
+        let names: Vec<&str> = authz.roles().map(|d| d.role.as_str()).collect();
+        assert_eq!(names, ["user", "admin"]);
+        assert_eq!(authz.managers(), [role("admin")]);
+    }
+
+    #[tokio::test]
+    async fn roles_come_from_the_policy_and_an_undefined_one_grants_nothing() {
+        let policy = "p, role:admin, user, set_role\n\
+                      p, role:editor, product, update\n\
+                      p, role:seller, product, update, own\n\
+                      p, role:seller, product, delete, own\n\
+                      g, role:seller, role:shopper\n\
+                      p, role:shopper, product, read";
+        let authz = Authorizer::from_texts(BUILT_IN_MODEL, policy, PolicySource::BuiltIn)
+            .await
+            .unwrap();
+        let names: Vec<&str> = authz.roles().map(|d| d.role.as_str()).collect();
+        assert_eq!(names, ["admin", "editor", "seller", "shopper"]);
+        let (editor, seller) = (role("editor"), role("seller"));
+        assert_eq!(
+            authz.reach(Subject::Role(&editor), Permission::ProductUpdate),
+            Some(Reach::Any)
+        );
+        assert_eq!(
+            authz.reach(Subject::Role(&seller), Permission::ProductUpdate),
+            Some(Reach::Own)
+        );
+        assert!(authz.allows(Subject::Role(&seller), Permission::ProductRead));
+        assert!(!authz.allows(Subject::Role(&editor), Permission::ProductDelete));
+        let gone = role("user");
+        assert!(authz.granted(Subject::Role(&gone)).is_empty());
+        assert!(authz.role("user").is_none());
+        let seller = authz.roles().find(|d| d.role.as_str() == "seller").unwrap();
+        assert_eq!(seller.inherits, [role("shopper")]);
     }
 
     #[test]
-    fn lint_finds_typos_and_user_chosen_subjects() {
+    fn lint_finds_typos_user_chosen_subjects_and_misplaced_ownership() {
         assert!(Authorizer::lint(BUILT_IN_POLICY).is_empty());
         let problems = Authorizer::lint(
-            "p, role:user, prodcut, read\np, alice, product, read\ng, role:admin\nx, y",
+            "p, role:user, prodcut, read\np, alice, product, read\ng, role:admin\nx, y\n\
+             p, role:user, product, read, own\np, role:user, product, update, mine\n\
+             p, role:Bad Name, product, read",
         );
-        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
         assert!(problems[0].contains("prodcut"));
+        assert!(problems[4].contains("cannot be limited to `own`"));
+        assert!(problems[5].contains("`own` or `any`"));
     }
 
     #[tokio::test]
@@ -547,5 +955,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, PolicyError::Invalid(_)));
+    }
+
+    #[tokio::test]
+    async fn a_policy_where_nobody_may_manage_roles_is_refused() {
+        let err = Authorizer::from_texts(
+            BUILT_IN_MODEL,
+            "p, role:user, product, read",
+            PolicySource::BuiltIn,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("set_role"), "{err}");
     }
 }

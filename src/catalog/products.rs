@@ -11,6 +11,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
+    authz::Rows,
     db::{self, Db},
     entities::product,
     error::{AppError, AppResult},
@@ -86,7 +87,12 @@ pub async fn create(
 /// # Errors
 /// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
 /// is no such product; `SERVICE_UNAVAILABLE` when it could not be stored.
-pub async fn update(db: &Db, id: Uuid, changes: ProductChanges<'_>) -> AppResult<product::Model> {
+pub async fn update(
+    db: &Db,
+    rows: Rows,
+    id: Uuid,
+    changes: ProductChanges<'_>,
+) -> AppResult<product::Model> {
     let name = changes.name.map(validation::product_name).transpose()?;
     if let Some(description) = changes.description {
         validation::description(description)?;
@@ -96,6 +102,9 @@ pub async fn update(db: &Db, id: Uuid, changes: ProductChanges<'_>) -> AppResult
 
     db::write(db, async |txn| {
         let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+        if !rows.cover(existing.created_by) {
+            return Err(not_theirs("update"));
+        }
         let mut active: product::ActiveModel = existing.clone().into();
         if let Some(name) = name {
             active.name_search = Set(search_key(&name));
@@ -132,15 +141,30 @@ pub async fn update(db: &Db, id: Uuid, changes: ProductChanges<'_>) -> AppResult
 /// # Errors
 /// `NOT_FOUND` when there is no such product; `SERVICE_UNAVAILABLE` when the deletion could not
 /// be stored.
-pub async fn delete(db: &Db, id: Uuid) -> AppResult<()> {
+pub async fn delete(db: &Db, rows: Rows, id: Uuid) -> AppResult<()> {
     db::write(db, async |txn| {
-        let result = product::Entity::delete_by_id(id).exec(txn).await?;
-        if result.rows_affected == 0 {
-            return Err(AppError::NotFound("product"));
+        let mut delete = product::Entity::delete_by_id(id);
+        if let Rows::OwnedBy(account) = rows {
+            delete = delete.filter(product::Column::CreatedBy.eq(account));
         }
-        Ok(())
+        if delete.exec(txn).await?.rows_affected == 1 {
+            return Ok(());
+        }
+        // Only a refusal costs a second look: someone else's product, or none.
+        match find(txn, id).await? {
+            Some(_) => Err(not_theirs("delete")),
+            None => Err(AppError::NotFound("product")),
+        }
     })
     .await
+}
+
+/// The refusal of `action` on a product the caller may only act on when they own it.
+fn not_theirs(action: &'static str) -> AppError {
+    AppError::Forbidden {
+        object: "product",
+        action,
+    }
 }
 
 /// The product with this id, if any.

@@ -110,6 +110,16 @@ pub fn megabytes(min: u64, max: u64) -> Rule<usize> {
     number(min, max).map(|mb: usize| mb * 1_000_000)
 }
 
+/// A role name (whether the policy defines it is checked at start-up).
+pub fn role() -> Rule<crate::role::Role> {
+    Rule::new("a role the policy defines, e.g. `user`", |text| {
+        crate::role::Role::parse(text.trim()).ok_or_else(|| {
+            "must be a role name: 1–32 characters of a–z, 0–9, `_` and `-`, starting with a letter"
+                .to_owned()
+        })
+    })
+}
+
 /// A switch: `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`, in any case.
 pub fn switch() -> Rule<bool> {
     Rule::new(

@@ -6,7 +6,7 @@ use async_graphql::{Context, Guard};
 use super::ContextExt;
 use crate::{
     auth::Viewer,
-    authz::{Permission, Subject},
+    authz::{Permission, Reach, Rows, Subject},
     error::{AppError, INVALID_TOKEN},
 };
 
@@ -19,19 +19,32 @@ pub struct Can(pub Permission);
 
 impl Guard for Can {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
-        let authz = &ctx.state().authz;
-        match *ctx.viewer() {
-            Viewer::InvalidToken => Err(AppError::Unauthenticated(INVALID_TOKEN).into()),
-            Viewer::Anonymous if authz.allows(Subject::Anonymous, self.0) => Ok(()),
-            Viewer::Anonymous => Err(AppError::Unauthenticated(
-                "sign in to do this: send `Authorization: Bearer <accessToken>`",
-            )
-            .into()),
-            Viewer::Account { role, .. } if authz.allows(Subject::Role(role), self.0) => Ok(()),
-            Viewer::Account { .. } => {
-                let (object, action) = self.0.object_action();
-                Err(AppError::Forbidden { object, action }.into())
-            }
+        Ok(rows(ctx, self.0).map(drop)?)
+    }
+}
+
+/// The rows `permission` covers for the caller, per the policy in force: every row, or, under
+/// an ownership rule, those the caller owns (checked once the row is loaded).
+///
+/// # Errors
+/// As [`Can`]: no token, or a bad one, is `UNAUTHENTICATED`; a signed-in caller the policy
+/// refuses is `FORBIDDEN`.
+pub fn rows(ctx: &Context<'_>, permission: Permission) -> Result<Rows, AppError> {
+    let viewer = ctx.viewer();
+    let reach = ctx.state().authz.reach(Subject::of(viewer), permission);
+    match (viewer, reach) {
+        (Viewer::InvalidToken, _) => Err(AppError::Unauthenticated(INVALID_TOKEN)),
+        (Viewer::Anonymous, Some(Reach::Any)) | (Viewer::Account { .. }, Some(Reach::Any)) => {
+            Ok(Rows::Any)
+        }
+        (Viewer::Account { id, .. }, Some(Reach::Own)) => Ok(Rows::OwnedBy(*id)),
+        // Nobody owns anything without signing in.
+        (Viewer::Anonymous, _) => Err(AppError::Unauthenticated(
+            "sign in to do this: send `Authorization: Bearer <accessToken>`",
+        )),
+        (Viewer::Account { .. }, None) => {
+            let (object, action) = permission.object_action();
+            Err(AppError::Forbidden { object, action })
         }
     }
 }
@@ -76,5 +89,6 @@ pub mod visible {
         user_deactivate => UserDeactivate,
         user_reactivate => UserReactivate,
         account_delete => AccountDelete,
+        role_list => RoleList,
     }
 }

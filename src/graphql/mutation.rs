@@ -2,14 +2,14 @@ use async_graphql::{Context, ID, Object};
 
 use super::{
     ContextExt,
-    guard::{Can, visible},
+    guard::{Can, rows, visible},
     id_of,
     types::{
         Account, AuthPayload, CreateProductInput, LoginInput, Product, RegisterInput,
         UpdateProductInput,
     },
 };
-use crate::{authz::Permission, role::Role};
+use crate::authz::Permission;
 
 pub struct Mutation;
 
@@ -145,9 +145,12 @@ impl Mutation {
         input: UpdateProductInput,
     ) -> async_graphql::Result<Product> {
         let changes = input.changes()?;
-        let id = id_of("product", &id)?;
+        let (id, rows) = (
+            id_of("product", &id)?,
+            rows(ctx, Permission::ProductUpdate)?,
+        );
         let catalog = &ctx.state().catalog;
-        Ok(catalog.update(ctx.actor(), id, changes).await?.into())
+        Ok(catalog.update(ctx.actor(), rows, id, changes).await?.into())
     }
 
     /// Removes a product; returns its id.
@@ -156,13 +159,17 @@ impl Mutation {
         visible = "visible::product_delete"
     )]
     async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
-        let uuid = id_of("product", &id)?;
-        ctx.state().catalog.delete(ctx.actor(), uuid).await?;
+        let (uuid, rows) = (
+            id_of("product", &id)?,
+            rows(ctx, Permission::ProductDelete)?,
+        );
+        ctx.state().catalog.delete(ctx.actor(), rows, uuid).await?;
         Ok(id)
     }
 
-    /// Gives an account a new role. Its access tokens stop working at once; a refresh brings
-    /// one with the new role. The last admin cannot be demoted.
+    /// Gives an account a new role, one of those the `roles` query lists (`BAD_USER_INPUT`
+    /// otherwise). Its access tokens stop working at once; a refresh brings one with the new
+    /// role. The last active account whose role may manage roles keeps it (`CONFLICT`).
     #[graphql(
         guard = "Can(Permission::UserSetRole)",
         visible = "visible::user_set_role"
@@ -171,15 +178,16 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         user_id: ID,
-        role: Role,
+        role: String,
     ) -> async_graphql::Result<Account> {
         let id = id_of("account", &user_id)?;
         let accounts = &ctx.state().accounts;
-        Ok(accounts.set_role(ctx.actor(), id, role).await?.into())
+        Ok(accounts.set_role(ctx.actor(), id, &role).await?.into())
     }
 
     /// Stops an account from signing in: every session and access token of it ends at once
-    /// (on every replica within a second). The last active admin cannot be deactivated.
+    /// (on every replica within a second). The last active account whose role may manage roles
+    /// cannot be deactivated.
     #[graphql(
         guard = "Can(Permission::UserDeactivate)",
         visible = "visible::user_deactivate"

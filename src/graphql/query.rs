@@ -4,7 +4,7 @@ use super::{
     ContextExt,
     guard::{Can, visible},
     parse_id,
-    types::{Account, AccountConnection, PermissionGrant, Product, ProductConnection},
+    types::{Account, AccountConnection, PermissionGrant, Product, ProductConnection, RoleView},
 };
 use crate::{
     accounts,
@@ -27,8 +27,20 @@ impl Query {
         if *ctx.viewer() == Viewer::InvalidToken {
             return Err(AppError::Unauthenticated(INVALID_TOKEN).into());
         }
-        let granted = ctx.state().authz.granted(Subject::of(ctx.viewer()));
+        let granted = ctx
+            .state()
+            .authz
+            .current()
+            .granted(Subject::of(ctx.viewer()));
         Ok(granted.into_iter().map(PermissionGrant::from).collect())
+    }
+
+    /// The roles the policy defines, in the order it first names them, each with what it
+    /// inherits and may do.
+    #[graphql(guard = "Can(Permission::RoleList)", visible = "visible::role_list")]
+    async fn roles(&self, ctx: &Context<'_>) -> Vec<RoleView> {
+        let policy = ctx.state().authz.current();
+        policy.roles().map(RoleView::from).collect()
     }
 
     /// The signed-in caller's account.

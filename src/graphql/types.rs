@@ -11,12 +11,11 @@ use super::guard::{Can, visible};
 use super::loaders::AccountLoader;
 use crate::{
     accounts::NewAccount,
-    authz::Permission,
+    authz::{Permission, Reach, RoleDefinition},
     catalog::{NewProduct, ProductChanges},
     entities::{account, product},
     error::{AppError, AppResult},
     pagination::{Page, encode_cursor},
-    role::Role,
     sessions::SignedIn,
     validation,
 };
@@ -48,7 +47,9 @@ pub struct Account {
     pub id: ID,
     pub username: String,
     pub email: Option<String>,
-    pub role: Role,
+    /// The account's role: one of those the `roles` query lists, or a role the policy no
+    /// longer defines (which grants nothing).
+    pub role: String,
     pub created_at: DateTime<Utc>,
     /// When an admin deactivated the account (it cannot sign in until reactivated); null while
     /// it is active.
@@ -61,8 +62,7 @@ impl From<account::Model> for Account {
             id: ID(row.id.to_string()),
             username: row.username,
             email: row.email,
-            // A role name this build does not know is treated as the least privileged one.
-            role: Role::from_name(&row.role).unwrap_or(Role::User),
+            role: row.role,
             created_at: row.created_at,
             deactivated_at: row.deactivated_at,
         }
@@ -100,20 +100,65 @@ impl From<SignedIn> for AuthPayload {
     }
 }
 
-/// Something the caller may do: an object and an action of the policy.
+/// Something a role may do: an object and an action of the policy, on every row or only on
+/// the rows the caller owns.
 #[derive(SimpleObject, Clone, PartialEq, Eq)]
 #[graphql(name = "Permission")]
 pub struct PermissionGrant {
     pub object: String,
     pub action: String,
+    pub scope: PermissionScope,
 }
 
-impl From<Permission> for PermissionGrant {
-    fn from(permission: Permission) -> Self {
+/// How far a permission reaches.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PermissionScope {
+    /// Every row.
+    Any,
+    /// Only rows the caller owns (products they created).
+    Own,
+}
+
+impl From<(Permission, Reach)> for PermissionGrant {
+    fn from((permission, reach): (Permission, Reach)) -> Self {
         let (object, action) = permission.object_action();
         Self {
             object: object.to_owned(),
             action: action.to_owned(),
+            scope: match reach {
+                Reach::Any => PermissionScope::Any,
+                Reach::Own => PermissionScope::Own,
+            },
+        }
+    }
+}
+
+/// A role the policy defines.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "Role")]
+pub struct RoleView {
+    /// The name `setUserRole` takes (the policy writes it `role:<name>`).
+    pub name: String,
+    /// The roles it inherits every permission from, directly.
+    pub inherits: Vec<String>,
+    /// Everything it may do, inherited permissions included.
+    pub permissions: Vec<PermissionGrant>,
+}
+
+impl From<&RoleDefinition> for RoleView {
+    fn from(definition: &RoleDefinition) -> Self {
+        Self {
+            name: definition.role.to_string(),
+            inherits: definition
+                .inherits
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            permissions: definition
+                .permissions()
+                .into_iter()
+                .map(PermissionGrant::from)
+                .collect(),
         }
     }
 }
@@ -330,13 +375,14 @@ pub struct UpdateProductInput {
 }
 
 impl RegisterInput {
-    /// The account to create, with the role every registration gets; takes the password out.
+    /// The account to create, with the role every registration gets (`DEFAULT_ROLE`); takes
+    /// the password out.
     pub fn new_account(&mut self) -> NewAccount<'_> {
         NewAccount {
             username: &self.username,
             password: std::mem::take(&mut self.password),
             email: self.email.as_deref(),
-            role: Role::User,
+            role: None,
         }
     }
 }

@@ -13,8 +13,9 @@ use Outcome::*;
 struct Operation {
     name: &'static str,
     query: &'static str,
-    /// Expected outcome for anonymous, user and admin callers.
-    expected: [Outcome; 3],
+    /// The roles that may call it (anonymous callers never may), in the shop policy
+    /// (`tests/fixtures/shop`); the shipped policy defines `user` and `admin` the same way.
+    allowed: &'static [&'static str],
 }
 
 fn outcome(response: &Response) -> Outcome {
@@ -29,77 +30,80 @@ fn outcome(response: &Response) -> Outcome {
     }
 }
 
-/// Every protected operation × anonymous / user / admin.
-#[tokio::test]
-async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() {
-    let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let user = app.user_with("plainuser", "user passphrase").await;
-    let target = app.user_with("target", "target passphrase").await;
+const SIGNED_IN: &[&str] = &["user", "admin", "editor", "seller", "auditor"];
 
-    let operations = [
-        Operation {
-            name: "account",
-            query: "{ account { id } }",
-            expected: [Unauthenticated, Ok, Ok],
-        },
-        Operation {
-            name: "products",
-            query: "{ products { totalCount } }",
-            expected: [Unauthenticated, Ok, Ok],
-        },
-        Operation {
-            name: "product",
-            query: "query($id:ID!){ product(id:$id){ id } }",
-            expected: [Unauthenticated, Ok, Ok],
-        },
-        Operation {
-            name: "users",
-            query: "{ users { totalCount nodes { username } } }",
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-        Operation {
-            name: "createProduct",
-            query: r#"mutation{ createProduct(input:{name:"New", price:"1.00"}){ id } }"#,
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-        Operation {
-            name: "updateProduct",
-            query: r#"mutation($id:ID!){ updateProduct(id:$id, input:{stock: 99}){ stock } }"#,
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-        Operation {
-            name: "deleteProduct",
-            query: "mutation($id:ID!){ deleteProduct(id:$id) }",
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-        Operation {
-            name: "deactivateAccount",
-            query: "mutation($uid:ID!){ deactivateAccount(userId:$uid){ deactivatedAt } }",
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-        Operation {
-            name: "reactivateAccount",
-            query: "mutation($uid:ID!){ reactivateAccount(userId:$uid){ deactivatedAt } }",
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-        Operation {
-            name: "setUserRole",
-            query: "mutation($uid:ID!){ setUserRole(userId:$uid, role: USER){ role } }",
-            expected: [Unauthenticated, Forbidden, Ok],
-        },
-    ];
+/// Every protected operation, on a product an admin created and on another account.
+const OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "account",
+        query: "{ account { id } }",
+        allowed: SIGNED_IN,
+    },
+    Operation {
+        name: "products",
+        query: "{ products { totalCount } }",
+        allowed: SIGNED_IN,
+    },
+    Operation {
+        name: "product",
+        query: "query($id:ID!){ product(id:$id){ id } }",
+        allowed: SIGNED_IN,
+    },
+    Operation {
+        name: "users",
+        query: "{ users { totalCount nodes { username } } }",
+        allowed: &["admin", "auditor"],
+    },
+    Operation {
+        name: "roles",
+        query: "{ roles { name } }",
+        allowed: &["admin", "auditor"],
+    },
+    Operation {
+        name: "createProduct",
+        query: r#"mutation{ createProduct(input:{name:"New", price:"1.00"}){ id } }"#,
+        allowed: &["admin", "editor", "seller"],
+    },
+    Operation {
+        name: "updateProduct",
+        query: r#"mutation($id:ID!){ updateProduct(id:$id, input:{stock: 99}){ stock } }"#,
+        // A seller may update only their own products; this one is an admin's.
+        allowed: &["admin", "editor"],
+    },
+    Operation {
+        name: "deleteProduct",
+        query: "mutation($id:ID!){ deleteProduct(id:$id) }",
+        allowed: &["admin"],
+    },
+    Operation {
+        name: "deactivateAccount",
+        query: "mutation($uid:ID!){ deactivateAccount(userId:$uid){ deactivatedAt } }",
+        allowed: &["admin"],
+    },
+    Operation {
+        name: "reactivateAccount",
+        query: "mutation($uid:ID!){ reactivateAccount(userId:$uid){ deactivatedAt } }",
+        allowed: &["admin"],
+    },
+    Operation {
+        name: "setUserRole",
+        query: "mutation($uid:ID!){ setUserRole(userId:$uid, role: \"user\"){ role } }",
+        allowed: &["admin"],
+    },
+];
 
-    for op in &operations {
-        for (index, (caller, actor)) in [
-            ("anonymous", app.anonymous()),
-            ("user", user.clone()),
-            ("admin", admin.clone()),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let expected = op.expected[index];
+/// Calls every protected operation as each of `callers` (a role name, or `anonymous`) and
+/// checks the outcome, and that a refused call changed nothing.
+async fn every_operation_follows_the_policy(app: &TestApp, callers: &[(&str, Actor)]) {
+    let admin = app.admin_named("opsadmin").await;
+    let target = app.user("target").await;
+    for op in OPERATIONS {
+        for (caller, actor) in callers {
+            let expected = match *caller {
+                "anonymous" => Unauthenticated,
+                role if op.allowed.contains(&role) => Ok,
+                _ => Forbidden,
+            };
             let id = admin.add_product("Fixture", "5.00").await.id;
             let before = admin.product_count().await;
             let variables = json!({ "id": id, "uid": target.id() });
@@ -119,6 +123,38 @@ async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() 
             }
         }
     }
+}
+
+/// Every protected operation × anonymous / user / admin, under the shipped policy.
+#[tokio::test]
+async fn every_protected_operation_follows_the_policy_for_each_kind_of_caller() {
+    let app = TestApp::spawn().await;
+    let callers = [
+        ("anonymous", app.anonymous()),
+        ("user", app.user("plainuser").await),
+        ("admin", app.admin().await),
+    ];
+    every_operation_follows_the_policy(&app, &callers).await;
+}
+
+/// The same, under a policy with three more roles (`editor`, `seller`, `auditor`), defined
+/// only in its file.
+#[tokio::test]
+async fn every_protected_operation_follows_a_policy_with_more_roles() {
+    let policy = shop_policy();
+    let app = TestApp::builder().policy_dir(policy.path()).spawn().await;
+    let mut callers = vec![
+        ("anonymous", app.anonymous()),
+        ("user", app.user("plainuser").await),
+        ("admin", app.admin().await),
+    ];
+    for role in ["editor", "seller", "auditor"] {
+        let actor = app
+            .user_in_role(&format!("a{role}"), Role::Named(role))
+            .await;
+        callers.push((role, actor));
+    }
+    every_operation_follows_the_policy(&app, &callers).await;
 }
 
 #[tokio::test]

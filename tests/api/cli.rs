@@ -32,6 +32,41 @@ async fn create_admin_reads_the_password_from_the_environment_or_stdin() {
     }
 }
 
+/// `--role` gives any role the policy defines, and a role it does not define is refused before
+/// a password is asked for.
+#[tokio::test]
+async fn create_admin_gives_the_role_named_by_the_policy() {
+    let policy = shop_policy();
+    let db = TestDb::new().await;
+    let command = |args: &[&str]| storefront_on(&db, args).env("POLICY_DIR", policy.path());
+    command(&["create-admin", "--username", "eddie", "--role", "editor"])
+        .env("ADMIN_PASSWORD", "editor passphrase")
+        .succeeds();
+    let stderr = command(&[
+        "create-admin",
+        "--username",
+        "nobody",
+        "--role",
+        "superuser",
+    ])
+    .stdin("never read passphrase\n")
+    .fails();
+    assert!(stderr.contains("no role `superuser`"), "{stderr}");
+
+    let app = TestApp::builder()
+        .policy_dir(policy.path())
+        .on(db)
+        .spawn()
+        .await;
+    let ed = app.sign_in("eddie", "editor passphrase").await;
+    assert_eq!(ed.session().account.role, Role::Named("editor"));
+    let r = app
+        .anonymous()
+        .login("nobody", "never read passphrase")
+        .await;
+    assert_eq!(r.codes(), ["UNAUTHENTICATED"], "nothing was created: {r}");
+}
+
 #[tokio::test]
 async fn create_admin_promotes_an_existing_account_and_refuses_bad_input() {
     let app = TestApp::spawn().await;
@@ -76,7 +111,8 @@ async fn create_admin_that_promotes_prints_one_line() {
     assert!(!stderr.contains("audit"), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
-        last.starts_with("promoted existing account riser ("),
+        last.starts_with("gave existing account riser (")
+            && last.ends_with("the role admin; its password is unchanged"),
         "{stderr}"
     );
 }

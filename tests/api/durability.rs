@@ -330,7 +330,7 @@ impl World {
             (
                 "setUserRole",
                 SET_USER_ROLE.document,
-                json!({"userId": self.victim_id, "role": "ADMIN"}),
+                json!({"userId": self.victim_id, "role": "admin"}),
                 self.admin.clone(),
             ),
             (

@@ -108,10 +108,19 @@ async fn tampered_wrongly_signed_and_mis_addressed_tokens_are_rejected() {
         (json!({"iss": "someone-else"}), "wrong issuer"),
         (json!({"aud": "another-api"}), "wrong audience"),
         (json!({"exp": claims["exp"].to_string()}), "exp as a string"),
-        (json!({"role": "superuser"}), "unknown role"),
+        (json!({"role": "role:admin"}), "malformed role"),
+        (json!({"role": "ADMIN"}), "malformed role"),
     ] {
         assert_rejected(&app, &forge_with(&header, &claims, changes), why).await;
     }
+
+    // A well-formed role the policy does not define grants nothing (and is never taken for
+    // `user`).
+    let token = forge_with(&header, &claims, json!({"role": "superuser"}));
+    let r = app.bearer(&token).account().await;
+    assert_eq!(r.codes(), ["FORBIDDEN"], "{r}");
+    let r = app.bearer(&token).my_permissions().await;
+    assert_eq!(r.data().map(|p| p.len()), Some(0), "{r}");
 
     for claim in [
         "sub", "role", "sid", "ver", "iat", "nbf", "exp", "iss", "aud", "jti",

@@ -14,6 +14,7 @@ const GUARDED: &[(&str, &str, &str)] = &[
     ("Query", "products", "{ products { totalCount } }"),
     ("Query", "product", r#"{ product(id: "x") { id } }"#),
     ("Query", "users", "{ users { totalCount } }"),
+    ("Query", "roles", "{ roles { name } }"),
     ("Mutation", "logoutAll", "mutation { logoutAll }"),
     (
         "Mutation",
@@ -38,7 +39,7 @@ const GUARDED: &[(&str, &str, &str)] = &[
     (
         "Mutation",
         "setUserRole",
-        r#"mutation { setUserRole(userId: "x", role: USER) { id } }"#,
+        r#"mutation { setUserRole(userId: "x", role: "user") { id } }"#,
     ),
     (
         "Product",
@@ -84,22 +85,21 @@ fn allowed(r: &Response) -> bool {
         .any(|c| *c == "FORBIDDEN" || *c == "UNAUTHENTICATED")
 }
 
-#[tokio::test]
-async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
-    let app = TestApp::spawn().await;
+/// For each caller (`anonymous`, or the username of an account whose password is
+/// [`password_of`] it, or `admin`), each guarded field is shown exactly when the call is let
+/// through.
+async fn introspection_matches_the_guards(app: &TestApp, callers: &[&str]) {
     let admin = app.admin().await;
-    app.user_with("looker", "looker passphrase").await;
     admin.add_product("Visible", "1").await;
     // A fresh sign-in for every call: some calls (logoutAll) end the caller's sessions.
     let sign_in = async |caller: &str| -> Actor {
         match caller {
-            "user" => app.sign_in("looker", "looker passphrase").await,
+            "anonymous" => app.anonymous(),
             "admin" => app.sign_in("admin", ADMIN_PASSWORD).await,
-            _ => app.anonymous(),
+            username => app.sign_in(username, &password_of(username)).await,
         }
     };
-
-    for caller in ["anonymous", "user", "admin"] {
+    for caller in callers {
         for (type_name, field, call) in GUARDED {
             let actor = sign_in(caller).await;
             let shown = visible_fields(&actor, type_name).await.contains(*field);
@@ -111,6 +111,13 @@ async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
+    let app = TestApp::spawn().await;
+    app.user("looker").await;
+    introspection_matches_the_guards(&app, &["anonymous", "looker", "admin"]).await;
     // Anonymous callers see no admin mutations, and what everyone may do stays visible.
     let anonymous = visible_fields(&app.anonymous(), "Mutation").await;
     assert_eq!(
@@ -120,9 +127,45 @@ async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
             .map(String::from)
             .collect()
     );
-    let user = sign_in("user").await;
+    let user = app.sign_in("looker", &password_of("looker")).await;
     let user_fields = visible_fields(&user, "Mutation").await;
     assert!(user_fields.contains("logout") && !user_fields.contains("createProduct"));
+}
+
+/// The same under a policy with three more roles, defined only in its file; and each role
+/// sees what the policy says it may do, and nothing else.
+#[tokio::test]
+async fn introspection_follows_a_policy_with_more_roles() {
+    let policy = shop_policy();
+    let app = TestApp::builder().policy_dir(policy.path()).spawn().await;
+    app.user("looker").await;
+    for role in ["editor", "seller", "auditor"] {
+        app.user_in_role(role, Role::Named(role)).await;
+    }
+    introspection_matches_the_guards(
+        &app,
+        &[
+            "anonymous",
+            "looker",
+            "admin",
+            "editor",
+            "seller",
+            "auditor",
+        ],
+    )
+    .await;
+
+    let shown = async |role: &str, type_name: &str| {
+        let actor = app.sign_in(role, &password_of(role)).await;
+        visible_fields(&actor, type_name).await
+    };
+    let editor = shown("editor", "Mutation").await;
+    assert!(editor.contains("updateProduct") && !editor.contains("deleteProduct"));
+    let seller = shown("seller", "Mutation").await;
+    assert!(seller.contains("deleteProduct") && !seller.contains("setUserRole"));
+    let auditor = shown("auditor", "Query").await;
+    assert!(auditor.contains("users") && auditor.contains("roles"));
+    assert!(!shown("auditor", "Mutation").await.contains("createProduct"));
 }
 
 #[tokio::test]

@@ -145,6 +145,16 @@ impl TestApp {
             .knowing_password(password)
     }
 
+    /// Registers `username` (with [`password_of`]), gives it `role` through the accounts
+    /// service and returns it signed in anew, with a token that carries the role.
+    pub async fn user_in_role(&self, username: &str, role: Role) -> Actor {
+        let account = self.user(username).await;
+        self.set_role_directly(account.id(), role)
+            .await
+            .expect("the policy defines the role");
+        self.sign_in(username, &password_of(username)).await
+    }
+
     /// Signs in, asserting that it works: a new session.
     pub async fn sign_in(&self, username: &str, password: &str) -> Actor {
         self.anonymous().sign_in(username, password).await

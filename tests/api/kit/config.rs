@@ -43,6 +43,14 @@ pub fn policy_folder(policy: &str) -> tempfile::TempDir {
     dir
 }
 
+/// A policy folder with the example shop policy (`tests/fixtures/shop/policy.csv`): the
+/// shipped roles and `editor`, `seller` and `auditor`.
+pub fn shop_policy() -> tempfile::TempDir {
+    let fixture =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shop/policy.csv");
+    policy_folder(&std::fs::read_to_string(fixture).unwrap())
+}
+
 /// A policy folder with the shipped policy and the line `extra`.
 pub fn policy_folder_with(extra: &str) -> tempfile::TempDir {
     policy_folder(&format!("{}\n{extra}\n", shipped_policy()))

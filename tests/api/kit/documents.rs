@@ -136,7 +136,7 @@ pub const ACCOUNT: Operation<Account> = Operation::new(
 
 pub const MY_PERMISSIONS: Operation<Vec<Permission>> = Operation::new(
     "myPermissions",
-    "query MyPermissions { myPermissions { object action } }",
+    "query MyPermissions { myPermissions { object action scope } }",
 );
 
 pub const PRODUCTS: Operation<Connection<Product>> = Operation::new(
@@ -211,7 +211,7 @@ pub const DELETE_PRODUCT: Operation<String> = Operation::new(
 pub const SET_USER_ROLE: Operation<Account> = Operation::new(
     "setUserRole",
     concat!(
-        "mutation SetUserRole($userId: ID!, $role: Role!) { ",
+        "mutation SetUserRole($userId: ID!, $role: String!) { ",
         "setUserRole(userId: $userId, role: $role) { ",
         account_fields!(),
         " } }"

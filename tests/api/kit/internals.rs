@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryResult, Statement};
-use storefront::{app::App, entities::account, role};
+use storefront::{app::App, entities::account};
 use tokio::sync::oneshot;
 
 pub use storefront::{
@@ -68,7 +68,7 @@ pub async fn create_admin(
 ) -> Result<(), AppError> {
     state
         .accounts
-        .create_or_promote_admin(username, password.to_owned())
+        .create_or_promote(username, password.to_owned(), "admin")
         .await
         .map(drop)
 }
@@ -79,11 +79,11 @@ pub async fn create_admin(
 /// The service's refusal (a `Conflict` on `role` for the last admin).
 pub async fn set_role(state: &AppState, id: &str, role: Role) -> Result<(), AppError> {
     let id = uuid::Uuid::parse_str(id).unwrap();
-    let role = match role {
-        Role::Admin => role::Role::Admin,
-        Role::User => role::Role::User,
-    };
-    state.accounts.set_role(None, id, role).await.map(drop)
+    state
+        .accounts
+        .set_role(None, id, role.as_str())
+        .await
+        .map(drop)
 }
 
 /// Runs the pruning `storefront prune` runs.
@@ -144,7 +144,7 @@ pub async fn query(state: &AppState, sql: &str, values: Vec<sea_orm::Value>) -> 
     state.db.reader().query_all_raw(statement).await.unwrap()
 }
 
-/// The account `id`'s stored role (`admin` or `user`) and whether it is deactivated; `None`
+/// The account `id`'s stored role and whether it is deactivated; `None`
 /// when there is no such account.
 pub async fn stored_account(state: &AppState, id: &str) -> Option<(String, bool)> {
     account::Entity::find_by_id(uuid::Uuid::parse_str(id).unwrap())

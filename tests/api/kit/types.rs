@@ -2,12 +2,41 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `enum Role`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// A role name, as `Account.role` and `setUserRole` spell it: the built-in policy's two, or
+/// another the policy in force defines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     User,
     Admin,
+    Named(&'static str),
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+            Role::Named(name) => name,
+        }
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(match name.as_str() {
+            "user" => Role::User,
+            "admin" => Role::Admin,
+            // A test's handful of names: leaking them keeps `Role` `Copy`.
+            _ => Role::Named(Box::leak(name.into_boxed_str())),
+        })
+    }
 }
 
 /// `type Account`, every field.
@@ -107,6 +136,8 @@ pub struct TotalCount {
 pub struct Permission {
     pub object: String,
     pub action: String,
+    /// `ANY` or `OWN`.
+    pub scope: String,
 }
 
 /// `input RegisterInput`.
