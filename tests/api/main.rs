@@ -21,6 +21,7 @@ mod login;
 mod methods;
 mod ops;
 mod policy;
+mod policy_adapter;
 mod readme;
 mod revocation_races;
 mod roles;

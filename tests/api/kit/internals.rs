@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 
 pub use storefront::{
     accounts::INVALID_CREDENTIALS,
-    authz::PolicySource,
+    authz::{DbAdapter, PolicySource, adapter as policy_store},
     config::{Config, CorsOrigins, DatabaseUrl, JwtSecret},
-    db::SQLITE_JOURNAL_SIZE_LIMIT,
+    db::{Db, SQLITE_JOURNAL_SIZE_LIMIT, connect_and_migrate},
     error::AppError,
     pruning::Pruned,
     state::AppState,
