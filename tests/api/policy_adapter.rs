@@ -19,9 +19,16 @@ async fn database() -> (TestDb, Db) {
     (test_db, db)
 }
 
+/// A plain RBAC model over `(sub, obj, act)`: the adapter stores whatever rules a model has,
+/// and these tests are about the storing (the server's own model, with ownership, is tested
+/// through the server).
+const RBAC_MODEL: &str = "[request_definition]\nr = sub, obj, act\n\
+    [policy_definition]\np = sub, obj, act\n[role_definition]\ng = _, _\n\
+    [policy_effect]\ne = some(where (p.eft == allow))\n\
+    [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
+
 async fn model() -> DefaultModel {
-    let text = std::fs::read_to_string(policy_dir().join("model.conf")).unwrap();
-    DefaultModel::from_str(&text).await.unwrap()
+    DefaultModel::from_str(RBAC_MODEL).await.unwrap()
 }
 
 /// An enforcer over the rules stored in `db`, loaded now.
