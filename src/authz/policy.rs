@@ -25,11 +25,12 @@ pub enum Permission {
     UserDeactivate,
     UserReactivate,
     AccountDelete,
+    AuditRead,
 }
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::SessionManage,
@@ -43,6 +44,7 @@ impl Permission {
         Permission::UserDeactivate,
         Permission::UserReactivate,
         Permission::AccountDelete,
+        Permission::AuditRead,
     ];
 
     /// The policy's object and action for this permission.
@@ -61,6 +63,7 @@ impl Permission {
             Permission::UserDeactivate => ("user", "deactivate"),
             Permission::UserReactivate => ("user", "reactivate"),
             Permission::AccountDelete => ("account", "delete"),
+            Permission::AuditRead => ("audit", "read"),
         }
     }
 

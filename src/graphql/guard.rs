@@ -76,5 +76,6 @@ pub mod visible {
         user_deactivate => UserDeactivate,
         user_reactivate => UserReactivate,
         account_delete => AccountDelete,
+        audit_read => AuditRead,
     }
 }
