@@ -27,7 +27,7 @@ pub const INVALID_CREDENTIALS: &str = "invalid username or password";
 
 /// The answer to a signed-in caller whose account was deleted or deactivated since its token
 /// was issued (the token is revoked; this covers requests already past that check).
-pub const GONE: &str = "this account no longer exists or was deactivated";
+pub const GONE: &str = crate::error::ACCOUNT_GONE;
 
 /// What a new account is made of, as the client sent it.
 pub struct NewAccount<'a> {

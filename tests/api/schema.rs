@@ -70,7 +70,14 @@ async fn introspection_shows_the_same_schema() {
     }
     assert_eq!(
         query,
-        ["myPermissions", "account", "products", "product", "users"]
+        [
+            "myPermissions",
+            "account",
+            "products",
+            "product",
+            "users",
+            "auditEvents"
+        ]
     );
     assert_eq!(
         mutation,
