@@ -5,13 +5,14 @@ use std::{net::IpAddr, sync::Arc};
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, SqlErr, Statement,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use crate::{
+    audit::{self, Action, Change, Entry},
     auth::{PasswordHasher, Revocations, revocation::Revoked, throttle},
     authz::SharedAuthorizer,
     db::{self, Db},
@@ -27,7 +28,7 @@ pub const INVALID_CREDENTIALS: &str = "invalid username or password";
 
 /// The answer to a signed-in caller whose account was deleted or deactivated since its token
 /// was issued (the token is revoked; this covers requests already past that check).
-pub const GONE: &str = "this account no longer exists or was deactivated";
+pub const GONE: &str = crate::error::ACCOUNT_GONE;
 
 /// What a new account is made of, as the client sent it.
 pub struct NewAccount<'a> {
@@ -296,13 +297,19 @@ impl Accounts {
         id: Uuid,
         role: &str,
     ) -> AppResult<account::Model> {
-        let account = self.change_role(id, role).await?;
+        let account = self.change_role(actor, id, role).await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "set_user_role", ?actor, account_id = %id, role, "role changed");
         Ok(account)
     }
 
-    /// [`Accounts::set_role`] without its audit line (the API's, not the CLI's).
-    async fn change_role(&self, id: Uuid, role: &str) -> AppResult<account::Model> {
+    /// [`Accounts::set_role`] without its audit line (the API's, not the CLI's); the audit
+    /// record is written either way (with no actor for the CLI).
+    async fn change_role(
+        &self,
+        actor: Option<Uuid>,
+        id: Uuid,
+        role: &str,
+    ) -> AppResult<account::Model> {
         let (account, revoked) = db::write(&self.db, async |txn| {
             db::lock_role_changes(txn).await?;
             // Read under the lock, so a policy put in force meanwhile is the one applied.
@@ -316,6 +323,14 @@ impl Accounts {
             if !self.managers().update_role(txn, id, &role).await? {
                 return Err(last_admin("role"));
             }
+            let change = Change::new("role", Some(account.role), Some(role.as_str().to_owned()));
+            let entry = Entry {
+                actor,
+                action: Action::AccountSetRole,
+                entity_id: id,
+                changes: vec![change],
+            };
+            audit::record(txn, entry).await?;
             let (account, revoked) = revoke_access_tokens(txn, id).await?;
             Ok((account, Some(revoked)))
         })
@@ -332,14 +347,22 @@ impl Accounts {
     /// `NOT_FOUND` when there is no such account; `SERVICE_UNAVAILABLE` when it could not be
     /// stored.
     pub async fn reactivate(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<account::Model> {
-        let account = self.clear_deactivation(id).await?;
+        let account = self.clear_deactivation(actor, id).await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "reactivate_account", ?actor, account_id = %id, "account reactivated");
         Ok(account)
     }
 
-    /// [`Accounts::reactivate`] without its audit line (the API's, not the CLI's).
-    async fn clear_deactivation(&self, id: Uuid) -> AppResult<account::Model> {
+    /// [`Accounts::reactivate`] without its audit line (the API's, not the CLI's); the audit
+    /// record is written either way (with no actor for the CLI). Reactivating an active
+    /// account changes nothing and records nothing.
+    async fn clear_deactivation(&self, actor: Option<Uuid>, id: Uuid) -> AppResult<account::Model> {
         db::write(&self.db, async |txn| {
+            let existing = find_for_update(txn, id)
+                .await?
+                .ok_or(AppError::NotFound("account"))?;
+            let Some(deactivated_at) = existing.deactivated_at else {
+                return Ok(existing);
+            };
             account::Entity::update_many()
                 .col_expr(
                     account::Column::DeactivatedAt,
@@ -350,6 +373,18 @@ impl Accounts {
                 .filter(account::Column::DeactivatedAt.is_not_null())
                 .exec(txn)
                 .await?;
+            let change = Change::new(
+                "deactivatedAt",
+                Some(audit::timestamp(deactivated_at)),
+                None,
+            );
+            let entry = Entry {
+                actor,
+                action: Action::AccountReactivate,
+                entity_id: id,
+                changes: vec![change],
+            };
+            audit::record(txn, entry).await?;
             find(txn, id).await?.ok_or(AppError::NotFound("account"))
         })
         .await
@@ -368,12 +403,12 @@ impl Accounts {
         };
         // The CLI has no replica to tell; the revocation row reaches the running servers. The
         // CLI says what it did in its own words, so no audit lines.
-        let promoted = self.change_role(existing.id, role).await?;
+        let promoted = self.change_role(None, existing.id, role).await?;
         if promoted.deactivated_at.is_none() {
             return Ok(Some(promoted));
         }
         // The operator's way back in: an admin who cannot sign in would be no admin.
-        Ok(Some(self.clear_deactivation(existing.id).await?))
+        Ok(Some(self.clear_deactivation(None, existing.id).await?))
     }
 
     /// Creates an account with `role`, or gives it to the existing account with this username
@@ -597,17 +632,19 @@ fn last_admin(field: &'static str) -> AppError {
     }
 }
 
-/// Deactivates an account in the caller's transaction: it can no longer sign in or refresh,
-/// and every access token issued to it stops working once the transaction commits (the caller
-/// ends its sessions in the same transaction). Deactivating a deactivated account changes
-/// nothing. Returns the account as it now is, and the revocation to apply after the commit.
+/// Deactivates an account, for `actor`, in the caller's transaction, with its audit record: it
+/// can no longer sign in or refresh, and every access token issued to it stops working once the
+/// transaction commits (the caller ends its sessions in the same transaction). Deactivating a
+/// deactivated account changes nothing and records nothing. Returns the account as it now is,
+/// and the revocation to apply after the commit.
 ///
 /// # Errors
 /// `NOT_FOUND` when there is no such account; `CONFLICT` on `userId` when it is the last
 /// active admin.
 pub async fn deactivate(
-    txn: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     accounts: &Accounts,
+    actor: Option<Uuid>,
     id: Uuid,
 ) -> AppResult<(account::Model, Option<Revoked>)> {
     db::lock_role_changes(txn).await?;
@@ -634,6 +671,18 @@ pub async fn deactivate(
         return Err(last_admin("userId"));
     }
     let (account, revoked) = revoke_access_tokens(txn, id).await?;
+    let change = Change::new(
+        "deactivatedAt",
+        None,
+        account.deactivated_at.map(audit::timestamp),
+    );
+    let entry = Entry {
+        actor,
+        action: Action::AccountDeactivate,
+        entity_id: id,
+        changes: vec![change],
+    };
+    audit::record(txn, entry).await?;
     Ok((account, Some(revoked)))
 }
 

@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     accounts::Accounts,
+    audit::Audit,
     auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
     authz::SharedAuthorizer,
     catalog::Catalog,
@@ -78,7 +79,7 @@ impl App {
         revocations.spawn_poller(db.reader().clone(), config.auth.revocation_poll);
         let caches = &config.caches;
         let catalog = Catalog::load(db.clone(), caches.catalog_bytes, caches.catalog_poll).await?;
-        crate::pruning::spawn_pruner(db.clone());
+        crate::pruning::spawn_pruner(db.clone(), config.audit.retention);
         db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));
         let metrics = Arc::new(Metrics::default());
@@ -96,6 +97,7 @@ impl App {
             IpRateLimiter::new(config.auth.rate_limit_per_minute),
             metrics.clone(),
         );
+        let audit = Audit::new(db.clone(), config.audit.retention);
         let state = Arc::new(AppState {
             health: db::DbHealth::new(db.clone(), config.database.url.as_str()),
             db,
@@ -106,6 +108,7 @@ impl App {
             accounts,
             sessions,
             catalog,
+            audit,
             metrics,
         });
         let schema: AppSchema = graphql::build_schema(state.clone(), config);

@@ -12,8 +12,8 @@ use crate::{authz::Rows, db::Db, entities::product, error::AppResult, pagination
 pub use pages::{CatalogPage, PageCache};
 pub use products::{NewProduct, ProductChanges};
 
-/// The catalog service: product reads and writes, the page cache kept in step with every
-/// change, and the audit log lines of admins' changes.
+/// The catalog service: product reads and writes (each with its audit record), the page cache
+/// kept in step with every change, and the audit log lines of admins' changes.
 pub struct Catalog {
     db: Db,
     pages: Arc<PageCache>,
@@ -57,7 +57,7 @@ impl Catalog {
         id: Uuid,
         changes: ProductChanges<'_>,
     ) -> AppResult<product::Model> {
-        let product = products::update(&self.db, rows, id, changes).await?;
+        let product = products::update(&self.db, actor, rows, id, changes).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
         Ok(product)
@@ -68,7 +68,7 @@ impl Catalog {
     /// # Errors
     /// As [`products::delete`].
     pub async fn delete(&self, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppResult<()> {
-        products::delete(&self.db, rows, id).await?;
+        products::delete(&self.db, actor, rows, id).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
         Ok(())

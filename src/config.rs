@@ -57,6 +57,8 @@ pub struct Config {
     pub caches: Caches,
     #[command(flatten)]
     pub metrics: MetricsEndpoint,
+    #[command(flatten)]
+    pub audit: Audit,
 }
 
 /// Where the server runs: development is forgiving, production refuses unsafe defaults.
@@ -321,6 +323,17 @@ pub struct MetricsEndpoint {
     /// `METRICS_ADDR`.
     #[arg(long = "metrics-token", env = "METRICS_TOKEN", value_parser = rules::metrics_token())]
     pub token: Option<MetricsToken>,
+}
+
+/// The audit trail of admins' changes.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Audit")]
+pub struct Audit {
+    /// Days an audit record (`auditEvents`) is kept; older records are deleted by the pruning
+    /// every replica runs every 10 minutes. Unset: records are kept for ever.
+    #[arg(long = "audit-retention-days", env = "AUDIT_RETENTION_DAYS",
+        value_parser = rules::days(1, 36_500))]
+    pub retention: Option<Duration>,
 }
 
 /// Logging, which every command sets up.

@@ -2,6 +2,7 @@
 //! [`crate::graphql`] and are built from these, never the other way round.
 
 pub mod account;
+pub mod audit_event;
 pub mod casbin_rule;
 pub mod idempotency_key;
 pub mod login_throttle;

@@ -53,6 +53,10 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 pub const INVALID_TOKEN: &str =
     "the access token is invalid, expired or revoked; refresh it or sign in again";
 
+/// The answer to a signed-in caller whose account was deleted or deactivated since its token
+/// was issued (`accounts::GONE`; here for the services below `accounts` too).
+pub const ACCOUNT_GONE: &str = "this account no longer exists or was deactivated";
+
 /// The result of every fallible operation below the GraphQL layer.
 pub type AppResult<T> = Result<T, AppError>;
 

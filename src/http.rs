@@ -183,14 +183,16 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
         &parts.extensions,
         state.settings.trust_proxy_headers,
     );
+    let request_id = layers::request_id(&parts.headers);
     match key {
-        None => execute(&state, viewer, client_ip, batch, format, None).await,
+        None => execute(&state, viewer, client_ip, request_id, batch, format, None).await,
         Some(key) => {
             let request = Keyed {
                 key,
                 fingerprint: idempotency::fingerprint(&body),
                 viewer,
                 client_ip,
+                request_id,
                 batch,
                 format,
             };
@@ -205,6 +207,7 @@ struct Keyed {
     fingerprint: String,
     viewer: Viewer,
     client_ip: ClientIp,
+    request_id: Option<String>,
     batch: BatchRequest,
     format: Format,
 }
@@ -260,6 +263,7 @@ async fn execute_once(state: HttpState, request: Keyed) -> Response {
             &state,
             request.viewer,
             request.client_ip,
+            request.request_id,
             request.batch,
             request.format,
             Some(claim.clone()),
@@ -494,10 +498,12 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         &parts.extensions,
         state.settings.trust_proxy_headers,
     );
+    let request_id = layers::request_id(&parts.headers);
     execute(
         &state,
         viewer,
         client_ip,
+        request_id,
         BatchRequest::Single(request),
         format,
         None,
@@ -512,11 +518,13 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
 /// request may cost is bounded before it runs (see `graphql::cost`), so no poll runs long.
 ///
 /// With an `Idempotency-Key` claim, the request's writes run under it (see
-/// [`idempotency::scope`]).
+/// [`idempotency::scope`]); the audit records of its changes carry `request_id` (see
+/// [`crate::audit::in_request`]).
 async fn execute(
     state: &HttpState,
     viewer: Viewer,
     client_ip: ClientIp,
+    request_id: Option<String>,
     batch: BatchRequest,
     format: Format,
     claim: Option<idempotency::Claim>,
@@ -527,6 +535,7 @@ async fn execute(
     let work = idempotency::scope(claim, async move {
         run(&task_state, batch, viewer, client_ip, format).await
     });
+    let work = crate::audit::in_request(request_id, work);
     let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::in_current_span(work)));
     match tokio::time::timeout(timeout, &mut task.0).await {
         Ok(Ok(response)) => response,

@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ColumnTrait, DatabaseConnection, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Select,
 };
 use uuid::Uuid;
@@ -78,9 +78,45 @@ where
     E: EntityTrait,
     E::Model: Send + Sync,
 {
-    let mut query = rows.clone().order_by_asc(id);
+    read_page_in(db, rows, id, Order::Asc, request, with_total).await
+}
+
+/// [`read_page`], newest first: in descending order of the `id` column (UUIDv7).
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn read_page_newest_first<E>(
+    db: &DatabaseConnection,
+    rows: Select<E>,
+    id: E::Column,
+    request: PageRequest,
+    with_total: bool,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    read_page_in(db, rows, id, Order::Desc, request, with_total).await
+}
+
+async fn read_page_in<E>(
+    db: &DatabaseConnection,
+    rows: Select<E>,
+    id: E::Column,
+    order: Order,
+    request: PageRequest,
+    with_total: bool,
+) -> AppResult<Page<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    let mut query = rows.clone().order_by(id, order.clone());
     if let Some(after) = request.after {
-        query = query.filter(id.gt(after));
+        query = query.filter(match order {
+            Order::Desc => id.lt(after),
+            _ => id.gt(after),
+        });
     }
     let mut items = query.limit(request.first + 1).all(db).await?;
     let has_next_page = items.len() as u64 > request.first;
@@ -88,7 +124,10 @@ where
     let has_previous_page = match request.after {
         Some(after) => rows
             .clone()
-            .filter(id.lte(after))
+            .filter(match order {
+                Order::Desc => id.gte(after),
+                _ => id.lte(after),
+            })
             .limit(1)
             .one(db)
             .await?

@@ -1,5 +1,6 @@
 //! Housekeeping: rows that can no longer matter are deleted, so the security tables do not grow
-//! without bound. Every replica may run it; each delete is idempotent.
+//! without bound, and audit records past their retention. Every replica may run it; each delete
+//! is idempotent.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use chrono::Utc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::ExprTrait};
 
 use crate::{
+    audit,
     auth::{revocation::RETENTION_MS, throttle::FAILURE_MEMORY_MS},
     db::{self, Db},
     entities::{login_throttle, refresh_token, revocation, session},
@@ -27,15 +29,17 @@ pub struct Pruned {
     pub sessions: u64,
     pub login_throttles: u64,
     pub idempotency_keys: u64,
+    pub audit_events: u64,
 }
 
 /// Deletes revocations older than an access token's lifetime, expired refresh tokens, sessions
 /// ended more than a week ago (their refresh tokens go with them), and throttle rows whose
-/// failures are forgotten and whose lock has run out, and `Idempotency-Key`s older than 24 h.
+/// failures are forgotten and whose lock has run out, `Idempotency-Key`s older than 24 h, and
+/// audit records older than `audit_retention` (none when it is `None`).
 ///
 /// # Errors
 /// On a database failure (nothing is deleted then).
-pub async fn prune(db: &Db) -> AppResult<Pruned> {
+pub async fn prune(db: &Db, audit_retention: Option<Duration>) -> AppResult<Pruned> {
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
     db::write(db, async |db| {
@@ -66,19 +70,24 @@ pub async fn prune(db: &Db) -> AppResult<Pruned> {
                 .await?
                 .rows_affected,
             idempotency_keys: idempotency::prune(db, now_ms).await?,
+            audit_events: match audit_retention {
+                Some(retention) => audit::prune(db, now, retention).await?,
+                None => 0,
+            },
         })
     })
     .await
 }
 
-/// Prunes every [`PRUNE_EVERY`] for as long as the process runs.
-pub fn spawn_pruner(db: Db) -> tokio::task::JoinHandle<()> {
+/// Prunes every [`PRUNE_EVERY`] for as long as the process runs (audit records older than
+/// `audit_retention`, when it is set).
+pub fn spawn_pruner(db: Db, audit_retention: Option<Duration>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(PRUNE_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match prune(&db).await {
+            match prune(&db, audit_retention).await {
                 Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
                 Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
             }

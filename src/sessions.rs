@@ -340,7 +340,8 @@ impl Sessions {
         account_id: Uuid,
     ) -> AppResult<account::Model> {
         let (account, revoked) = db::write(self.accounts.db(), async |txn| {
-            let (account, revoked) = accounts::deactivate(txn, &self.accounts, account_id).await?;
+            let (account, revoked) =
+                accounts::deactivate(txn, &self.accounts, actor, account_id).await?;
             end_sessions_of(txn, account_id, "account deactivated").await?;
             Ok((account, revoked))
         })

@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 
 use crate::{
     accounts::Accounts,
+    audit::Audit,
     auth::{PasswordHasher, Revocations, TokenService, Viewer},
     authz::SharedAuthorizer,
     catalog::Catalog,
@@ -30,6 +31,8 @@ pub struct AppState {
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub catalog: Catalog,
+    /// The audit trail's reads (records are written by the services that change things).
+    pub audit: Audit,
     pub metrics: Arc<Metrics>,
 }
 

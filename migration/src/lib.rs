@@ -13,6 +13,7 @@ mod m20261123_000005_create_catalog_version;
 mod m20261201_000001_add_login_reservations;
 mod m20261202_000001_account_lifecycle;
 mod m20261202_000002_create_idempotency_keys;
+mod m20261203_000001_create_audit_events;
 mod m20261203_000002_create_casbin_rules;
 
 /// The ordered list of Storefront's migrations.
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_add_login_reservations::Migration),
             Box::new(m20261202_000001_account_lifecycle::Migration),
             Box::new(m20261202_000002_create_idempotency_keys::Migration),
+            Box::new(m20261203_000001_create_audit_events::Migration),
             Box::new(m20261203_000002_create_casbin_rules::Migration),
         ]
     }

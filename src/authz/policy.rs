@@ -34,11 +34,12 @@ pub enum Permission {
     UserReactivate,
     AccountDelete,
     RoleList,
+    AuditRead,
 }
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::SessionManage,
@@ -53,6 +54,7 @@ impl Permission {
         Permission::UserReactivate,
         Permission::AccountDelete,
         Permission::RoleList,
+        Permission::AuditRead,
     ];
 
     /// The policy's object and action for this permission.
@@ -72,6 +74,7 @@ impl Permission {
             Permission::UserReactivate => ("user", "reactivate"),
             Permission::AccountDelete => ("account", "delete"),
             Permission::RoleList => ("role", "list"),
+            Permission::AuditRead => ("audit", "read"),
         }
     }
 

@@ -5,12 +5,13 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, Statement,
+    QueryFilter, QuerySelect, Statement,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
 
 use crate::{
+    audit::{self, Action, Change, Entry},
     authz::Rows,
     db::{self, Db},
     entities::product,
@@ -36,7 +37,7 @@ pub struct ProductChanges<'a> {
     pub stock: Option<i32>,
 }
 
-/// Validates and stores a new product; returns it as committed.
+/// Validates and stores a new product, with its audit record; returns it as committed.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on the first field that breaks a rule; `SERVICE_UNAVAILABLE` when it could
@@ -75,20 +76,31 @@ pub async fn create(
                 }
                 _ => err.into(),
             })?;
-        find(txn, id)
+        let product = find(txn, id)
             .await?
-            .ok_or_else(|| AppError::internal("an inserted product was not found"))
+            .ok_or_else(|| AppError::internal("an inserted product was not found"))?;
+        let entry = Entry {
+            actor: created_by,
+            action: Action::ProductCreate,
+            entity_id: id,
+            changes: Change::created(audited_fields(&product)),
+        };
+        audit::record(txn, entry).await?;
+        Ok(product)
     })
     .await
 }
 
-/// Applies changes to a product.
+/// Applies changes to a product, for `actor`, with the audit record of the fields whose values
+/// changed. Fields given with the value they already have are no change: when nothing differs,
+/// nothing is written (`updatedAt` included) and nothing is recorded.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
 /// is no such product; `SERVICE_UNAVAILABLE` when it could not be stored.
 pub async fn update(
     db: &Db,
+    actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     changes: ProductChanges<'_>,
@@ -101,22 +113,27 @@ pub async fn update(
     let stock = changes.stock.map(validation::stock).transpose()?;
 
     db::write(db, async |txn| {
-        let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+        let existing = find_for_update(txn, id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
         if !rows.cover(existing.created_by) {
             return Err(not_theirs("update"));
         }
         let mut active: product::ActiveModel = existing.clone().into();
-        if let Some(name) = name {
+        if let Some(name) = name.filter(|name| *name != existing.name) {
             active.name_search = Set(search_key(&name));
             active.name = Set(name);
         }
-        if let Some(description) = changes.description {
+        if let Some(description) = changes
+            .description
+            .filter(|description| *description != existing.description)
+        {
             active.description = Set(description.to_owned());
         }
-        if let Some(price_cents) = price_cents {
+        if let Some(price_cents) = price_cents.filter(|price| *price != existing.price_cents) {
             active.price_cents = Set(price_cents);
         }
-        if let Some(stock) = stock {
+        if let Some(stock) = stock.filter(|stock| *stock != existing.stock) {
             active.stock = Set(stock);
         }
         if !active.is_changed() {
@@ -131,30 +148,43 @@ pub async fn update(
         if updated.rows_affected != 1 {
             return Err(AppError::NotFound("product"));
         }
-        find(txn, id).await?.ok_or(AppError::NotFound("product"))
+        let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+        let entry = Entry {
+            actor,
+            action: Action::ProductUpdate,
+            entity_id: id,
+            changes: Change::between(audited_fields(&existing), audited_fields(&product)),
+        };
+        audit::record(txn, entry).await?;
+        Ok(product)
     })
     .await
 }
 
-/// Deletes a product.
+/// Deletes a product, for `actor`, with the audit record of what it was.
 ///
 /// # Errors
 /// `NOT_FOUND` when there is no such product; `SERVICE_UNAVAILABLE` when the deletion could not
 /// be stored.
-pub async fn delete(db: &Db, rows: Rows, id: Uuid) -> AppResult<()> {
+pub async fn delete(db: &Db, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppResult<()> {
     db::write(db, async |txn| {
-        let mut delete = product::Entity::delete_by_id(id);
-        if let Rows::OwnedBy(account) = rows {
-            delete = delete.filter(product::Column::CreatedBy.eq(account));
+        let existing = find_for_update(txn, id)
+            .await?
+            .ok_or(AppError::NotFound("product"))?;
+        if !rows.cover(existing.created_by) {
+            return Err(not_theirs("delete"));
         }
-        if delete.exec(txn).await?.rows_affected == 1 {
-            return Ok(());
+        let result = product::Entity::delete_by_id(id).exec(txn).await?;
+        if result.rows_affected == 0 {
+            return Err(AppError::NotFound("product"));
         }
-        // Only a refusal costs a second look: someone else's product, or none.
-        match find(txn, id).await? {
-            Some(_) => Err(not_theirs("delete")),
-            None => Err(AppError::NotFound("product")),
-        }
+        let entry = Entry {
+            actor,
+            action: Action::ProductDelete,
+            entity_id: id,
+            changes: Change::deleted(audited_fields(&existing)),
+        };
+        audit::record(txn, entry).await
     })
     .await
 }
@@ -165,6 +195,30 @@ fn not_theirs(action: &'static str) -> AppError {
         object: "product",
         action,
     }
+}
+
+/// A product's fields as its audit records show them (as the API does: the price as
+/// `"14.50"`).
+fn audited_fields(product: &product::Model) -> [(&'static str, String); 4] {
+    [
+        ("name", product.name.clone()),
+        ("description", product.description.clone()),
+        ("price", validation::format_cents(product.price_cents)),
+        ("stock", product.stock.to_string()),
+    ]
+}
+
+/// The product with this id, locked until the caller's transaction ends (`FOR UPDATE` on
+/// PostgreSQL; SQLite's write transaction already excludes other writers), so what its audit
+/// record says it was is what the change replaced.
+async fn find_for_update(
+    txn: &impl ConnectionTrait,
+    id: Uuid,
+) -> AppResult<Option<product::Model>> {
+    Ok(product::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(txn)
+        .await?)
 }
 
 /// The product with this id, if any.

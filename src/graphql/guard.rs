@@ -90,5 +90,6 @@ pub mod visible {
         user_reactivate => UserReactivate,
         account_delete => AccountDelete,
         role_list => RoleList,
+        audit_read => AuditRead,
     }
 }

@@ -4,7 +4,10 @@ use super::{
     ContextExt,
     guard::{Can, visible},
     parse_id,
-    types::{Account, AccountConnection, PermissionGrant, Product, ProductConnection, RoleView},
+    types::{
+        Account, AccountConnection, AuditEventConnection, AuditFilter, PermissionGrant, Product,
+        ProductConnection, RoleView,
+    },
 };
 use crate::{
     accounts,
@@ -104,5 +107,22 @@ impl Query {
         let with_total = ctx.look_ahead().field("totalCount").exists();
         let page = ctx.state().accounts.page(request, with_total).await?;
         Ok(AccountConnection::from_page(page, |row| row.id))
+    }
+
+    /// The audit trail: every change made with admin power, newest first, `first` (1–100,
+    /// default 20) at a time after the cursor `after`, only those `filter` keeps.
+    #[graphql(guard = "Can(Permission::AuditRead)", visible = "visible::audit_read")]
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AuditFilter>,
+    ) -> async_graphql::Result<AuditEventConnection> {
+        let request = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref())?;
+        let filter = filter.unwrap_or_default().filter()?;
+        let with_total = ctx.look_ahead().field("totalCount").exists();
+        let page = ctx.state().audit.page(&filter, request, with_total).await?;
+        Ok(AuditEventConnection::from_page(page, |event| event.id))
     }
 }

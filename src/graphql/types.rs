@@ -7,15 +7,17 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::ContextExt;
 use super::guard::{Can, visible};
 use super::loaders::AccountLoader;
 use crate::{
     accounts::NewAccount,
+    audit::{self, EntityKind, Event, Filter, FilterInput},
     authz::{Permission, Reach, RoleDefinition},
     catalog::{NewProduct, ProductChanges},
     entities::{account, product},
     error::{AppError, AppResult},
-    pagination::{Page, encode_cursor},
+    pagination::{DEFAULT_PAGE_SIZE, Page, PageRequest, encode_cursor},
     sessions::SignedIn,
     validation,
 };
@@ -214,6 +216,22 @@ impl Product {
             .await
             .map_err(|err| AppError::internal(err).into())
     }
+
+    /// The audit records of this product, newest first, `first` (1–100, default 20) at a
+    /// time after the cursor `after`. Only roles the policy allows may read it.
+    #[graphql(guard = "Can(Permission::AuditRead)", visible = "visible::audit_read")]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AuditEventConnection> {
+        let request = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref())?;
+        let filter = Filter::about(EntityKind::Product, self.0.id);
+        let with_total = ctx.look_ahead().field("totalCount").exists();
+        let page = ctx.state().audit.page(&filter, request, with_total).await?;
+        Ok(AuditEventConnection::from_page(page, |event| event.id))
+    }
 }
 
 impl From<product::Model> for Product {
@@ -334,6 +352,119 @@ connection!(
     "An account",
     "accounts"
 );
+connection!(
+    AuditEventConnection,
+    AuditEventEdge,
+    AuditEvent,
+    "An audit record",
+    "audit records"
+);
+
+/// A change made with admin power, on record: who made it, when, from which request, to what,
+/// and each field's value before and after.
+#[derive(SimpleObject, Clone)]
+pub struct AuditEvent {
+    pub id: ID,
+    pub occurred_at: DateTime<Utc>,
+    /// Who made the change; null when it was made from the command line (`create-admin`).
+    pub actor: Option<AuditActor>,
+    /// What was done: `product.create`, `product.update`, `product.delete`,
+    /// `account.set_role`, `account.deactivate` or `account.reactivate`.
+    pub action: String,
+    /// What kind of thing it was done to: `product` or `account`.
+    pub entity: String,
+    /// The id of the thing it was done to (it may no longer exist).
+    pub entity_id: ID,
+    /// The `x-request-id` of the request that made the change (the one the response carried);
+    /// null for the command line.
+    pub request_id: Option<String>,
+    /// The fields that changed: every field of a created or deleted thing, only those whose
+    /// value changed otherwise.
+    pub changes: Vec<AuditChange>,
+}
+
+/// The account that made a change.
+#[derive(SimpleObject, Clone)]
+pub struct AuditActor {
+    /// The account's id (it may no longer exist).
+    pub id: ID,
+    /// Its username when it made the change.
+    pub username: String,
+}
+
+/// One field's value before and after a change, as the API shows it (a price as `"14.50"`,
+/// a time as a `DateTime`).
+#[derive(SimpleObject, Clone)]
+pub struct AuditChange {
+    /// The field's name in the API: `name`, `price`, `role`, `deactivatedAt`, …
+    pub field: String,
+    /// Null for a created thing (or a value that was not set).
+    pub before: Option<String>,
+    /// Null for a deleted thing (or a value that was cleared).
+    pub after: Option<String>,
+}
+
+impl From<Event> for AuditEvent {
+    fn from(event: Event) -> Self {
+        Self {
+            id: ID(event.id.to_string()),
+            occurred_at: event.occurred_at,
+            actor: event.actor.map(|(id, username)| AuditActor {
+                id: ID(id.to_string()),
+                username,
+            }),
+            action: event.action,
+            entity: event.entity,
+            entity_id: ID(event.entity_id),
+            request_id: event.request_id,
+            changes: event.changes.into_iter().map(AuditChange::from).collect(),
+        }
+    }
+}
+
+impl From<audit::Change> for AuditChange {
+    fn from(change: audit::Change) -> Self {
+        Self {
+            field: change.field,
+            before: change.before,
+            after: change.after,
+        }
+    }
+}
+
+/// Which audit records to list; every condition given must hold.
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    /// Changes made by this account.
+    pub actor: Option<ID>,
+    /// Changes to this kind of thing: `product` or `account`.
+    pub entity: Option<String>,
+    /// Changes to the thing with this id.
+    pub entity_id: Option<ID>,
+    /// Changes of this kind, e.g. `product.update` (see `AuditEvent.action`).
+    pub action: Option<String>,
+    /// Changes made at this time or later.
+    pub since: Option<DateTime<Utc>>,
+    /// Changes made at this time or earlier.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    /// The validated filter.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` naming the first field at fault (see [`Filter::parse`]).
+    pub fn filter(&self) -> AppResult<Filter> {
+        Filter::parse(FilterInput {
+            actor: self.actor.as_ref().map(|id| id.as_str()),
+            entity: self.entity.as_deref(),
+            entity_id: self.entity_id.as_ref().map(|id| id.as_str()),
+            action: self.action.as_deref(),
+            since: self.since,
+            until: self.until,
+        })
+    }
+}
 
 #[derive(InputObject)]
 pub struct RegisterInput {

@@ -30,6 +30,15 @@ pub fn keep_usable_request_id(mut request: Request) -> Request {
     request
 }
 
+/// The request's id, as [`keep_usable_request_id`] and `SetRequestIdLayer` left it (always
+/// there behind those layers).
+pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// The span every request's logs are recorded in, carrying its request id.
 pub fn request_span(request: &Request) -> tracing::Span {
     let id = request

@@ -60,6 +60,11 @@ const OPERATIONS: &[Operation] = &[
         allowed: &["admin", "auditor"],
     },
     Operation {
+        name: "auditEvents",
+        query: "{ auditEvents { totalCount } }",
+        allowed: &["admin", "auditor"],
+    },
+    Operation {
         name: "createProduct",
         query: r#"mutation{ createProduct(input:{name:"New", price:"1.00"}){ id } }"#,
         allowed: &["admin", "editor", "seller"],

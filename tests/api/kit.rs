@@ -24,5 +24,8 @@ pub use db::TestDb;
 pub use jwt::{claims_of, forge_jwt, header_of};
 pub use process::{ServerProcess, Storefront, free_port, storefront};
 pub use response::Response;
-pub use types::{AuthPayload, NewAccount, NewProduct, Page, Product, ProductChanges, Role};
+pub use types::{
+    AuditChange, AuditEvent, AuthPayload, NewAccount, NewProduct, Page, Product, ProductChanges,
+    Role,
+};
 pub use wait::{join_all, join_tasks, within};

@@ -4,6 +4,7 @@
 mod kit;
 
 mod account_lifecycle;
+mod audit;
 mod authorization;
 mod catalog;
 mod cli;

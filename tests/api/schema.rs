@@ -76,7 +76,8 @@ async fn introspection_shows_the_same_schema() {
             "account",
             "products",
             "product",
-            "users"
+            "users",
+            "auditEvents"
         ]
     );
     assert_eq!(

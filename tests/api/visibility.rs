@@ -46,6 +46,12 @@ const GUARDED: &[(&str, &str, &str)] = &[
         "createdBy",
         "{ products(first: 1) { nodes { createdBy { id } } } }",
     ),
+    ("Query", "auditEvents", "{ auditEvents { totalCount } }"),
+    (
+        "Product",
+        "history",
+        "{ products(first: 1) { nodes { history { totalCount } } } }",
+    ),
 ];
 
 #[derive(Deserialize)]

@@ -7,8 +7,8 @@ use super::{
     documents::{self, Operation},
     response::Response,
     types::{
-        Account, AuthPayload, Connection, NewAccount, NewProduct, Page, Permission, Product,
-        ProductChanges, ProductWithCreator, Role,
+        Account, AuditEvent, AuthPayload, Connection, NewAccount, NewProduct, Page, Permission,
+        Product, ProductChanges, ProductHistory, ProductWithCreator, Role,
     },
 };
 
@@ -367,5 +367,23 @@ impl Actor {
     pub async fn reactivate_account(&self, user_id: &str) -> Response<Account> {
         self.run(documents::REACTIVATE_ACCOUNT, json!({ "userId": user_id }))
             .await
+    }
+
+    /// `auditEvents`: a page of `page`, with `filter` (a JSON `AuditFilter`, or null).
+    pub async fn audit_events(
+        &self,
+        page: Page,
+        filter: Value,
+    ) -> Response<Connection<AuditEvent>> {
+        let mut variables = json!(page);
+        variables["filter"] = filter;
+        self.run(documents::AUDIT_EVENTS, variables).await
+    }
+
+    /// The product `id` with a page of its `history`.
+    pub async fn product_history(&self, id: &str, page: Page) -> Response<Option<ProductHistory>> {
+        let mut variables = json!(page);
+        variables["id"] = json!(id);
+        self.run(documents::PRODUCT_HISTORY, variables).await
     }
 }

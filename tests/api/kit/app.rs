@@ -227,6 +227,17 @@ impl TestApp {
     /// `SERVICE_UNAVAILABLE`; `P0001`, a plain exception, as an internal error); on SQLite as
     /// an aborted statement (an internal error).
     pub async fn refuse_product_inserts(&self, sqlstate: &str) {
+        self.refuse_inserts("products", sqlstate).await;
+    }
+
+    /// Undoes [`TestApp::refuse_product_inserts`].
+    pub async fn allow_product_inserts(&self) {
+        self.allow_inserts("products").await;
+    }
+
+    /// Makes every insert into `table` fail inside the database, as
+    /// [`TestApp::refuse_product_inserts`] does for `products`.
+    pub async fn refuse_inserts(&self, table: &str, sqlstate: &str) {
         if self.on_postgres() {
             self.sql(
                 &format!(
@@ -238,29 +249,33 @@ impl TestApp {
             )
             .await;
             self.sql(
-                "CREATE TRIGGER refuse BEFORE INSERT ON products FOR EACH ROW \
-                 EXECUTE FUNCTION refuse()",
+                &format!(
+                    "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW \
+                     EXECUTE FUNCTION refuse()"
+                ),
                 vec![],
             )
             .await;
         } else {
             self.sql(
-                "CREATE TRIGGER refuse BEFORE INSERT ON products \
-                 BEGIN SELECT RAISE(ABORT, 'injected'); END",
+                &format!(
+                    "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                     BEGIN SELECT RAISE(ABORT, 'injected'); END"
+                ),
                 vec![],
             )
             .await;
         }
     }
 
-    /// Undoes [`TestApp::refuse_product_inserts`].
-    pub async fn allow_product_inserts(&self) {
+    /// Undoes [`TestApp::refuse_inserts`].
+    pub async fn allow_inserts(&self, table: &str) {
         let drop = if self.on_postgres() {
-            "DROP TRIGGER refuse ON products"
+            format!("DROP TRIGGER refuse_{table} ON {table}")
         } else {
-            "DROP TRIGGER refuse"
+            format!("DROP TRIGGER refuse_{table}")
         };
-        self.sql(drop, vec![]).await;
+        self.sql(&drop, vec![]).await;
     }
 
     /// Runs `sql` on the server's database (on the writer), `$1`… bound to `values`; returns

@@ -223,6 +223,11 @@ impl TestAppBuilder {
         self.configure(move |c| c.server.idle_timeout = timeout)
     }
 
+    /// `AUDIT_RETENTION_DAYS`.
+    pub fn audit_retention_days(self, days: u64) -> Self {
+        self.env("AUDIT_RETENTION_DAYS", &days.to_string())
+    }
+
     /// `MAX_CONNECTIONS`.
     pub fn max_connections(self, connections: usize) -> Self {
         self.configure(move |c| c.server.max_connections = connections)

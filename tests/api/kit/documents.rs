@@ -6,7 +6,8 @@ use std::marker::PhantomData;
 use serde_json::{Value, json};
 
 use super::types::{
-    Account, AuthPayload, Connection, Permission, Product, ProductWithCreator, TotalCount,
+    Account, AuditEvent, AuthPayload, Connection, Permission, Product, ProductHistory,
+    ProductWithCreator, TotalCount,
 };
 
 /// A document whose answer is the root field `field`, read as `T`.
@@ -233,5 +234,33 @@ pub const REACTIVATE_ACCOUNT: Operation<Account> = Operation::new(
         "mutation ReactivateAccount($userId: ID!) { reactivateAccount(userId: $userId) { ",
         account_fields!(),
         " } }"
+    ),
+);
+
+macro_rules! audit_event_fields {
+    () => {
+        "id occurredAt actor { id username } action entity entityId requestId \
+         changes { field before after }"
+    };
+}
+
+pub const AUDIT_EVENTS: Operation<Connection<AuditEvent>> = Operation::new(
+    "auditEvents",
+    concat!(
+        "query AuditEvents($first: Int, $after: String, $filter: AuditFilter) { ",
+        "auditEvents(first: $first, after: $after, filter: $filter) { ",
+        connection_fields!(audit_event_fields!()),
+        " } }"
+    ),
+);
+
+/// `Product.history`, under `data.product.history`.
+pub const PRODUCT_HISTORY: Operation<Option<ProductHistory>> = Operation::new(
+    "product",
+    concat!(
+        "query ProductHistory($id: ID!, $first: Int, $after: String) { product(id: $id) { ",
+        "id history(first: $first, after: $after) { ",
+        connection_fields!(audit_event_fields!()),
+        " } } }"
     ),
 );

@@ -88,7 +88,9 @@ pub async fn set_role(state: &AppState, id: &str, role: Role) -> Result<(), AppE
 
 /// Runs the pruning `storefront prune` runs.
 pub async fn prune(state: &AppState) -> Pruned {
-    storefront::pruning::prune(&state.db).await.unwrap()
+    storefront::pruning::prune(&state.db, state.audit.retention())
+        .await
+        .unwrap()
 }
 
 /// The version of the policy in force, as `/metrics` labels it.

@@ -86,6 +86,53 @@ pub struct ProductWithCreator {
 }
 
 /// `type ProductConnection` / `AccountConnection`.
+/// `type AuditEvent`, every field.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: String,
+    pub occurred_at: String,
+    pub actor: Option<AuditActor>,
+    pub action: String,
+    pub entity: String,
+    pub entity_id: String,
+    pub request_id: Option<String>,
+    pub changes: Vec<AuditChange>,
+}
+
+/// `type AuditActor`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AuditActor {
+    pub id: String,
+    pub username: String,
+}
+
+/// `type AuditChange`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AuditChange {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl AuditChange {
+    /// A change from `before` to `after`.
+    pub fn new(field: &str, before: Option<&str>, after: Option<&str>) -> Self {
+        Self {
+            field: field.to_owned(),
+            before: before.map(str::to_owned),
+            after: after.map(str::to_owned),
+        }
+    }
+}
+
+/// A product with its `history`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct ProductHistory {
+    pub id: String,
+    pub history: Connection<AuditEvent>,
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Connection<T> {
