@@ -327,7 +327,7 @@ impl Accounts {
             let entry = Entry {
                 actor,
                 action: Action::AccountSetRole,
-                entity_id: id,
+                entity_id: id.to_string(),
                 changes: vec![change],
             };
             audit::record(txn, entry).await?;
@@ -381,7 +381,7 @@ impl Accounts {
             let entry = Entry {
                 actor,
                 action: Action::AccountReactivate,
-                entity_id: id,
+                entity_id: id.to_string(),
                 changes: vec![change],
             };
             audit::record(txn, entry).await?;
@@ -679,7 +679,7 @@ pub async fn deactivate(
     let entry = Entry {
         actor,
         action: Action::AccountDeactivate,
-        entity_id: id,
+        entity_id: id.to_string(),
         changes: vec![change],
     };
     audit::record(txn, entry).await?;

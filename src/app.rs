@@ -10,7 +10,7 @@ use crate::{
     auth::{IpRateLimiter, PasswordHasher, Revocations, TokenService},
     authz::SharedAuthorizer,
     catalog::Catalog,
-    config::{AppEnv, Config},
+    config::{AppEnv, Config, PolicyStore},
     db,
     graphql::{self, AppSchema},
     http,
@@ -57,14 +57,15 @@ impl App {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let db = db::connect_and_migrate(config.database.url.as_str()).await?;
         tracing::info!(database = %config.database.url, "database ready");
-        let authz = Arc::new(
-            SharedAuthorizer::load(
-                &config.policy.dir,
-                config.policy.is_default,
-                Some(db.clone()),
-            )
-            .await?,
-        );
+        let (dir, dir_is_default) = (&config.policy.dir, config.policy.is_default);
+        let authz = Arc::new(match config.policy.source {
+            PolicyStore::Files => {
+                SharedAuthorizer::load(dir, dir_is_default, Some(db.clone())).await?
+            }
+            PolicyStore::Database => {
+                SharedAuthorizer::load_stored(dir, dir_is_default, db.clone()).await?
+            }
+        });
         authz.check_default_role(&config.policy.default_role)?;
         authz.spawn_watcher(config.policy.poll);
         tracing::info!(

@@ -29,17 +29,20 @@ use crate::{
 pub enum EntityKind {
     Product,
     Account,
+    /// A role of the database-managed policy (its id is the role's name).
+    Policy,
 }
 
 impl EntityKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [EntityKind; 2] = [EntityKind::Product, EntityKind::Account];
+    pub const ALL: [EntityKind; 3] = [EntityKind::Product, EntityKind::Account, EntityKind::Policy];
 
-    /// The name stored and shown: `product`, `account`.
+    /// The name stored and shown: `product`, `account`, `policy`.
     pub fn name(self) -> &'static str {
         match self {
             EntityKind::Product => "product",
             EntityKind::Account => "account",
+            EntityKind::Policy => "policy",
         }
     }
 
@@ -49,7 +52,7 @@ impl EntityKind {
     }
 }
 
-/// What was done. (Policy changes will be `policy.*` actions of a `policy` entity.)
+/// What was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     ProductCreate,
@@ -58,17 +61,29 @@ pub enum Action {
     AccountSetRole,
     AccountDeactivate,
     AccountReactivate,
+    PolicyGrant,
+    PolicyRevoke,
+    PolicyInherit,
+    PolicyUninherit,
+    PolicyCreateRole,
+    PolicyDeleteRole,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 12] = [
         Action::ProductCreate,
         Action::ProductUpdate,
         Action::ProductDelete,
         Action::AccountSetRole,
         Action::AccountDeactivate,
         Action::AccountReactivate,
+        Action::PolicyGrant,
+        Action::PolicyRevoke,
+        Action::PolicyInherit,
+        Action::PolicyUninherit,
+        Action::PolicyCreateRole,
+        Action::PolicyDeleteRole,
     ];
 
     /// The name stored and shown: `<entity>.<verb>`, e.g. `product.update`.
@@ -80,6 +95,12 @@ impl Action {
             Action::AccountSetRole => "account.set_role",
             Action::AccountDeactivate => "account.deactivate",
             Action::AccountReactivate => "account.reactivate",
+            Action::PolicyGrant => "policy.grant",
+            Action::PolicyRevoke => "policy.revoke",
+            Action::PolicyInherit => "policy.inherit",
+            Action::PolicyUninherit => "policy.uninherit",
+            Action::PolicyCreateRole => "policy.create_role",
+            Action::PolicyDeleteRole => "policy.delete_role",
         }
     }
 
@@ -92,6 +113,12 @@ impl Action {
             Action::AccountSetRole | Action::AccountDeactivate | Action::AccountReactivate => {
                 EntityKind::Account
             }
+            Action::PolicyGrant
+            | Action::PolicyRevoke
+            | Action::PolicyInherit
+            | Action::PolicyUninherit
+            | Action::PolicyCreateRole
+            | Action::PolicyDeleteRole => EntityKind::Policy,
         }
     }
 
@@ -161,8 +188,9 @@ pub struct Entry {
     /// The signed-in account that made it; `None` for the command line.
     pub actor: Option<Uuid>,
     pub action: Action,
-    /// The id of the thing changed (its kind is the action's).
-    pub entity_id: Uuid,
+    /// The id of the thing changed (its kind is the action's): a product's or an account's
+    /// id, a policy role's name.
+    pub entity_id: String,
     pub changes: Vec<Change>,
 }
 
@@ -199,7 +227,7 @@ pub async fn record(txn: &DatabaseTransaction, entry: Entry) -> AppResult<()> {
         entry.actor.into(),
         entry.action.name().into(),
         entry.action.entity().name().into(),
-        entry.entity_id.to_string().into(),
+        entry.entity_id.into(),
         current_request_id().into(),
         changes.into(),
     ];
@@ -267,7 +295,8 @@ impl TryFrom<audit_event::Model> for Event {
 pub struct Filter {
     pub actor: Option<Uuid>,
     pub entity: Option<EntityKind>,
-    pub entity_id: Option<Uuid>,
+    /// A product's or an account's id (lower case), or a role's name.
+    pub entity_id: Option<String>,
     pub action: Option<Action>,
     /// From this time on, included.
     pub since: Option<DateTime<Utc>>,
@@ -314,7 +343,17 @@ impl Filter {
             .transpose()?;
         let entity_id = input
             .entity_id
-            .map(|id| parse_uuid(id, "entityId", "the id of a product or an account"))
+            .map(|id| match Uuid::parse_str(id) {
+                Ok(id) => Ok(id.to_string()),
+                Err(_) => crate::role::Role::parse(id)
+                    .map(|role| role.to_string())
+                    .ok_or_else(|| {
+                        AppError::bad_input(
+                            "entityId",
+                            "entityId must be the id of a product or an account, or a role's name",
+                        )
+                    }),
+            })
             .transpose()?;
         let action = input
             .action
@@ -365,7 +404,7 @@ impl Filter {
     pub fn about(entity: EntityKind, id: Uuid) -> Self {
         Self {
             entity: Some(entity),
-            entity_id: Some(id),
+            entity_id: Some(id.to_string()),
             ..Self::default()
         }
     }
@@ -378,8 +417,8 @@ impl Filter {
         if let Some(entity) = self.entity {
             condition = condition.add(audit_event::Column::Entity.eq(entity.name()));
         }
-        if let Some(id) = self.entity_id {
-            condition = condition.add(audit_event::Column::EntityId.eq(id.to_string()));
+        if let Some(id) = &self.entity_id {
+            condition = condition.add(audit_event::Column::EntityId.eq(id.as_str()));
         }
         if let Some(action) = self.action {
             condition = condition.add(audit_event::Column::Action.eq(action.name()));
@@ -564,6 +603,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(filter.entity_id, Some(id), "ids are read in any case");
+        assert_eq!(
+            filter.entity_id,
+            Some(id.to_string()),
+            "ids are read in any case"
+        );
     }
 }

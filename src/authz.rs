@@ -6,6 +6,6 @@ mod policy;
 
 pub use adapter::DbAdapter;
 pub use policy::{
-    Authorizer, Permission, PolicyError, PolicySource, Reach, RoleDefinition, Rows, Rule,
-    SharedAuthorizer, Subject, parse,
+    Authorizer, Permission, PolicyChange, PolicyError, PolicySource, Reach, RoleDefinition, Rows,
+    Rule, SharedAuthorizer, Subject, parse,
 };

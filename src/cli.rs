@@ -12,9 +12,9 @@ use crate::{
     accounts::Accounts,
     app::App,
     auth::PasswordHasher,
-    authz::{Authorizer, SharedAuthorizer},
+    authz::{Authorizer, PolicyError, SharedAuthorizer},
     catalog::products,
-    config::{self, AdminPassword, Config, Database, Policy},
+    config::{self, AdminPassword, Config, Database, Policy, PolicyStore},
     db,
     error::AppError,
     graphql,
@@ -189,24 +189,47 @@ async fn policy(command: PolicyCommand) -> Result<(), String> {
         PolicyCommand::Show { dir } => (dir, false),
         PolicyCommand::Check { dir } => (dir, true),
     };
+    let stored = dir.is_none()
+        && config::from_env::<Policy>()
+            .map_err(|e| e.to_string())?
+            .source
+            == PolicyStore::Database;
     let (dir, is_default) = match dir {
         Some(dir) => (dir, false),
         None => {
             let policy = config::from_env::<Policy>().map_err(|e| e.to_string())?;
-            // `check` never falls back to the built-in copy.
-            (policy.dir, policy.is_default && !check)
+            // `check` never falls back to the built-in copy of the files.
+            (policy.dir, policy.is_default && (stored || !check))
         }
     };
     // Loading validates: the same checks as at start and on SIGHUP.
-    let authz = Authorizer::load(&dir, is_default)
-        .await
-        .map_err(|e| format!("policy {}: {e}", dir.display()))?;
+    let (authz, name) = if stored {
+        let db = connect().await?;
+        let model = Authorizer::load(&dir, is_default)
+            .await
+            .map_err(|e| format!("policy {}: {e}", dir.display()))?
+            .model()
+            .to_owned();
+        let authz = Authorizer::from_store(&model, db.reader())
+            .await
+            .map_err(|e| match e {
+                rejected @ PolicyError::Rejected(_) => {
+                    format!("the stored policy: {rejected}")
+                }
+                other => format!(
+                    "the stored policy: {other} (none is stored before the first `serve` with \
+                     POLICY_SOURCE=database)"
+                ),
+            })?;
+        (authz, "the stored policy".to_owned())
+    } else {
+        let authz = Authorizer::load(&dir, is_default)
+            .await
+            .map_err(|e| format!("policy {}: {e}", dir.display()))?;
+        (authz, format!("policy {}", dir.display()))
+    };
     if check {
-        println!(
-            "policy {} is valid (version {})",
-            dir.display(),
-            authz.version()
-        );
+        println!("{name} is valid (version {})", authz.version());
     } else {
         println!("policy: {} (version {})\n", authz.source(), authz.version());
         print!("{}", authz.table());

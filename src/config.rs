@@ -61,6 +61,16 @@ pub struct Config {
     pub audit: Audit,
 }
 
+/// Where the policy's rules are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyStore {
+    /// `POLICY_DIR`'s `policy.csv`, read again when it changes.
+    Files,
+    /// The database (`casbin_rules`), managed through GraphQL; seeded from `policy.csv` on the
+    /// first start.
+    Database,
+}
+
 /// Where the server runs: development is forgiving, production refuses unsafe defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppEnv {
@@ -215,12 +225,19 @@ pub struct Policy {
     #[arg(long = "policy-dir", env = "POLICY_DIR", default_value = "./policies",
         value_parser = rules::folder())]
     pub dir: PathBuf,
-    /// How often each replica reads the policy files again; a change is put in force as SIGHUP
-    /// does (a policy that is refused leaves the one in force, and the log says why). 0: only
-    /// on SIGHUP. Nothing is read while the built-in copy is in use.
+    /// How often each replica reads the policy files again (or, with `POLICY_SOURCE=database`,
+    /// the stored policy's version); a change is put in force as SIGHUP does (a policy that is
+    /// refused leaves the one in force, and the log says why). 0: only on SIGHUP. Nothing is
+    /// read while the built-in copy of the files is in use.
     #[arg(long, env = "POLICY_POLL_MS", default_value = "1000",
         value_parser = rules::millis(0, 3_600_000))]
     pub poll: Duration,
+    /// Where the rules live: `files` (`policy.csv` in `POLICY_DIR`, edited by hand) or
+    /// `database` (managed through GraphQL by roles with `policy manage`; every replica applies
+    /// a change within `POLICY_POLL_MS`). The first start with `database` stores `policy.csv`'s
+    /// rules; `model.conf` is always read from `POLICY_DIR`.
+    #[arg(long, env = "POLICY_SOURCE", default_value = "files", value_parser = rules::policy_store())]
+    pub source: PolicyStore,
     /// The role every account made by `register` gets. Start-up fails when the policy does not
     /// define it.
     #[arg(long, env = "DEFAULT_ROLE", default_value = "user", value_parser = rules::role())]

@@ -525,6 +525,41 @@ pub async fn seed_if_empty(db: &Db, policy_text: &str) -> AppResult<bool> {
     .await
 }
 
+/// Changes the stored rules in the caller's transaction, after serializing it with every
+/// other writer of the policy: removes the rules of `removed` and stores those of `added`
+/// (`policy.csv` lines). The caller reads the rules ([`export`]) and validates the result in
+/// the same transaction, so no other change can slip in between.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `rule` for a line that cannot be stored; the database's failure.
+pub(crate) async fn change_in(
+    txn: &DatabaseTransaction,
+    removed: &[String],
+    added: &[String],
+) -> AppResult<()> {
+    let (removed, added) = (
+        parse_policy(&removed.join("\n"))?,
+        parse_policy(&added.join("\n"))?,
+    );
+    lock(txn).await?;
+    for rule in &removed {
+        delete(txn, rule.condition()).await?;
+    }
+    for rule in &added {
+        insert(txn, rule).await?;
+    }
+    Ok(())
+}
+
+/// Serializes the caller's transaction with every other writer of the policy, as each change
+/// here does, before it reads the rules it will change.
+///
+/// # Errors
+/// The database's failure.
+pub(crate) async fn lock_in(txn: &DatabaseTransaction) -> AppResult<()> {
+    Ok(lock(txn).await?)
+}
+
 /// The policy's version: it changes in the transaction of every change to the stored rules.
 ///
 /// # Errors

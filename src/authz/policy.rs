@@ -9,6 +9,11 @@ use std::{
 use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
+mod stored;
+
+pub use stored::PolicyChange;
+
+use super::adapter;
 use crate::{
     auth::Viewer,
     db::{self, Db},
@@ -35,11 +40,13 @@ pub enum Permission {
     AccountDelete,
     RoleList,
     AuditRead,
+    PolicyRead,
+    PolicyManage,
 }
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 15] = [
+    pub const ALL: [Permission; 17] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::SessionManage,
@@ -55,6 +62,8 @@ impl Permission {
         Permission::AccountDelete,
         Permission::RoleList,
         Permission::AuditRead,
+        Permission::PolicyRead,
+        Permission::PolicyManage,
     ];
 
     /// The policy's object and action for this permission.
@@ -75,6 +84,8 @@ impl Permission {
             Permission::AccountDelete => ("account", "delete"),
             Permission::RoleList => ("role", "list"),
             Permission::AuditRead => ("audit", "read"),
+            Permission::PolicyRead => ("policy", "read"),
+            Permission::PolicyManage => ("policy", "manage"),
         }
     }
 
@@ -224,6 +235,8 @@ impl Rule {
 pub enum PolicySource {
     Folder(std::path::PathBuf),
     BuiltIn,
+    /// The rules stored in the database (`POLICY_SOURCE=database`).
+    Database,
 }
 
 impl fmt::Display for PolicySource {
@@ -231,6 +244,7 @@ impl fmt::Display for PolicySource {
         match self {
             PolicySource::Folder(dir) => write!(f, "folder {}", dir.display()),
             PolicySource::BuiltIn => f.write_str("built-in copy"),
+            PolicySource::Database => f.write_str("database"),
         }
     }
 }
@@ -290,6 +304,7 @@ fn granted_in(grants: &Grants) -> Vec<(Permission, Reach)> {
 #[derive(Debug)]
 pub struct Authorizer {
     anonymous: Grants,
+    model: String,
     roles: BTreeMap<Role, RoleDefinition>,
     /// The roles in the order the policy first names them.
     order: Vec<Role>,
@@ -306,19 +321,31 @@ impl Authorizer {
     /// When the files cannot be read or do not form a valid policy, or an explicitly named
     /// folder does not exist.
     pub async fn load(dir: &Path, dir_is_default: bool) -> Result<Self, PolicyError> {
-        if !dir.exists() && dir_is_default {
-            return Self::from_texts(BUILT_IN_MODEL, BUILT_IN_POLICY, PolicySource::BuiltIn).await;
-        }
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
-                path: path.display().to_string(),
-                source,
-            })
-        };
-        let model = read("model.conf")?;
-        let policy = read("policy.csv")?;
-        Self::from_texts(&model, &policy, PolicySource::Folder(dir.to_owned())).await
+        let (model, policy, source) = read_files(dir, dir_is_default)?;
+        Self::from_texts(&model, &policy, source).await
+    }
+
+    /// The policy stored in the database (`POLICY_SOURCE=database`) under `model`, with the
+    /// stored version (read first: a change committed meanwhile only makes the next poll load
+    /// again).
+    ///
+    /// # Errors
+    /// `Database` when it could not be read; as [`Self::from_texts`] when the stored rules are
+    /// not a valid policy.
+    pub async fn from_store(model: &str, db: &impl ConnectionTrait) -> Result<Self, PolicyError> {
+        let unreadable = |err: sea_orm::DbErr| PolicyError::Database(err.to_string());
+        let version = adapter::version(db).await.map_err(unreadable)?;
+        let text = adapter::export(db).await.map_err(unreadable)?;
+        let file = "the stored policy";
+        let rules = parse(&text, file).map_err(PolicyError::Rejected)?;
+        Self::from_rules(
+            model,
+            rules,
+            PolicySource::Database,
+            stored_version(version),
+            file,
+        )
+        .await
     }
 
     /// Builds the decision table from a model and a policy given as text.
@@ -334,6 +361,7 @@ impl Authorizer {
         let file = match &source {
             PolicySource::Folder(dir) => dir.join("policy.csv").display().to_string(),
             PolicySource::BuiltIn => "built-in policy.csv".to_owned(),
+            PolicySource::Database => "the stored policy".to_owned(),
         };
         let rules = parse(policy, &file).map_err(PolicyError::Rejected)?;
         Self::from_rules(model, rules, source, fingerprint(model, policy), &file).await
@@ -356,7 +384,13 @@ impl Authorizer {
                 "{file}: grants no permission at all (every caller would be refused)"
             )]));
         }
+        if let Some(role) = inheritance_cycle(&rules) {
+            return Err(PolicyError::Rejected(vec![format!(
+                "{file}: role:{role} inherits from itself through `g` lines"
+            )]));
+        }
         let invalid = |e: casbin::Error| PolicyError::Invalid(e.to_string());
+        let model_text = model;
         let model = DefaultModel::from_str(model).await.map_err(invalid)?;
         let text = rules
             .iter()
@@ -412,6 +446,7 @@ impl Authorizer {
         }
         let authorizer = Self {
             anonymous,
+            model: model_text.to_owned(),
             roles,
             order,
             rules,
@@ -467,6 +502,11 @@ impl Authorizer {
             .filter(|d| d.grants[Permission::UserSetRole.index()] == Some(Reach::Any))
             .map(|d| d.role.clone())
             .collect()
+    }
+
+    /// The model the policy was decided under (`model.conf`'s text).
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     /// The policy's rules, in the order it lists them.
@@ -527,6 +567,32 @@ impl Authorizer {
             .map(|l| format!("{}\n", l.trim_end()))
             .collect()
     }
+}
+
+/// A role that inherits from itself, directly or through others, if any.
+fn inheritance_cycle(rules: &[Rule]) -> Option<&str> {
+    let parents = |role: &str| -> Vec<&str> {
+        rules
+            .iter()
+            .filter_map(|rule| match rule {
+                Rule::Inherit { member, parent } if member == role => Some(parent.as_str()),
+                _ => None,
+            })
+            .collect()
+    };
+    role_names(rules).into_iter().find(|start| {
+        let mut seen = BTreeSet::new();
+        let mut next = parents(start);
+        while let Some(role) = next.pop() {
+            if role == *start {
+                return true;
+            }
+            if seen.insert(role) {
+                next.extend(parents(role));
+            }
+        }
+        false
+    })
 }
 
 /// Every role the rules name, `anonymous` aside, in the order the policy first names them.
@@ -654,6 +720,8 @@ pub struct SharedAuthorizer {
     dir_is_default: bool,
     /// The accounts a new policy is checked against; none for the CLI's checks.
     db: Option<Db>,
+    /// The model, when the rules live in the database (`POLICY_SOURCE=database`).
+    stored_model: Option<String>,
 }
 
 impl SharedAuthorizer {
@@ -674,6 +742,46 @@ impl SharedAuthorizer {
             dir: dir.to_owned(),
             dir_is_default,
             db,
+            stored_model: None,
+        })
+    }
+
+    /// The policy kept in the database (`POLICY_SOURCE=database`), with the model of `dir`
+    /// (or the built-in one, as [`Authorizer::load`] picks it). On the first start, when no
+    /// rule is stored yet, stores the rules of `dir`'s `policy.csv` (checked first); replicas
+    /// starting together store them once.
+    ///
+    /// # Errors
+    /// As [`Authorizer::load`] for the files; `Database` when the rules could not be read or
+    /// stored; `Rejected` when the stored rules are not a valid policy.
+    pub async fn load_stored(
+        dir: &Path,
+        dir_is_default: bool,
+        db: Db,
+    ) -> Result<Self, PolicyError> {
+        let (model, policy, source) = read_files(dir, dir_is_default)?;
+        let file = Authorizer::from_texts(&model, &policy, source).await?;
+        let seed: String = file
+            .rules()
+            .iter()
+            .map(|rule| rule.to_line() + "\n")
+            .collect();
+        let seeded = adapter::seed_if_empty(&db, &seed)
+            .await
+            .map_err(|err| PolicyError::Database(format!("{err:?}")))?;
+        if seeded {
+            tracing::info!(
+                rules = file.rules().len(),
+                "no policy was stored: stored the policy files' rules"
+            );
+        }
+        let authorizer = Authorizer::from_store(&model, db.reader()).await?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(authorizer)),
+            dir: dir.to_owned(),
+            dir_is_default,
+            db: Some(db),
+            stored_model: Some(model),
         })
     }
 
@@ -687,6 +795,12 @@ impl SharedAuthorizer {
     /// As [`Authorizer::load`]; `Rejected` for a policy that would leave nobody able to manage
     /// roles; `Database` when the accounts could not be read.
     pub async fn reload(&self) -> Result<Arc<Authorizer>, PolicyError> {
+        if let (Some(model), Some(db)) = (&self.stored_model, &self.db) {
+            // Stored changes were checked before they were stored.
+            let authorizer = Arc::new(Authorizer::from_store(model, db.reader()).await?);
+            *self.current.write().unwrap_or_else(PoisonError::into_inner) = authorizer.clone();
+            return Ok(authorizer);
+        }
         let authorizer = Arc::new(Authorizer::load(&self.dir, self.dir_is_default).await?);
         self.put_in_force(authorizer.clone()).await?;
         Ok(authorizer)
@@ -739,8 +853,9 @@ impl SharedAuthorizer {
                 let Some(authz) = watched.upgrade() else {
                     return;
                 };
-                // A file being replaced may be missing for a moment: wait for it.
-                let Some(on_disk) = authz.files_version() else {
+                // A file being replaced may be missing for a moment, a database may not answer:
+                // wait for it.
+                let Some(on_disk) = authz.source_version().await else {
                     continue;
                 };
                 let before = authz.version();
@@ -752,13 +867,13 @@ impl SharedAuthorizer {
                         source = %policy.source(),
                         version = policy.version(),
                         previous_version = before,
-                        "policy files changed: authorization policy reloaded"
+                        "the policy changed: authorization policy reloaded"
                     ),
                     Err(err) => {
                         tracing::error!(
                             error = %err,
                             version = before,
-                            "policy files changed, but the new policy was refused; the previous one stays in force"
+                            "the policy changed, but the new policy was refused; the previous one stays in force"
                         );
                         // A file missing for a moment, or a database that did not answer, is
                         // tried again; a refused text is not.
@@ -769,6 +884,15 @@ impl SharedAuthorizer {
                 }
             }
         });
+    }
+
+    /// The version of the policy where it is kept, when it can be read: the stored policy's,
+    /// or the one the files would have.
+    async fn source_version(&self) -> Option<String> {
+        match (&self.stored_model, &self.db) {
+            (Some(_), Some(db)) => adapter::version(db.reader()).await.ok().map(stored_version),
+            _ => self.files_version(),
+        }
     }
 
     /// The version the policy files would have, when both can be read.
@@ -833,6 +957,38 @@ async fn active_accounts_in(txn: &impl ConnectionTrait, roles: &[Role]) -> AppRe
         .filter(account::Column::DeactivatedAt.is_null())
         .count(txn)
         .await?)
+}
+
+/// The version of the policy stored in the database, as `/metrics` and `/readyz` show it.
+fn stored_version(number: i64) -> String {
+    format!("db-{number}")
+}
+
+/// The texts of `model.conf` and `policy.csv` in `dir`, or the built-in copies when `dir` does
+/// not exist and was not named, and where they came from.
+fn read_files(
+    dir: &Path,
+    dir_is_default: bool,
+) -> Result<(String, String, PolicySource), PolicyError> {
+    if !dir.exists() && dir_is_default {
+        return Ok((
+            BUILT_IN_MODEL.to_owned(),
+            BUILT_IN_POLICY.to_owned(),
+            PolicySource::BuiltIn,
+        ));
+    }
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    Ok((
+        read("model.conf")?,
+        read("policy.csv")?,
+        PolicySource::Folder(dir.to_owned()),
+    ))
 }
 
 /// A policy's version: a fingerprint of its model and its policy text.

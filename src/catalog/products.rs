@@ -82,7 +82,7 @@ pub async fn create(
         let entry = Entry {
             actor: created_by,
             action: Action::ProductCreate,
-            entity_id: id,
+            entity_id: id.to_string(),
             changes: Change::created(audited_fields(&product)),
         };
         audit::record(txn, entry).await?;
@@ -152,7 +152,7 @@ pub async fn update(
         let entry = Entry {
             actor,
             action: Action::ProductUpdate,
-            entity_id: id,
+            entity_id: id.to_string(),
             changes: Change::between(audited_fields(&existing), audited_fields(&product)),
         };
         audit::record(txn, entry).await?;
@@ -181,7 +181,7 @@ pub async fn delete(db: &Db, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppRe
         let entry = Entry {
             actor,
             action: Action::ProductDelete,
-            entity_id: id,
+            entity_id: id.to_string(),
             changes: Change::deleted(audited_fields(&existing)),
         };
         audit::record(txn, entry).await

@@ -162,6 +162,17 @@ pub fn app_env() -> Rule<AppEnv> {
     )
 }
 
+/// `POLICY_SOURCE`: the policy files, or the database.
+pub fn policy_store() -> Rule<super::PolicyStore> {
+    Rule::new("`files` or `database`", |text| {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "files" => Ok(super::PolicyStore::Files),
+            "database" => Ok(super::PolicyStore::Database),
+            _ => Err("must be `files` or `database`".to_owned()),
+        }
+    })
+}
+
 /// `DATABASE_URL`: a SQLite or PostgreSQL URL.
 pub fn database_url() -> Rule<super::DatabaseUrl> {
     Rule::new(

@@ -91,5 +91,7 @@ pub mod visible {
         account_delete => AccountDelete,
         role_list => RoleList,
         audit_read => AuditRead,
+        policy_read => PolicyRead,
+        policy_manage => PolicyManage,
     }
 }

@@ -5,17 +5,17 @@ use super::{
     guard::{Can, rows, visible},
     id_of,
     types::{
-        Account, AuthPayload, CreateProductInput, LoginInput, Product, RegisterInput,
-        UpdateProductInput,
+        Account, AuthPayload, CreateProductInput, LoginInput, PermissionInput, PolicyView, Product,
+        RegisterInput, UpdateProductInput,
     },
 };
-use crate::authz::Permission;
+use crate::authz::{Permission, PolicyChange};
 
 pub struct Mutation;
 
 #[Object]
 impl Mutation {
-    /// Creates an account with the USER role and signs it in.
+    /// Creates an account with the default role (`DEFAULT_ROLE`, `user`) and signs it in.
     async fn register(
         &self,
         ctx: &Context<'_>,
@@ -216,4 +216,136 @@ impl Mutation {
         let accounts = &ctx.state().accounts;
         Ok(accounts.reactivate(ctx.actor(), id).await?.into())
     }
+
+    /// Grants a role (or `anonymous`) a permission, on every row or only on the rows the caller
+    /// owns. Only for a policy kept in the database (`POLICY_SOURCE=database`); every replica
+    /// applies it within `POLICY_POLL_MS`. Granting what is granted changes nothing.
+    #[graphql(
+        guard = "Can(Permission::PolicyManage)",
+        visible = "visible::policy_manage"
+    )]
+    async fn grant_permission(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        permission: PermissionInput,
+    ) -> async_graphql::Result<PolicyView> {
+        let (permission, reach) = permission.parse()?;
+        let change = PolicyChange::Grant {
+            role,
+            permission,
+            reach,
+        };
+        change_policy(ctx, change).await
+    }
+
+    /// Takes a granted permission away from a role (`NOT_FOUND` when it is not granted so).
+    #[graphql(
+        guard = "Can(Permission::PolicyManage)",
+        visible = "visible::policy_manage"
+    )]
+    async fn revoke_permission(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        permission: PermissionInput,
+    ) -> async_graphql::Result<PolicyView> {
+        let (permission, reach) = permission.parse()?;
+        let change = PolicyChange::Revoke {
+            role,
+            permission,
+            reach,
+        };
+        change_policy(ctx, change).await
+    }
+
+    /// Lets `role` inherit every permission of `inherits`.
+    #[graphql(
+        guard = "Can(Permission::PolicyManage)",
+        visible = "visible::policy_manage"
+    )]
+    async fn add_role_inheritance(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        inherits: String,
+    ) -> async_graphql::Result<PolicyView> {
+        change_policy(
+            ctx,
+            PolicyChange::Inherit {
+                role,
+                parent: inherits,
+            },
+        )
+        .await
+    }
+
+    /// Ends an inheritance `addRoleInheritance` made (`NOT_FOUND` when there is none).
+    #[graphql(
+        guard = "Can(Permission::PolicyManage)",
+        visible = "visible::policy_manage"
+    )]
+    async fn remove_role_inheritance(
+        &self,
+        ctx: &Context<'_>,
+        role: String,
+        inherits: String,
+    ) -> async_graphql::Result<PolicyView> {
+        change_policy(
+            ctx,
+            PolicyChange::Uninherit {
+                role,
+                parent: inherits,
+            },
+        )
+        .await
+    }
+
+    /// Defines a new role with the roles it inherits from and its own permissions (at least one
+    /// of the two).
+    #[graphql(
+        guard = "Can(Permission::PolicyManage)",
+        visible = "visible::policy_manage"
+    )]
+    async fn create_role(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(default)] inherits: Vec<String>,
+        #[graphql(default)] permissions: Vec<PermissionInput>,
+    ) -> async_graphql::Result<PolicyView> {
+        let grants = permissions
+            .iter()
+            .map(PermissionInput::parse)
+            .collect::<Result<_, _>>()?;
+        let change = PolicyChange::CreateRole {
+            role: name,
+            inherits,
+            grants,
+        };
+        change_policy(ctx, change).await
+    }
+
+    /// Removes a role and every rule naming it; refused (`CONFLICT`) while an account has it.
+    #[graphql(
+        guard = "Can(Permission::PolicyManage)",
+        visible = "visible::policy_manage"
+    )]
+    async fn delete_role(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<PolicyView> {
+        change_policy(ctx, PolicyChange::DeleteRole { role: name }).await
+    }
+}
+
+/// Makes a change to the stored policy for the caller and answers with the policy in force.
+async fn change_policy(
+    ctx: &Context<'_>,
+    change: PolicyChange,
+) -> async_graphql::Result<PolicyView> {
+    let authz = &ctx.state().authz;
+    let policy = authz.change(ctx.actor(), change).await?;
+    Ok(PolicyView::new(&policy, authz.is_stored()))
 }

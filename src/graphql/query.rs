@@ -5,8 +5,8 @@ use super::{
     guard::{Can, visible},
     parse_id,
     types::{
-        Account, AccountConnection, AuditEventConnection, AuditFilter, PermissionGrant, Product,
-        ProductConnection, RoleView,
+        Account, AccountConnection, AuditEventConnection, AuditFilter, PermissionGrant, PolicyView,
+        Product, ProductConnection, RoleView,
     },
 };
 use crate::{
@@ -36,6 +36,16 @@ impl Query {
             .current()
             .granted(Subject::of(ctx.viewer()));
         Ok(granted.into_iter().map(PermissionGrant::from).collect())
+    }
+
+    /// The policy in force: where it is kept, its version, its rules and roles.
+    #[graphql(
+        guard = "Can(Permission::PolicyRead)",
+        visible = "visible::policy_read"
+    )]
+    async fn policy(&self, ctx: &Context<'_>) -> PolicyView {
+        let authz = &ctx.state().authz;
+        PolicyView::new(&authz.current(), authz.is_stored())
     }
 
     /// The roles the policy defines, in the order it first names them, each with what it

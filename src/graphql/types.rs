@@ -13,7 +13,7 @@ use super::loaders::AccountLoader;
 use crate::{
     accounts::NewAccount,
     audit::{self, EntityKind, Event, Filter, FilterInput},
-    authz::{Permission, Reach, RoleDefinition},
+    authz::{Authorizer, Permission, Reach, RoleDefinition, Rule},
     catalog::{NewProduct, ProductChanges},
     entities::{account, product},
     error::{AppError, AppResult},
@@ -133,6 +133,85 @@ impl From<(Permission, Reach)> for PermissionGrant {
             },
         }
     }
+}
+
+/// Where the policy's rules are kept.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PolicyStorage {
+    /// `policy.csv` in `POLICY_DIR`, edited by hand; the policy mutations refuse.
+    Files,
+    /// The database (`POLICY_SOURCE=database`), changed with the policy mutations.
+    Database,
+}
+
+/// The authorization policy in force.
+#[derive(SimpleObject)]
+#[graphql(name = "Policy")]
+pub struct PolicyView {
+    pub storage: PolicyStorage,
+    /// The policy's version, as `/readyz` and `/metrics` show it.
+    pub version: String,
+    /// The rules, as `policy.csv` lines.
+    pub rules: Vec<String>,
+    /// The roles it defines, as the `roles` query lists them.
+    pub roles: Vec<RoleView>,
+}
+
+impl PolicyView {
+    pub fn new(policy: &Authorizer, stored: bool) -> Self {
+        Self {
+            storage: if stored {
+                PolicyStorage::Database
+            } else {
+                PolicyStorage::Files
+            },
+            version: policy.version().to_owned(),
+            rules: policy.rules().iter().map(Rule::to_line).collect(),
+            roles: policy.roles().map(RoleView::from).collect(),
+        }
+    }
+}
+
+/// A permission to grant: an object and an action of the policy, on every row (`ANY`) or
+/// only on the rows the caller owns (`OWN`).
+#[derive(InputObject, Clone)]
+pub struct PermissionInput {
+    pub object: String,
+    pub action: String,
+    #[graphql(default_with = "PermissionScope::Any")]
+    pub scope: PermissionScope,
+}
+
+impl PermissionInput {
+    /// The permission and its reach.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` on `action` when no guard asks for this object and action.
+    pub fn parse(&self) -> AppResult<(Permission, Reach)> {
+        permission_of(&self.object, &self.action, self.scope)
+    }
+}
+
+/// The permission named by `object` and `action`, with the reach `scope` gives.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `action` when no guard asks for this object and action.
+pub fn permission_of(
+    object: &str,
+    action: &str,
+    scope: PermissionScope,
+) -> AppResult<(Permission, Reach)> {
+    let permission = Permission::named(object, action).ok_or_else(|| {
+        AppError::bad_input(
+            "action",
+            "no guard asks for this object and action (`myPermissions` and the docs list them)",
+        )
+    })?;
+    let reach = match scope {
+        PermissionScope::Any => Reach::Any,
+        PermissionScope::Own => Reach::Own,
+    };
+    Ok((permission, reach))
 }
 
 /// A role the policy defines.

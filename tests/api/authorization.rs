@@ -60,6 +60,11 @@ const OPERATIONS: &[Operation] = &[
         allowed: &["admin", "auditor"],
     },
     Operation {
+        name: "policy",
+        query: "{ policy { version } }",
+        allowed: &["admin", "auditor"],
+    },
+    Operation {
         name: "auditEvents",
         query: "{ auditEvents { totalCount } }",
         allowed: &["admin", "auditor"],

@@ -19,7 +19,9 @@ mod wait;
 
 pub use actor::{Actor, Server};
 pub use app::{ADMIN_PASSWORD, JWT_SECRET, Replica, TestApp, password_of};
-pub use config::{policy_dir, policy_folder, policy_folder_with, shipped_policy, shop_policy};
+pub use config::{
+    TestAppBuilder, policy_dir, policy_folder, policy_folder_with, shipped_policy, shop_policy,
+};
 pub use db::TestDb;
 pub use jwt::{claims_of, forge_jwt, header_of};
 pub use process::{ServerProcess, Storefront, free_port, storefront};

@@ -23,6 +23,7 @@ mod methods;
 mod ops;
 mod policy;
 mod policy_adapter;
+mod policy_store;
 mod readme;
 mod revocation_races;
 mod roles;

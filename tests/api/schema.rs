@@ -72,6 +72,7 @@ async fn introspection_shows_the_same_schema() {
         query,
         [
             "myPermissions",
+            "policy",
             "roles",
             "account",
             "products",
@@ -96,6 +97,12 @@ async fn introspection_shows_the_same_schema() {
             "setUserRole",
             "deactivateAccount",
             "reactivateAccount",
+            "grantPermission",
+            "revokePermission",
+            "addRoleInheritance",
+            "removeRoleInheritance",
+            "createRole",
+            "deleteRole",
         ]
     );
 }

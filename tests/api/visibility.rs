@@ -15,6 +15,17 @@ const GUARDED: &[(&str, &str, &str)] = &[
     ("Query", "product", r#"{ product(id: "x") { id } }"#),
     ("Query", "users", "{ users { totalCount } }"),
     ("Query", "roles", "{ roles { name } }"),
+    ("Query", "policy", "{ policy { version } }"),
+    (
+        "Mutation",
+        "grantPermission",
+        r#"mutation { grantPermission(role: "user", permission: {object: "product", action: "read"}) { version } }"#,
+    ),
+    (
+        "Mutation",
+        "deleteRole",
+        r#"mutation { deleteRole(name: "nobody") { version } }"#,
+    ),
     ("Mutation", "logoutAll", "mutation { logoutAll }"),
     (
         "Mutation",

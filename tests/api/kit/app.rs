@@ -90,6 +90,17 @@ impl TestApp {
         }
     }
 
+    /// A second server on this one's database configured by `builder`, as another replica
+    /// would be.
+    pub async fn replica_with(&self, builder: TestAppBuilder) -> Replica {
+        let config = builder.config_for(&self.db);
+        let started = internals::start(&config).await.expect("replica builds");
+        Replica {
+            url: format!("http://{}", started.addr),
+            _stop: started.stop,
+        }
+    }
+
     /// A request to `path` (`/healthz`, …), for the caller to finish.
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, format!("{}{path}", self.url))
