@@ -722,6 +722,8 @@ pub struct SharedAuthorizer {
     db: Option<Db>,
     /// The model, when the rules live in the database (`POLICY_SOURCE=database`).
     stored_model: Option<String>,
+    /// The role `register` gives, once checked: every later policy must define it.
+    default_role: std::sync::OnceLock<Role>,
 }
 
 impl SharedAuthorizer {
@@ -743,6 +745,7 @@ impl SharedAuthorizer {
             dir_is_default,
             db,
             stored_model: None,
+            default_role: std::sync::OnceLock::new(),
         })
     }
 
@@ -782,6 +785,7 @@ impl SharedAuthorizer {
             dir_is_default,
             db: Some(db),
             stored_model: Some(model),
+            default_role: std::sync::OnceLock::new(),
         })
     }
 
@@ -806,7 +810,19 @@ impl SharedAuthorizer {
         Ok(authorizer)
     }
 
+    /// Whether `policy` defines the role `register` gives (when it was checked).
+    fn keeps_default_role(&self, policy: &Authorizer) -> Result<(), String> {
+        match self.default_role.get() {
+            Some(role) if policy.role(role.as_str()).is_none() => Err(format!(
+                "role:{role} is DEFAULT_ROLE, the role `register` gives: the policy must define it"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     async fn put_in_force(&self, new: Arc<Authorizer>) -> Result<(), PolicyError> {
+        self.keeps_default_role(&new)
+            .map_err(|problem| PolicyError::Rejected(vec![problem]))?;
         let swap = || *self.current.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
         let Some(db) = &self.db else {
             swap();
@@ -905,9 +921,12 @@ impl SharedAuthorizer {
     ///
     /// # Errors
     /// `Rejected`, naming the roles it defines, when it does not.
+    /// Every policy put in force later must define it too (a new policy file or a stored
+    /// change that drops it is refused).
     pub fn check_default_role(&self, role: &Role) -> Result<(), PolicyError> {
         let policy = self.current();
         if policy.role(role.as_str()).is_some() {
+            let _ = self.default_role.set(role.clone());
             return Ok(());
         }
         let defined: Vec<&str> = policy.roles().map(|d| d.role.as_str()).collect();

@@ -196,6 +196,13 @@ async fn a_change_that_makes_an_invalid_policy_is_refused_and_nothing_is_stored(
             "BAD_USER_INPUT",
             Some("policy"),
         ),
+        // `user` is DEFAULT_ROLE (no account has it here, so only that stops it).
+        (
+            "mutation { deleteRole(name: \"user\") { version } }",
+            json!({}),
+            "BAD_USER_INPUT",
+            Some("policy"),
+        ),
         (
             "mutation { deleteRole(name: \"admin\") { version } }",
             json!({}),

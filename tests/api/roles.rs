@@ -411,3 +411,25 @@ async fn register_gives_the_default_role_which_the_policy_must_define() {
         "{err}"
     );
 }
+
+/// The role `register` gives stays defined: a policy file without it is refused.
+#[tokio::test]
+async fn a_policy_file_without_the_default_role_is_refused() {
+    let dir = policy_folder(&shipped_policy());
+    let app = TestApp::builder()
+        .policy_dir(dir.path())
+        .policy_poll(std::time::Duration::from_millis(50))
+        .spawn()
+        .await;
+    let before = app.policy_version();
+    let without_user = "p, role:admin, user, set_role\np, role:admin, product, read\n";
+    std::fs::write(dir.path().join("policy.csv"), without_user).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(
+        app.policy_version(),
+        before,
+        "a policy without `user` was put in force"
+    );
+    let newcomer = app.user("newcomer").await;
+    newcomer.products(Page::default()).await.assert_ok();
+}

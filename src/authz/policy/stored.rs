@@ -302,6 +302,8 @@ impl SharedAuthorizer {
                 ),
                 other => AppError::internal(other),
             })?;
+            self.keeps_default_role(&checked)
+                .map_err(|problem| AppError::bad_input("policy", problem))?;
             let current = self.current();
             if active_accounts_in(txn, &current.managers()).await? > 0
                 && active_accounts_in(txn, &checked.managers()).await? == 0
