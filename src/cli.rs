@@ -269,10 +269,15 @@ async fn connect() -> Result<db::Db, String> {
 
 async fn create_admin(username: &str, role: &str) -> Result<(), String> {
     let policy = config::from_env::<Policy>().map_err(|e| e.to_string())?;
-    let authz = SharedAuthorizer::load(&policy.dir, policy.is_default, None)
-        .await
-        .map_err(|e| format!("policy {}: {e}", policy.dir.display()))?;
     let db = connect().await?;
+    // The roles of the policy `serve` would use: the stored one under POLICY_SOURCE=database.
+    let authz = match policy.source {
+        PolicyStore::Files => SharedAuthorizer::load(&policy.dir, policy.is_default, None).await,
+        PolicyStore::Database => {
+            SharedAuthorizer::load_stored(&policy.dir, policy.is_default, db.clone()).await
+        }
+    }
+    .map_err(|e| format!("policy {}: {e}", policy.dir.display()))?;
     let message = |err: AppError| match err {
         AppError::BadUserInput { message, .. } => message,
         AppError::Conflict { message, .. } => message.to_owned(),
