@@ -69,9 +69,11 @@ impl Accounts {
         }
     }
 
-    /// The roles whose last active account keeps its role, per the policy in force.
-    pub(crate) fn managers(&self) -> Managers {
-        Managers(self.authz.current().managers())
+    /// The roles whose last active account keeps its role, per the policy in force, read in
+    /// `txn` (which holds the role-change lock): with the policy in the database, the stored
+    /// policy as it is now, even when this replica has not polled it yet.
+    pub(crate) async fn managers(&self, txn: &impl ConnectionTrait) -> AppResult<Managers> {
+        Ok(Managers(self.authz.current_in(txn).await?.managers()))
     }
 
     /// The database the accounts live in.
@@ -109,6 +111,13 @@ impl Accounts {
         let now = Utc::now();
         let (email, email_normalized) = email.unzip();
         let id = Uuid::now_v7();
+        // A role chosen by an operator (`create-admin`) is a grant of power: on record.
+        let granted = new.role.as_ref().map(|role| Entry {
+            actor: None,
+            action: Action::AccountCreate,
+            entity_id: id.to_string(),
+            changes: vec![Change::new("role", None, Some(role.to_string()))],
+        });
         let account = account::ActiveModel {
             id: Set(id),
             username: Set(new.username.to_owned()),
@@ -130,6 +139,9 @@ impl Accounts {
                 .exec_without_returning(txn)
                 .await
                 .map_err(unique_violation_to_conflict)?;
+            if let Some(entry) = granted {
+                audit::record(txn, entry).await?;
+            }
             find(txn, id)
                 .await?
                 .ok_or_else(|| AppError::internal("an inserted account was not found"))
@@ -320,7 +332,12 @@ impl Accounts {
             if account.role == role.as_str() {
                 return Ok((account, None));
             }
-            if !self.managers().update_role(txn, id, &role).await? {
+            if !self
+                .managers(txn)
+                .await?
+                .update_role(txn, id, &role)
+                .await?
+            {
                 return Err(last_admin("role"));
             }
             let change = Change::new("role", Some(account.role), Some(role.as_str().to_owned()));
@@ -648,7 +665,7 @@ pub async fn deactivate(
     id: Uuid,
 ) -> AppResult<(account::Model, Option<Revoked>)> {
     db::lock_role_changes(txn).await?;
-    let managers = accounts.managers();
+    let managers = accounts.managers(txn).await?;
     let account = find_for_update(txn, id)
         .await?
         .ok_or(AppError::NotFound("account"))?;
@@ -700,7 +717,7 @@ pub async fn delete(
     checked: &account::Model,
 ) -> AppResult<Revoked> {
     db::lock_role_changes(txn).await?;
-    let managers = accounts.managers();
+    let managers = accounts.managers(txn).await?;
     let current = find_for_update(txn, checked.id)
         .await?
         .ok_or(AppError::Unauthenticated(GONE))?;

@@ -67,6 +67,10 @@ impl App {
             }
         });
         authz.check_default_role(&config.policy.default_role)?;
+        authz
+            .check_someone_manages()
+            .await
+            .map_err(StartError::Internal)?;
         authz.spawn_watcher(config.policy.poll);
         tracing::info!(
             source = %authz.source(),

@@ -9,7 +9,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     Statement,
@@ -61,6 +61,7 @@ pub enum Action {
     AccountSetRole,
     AccountDeactivate,
     AccountReactivate,
+    AccountCreate,
     PolicyGrant,
     PolicyRevoke,
     PolicyInherit,
@@ -71,13 +72,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::ProductCreate,
         Action::ProductUpdate,
         Action::ProductDelete,
         Action::AccountSetRole,
         Action::AccountDeactivate,
         Action::AccountReactivate,
+        Action::AccountCreate,
         Action::PolicyGrant,
         Action::PolicyRevoke,
         Action::PolicyInherit,
@@ -95,6 +97,7 @@ impl Action {
             Action::AccountSetRole => "account.set_role",
             Action::AccountDeactivate => "account.deactivate",
             Action::AccountReactivate => "account.reactivate",
+            Action::AccountCreate => "account.create",
             Action::PolicyGrant => "policy.grant",
             Action::PolicyRevoke => "policy.revoke",
             Action::PolicyInherit => "policy.inherit",
@@ -110,9 +113,10 @@ impl Action {
             Action::ProductCreate | Action::ProductUpdate | Action::ProductDelete => {
                 EntityKind::Product
             }
-            Action::AccountSetRole | Action::AccountDeactivate | Action::AccountReactivate => {
-                EntityKind::Account
-            }
+            Action::AccountSetRole
+            | Action::AccountDeactivate
+            | Action::AccountReactivate
+            | Action::AccountCreate => EntityKind::Account,
             Action::PolicyGrant
             | Action::PolicyRevoke
             | Action::PolicyInherit
@@ -381,6 +385,15 @@ impl Filter {
                     entity.name()
                 ),
             ));
+        }
+        // Both databases compare times alike only within four-digit years.
+        for (field, at) in [("since", input.since), ("until", input.until)] {
+            if at.is_some_and(|at| !(1..=9999).contains(&at.year())) {
+                return Err(AppError::bad_input(
+                    field,
+                    format!("{field} must be a time in the years 0001 to 9999"),
+                ));
+            }
         }
         if let (Some(since), Some(until)) = (input.since, input.until)
             && since > until

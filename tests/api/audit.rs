@@ -63,8 +63,8 @@ async fn every_admin_mutation_is_on_record_as_it_was_made() {
     let dana = app.user("dana").await;
     let before = admin.audit_events(Page::default(), Value::Null).await.ok();
     assert_eq!(
-        before.total_count, 0,
-        "registering and creating the first admin are no admin changes"
+        before.total_count, 1,
+        "registering is no admin change; creating the first admin (create-admin) is one"
     );
     let mut made = Vec::new();
 
@@ -168,9 +168,14 @@ async fn every_admin_mutation_is_on_record_as_it_was_made() {
         changes: vec![change("deactivatedAt", Some(&deactivated_at), None)],
     });
 
+    // The records of the changes above, newest first; the oldest is the admin's creation.
     let page = admin.audit_events(Page::first(50), Value::Null).await.ok();
-    assert_eq!(page.total_count, made.len() as i64);
-    let events = page.nodes;
+    assert_eq!(page.total_count, made.len() as i64 + 1);
+    let mut events = page.nodes;
+    assert_eq!(
+        events.pop().map(|e| e.action).as_deref(),
+        Some("account.create")
+    );
     made.reverse();
     assert_eq!(events.len(), made.len());
     for (event, made) in events.iter().zip(&made) {
@@ -207,7 +212,14 @@ async fn a_record_keeps_the_username_of_its_time_and_outlives_its_actor() {
     app.create_admin("ops", &password_of("ops")).await.unwrap();
 
     let events = all_events(&admin).await;
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events.len(), 4, "{events:?}");
+    // The two admins `create-admin` created are on record too: a role given by an operator.
+    for (event, account) in [(&events[2], temp.id()), (&events[3], admin.id())] {
+        assert_eq!(event.action, "account.create");
+        assert_eq!(event.entity_id, account);
+        assert_eq!(event.actor, None, "made from the command line");
+        assert_eq!(event.changes, [change("role", None, Some("admin"))]);
+    }
     let promoted = &events[0];
     assert_eq!(promoted.action, "account.set_role");
     assert_eq!(promoted.entity_id, ops.id());
@@ -252,7 +264,10 @@ async fn a_mutation_that_changes_nothing_records_nothing() {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(actions, ["account.deactivate", "product.create"]);
+    assert_eq!(
+        actions,
+        ["account.deactivate", "product.create", "account.create"]
+    );
 }
 
 #[tokio::test]
@@ -261,6 +276,9 @@ async fn audit_events_page_newest_first_and_every_filter_holds() {
     let first = app.admin().await;
     let second = app.admin_named("second").await;
     let dana = app.user("dana").await;
+    // This test pages through the records of the changes below only: the two admins'
+    // creation (`account.create`, tested elsewhere) goes.
+    app.sql("DELETE FROM audit_events", vec![]).await;
     let p1 = first.add_product("One", "1").await;
     let p2 = first.add_product("Two", "2").await;
     let price = ProductChanges {
@@ -391,6 +409,16 @@ async fn every_argument_is_validated() {
         (
             Page::default(),
             json!({ "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z" }),
+            "until",
+        ),
+        (
+            Page::default(),
+            json!({ "since": "+10000-01-01T00:00:00Z" }),
+            "since",
+        ),
+        (
+            Page::default(),
+            json!({ "until": "-4713-01-01T00:00:00Z" }),
             "until",
         ),
         (Page::default().after(Some("garbage")), Value::Null, "after"),
@@ -585,7 +613,10 @@ async fn a_change_whose_record_cannot_be_written_does_not_happen() {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(actions, ["product.create", "product.create"]);
+    assert_eq!(
+        actions,
+        ["product.create", "product.create", "account.create"]
+    );
 }
 
 #[tokio::test]
@@ -607,7 +638,8 @@ async fn records_are_pruned_only_past_a_configured_retention() {
     let ancient = admin.add_product("Ancient", "1").await;
     backdate(&app, &ancient.id, 3650).await;
     assert_eq!(app.prune().await.audit_events, 0);
-    assert_eq!(all_events(&admin).await.len(), 1);
+    // The product's record, and the admin's creation.
+    assert_eq!(all_events(&admin).await.len(), 2);
 
     let app = TestApp::builder().audit_retention_days(30).spawn().await;
     let admin = app.admin().await;
@@ -622,7 +654,7 @@ async fn records_are_pruned_only_past_a_configured_retention() {
         .into_iter()
         .map(|e| e.entity_id)
         .collect();
-    assert_eq!(left, [new.id, recent.id]);
+    assert_eq!(left, [new.id, recent.id, admin.id().to_owned()]);
     assert_eq!(
         app.prune().await.audit_events,
         0,

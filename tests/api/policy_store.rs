@@ -362,3 +362,49 @@ async fn the_cli_shows_and_checks_the_stored_policy() {
         format!("the stored policy is valid (version {version})")
     );
 }
+
+/// A replica that has not read the stored policy yet still keeps the last account that may
+/// manage roles under the stored one: the rule reads the stored policy under its lock.
+#[tokio::test]
+async fn a_replica_behind_the_stored_policy_still_keeps_the_last_manager() {
+    // No polling: the second replica reads the stored policy only when it must.
+    let still = || {
+        TestApp::builder()
+            .env("POLICY_SOURCE", "database")
+            .policy_poll(Duration::ZERO)
+    };
+    let app = still().spawn().await;
+    let replica = app.replica_with(still()).await;
+    let admin = app.admin().await;
+    let r = change(
+        &admin,
+        CREATE_ROLE,
+        json!({"name": "owner", "inherits": ["user"], "permissions": [
+            {"object": "user", "action": "set_role"},
+        ]}),
+    )
+    .await;
+    assert!(r.codes().is_empty(), "{r}");
+    let keyholder = app.user("keyholder").await;
+    admin
+        .set_user_role(keyholder.id(), Role::Named("owner"))
+        .await
+        .assert_ok();
+    let r = change(
+        &admin,
+        REVOKE,
+        json!({"role": "admin", "p": {"object": "user", "action": "set_role"}}),
+    )
+    .await;
+    assert!(r.codes().is_empty(), "an owner manages roles now: {r}");
+
+    // The second replica still runs the policy where admins manage roles: its guard lets the
+    // admin through, but the rule reads the stored policy, where the keyholder is the last.
+    let admin_on_b = app.sign_in("admin", ADMIN_PASSWORD).await.on(&replica);
+    let r = admin_on_b.set_user_role(keyholder.id(), Role::User).await;
+    assert_eq!(r.codes(), ["CONFLICT"], "{r}");
+    assert_eq!(
+        app.stored_account(keyholder.id()).await,
+        Some(("owner".into(), false))
+    );
+}
