@@ -67,11 +67,12 @@ pub enum Action {
     PolicyUninherit,
     PolicyCreateRole,
     PolicyDeleteRole,
+    ProductAdjustStock,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::ProductCreate,
         Action::ProductUpdate,
         Action::ProductDelete,
@@ -84,6 +85,7 @@ impl Action {
         Action::PolicyUninherit,
         Action::PolicyCreateRole,
         Action::PolicyDeleteRole,
+        Action::ProductAdjustStock,
     ];
 
     /// The name stored and shown: `<entity>.<verb>`, e.g. `product.update`.
@@ -101,13 +103,17 @@ impl Action {
             Action::PolicyUninherit => "policy.uninherit",
             Action::PolicyCreateRole => "policy.create_role",
             Action::PolicyDeleteRole => "policy.delete_role",
+            Action::ProductAdjustStock => "product.adjust_stock",
         }
     }
 
     /// What the action is done to.
     pub fn entity(self) -> EntityKind {
         match self {
-            Action::ProductCreate | Action::ProductUpdate | Action::ProductDelete => {
+            Action::ProductCreate
+            | Action::ProductUpdate
+            | Action::ProductDelete
+            | Action::ProductAdjustStock => {
                 EntityKind::Product
             }
             Action::AccountSetRole | Action::AccountDeactivate | Action::AccountReactivate => {
