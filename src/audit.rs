@@ -113,9 +113,7 @@ impl Action {
             Action::ProductCreate
             | Action::ProductUpdate
             | Action::ProductDelete
-            | Action::ProductAdjustStock => {
-                EntityKind::Product
-            }
+            | Action::ProductAdjustStock => EntityKind::Product,
             Action::AccountSetRole | Action::AccountDeactivate | Action::AccountReactivate => {
                 EntityKind::Account
             }

@@ -548,7 +548,10 @@ mod tests {
     #[test]
     fn nodes_cost_as_many_times_as_ids_are_given() {
         // nodes 1 + 3 × (id 1 + name 1).
-        assert_eq!(cost(r#"{ nodes(ids: ["a", "b", "c"]) { id ... on Product { name } } }"#), 7);
+        assert_eq!(
+            cost(r#"{ nodes(ids: ["a", "b", "c"]) { id ... on Product { name } } }"#),
+            7
+        );
         assert_eq!(cost(r#"{ nodes(ids: "a") { id } }"#), 2);
         let q = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }";
         let cost_with = |ids| measure(q, serde_json::json!({ "ids": ids })).unwrap().cost;
@@ -558,7 +561,9 @@ mod tests {
         assert_eq!(cost_with(serde_json::json!(many)), 1 + 100);
         // A page inside each node multiplies in.
         assert_eq!(
-            cost(r#"{ nodes(ids: ["a", "b"]) { ... on Product { history(first: 10) { nodes { id } } } } }"#),
+            cost(
+                r#"{ nodes(ids: ["a", "b"]) { ... on Product { history(first: 10) { nodes { id } } } } }"#
+            ),
             1 + 2 * (1 + (1 + 10))
         );
     }

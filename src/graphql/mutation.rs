@@ -174,7 +174,9 @@ impl Mutation {
             rows(ctx, Permission::ProductDelete)?,
         );
         let catalog = &ctx.state().catalog;
-        catalog.delete(ctx.actor(), rows, uuid, expected_version).await?;
+        catalog
+            .delete(ctx.actor(), rows, uuid, expected_version)
+            .await?;
         Ok(id)
     }
 
@@ -196,7 +198,10 @@ impl Mutation {
             rows(ctx, Permission::ProductAdjustStock)?,
         );
         let catalog = &ctx.state().catalog;
-        Ok(catalog.adjust_stock(ctx.actor(), rows, id, delta).await?.into())
+        Ok(catalog
+            .adjust_stock(ctx.actor(), rows, id, delta)
+            .await?
+            .into())
     }
 
     /// Gives an account a new role, one of those the `roles` query lists (`BAD_USER_INPUT`

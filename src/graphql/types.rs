@@ -458,7 +458,8 @@ pub struct AuditEvent {
     /// Who made the change; null when it was made from the command line (`create-admin`).
     pub actor: Option<AuditActor>,
     /// What was done: `product.create`, `product.update`, `product.delete`,
-    /// `account.set_role`, `account.deactivate` or `account.reactivate`.
+    /// `product.adjust_stock`, `account.set_role`, `account.deactivate`,
+    /// `account.reactivate`, or a `policy.*` change.
     pub action: String,
     /// What kind of thing it was done to: `product` or `account`.
     pub entity: String,

@@ -129,7 +129,11 @@ async fn nodes_answers_mixed_ids_in_order_and_takes_at_most_100() {
     assert_eq!(seen.len(), ids.len());
     assert!(is_product(&seen[0], &cup));
     assert!(is_account(&seen[1], &ada));
-    assert_eq!(seen[2..5], [None, None, None], "bob's account, unknown, garbage");
+    assert_eq!(
+        seen[2..5],
+        [None, None, None],
+        "bob's account, unknown, garbage"
+    );
     assert!(is_product(&seen[5], &pot));
     assert!(is_product(&seen[6], &cup), "a repeated id answers again");
 
@@ -162,11 +166,17 @@ async fn every_change_raises_the_version_and_the_answer_carries_it() {
     let made = admin.add_product("Jug", "9.00").await;
     assert_eq!(made.version, 1);
 
-    let updated = admin.update_product(&made.id, &renamed("Big jug")).await.ok();
+    let updated = admin
+        .update_product(&made.id, &renamed("Big jug"))
+        .await
+        .ok();
     assert_eq!(updated.version, 2);
     assert!(updated.updated_at >= made.updated_at);
     // Nothing differs: nothing is written, the version stays.
-    let same = admin.update_product(&made.id, &renamed("Big jug")).await.ok();
+    let same = admin
+        .update_product(&made.id, &renamed("Big jug"))
+        .await
+        .ok();
     assert_eq!(same.version, 2);
 
     let adjusted = admin.adjust_stock(&made.id, 5).await.ok();
@@ -279,7 +289,10 @@ async fn fifty_concurrent_adjustments_leave_exactly_the_sum() {
     // Newest first: each record starts where the one before it ended.
     events.reverse();
     for pair in events.windows(2) {
-        assert_eq!(pair[0].changes[0].after, pair[1].changes[0].before, "{pair:?}");
+        assert_eq!(
+            pair[0].changes[0].after, pair[1].changes[0].before,
+            "{pair:?}"
+        );
     }
 }
 
@@ -301,9 +314,17 @@ async fn concurrent_decrements_racing_to_zero_never_go_below_zero() {
         assert_eq!(r.codes(), ["BAD_USER_INPUT"], "{r}");
         assert_eq!(r.error().field(), Some("delta"));
     }
-    let mut stocks: Vec<i64> = answers.iter().filter_map(|r| r.data()).map(|p| p.stock).collect();
+    let mut stocks: Vec<i64> = answers
+        .iter()
+        .filter_map(|r| r.data())
+        .map(|p| p.stock)
+        .collect();
     stocks.sort_unstable();
-    assert_eq!(stocks, (0..25).collect::<Vec<_>>(), "each sale saw its own stock");
+    assert_eq!(
+        stocks,
+        (0..25).collect::<Vec<_>>(),
+        "each sale saw its own stock"
+    );
     let stored = current(&admin, &id).await;
     assert_eq!((stored.stock, stored.version), (0, 26));
 }
@@ -396,10 +417,23 @@ async fn each_adjustment_is_on_record_with_the_stock_before_and_after() {
         ]
     );
     let older = &page.nodes[1];
-    assert_eq!((older.entity.as_str(), older.entity_id.as_str()), ("product", id.as_str()));
-    assert_eq!(older.actor.as_ref().map(|a| a.id.as_str()), Some(admin.id()));
+    assert_eq!(
+        (older.entity.as_str(), older.entity_id.as_str()),
+        ("product", id.as_str())
+    );
+    assert_eq!(
+        older.actor.as_ref().map(|a| a.id.as_str()),
+        Some(admin.id())
+    );
     assert_eq!(older.request_id.as_deref(), Some(request_id.as_str()));
     // The product's own history shows them too.
-    let history = admin.product_history(&id, Page::first(10)).await.ok().unwrap();
-    assert_eq!(history.history.total_count, 3, "created, then adjusted twice");
+    let history = admin
+        .product_history(&id, Page::first(10))
+        .await
+        .ok()
+        .unwrap();
+    assert_eq!(
+        history.history.total_count, 3,
+        "created, then adjusted twice"
+    );
 }

@@ -229,12 +229,20 @@ macro_rules! node_fields {
 
 pub const NODE: Operation<Option<Node>> = Operation::new(
     "node",
-    concat!("query Node($id: ID!) { node(id: $id) { ", node_fields!(), " } }"),
+    concat!(
+        "query Node($id: ID!) { node(id: $id) { ",
+        node_fields!(),
+        " } }"
+    ),
 );
 
 pub const NODES: Operation<Vec<Option<Node>>> = Operation::new(
     "nodes",
-    concat!("query Nodes($ids: [ID!]!) { nodes(ids: $ids) { ", node_fields!(), " } }"),
+    concat!(
+        "query Nodes($ids: [ID!]!) { nodes(ids: $ids) { ",
+        node_fields!(),
+        " } }"
+    ),
 );
 
 pub const SET_USER_ROLE: Operation<Account> = Operation::new(
