@@ -94,6 +94,17 @@ impl Accounts {
         find(self.db.reader(), id).await
     }
 
+    /// The accounts with these ids that exist, in one query.
+    ///
+    /// # Errors
+    /// Internal, on a database failure.
+    pub async fn find_all(&self, ids: &[Uuid]) -> AppResult<Vec<account::Model>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(find_many(self.db.reader(), ids).await?)
+    }
+
     /// Validates and stores a new account.
     ///
     /// The password is hashed before the insert, so a taken username costs the same time as a free

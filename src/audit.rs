@@ -68,11 +68,12 @@ pub enum Action {
     PolicyUninherit,
     PolicyCreateRole,
     PolicyDeleteRole,
+    ProductAdjustStock,
 }
 
 impl Action {
     /// Every action, in a fixed order.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::ProductCreate,
         Action::ProductUpdate,
         Action::ProductDelete,
@@ -86,6 +87,7 @@ impl Action {
         Action::PolicyUninherit,
         Action::PolicyCreateRole,
         Action::PolicyDeleteRole,
+        Action::ProductAdjustStock,
     ];
 
     /// The name stored and shown: `<entity>.<verb>`, e.g. `product.update`.
@@ -104,15 +106,17 @@ impl Action {
             Action::PolicyUninherit => "policy.uninherit",
             Action::PolicyCreateRole => "policy.create_role",
             Action::PolicyDeleteRole => "policy.delete_role",
+            Action::ProductAdjustStock => "product.adjust_stock",
         }
     }
 
     /// What the action is done to.
     pub fn entity(self) -> EntityKind {
         match self {
-            Action::ProductCreate | Action::ProductUpdate | Action::ProductDelete => {
-                EntityKind::Product
-            }
+            Action::ProductCreate
+            | Action::ProductUpdate
+            | Action::ProductDelete
+            | Action::ProductAdjustStock => EntityKind::Product,
             Action::AccountSetRole
             | Action::AccountDeactivate
             | Action::AccountReactivate

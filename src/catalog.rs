@@ -46,7 +46,8 @@ impl Catalog {
         Ok(product)
     }
 
-    /// Changes the given fields of a product, for `actor`.
+    /// Changes the given fields of a product, for `actor`, if it is at `expected_version`
+    /// (when given).
     ///
     /// # Errors
     /// As [`products::update`].
@@ -56,22 +57,55 @@ impl Catalog {
         rows: Rows,
         id: Uuid,
         changes: ProductChanges<'_>,
+        expected_version: Option<i32>,
     ) -> AppResult<product::Model> {
-        let product = products::update(&self.db, actor, rows, id, changes).await?;
+        let product =
+            products::update(&self.db, actor, rows, id, changes, expected_version).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
         Ok(product)
     }
 
-    /// Removes a product, for `actor`.
+    /// Removes a product, for `actor`, if it is at `expected_version` (when given).
     ///
     /// # Errors
     /// As [`products::delete`].
-    pub async fn delete(&self, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppResult<()> {
-        products::delete(&self.db, actor, rows, id).await?;
+    pub async fn delete(
+        &self,
+        actor: Option<Uuid>,
+        rows: Rows,
+        id: Uuid,
+        expected_version: Option<i32>,
+    ) -> AppResult<()> {
+        products::delete(&self.db, actor, rows, id, expected_version).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
         Ok(())
+    }
+
+    /// Adds `delta` (negative: takes away) to a product's stock, for `actor`, atomically.
+    ///
+    /// # Errors
+    /// As [`products::adjust_stock`].
+    pub async fn adjust_stock(
+        &self,
+        actor: Option<Uuid>,
+        rows: Rows,
+        id: Uuid,
+        delta: i32,
+    ) -> AppResult<product::Model> {
+        let product = products::adjust_stock(&self.db, actor, rows, id, delta).await?;
+        self.pages.note_change(&self.db).await;
+        tracing::info!(target: crate::AUDIT_TARGET, audit = "adjust_stock", ?actor, product_id = %id, delta, stock = product.stock, "product stock adjusted");
+        Ok(product)
+    }
+
+    /// The products with these ids that exist, in one query.
+    ///
+    /// # Errors
+    /// Internal, on a database failure.
+    pub async fn find_many(&self, ids: &[Uuid]) -> AppResult<Vec<product::Model>> {
+        products::find_many(self.db.reader(), ids).await
     }
 
     /// The product with this id, if any.

@@ -33,6 +33,9 @@ pub enum AppError {
         field: &'static str,
         message: &'static str,
     },
+    /// The caller's `expectedVersion` is not the stored version: someone changed the thing since
+    /// the caller read it (`CONFLICT` on `expectedVersion`, with `currentVersion`).
+    StaleVersion { current_version: i32 },
     /// Too many attempts; try again after this many seconds.
     TooManyRequests { retry_after_secs: u64 },
     /// The database cannot be reached or cannot store anything right now (full, read-only,
@@ -81,7 +84,7 @@ impl AppError {
             Self::Forbidden { .. } => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
-            Self::Conflict { .. } => "CONFLICT",
+            Self::Conflict { .. } | Self::StaleVersion { .. } => "CONFLICT",
             Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Self::ServiceUnavailable { .. } => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
@@ -130,6 +133,14 @@ impl From<AppError> for async_graphql::Error {
             AppError::Conflict { field: f, message } => {
                 field = Some(f);
                 message.to_owned()
+            }
+            AppError::StaleVersion { current_version } => {
+                field = Some("expectedVersion");
+                details.push(("currentVersion", current_version.into()));
+                format!(
+                    "changed since you read it: it is at version {current_version}; read it again \
+                     and reapply your change"
+                )
             }
             AppError::TooManyRequests { retry_after_secs } => {
                 details.push(("retryAfter", retry_after_secs.into()));

@@ -5,6 +5,7 @@ mod documents;
 mod guard;
 mod loaders;
 mod mutation;
+mod node;
 mod query;
 mod types;
 

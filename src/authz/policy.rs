@@ -42,11 +42,12 @@ pub enum Permission {
     AuditRead,
     PolicyRead,
     PolicyManage,
+    ProductAdjustStock,
 }
 
 impl Permission {
     /// Every permission a guard can ask about.
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 18] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::SessionManage,
@@ -64,6 +65,7 @@ impl Permission {
         Permission::AuditRead,
         Permission::PolicyRead,
         Permission::PolicyManage,
+        Permission::ProductAdjustStock,
     ];
 
     /// The policy's object and action for this permission.
@@ -86,6 +88,7 @@ impl Permission {
             Permission::AuditRead => ("audit", "read"),
             Permission::PolicyRead => ("policy", "read"),
             Permission::PolicyManage => ("policy", "manage"),
+            Permission::ProductAdjustStock => ("product", "adjust_stock"),
         }
     }
 
@@ -111,7 +114,10 @@ impl Permission {
     /// Whether the policy may grant this permission on owned rows only (`own`): the guarded
     /// operation acts on one row with an owner, which the code checks once the row is loaded.
     pub fn can_be_owned(self) -> bool {
-        matches!(self, Permission::ProductUpdate | Permission::ProductDelete)
+        matches!(
+            self,
+            Permission::ProductUpdate | Permission::ProductDelete | Permission::ProductAdjustStock
+        )
     }
 
     fn index(self) -> usize {

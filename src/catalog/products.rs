@@ -6,7 +6,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
 
@@ -63,6 +63,7 @@ pub async fn create(
         created_by: Set(created_by),
         created_at: Set(now),
         updated_at: Set(now),
+        version: Set(1),
     };
     db::write(db, async |txn| {
         product::Entity::insert(product)
@@ -92,18 +93,25 @@ pub async fn create(
 }
 
 /// Applies changes to a product, for `actor`, with the audit record of the fields whose values
-/// changed. Fields given with the value they already have are no change: when nothing differs,
-/// nothing is written (`updatedAt` included) and nothing is recorded.
+/// changed, and raises its version by 1. Fields given with the value they already have are no
+/// change: when nothing differs, nothing is written (`updatedAt` and `version` included) and
+/// nothing is recorded.
+///
+/// With `expected_version`, the change is made only if the product is still at that version:
+/// the version is part of the `UPDATE`'s condition, so no concurrent change can slip in between
+/// the check and the write.
 ///
 /// # Errors
 /// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
-/// is no such product; `SERVICE_UNAVAILABLE` when it could not be stored.
+/// is no such product; `CONFLICT` (`StaleVersion`) when it is not at `expected_version`;
+/// `SERVICE_UNAVAILABLE` when it could not be stored.
 pub async fn update(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     changes: ProductChanges<'_>,
+    expected_version: Option<i32>,
 ) -> AppResult<product::Model> {
     let name = changes.name.map(validation::product_name).transpose()?;
     if let Some(description) = changes.description {
@@ -119,6 +127,7 @@ pub async fn update(
         if !rows.cover(existing.created_by) {
             return Err(not_theirs("update"));
         }
+        check_version(expected_version, existing.version)?;
         let mut active: product::ActiveModel = existing.clone().into();
         if let Some(name) = name.filter(|name| *name != existing.name) {
             active.name_search = Set(search_key(&name));
@@ -142,11 +151,13 @@ pub async fn update(
         active.updated_at = Set(Utc::now());
         let updated = product::Entity::update_many()
             .set(active)
+            .col_expr(product::Column::Version, bumped_version())
             .filter(product::Column::Id.eq(id))
+            .filter(at_version(expected_version))
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Err(AppError::NotFound("product"));
+            return Err(missing_or_stale(txn, id).await);
         }
         let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
         let entry = Entry {
@@ -161,12 +172,20 @@ pub async fn update(
     .await
 }
 
-/// Deletes a product, for `actor`, with the audit record of what it was.
+/// Deletes a product, for `actor`, with the audit record of what it was; with
+/// `expected_version`, only if it is still at that version (checked in the `DELETE`'s
+/// condition, as [`update`] does).
 ///
 /// # Errors
-/// `NOT_FOUND` when there is no such product; `SERVICE_UNAVAILABLE` when the deletion could not
-/// be stored.
-pub async fn delete(db: &Db, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppResult<()> {
+/// `NOT_FOUND` when there is no such product; `CONFLICT` (`StaleVersion`) when it is not at
+/// `expected_version`; `SERVICE_UNAVAILABLE` when the deletion could not be stored.
+pub async fn delete(
+    db: &Db,
+    actor: Option<Uuid>,
+    rows: Rows,
+    id: Uuid,
+    expected_version: Option<i32>,
+) -> AppResult<()> {
     db::write(db, async |txn| {
         let existing = find_for_update(txn, id)
             .await?
@@ -174,9 +193,14 @@ pub async fn delete(db: &Db, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppRe
         if !rows.cover(existing.created_by) {
             return Err(not_theirs("delete"));
         }
-        let result = product::Entity::delete_by_id(id).exec(txn).await?;
+        check_version(expected_version, existing.version)?;
+        let result = product::Entity::delete_many()
+            .filter(product::Column::Id.eq(id))
+            .filter(at_version(expected_version))
+            .exec(txn)
+            .await?;
         if result.rows_affected == 0 {
-            return Err(AppError::NotFound("product"));
+            return Err(missing_or_stale(txn, id).await);
         }
         let entry = Entry {
             actor,
@@ -187,6 +211,110 @@ pub async fn delete(db: &Db, actor: Option<Uuid>, rows: Rows, id: Uuid) -> AppRe
         audit::record(txn, entry).await
     })
     .await
+}
+
+/// Adds `delta` to a product's stock, for `actor`, in one statement that also checks that the
+/// stock stays 0 or more (and within an `Int`) and that the caller may change this product, and
+/// raises its version: concurrent adjustments add up, none is lost, and none takes the stock
+/// below zero. Recorded in the audit trail (the stock before and after) in the same transaction.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `delta` when it is 0 or would take the stock below zero or beyond
+/// 2147483647 (nothing is changed then); `NOT_FOUND` when there is no such product; `FORBIDDEN`
+/// when `rows` does not cover it; `SERVICE_UNAVAILABLE` when it could not be stored.
+pub async fn adjust_stock(
+    db: &Db,
+    actor: Option<Uuid>,
+    rows: Rows,
+    id: Uuid,
+    delta: i32,
+) -> AppResult<product::Model> {
+    if delta == 0 {
+        return Err(AppError::bad_input("delta", "delta must not be 0"));
+    }
+    db::write(db, async |txn| {
+        let new_stock = Expr::col(product::Column::Stock)
+            .cast_as(Alias::new("BIGINT"))
+            .add(i64::from(delta));
+        let mut adjust = product::Entity::update_many()
+            .col_expr(
+                product::Column::Stock,
+                Expr::col(product::Column::Stock).add(delta),
+            )
+            .col_expr(product::Column::Version, bumped_version())
+            .col_expr(product::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(product::Column::Id.eq(id))
+            .filter(new_stock.between(0, i64::from(i32::MAX)));
+        if let Rows::OwnedBy(owner) = rows {
+            adjust = adjust.filter(product::Column::CreatedBy.eq(owner));
+        }
+        if adjust.exec(txn).await?.rows_affected != 1 {
+            // Nothing was changed; say why, from the row as it is now.
+            let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+            if !rows.cover(existing.created_by) {
+                return Err(not_theirs("adjust_stock"));
+            }
+            let message = if delta < 0 {
+                format!(
+                    "only {} in stock: the stock cannot go below 0",
+                    existing.stock
+                )
+            } else {
+                "the stock cannot go beyond 2147483647".to_owned()
+            };
+            return Err(AppError::bad_input("delta", message));
+        }
+        let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+        let before = i64::from(product.stock) - i64::from(delta);
+        let entry = Entry {
+            actor,
+            action: Action::ProductAdjustStock,
+            entity_id: id.to_string(),
+            changes: vec![Change::new(
+                "stock",
+                Some(before.to_string()),
+                Some(product.stock.to_string()),
+            )],
+        };
+        audit::record(txn, entry).await?;
+        Ok(product)
+    })
+    .await
+}
+
+/// `version + 1`: what every change sets a product's version to.
+fn bumped_version() -> sea_orm::sea_query::SimpleExpr {
+    Expr::col(product::Column::Version).add(1)
+}
+
+/// The condition that a product is at `expected` (always true when none is expected).
+fn at_version(expected: Option<i32>) -> Condition {
+    match expected {
+        Some(version) => Condition::all().add(product::Column::Version.eq(version)),
+        None => Condition::all(),
+    }
+}
+
+/// `CONFLICT` when the caller expects another version than the stored one.
+fn check_version(expected: Option<i32>, current: i32) -> AppResult<()> {
+    match expected {
+        Some(expected) if expected != current => Err(AppError::StaleVersion {
+            current_version: current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Why a write conditioned on a product's id and version touched no row: it is gone, or at
+/// another version.
+async fn missing_or_stale(txn: &impl ConnectionTrait, id: Uuid) -> AppError {
+    match find(txn, id).await {
+        Ok(Some(product)) => AppError::StaleVersion {
+            current_version: product.version,
+        },
+        Ok(None) => AppError::NotFound("product"),
+        Err(err) => err,
+    }
 }
 
 /// The refusal of `action` on a product the caller may only act on when they own it.
@@ -227,6 +355,20 @@ async fn find_for_update(
 /// Internal, on a database failure.
 pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> AppResult<Option<product::Model>> {
     Ok(product::Entity::find_by_id(id).one(db).await?)
+}
+
+/// The products with these ids (those that exist, in no particular order), in one query.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> AppResult<Vec<product::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(product::Entity::find()
+        .filter(product::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
 }
 
 /// The search term a `search` argument means: trimmed, and none when blank.
@@ -338,6 +480,7 @@ async fn insert_demo(db: &impl ConnectionTrait) -> AppResult<u64> {
             created_by: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            version: Set(1),
         };
         let inserted = product::Entity::insert(product)
             .on_conflict_do_nothing()

@@ -41,6 +41,8 @@ struct FieldShape {
     list: bool,
     /// It is paginated: it takes `first`, whose default is this page size.
     page: Option<u64>,
+    /// A list of what its `ids` argument names (`nodes`): as long as that list.
+    by_ids: bool,
     /// A list of the introspection schema (counted once, but nesting is limited).
     introspection_list: bool,
 }
@@ -171,10 +173,17 @@ impl CostModel {
                                     None => max_page,
                                 });
                             let (ty, list) = named_type(&field.ty.node.base);
+                            let by_ids = list
+                                && page.is_none()
+                                && field.arguments.iter().any(|arg| {
+                                    arg.node.name.node == "ids"
+                                        && named_type(&arg.node.ty.node.base).1
+                                });
                             let shape = FieldShape {
                                 ty,
                                 list,
                                 page,
+                                by_ids,
                                 introspection_list: false,
                             };
                             (field.name.node.to_string(), shape)
@@ -226,6 +235,7 @@ impl CostModel {
                 ty: ty.to_owned(),
                 list,
                 page: None,
+                by_ids: false,
                 introspection_list: list,
             };
             self.types
@@ -241,6 +251,7 @@ impl CostModel {
                     ty: ty.to_owned(),
                     list: false,
                     page: None,
+                    by_ids: false,
                     introspection_list: false,
                 },
             );
@@ -440,6 +451,7 @@ impl<'a> Walker<'a> {
         let own_page =
             shape.and_then(|shape| shape.page.map(|default| self.page_size(field, default)));
         let multiplier = match shape {
+            Some(shape) if shape.by_ids => self.id_count(field),
             Some(shape) if shape.list => own_page.or(page).unwrap_or(1),
             _ => 1,
         };
@@ -471,35 +483,48 @@ impl<'a> Walker<'a> {
     /// refuses more).
     fn page_size(&self, field: &Field, default: u64) -> u64 {
         let max = self.model.max_page;
-        let argument = field
-            .arguments
-            .iter()
-            .find(|(name, _)| matches!(name.node.as_str(), "first" | "last"))
-            .map(|(_, value)| &value.node);
-        let size = match argument {
-            None => default,
-            Some(value) => {
-                // A variable the operation does not declare is refused by validation; unknown
-                // here, it counts as the largest page. One declared without a value or default
-                // is null: the field's default.
-                let resolved = value.clone().into_const_with(|name| {
-                    let declared = self.declared.as_ref().ok_or(())?;
-                    let default = *declared.get(name.as_str()).ok_or(())?;
-                    Ok(self
-                        .variables
-                        .get(&name)
-                        .or(default)
-                        .cloned()
-                        .unwrap_or(ConstValue::Null))
-                });
-                match resolved {
-                    Ok(ConstValue::Null) => default,
-                    Ok(value) => page_number(&value).unwrap_or(max),
-                    Err(()) => max,
-                }
-            }
+        let size = match self.argument(field, &["first", "last"]) {
+            // A null: the field's default.
+            None | Some(Ok(ConstValue::Null)) => default,
+            Some(Ok(value)) => page_number(&value).unwrap_or(max),
+            Some(Err(())) => max,
         };
         size.min(max)
+    }
+
+    /// How many ids a field that lists what its `ids` name (`nodes`) is given: the list's
+    /// length, or the largest page when it cannot be known. Never more than the largest page
+    /// (the resolver refuses more).
+    fn id_count(&self, field: &Field) -> u64 {
+        let max = self.model.max_page;
+        match self.argument(field, &["ids"]) {
+            Some(Ok(ConstValue::List(ids))) => (ids.len() as u64).min(max),
+            // A single id is coerced to a list of one.
+            Some(Ok(ConstValue::String(_))) => 1,
+            None | Some(Ok(ConstValue::Null)) => 0,
+            Some(_) => max,
+        }
+    }
+
+    /// The value of the first of `names` that `field` is given: the variable's value (or
+    /// default) when it is one, null for a declared variable without either, and `Err` when it
+    /// cannot be known (a variable the operation does not declare, which validation refuses).
+    fn argument(&self, field: &Field, names: &[&str]) -> Option<Result<ConstValue, ()>> {
+        let value = field
+            .arguments
+            .iter()
+            .find(|(name, _)| names.contains(&name.node.as_str()))
+            .map(|(_, value)| &value.node)?;
+        Some(value.clone().into_const_with(|name| {
+            let declared = self.declared.as_ref().ok_or(())?;
+            let default = *declared.get(name.as_str()).ok_or(())?;
+            Ok(self
+                .variables
+                .get(&name)
+                .or(default)
+                .cloned()
+                .unwrap_or(ConstValue::Null))
+        }))
     }
 }
 
@@ -518,6 +543,29 @@ mod tests {
 
     fn cost(query: &str) -> u64 {
         measure(query, serde_json::json!({})).unwrap().cost
+    }
+
+    #[test]
+    fn nodes_cost_as_many_times_as_ids_are_given() {
+        // nodes 1 + 3 × (id 1 + name 1).
+        assert_eq!(
+            cost(r#"{ nodes(ids: ["a", "b", "c"]) { id ... on Product { name } } }"#),
+            7
+        );
+        assert_eq!(cost(r#"{ nodes(ids: "a") { id } }"#), 2);
+        let q = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }";
+        let cost_with = |ids| measure(q, serde_json::json!({ "ids": ids })).unwrap().cost;
+        assert_eq!(cost_with(serde_json::json!(["a", "b"])), 1 + 2);
+        // More ids than the resolver takes cost the most it takes.
+        let many: Vec<String> = (0..500).map(|i| i.to_string()).collect();
+        assert_eq!(cost_with(serde_json::json!(many)), 1 + 100);
+        // A page inside each node multiplies in.
+        assert_eq!(
+            cost(
+                r#"{ nodes(ids: ["a", "b"]) { ... on Product { history(first: 10) { nodes { id } } } } }"#
+            ),
+            1 + 2 * (1 + (1 + 10))
+        );
     }
 
     #[test]

@@ -49,6 +49,48 @@ pub fn rows(ctx: &Context<'_>, permission: Permission) -> Result<Rows, AppError>
     }
 }
 
+/// Which nodes `node` and `nodes` may return to a caller: the same decisions as the typed
+/// fields that return them.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeReach {
+    /// Products, as `product(id:)` (`product read`).
+    pub products: bool,
+    pub accounts: AccountReach,
+}
+
+/// Which accounts a caller may look up by id.
+#[derive(Clone, Copy, Debug)]
+pub enum AccountReach {
+    /// Any account, as `users` lists them (`user list`).
+    All,
+    /// Only their own, as `account` shows it (`account read`).
+    Own(uuid::Uuid),
+    None,
+}
+
+/// What `node`/`nodes` may return to the caller, per the policy in force. What it may not see
+/// resolves to null, exactly as an id that names nothing: no error tells it apart.
+///
+/// # Errors
+/// `UNAUTHENTICATED` for a bad token, as every guarded field.
+pub fn node_reach(ctx: &Context<'_>) -> Result<NodeReach, AppError> {
+    let viewer = ctx.viewer();
+    if *viewer == Viewer::InvalidToken {
+        return Err(AppError::Unauthenticated(INVALID_TOKEN));
+    }
+    let authz = &ctx.state().authz;
+    let allows = |permission| authz.allows(Subject::of(viewer), permission);
+    let accounts = match viewer {
+        _ if allows(Permission::UserList) => AccountReach::All,
+        Viewer::Account { id, .. } if allows(Permission::AccountRead) => AccountReach::Own(*id),
+        _ => AccountReach::None,
+    };
+    Ok(NodeReach {
+        products: allows(Permission::ProductRead),
+        accounts,
+    })
+}
+
 /// Whether the caller's role may use `permission`: what introspection shows them, from the
 /// same decisions the guard enforces (can-see equals can-do). A bad token sees what an
 /// anonymous caller sees.
@@ -93,5 +135,6 @@ pub mod visible {
         audit_read => AuditRead,
         policy_read => PolicyRead,
         policy_manage => PolicyManage,
+        product_adjust_stock => ProductAdjustStock,
     }
 }

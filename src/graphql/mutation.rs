@@ -133,7 +133,9 @@ impl Mutation {
             .into())
     }
 
-    /// Changes the given fields of a product.
+    /// Changes the given fields of a product; returns it with its new `version` and
+    /// `updatedAt`. With `expectedVersion`, only if the product is still at that version:
+    /// otherwise `CONFLICT` (with `currentVersion`) and nothing is changed.
     #[graphql(
         guard = "Can(Permission::ProductUpdate)",
         visible = "visible::product_update"
@@ -143,6 +145,7 @@ impl Mutation {
         ctx: &Context<'_>,
         id: ID,
         input: UpdateProductInput,
+        expected_version: Option<i32>,
     ) -> async_graphql::Result<Product> {
         let changes = input.changes()?;
         let (id, rows) = (
@@ -150,21 +153,55 @@ impl Mutation {
             rows(ctx, Permission::ProductUpdate)?,
         );
         let catalog = &ctx.state().catalog;
-        Ok(catalog.update(ctx.actor(), rows, id, changes).await?.into())
+        let updated = catalog.update(ctx.actor(), rows, id, changes, expected_version);
+        Ok(updated.await?.into())
     }
 
-    /// Removes a product; returns its id.
+    /// Removes a product; returns its id. With `expectedVersion`, only if the product is still
+    /// at that version: otherwise `CONFLICT` (with `currentVersion`) and nothing is deleted.
     #[graphql(
         guard = "Can(Permission::ProductDelete)",
         visible = "visible::product_delete"
     )]
-    async fn delete_product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
+    async fn delete_product(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: Option<i32>,
+    ) -> async_graphql::Result<ID> {
         let (uuid, rows) = (
             id_of("product", &id)?,
             rows(ctx, Permission::ProductDelete)?,
         );
-        ctx.state().catalog.delete(ctx.actor(), rows, uuid).await?;
+        let catalog = &ctx.state().catalog;
+        catalog
+            .delete(ctx.actor(), rows, uuid, expected_version)
+            .await?;
         Ok(id)
+    }
+
+    /// Adds `delta` to a product's stock (a negative `delta` takes away), atomically: concurrent
+    /// adjustments all count. Refused (`BAD_USER_INPUT` on `delta`) when it is 0 or would take
+    /// the stock below 0. Returns the product with its new `stock`, `version` and `updatedAt`.
+    #[graphql(
+        guard = "Can(Permission::ProductAdjustStock)",
+        visible = "visible::product_adjust_stock"
+    )]
+    async fn adjust_stock(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        delta: i32,
+    ) -> async_graphql::Result<Product> {
+        let (id, rows) = (
+            id_of("product", &id)?,
+            rows(ctx, Permission::ProductAdjustStock)?,
+        );
+        let catalog = &ctx.state().catalog;
+        Ok(catalog
+            .adjust_stock(ctx.actor(), rows, id, delta)
+            .await?
+            .into())
     }
 
     /// Gives an account a new role, one of those the `roles` query lists (`BAD_USER_INPUT`

@@ -2,7 +2,8 @@ use async_graphql::{Context, ID, Object};
 
 use super::{
     ContextExt,
-    guard::{Can, visible},
+    guard::{Can, node_reach, visible},
+    node::{self, Node},
     parse_id,
     types::{
         Account, AccountConnection, AuditEventConnection, AuditFilter, PermissionGrant, PolicyView,
@@ -103,6 +104,26 @@ impl Query {
             return Ok(None);
         };
         Ok(ctx.state().catalog.find(id).await?.map(Product::from))
+    }
+
+    /// The product or account with this id, or null when there is none or the caller may not
+    /// see it (a product: `product read`; an account: the caller's own, or any with `user
+    /// list`), the two answers being the same.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        let reach = node_reach(ctx)?;
+        let mut found = node::resolve(ctx.state(), reach, std::slice::from_ref(&id)).await?;
+        Ok(found.pop().flatten())
+    }
+
+    /// The node behind each id (at most 100), in the same order, each as `node` answers it.
+    /// Any number of ids costs two queries at most.
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+    ) -> async_graphql::Result<Vec<Option<Node>>> {
+        let reach = node_reach(ctx)?;
+        Ok(node::resolve(ctx.state(), reach, &ids).await?)
     }
 
     /// Every account, in creation order, `first` (1–100, default 20) at a time.

@@ -46,6 +46,8 @@ impl ScalarType for Decimal {
 /// A person's account, as they and admins see it.
 #[derive(SimpleObject, Clone)]
 pub struct Account {
+    /// Unique among every `Node`.
+    #[graphql(owned)]
     pub id: ID,
     pub username: String,
     pub email: Option<String>,
@@ -252,7 +254,8 @@ pub struct Product(Arc<product::Model>);
 /// A product in the catalog.
 #[Object]
 impl Product {
-    async fn id(&self) -> ID {
+    /// Unique among every `Node`.
+    pub async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
 
@@ -278,6 +281,13 @@ impl Product {
 
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+
+    /// 1 when created, raised by 1 by every change (`updateProduct`, `adjustStock`). Pass it
+    /// back as `expectedVersion` to change or delete the product only if nobody has changed
+    /// it since.
+    async fn version(&self) -> i32 {
+        self.0.version
     }
 
     /// The admin who created the product; null for seeded products or deleted accounts.
@@ -448,7 +458,8 @@ pub struct AuditEvent {
     /// Who made the change; null when it was made from the command line (`create-admin`).
     pub actor: Option<AuditActor>,
     /// What was done: `product.create`, `product.update`, `product.delete`,
-    /// `account.set_role`, `account.deactivate` or `account.reactivate`.
+    /// `product.adjust_stock`, `account.set_role`, `account.deactivate`,
+    /// `account.reactivate`, or a `policy.*` change.
     pub action: String,
     /// What kind of thing it was done to: `product` or `account`.
     pub entity: String,

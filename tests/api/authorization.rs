@@ -81,6 +81,12 @@ const OPERATIONS: &[Operation] = &[
         allowed: &["admin", "editor"],
     },
     Operation {
+        name: "adjustStock",
+        query: "mutation($id:ID!){ adjustStock(id:$id, delta: 4){ stock version } }",
+        // A seller may restock only their own products; this one is an admin's.
+        allowed: &["admin", "editor"],
+    },
+    Operation {
         name: "deleteProduct",
         query: "mutation($id:ID!){ deleteProduct(id:$id) }",
         allowed: &["admin"],

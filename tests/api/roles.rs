@@ -210,7 +210,13 @@ async fn a_seller_changes_only_their_own_products() {
         .collect();
     assert_eq!(
         scopes,
-        ["read ANY", "create ANY", "update OWN", "delete OWN"]
+        [
+            "read ANY",
+            "create ANY",
+            "update OWN",
+            "delete OWN",
+            "adjust_stock OWN"
+        ]
     );
 }
 

@@ -77,6 +77,8 @@ async fn introspection_shows_the_same_schema() {
             "account",
             "products",
             "product",
+            "node",
+            "nodes",
             "users",
             "auditEvents"
         ]
@@ -94,6 +96,7 @@ async fn introspection_shows_the_same_schema() {
             "createProduct",
             "updateProduct",
             "deleteProduct",
+            "adjustStock",
             "setUserRole",
             "deactivateAccount",
             "reactivateAccount",

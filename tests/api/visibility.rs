@@ -49,6 +49,11 @@ const GUARDED: &[(&str, &str, &str)] = &[
     ),
     (
         "Mutation",
+        "adjustStock",
+        r#"mutation { adjustStock(id: "x", delta: 1) { id } }"#,
+    ),
+    (
+        "Mutation",
         "setUserRole",
         r#"mutation { setUserRole(userId: "x", role: "user") { id } }"#,
     ),

@@ -7,8 +7,8 @@ use super::{
     documents::{self, Operation},
     response::Response,
     types::{
-        Account, AuditEvent, AuthPayload, Connection, NewAccount, NewProduct, Page, Permission,
-        Product, ProductChanges, ProductHistory, ProductWithCreator, Role,
+        Account, AuditEvent, AuthPayload, Connection, NewAccount, NewProduct, Node, Page,
+        Permission, Product, ProductChanges, ProductHistory, ProductWithCreator, Role,
     },
 };
 
@@ -349,6 +349,36 @@ impl Actor {
     pub async fn delete_product(&self, id: &str) -> Response<String> {
         self.run(documents::DELETE_PRODUCT, json!({ "id": id }))
             .await
+    }
+
+    /// `updateProduct` with `expectedVersion`.
+    pub async fn update_product_at(
+        &self,
+        id: &str,
+        changes: &ProductChanges,
+        expected_version: i64,
+    ) -> Response<Product> {
+        let variables = json!({ "id": id, "input": changes, "expectedVersion": expected_version });
+        self.run(documents::UPDATE_PRODUCT, variables).await
+    }
+
+    /// `deleteProduct` with `expectedVersion`.
+    pub async fn delete_product_at(&self, id: &str, expected_version: i64) -> Response<String> {
+        let variables = json!({ "id": id, "expectedVersion": expected_version });
+        self.run(documents::DELETE_PRODUCT, variables).await
+    }
+
+    pub async fn adjust_stock(&self, id: &str, delta: i64) -> Response<Product> {
+        self.run(documents::ADJUST_STOCK, json!({ "id": id, "delta": delta }))
+            .await
+    }
+
+    pub async fn node(&self, id: &str) -> Response<Option<Node>> {
+        self.run(documents::NODE, json!({ "id": id })).await
+    }
+
+    pub async fn nodes(&self, ids: &[&str]) -> Response<Vec<Option<Node>>> {
+        self.run(documents::NODES, json!({ "ids": ids })).await
     }
 
     pub async fn set_user_role(&self, user_id: &str, role: Role) -> Response<Account> {

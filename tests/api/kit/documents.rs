@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use serde_json::{Value, json};
 
 use super::types::{
-    Account, AuditEvent, AuthPayload, Connection, Permission, Product, ProductHistory,
+    Account, AuditEvent, AuthPayload, Connection, Node, Permission, Product, ProductHistory,
     ProductWithCreator, TotalCount,
 };
 
@@ -60,7 +60,7 @@ macro_rules! auth_fields {
 
 macro_rules! product_fields {
     () => {
-        "id name description price stock createdAt updatedAt"
+        "id name description price stock createdAt updatedAt version"
     };
 }
 
@@ -197,8 +197,8 @@ pub const CREATE_PRODUCT: Operation<Product> = Operation::new(
 pub const UPDATE_PRODUCT: Operation<Product> = Operation::new(
     "updateProduct",
     concat!(
-        "mutation UpdateProduct($id: ID!, $input: UpdateProductInput!) { ",
-        "updateProduct(id: $id, input: $input) { ",
+        "mutation UpdateProduct($id: ID!, $input: UpdateProductInput!, $expectedVersion: Int) { ",
+        "updateProduct(id: $id, input: $input, expectedVersion: $expectedVersion) { ",
         product_fields!(),
         " } }"
     ),
@@ -206,7 +206,43 @@ pub const UPDATE_PRODUCT: Operation<Product> = Operation::new(
 
 pub const DELETE_PRODUCT: Operation<String> = Operation::new(
     "deleteProduct",
-    "mutation DeleteProduct($id: ID!) { deleteProduct(id: $id) }",
+    concat!(
+        "mutation DeleteProduct($id: ID!, $expectedVersion: Int) { ",
+        "deleteProduct(id: $id, expectedVersion: $expectedVersion) }"
+    ),
+);
+
+pub const ADJUST_STOCK: Operation<Product> = Operation::new(
+    "adjustStock",
+    concat!(
+        "mutation AdjustStock($id: ID!, $delta: Int!) { adjustStock(id: $id, delta: $delta) { ",
+        product_fields!(),
+        " } }"
+    ),
+);
+
+macro_rules! node_fields {
+    () => {
+        "__typename id ... on Product { name version } ... on Account { username }"
+    };
+}
+
+pub const NODE: Operation<Option<Node>> = Operation::new(
+    "node",
+    concat!(
+        "query Node($id: ID!) { node(id: $id) { ",
+        node_fields!(),
+        " } }"
+    ),
+);
+
+pub const NODES: Operation<Vec<Option<Node>>> = Operation::new(
+    "nodes",
+    concat!(
+        "query Nodes($ids: [ID!]!) { nodes(ids: $ids) { ",
+        node_fields!(),
+        " } }"
+    ),
 );
 
 pub const SET_USER_ROLE: Operation<Account> = Operation::new(

@@ -74,6 +74,20 @@ pub struct Product {
     pub stock: i64,
     pub created_at: String,
     pub updated_at: String,
+    pub version: i64,
+}
+
+/// `interface Node`: its type, id, and a field of each kind (`name`, `version` of a product,
+/// `username` of an account).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    #[serde(rename = "__typename")]
+    pub typename: String,
+    pub id: String,
+    pub name: Option<String>,
+    pub version: Option<i64>,
+    pub username: Option<String>,
 }
 
 /// A product with `createdBy`, which only some roles may read.
