@@ -15,6 +15,7 @@ mod m20261202_000001_account_lifecycle;
 mod m20261202_000002_create_idempotency_keys;
 mod m20261203_000001_create_audit_events;
 mod m20261203_000002_create_casbin_rules;
+mod m20261204_000010_index_product_reads;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_create_idempotency_keys::Migration),
             Box::new(m20261203_000001_create_audit_events::Migration),
             Box::new(m20261203_000002_create_casbin_rules::Migration),
+            Box::new(m20261204_000010_index_product_reads::Migration),
         ]
     }
 }
