@@ -196,10 +196,7 @@ impl Window {
     ) -> AppResult<Self> {
         let (field, size, direction) = match (first, last) {
             (Some(_), Some(_)) => {
-                return Err(AppError::bad_input(
-                    "last",
-                    "give first or last, not both",
-                ));
+                return Err(AppError::bad_input("last", "give first or last, not both"));
             }
             (None, Some(last)) => ("last", last, Direction::Backward),
             (first, None) => (
@@ -315,7 +312,10 @@ impl Cursor {
     /// `BAD_USER_INPUT` on `field` when it is not a cursor this API issued.
     pub fn decode(text: &str, field: &'static str) -> AppResult<Self> {
         let refused = || {
-            AppError::bad_input(field, format!("{field} must be a cursor returned by this API"))
+            AppError::bad_input(
+                field,
+                format!("{field} must be a cursor returned by this API"),
+            )
         };
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| refused())?;
         if bytes.len() == 16 {

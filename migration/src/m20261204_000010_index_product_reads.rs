@@ -1,4 +1,7 @@
-use sea_orm_migration::{prelude::*, sea_orm::DbBackend};
+use sea_orm_migration::{
+    prelude::*,
+    sea_orm::{DbBackend, Statement},
+};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -20,7 +23,8 @@ pub struct Migration;
 ///   products_fts(products_fts) VALUES('rebuild')` rebuilds the index.
 /// - PostgreSQL: a stored generated `search_vector` column (the text search configuration
 ///   `storefront_search`: `simple` words, accents removed by the `unaccent` extension when the
-///   server has it) with a GIN index.
+///   server has it; the name weighs more than the description in `ts_rank`) with a GIN
+///   index.
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -38,10 +42,8 @@ impl MigrationTrait for Migration {
             ("ix_products_stock", "stock"),
             ("ix_products_name", name_key),
         ] {
-            db.execute_unprepared(&format!(
-                "CREATE INDEX {index} ON products ({key}, id)"
-            ))
-            .await?;
+            db.execute_unprepared(&format!("CREATE INDEX {index} ON products ({key}, id)"))
+                .await?;
         }
         if postgres {
             let unaccent = db
@@ -51,8 +53,10 @@ impl MigrationTrait for Migration {
                 ))
                 .await?
                 .is_some();
-            db.execute_unprepared("CREATE TEXT SEARCH CONFIGURATION storefront_search (COPY = simple)")
-                .await?;
+            db.execute_unprepared(
+                "CREATE TEXT SEARCH CONFIGURATION storefront_search (COPY = simple)",
+            )
+            .await?;
             if unaccent {
                 db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS unaccent")
                     .await?;
@@ -65,7 +69,9 @@ impl MigrationTrait for Migration {
             }
             db.execute_unprepared(
                 "ALTER TABLE products ADD COLUMN search_vector tsvector GENERATED ALWAYS AS \
-                 (to_tsvector('storefront_search'::regconfig, name || ' ' || description)) STORED",
+                 (setweight(to_tsvector('storefront_search'::regconfig, name), 'A') || \
+                  setweight(to_tsvector('storefront_search'::regconfig, description), 'B')) \
+                 STORED",
             )
             .await?;
             db.execute_unprepared(

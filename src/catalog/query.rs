@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, Iterable,
-    Statement, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Iterable, Statement, Value,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -133,6 +132,12 @@ impl Filter {
         ids.dedup();
         self.ids = Some(ids);
         Ok(self)
+    }
+
+    /// A search without a word (only punctuation) matches nothing, and is not sent to the
+    /// full-text index (whose query language has no empty query).
+    fn matches_nothing(&self) -> bool {
+        self.search.as_ref().is_some_and(|s| s.words.is_empty())
     }
 
     /// Keeps only names containing `text`, ignoring case (blank: no condition).
@@ -300,9 +305,7 @@ async fn position(
                 .map(|(key, value)| match (key.field, value) {
                     (SortField::Name, KeyValue::Text(text)) => Some(text.clone().into()),
                     (SortField::Price, KeyValue::Int(n)) => Some((*n).into()),
-                    (SortField::Stock, KeyValue::Int(n)) => {
-                        i32::try_from(*n).ok().map(Value::from)
-                    }
+                    (SortField::Stock, KeyValue::Int(n)) => i32::try_from(*n).ok().map(Value::from),
                     (SortField::CreatedAt | SortField::UpdatedAt, KeyValue::Int(n)) => {
                         Some(DateTime::<Utc>::from_timestamp_nanos(*n).into())
                     }
@@ -386,16 +389,15 @@ impl Sql {
                     .bind(search.fts5());
             }
             Some(search) => {
-                self.push(" FROM products p WHERE p.search_vector @@ to_tsquery('storefront_search', ")
-                    .bind(search.tsquery())
-                    .push(")");
+                self.push(
+                    " FROM products p WHERE p.search_vector @@ to_tsquery('storefront_search', ",
+                )
+                .bind(search.tsquery())
+                .push(")");
             }
             None => {
                 self.push(" FROM products p WHERE 1 = 1");
             }
-        }
-        if filter.search.as_ref().is_some_and(|s| s.words.is_empty()) {
-            self.push(" AND 1 = 0");
         }
         if let Some(min) = filter.price_min_cents {
             self.push(" AND p.price_cents >= ").bind(min);
@@ -455,7 +457,10 @@ impl Sql {
                 (false, true) => " <= ",
             }
         };
-        let last_direction = query.order.last().map_or(SortDirection::Asc, |k| k.direction);
+        let last_direction = query
+            .order
+            .last()
+            .map_or(SortDirection::Asc, |k| k.direction);
         // The first key's bound alone, so the index range starts there.
         let first = query.order[0];
         self.push(" AND ")
@@ -501,9 +506,14 @@ impl Sql {
         };
         self.push(" ORDER BY ");
         for key in &query.order {
-            self.key(key.field, search).push(word(key.direction)).push(", ");
+            self.key(key.field, search)
+                .push(word(key.direction))
+                .push(", ");
         }
-        let last = query.order.last().map_or(SortDirection::Asc, |k| k.direction);
+        let last = query
+            .order
+            .last()
+            .map_or(SortDirection::Asc, |k| k.direction);
         self.push("p.id").push(word(last))
     }
 }
@@ -544,7 +554,8 @@ fn page_statement(
         sql.past(query, before, false, false);
     }
     sql.order_by(query, forward);
-    sql.push(" LIMIT ").bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    sql.push(" LIMIT ")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
     sql.statement()
 }
 
@@ -608,6 +619,14 @@ pub async fn page(
     window: &Window,
 ) -> AppResult<Page<Listed>> {
     let backend = db.get_database_backend();
+    if query.filter.matches_nothing() {
+        return Ok(Page {
+            items: vec![],
+            has_next_page: false,
+            has_previous_page: false,
+            total_count: None,
+        });
+    }
     let after = match &window.after {
         Some(cursor) => Some(position(db, query, cursor, "after").await?),
         None => None,
@@ -681,6 +700,9 @@ pub async fn page(
 /// # Errors
 /// Internal, on a database failure.
 pub async fn count(db: &DatabaseConnection, filter: &Filter) -> AppResult<u64> {
+    if filter.matches_nothing() {
+        return Ok(0);
+    }
     let row = db
         .query_one_raw(count_statement(db.get_database_backend(), filter))
         .await?
@@ -742,8 +764,7 @@ mod tests {
                 let mut rest = sql.as_str();
                 while let Some(at) = rest.find('$') {
                     rest = &rest[at + 1..];
-                    let digits: String =
-                        rest.chars().take_while(char::is_ascii_digit).collect();
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
                     assert_eq!(digits, next.to_string(), "{sql}");
                     next += 1;
                 }

@@ -14,9 +14,7 @@ use crate::{
     accounts::NewAccount,
     audit::{self, EntityKind, Event, Filter, FilterInput},
     authz::{Authorizer, Permission, Reach, RoleDefinition, Rule},
-    catalog::{
-        self, Listed, NewProduct, ProductChanges, ProductQuery, Search, SortField, SortKey,
-    },
+    catalog::{self, Listed, NewProduct, ProductChanges, ProductQuery, Search, SortField, SortKey},
     entities::{account, product},
     error::{AppError, AppResult},
     pagination::{DEFAULT_PAGE_SIZE, Page, PageRequest, encode_cursor},

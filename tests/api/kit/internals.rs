@@ -5,9 +5,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, QueryResult, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryResult, Statement, TransactionTrait};
 use storefront::{
     app::App,
     catalog::{Filter, ProductQuery, Search, SortKey, query as catalog_query},
