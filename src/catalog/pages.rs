@@ -13,6 +13,11 @@
 //! is unreachable), cached pages are not trusted: reads go to the database and report its
 //! errors, so staleness stays bounded.
 //!
+//! A page is keyed by every argument of its list (order, filter and window): sorted, filtered
+//! and searched pages are kept like plain ones, under the same budget, since a storefront's
+//! visitors ask for the same few sorts and filters again and again. Whether bypassing the
+//! cache for them would be cheaper is not measured yet (issue 13's benchmark).
+//!
 //! Memory is bounded by `CATALOG_CACHE_MB` (16 by default; 0 turns the cache off), counted
 //! from the text each cached page holds, so many distinct pages or searches cannot grow the
 //! process: when an entry would not fit, those seldom read make room.

@@ -381,7 +381,7 @@ impl Sql {
     }
 
     /// `FROM … WHERE <filter>` (without the keyset conditions).
-    fn from_where(&mut self, filter: &Filter) -> &mut Self {
+    fn tables_and_filter(&mut self, filter: &Filter) -> &mut Self {
         match &filter.search {
             Some(search) if !self.postgres() => {
                 self.push(" FROM products_fts JOIN products p ON p.rowid = products_fts.rowid")
@@ -546,7 +546,7 @@ fn page_statement(
 ) -> Statement {
     let mut sql = Sql::new(backend);
     select(&mut sql, query);
-    sql.from_where(&query.filter);
+    sql.tables_and_filter(&query.filter);
     if let Some(after) = after {
         sql.past(query, after, true, false);
     }
@@ -568,7 +568,7 @@ fn exists_statement(
 ) -> Statement {
     let mut sql = Sql::new(backend);
     sql.push("SELECT p.id");
-    sql.from_where(&query.filter);
+    sql.tables_and_filter(&query.filter);
     sql.past(query, position, forward, true);
     sql.push(" LIMIT 1");
     sql.statement()
@@ -578,7 +578,7 @@ fn exists_statement(
 fn count_statement(backend: DbBackend, filter: &Filter) -> Statement {
     let mut sql = Sql::new(backend);
     sql.push("SELECT COUNT(*) AS n");
-    sql.from_where(filter);
+    sql.tables_and_filter(filter);
     sql.statement()
 }
 
