@@ -302,13 +302,16 @@ fn ids_where(products: &[Product], keep: impl Fn(&Product) -> bool) -> Vec<Strin
     ids
 }
 
+/// Which products a filter should keep.
+type Keep = Box<dyn Fn(&Product) -> bool>;
+
 #[tokio::test]
 async fn filters_and_their_counts() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let products = catalog_with_ties(&app, &admin).await;
     let jan2 = time("2026-01-02T10:00:00Z");
-    let cases: Vec<(serde_json::Value, Box<dyn Fn(&Product) -> bool>)> = vec![
+    let cases: Vec<(serde_json::Value, Keep)> = vec![
         (
             json!({ "priceMin": "7.50" }),
             Box::new(|p| cents(&p.price) >= 750),
