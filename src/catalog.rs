@@ -2,15 +2,17 @@
 
 mod pages;
 pub mod products;
+pub mod query;
 
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use crate::{authz::Rows, db::Db, entities::product, error::AppResult, pagination::PageRequest};
+use crate::{authz::Rows, db::Db, entities::product, error::AppResult, pagination::Window};
 pub use pages::{CatalogPage, PageCache};
 pub use products::{NewProduct, ProductChanges};
+pub use query::{Filter, Listed, ProductQuery, Search, SortDirection, SortField, SortKey};
 
 /// The catalog service: product reads and writes (each with its audit record), the page cache
 /// kept in step with every change, and the audit log lines of admins' changes.
@@ -116,16 +118,17 @@ impl Catalog {
         products::find(self.db.reader(), id).await
     }
 
-    /// One page of products, with the number matching `search` when `with_total`.
+    /// One page of `query`'s list in `window`, with the number of products its filter keeps
+    /// when `with_total`.
     ///
     /// # Errors
-    /// Internal, on a database failure.
+    /// `BAD_USER_INPUT` on a cursor made for another list; internal, on a database failure.
     pub async fn page(
         &self,
-        request: PageRequest,
-        search: Option<&str>,
+        query: &Arc<ProductQuery>,
+        window: &Window,
         with_total: bool,
     ) -> AppResult<CatalogPage> {
-        self.pages.page(&self.db, request, search, with_total).await
+        self.pages.page(&self.db, query, window, with_total).await
     }
 }

@@ -15,6 +15,7 @@ mod m20261202_000001_account_lifecycle;
 mod m20261202_000002_create_idempotency_keys;
 mod m20261203_000001_create_audit_events;
 mod m20261203_000002_create_casbin_rules;
+mod m20261204_000010_index_product_reads;
 mod m20261205_000001_add_product_version;
 
 /// The ordered list of Storefront's migrations.
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_create_idempotency_keys::Migration),
             Box::new(m20261203_000001_create_audit_events::Migration),
             Box::new(m20261203_000002_create_casbin_rules::Migration),
+            Box::new(m20261204_000010_index_product_reads::Migration),
             Box::new(m20261205_000001_add_product_version::Migration),
         ]
     }

@@ -13,6 +13,11 @@
 //! is unreachable), cached pages are not trusted: reads go to the database and report its
 //! errors, so staleness stays bounded.
 //!
+//! A page is keyed by every argument of its list (order, filter and window): sorted, filtered
+//! and searched pages are kept like plain ones, under the same budget, since a storefront's
+//! visitors ask for the same few sorts and filters again and again. Whether bypassing the
+//! cache for them would be cheaper is not measured yet (issue 13's benchmark).
+//!
 //! Memory is bounded by `CATALOG_CACHE_MB` (16 by default; 0 turns the cache off), counted
 //! from the text each cached page holds, so many distinct pages or searches cannot grow the
 //! process: when an entry would not fit, those seldom read make room.
@@ -27,32 +32,22 @@ use std::{
 
 use quick_cache::{Weighter, sync::Cache};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
-use uuid::Uuid;
 
-use super::products;
+use super::query::{self, Filter, Listed, ProductQuery};
 use crate::{
-    entities::product,
     error::AppResult,
-    pagination::{Page, PageRequest},
+    pagination::{Page, Window},
 };
 
 /// A page of products whose rows the cache shares: handing one out copies pointers, not rows.
-pub type CatalogPage = Page<Arc<product::Model>>;
+pub type CatalogPage = Page<Listed>;
 
-/// What identifies a page: the same arguments give the same rows at one catalog version.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct PageKey {
-    first: u64,
-    after: Option<Uuid>,
-    search: Option<Box<str>>,
-}
-
-/// What an entry holds: a page, or the `totalCount` for a search term (`None`: the whole
-/// catalog), each read at one catalog version.
+/// What an entry holds: a page (keyed by every argument of the list: order, filter and
+/// window), or the `totalCount` of a filter, each read at one catalog version.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum EntryKey {
-    Page(i64, PageKey),
-    Count(i64, Option<Box<str>>),
+    Page(i64, Arc<ProductQuery>, Window),
+    Count(i64, Filter),
 }
 
 #[derive(Clone)]
@@ -157,22 +152,22 @@ impl PageCache {
         }
     }
 
-    /// One page of products, with the number of products matching `search` when `with_total`.
+    /// One page of `query`'s list, with the number of products its filter keeps when
+    /// `with_total`.
     ///
     /// # Errors
-    /// Internal, on a database failure.
+    /// `BAD_USER_INPUT` on a cursor of another list; internal, on a database failure.
     pub async fn page(
         &self,
         db: &DatabaseConnection,
-        request: PageRequest,
-        search: Option<&str>,
+        query: &Arc<ProductQuery>,
+        window: &Window,
         with_total: bool,
     ) -> AppResult<CatalogPage> {
-        let search = products::search_term(search);
         let (page, total) = if self.budget == 0 || !self.is_fresh() {
-            read(db, request, search, with_total).await?
+            read(db, query, window, with_total).await?
         } else {
-            self.cached(db, request, search, with_total).await?
+            self.cached(db, query, window, with_total).await?
         };
         Ok(Page {
             items: page.items.clone(),
@@ -186,30 +181,25 @@ impl PageCache {
     async fn cached(
         &self,
         db: &DatabaseConnection,
-        request: PageRequest,
-        search: Option<&str>,
+        query: &Arc<ProductQuery>,
+        window: &Window,
         with_total: bool,
     ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
         // The version before the read: whatever the read returns is at least this new, so an
         // entry stored under it is dropped as soon as a newer version is seen.
         let version = self.version.load(Ordering::Acquire);
-        let key = PageKey {
-            first: request.first,
-            after: request.after,
-            search: search.map(Box::from),
-        };
         if self.entries_version.fetch_max(version, Ordering::AcqRel) < version {
             self.entries.clear();
         }
-        let page_key = EntryKey::Page(version, key);
+        let page_key = EntryKey::Page(version, query.clone(), window.clone());
         let page = match self.entries.get(&page_key) {
             Some(Entry {
                 value: Held::Page(page),
                 ..
             }) => page,
             _ => {
-                let page = read_page(db, request, search).await?;
-                let bytes = page_bytes(search, &page);
+                let page = read_page(db, query, window).await?;
+                let bytes = page_bytes(query, window, &page);
                 self.store(version, page_key, bytes, Held::Page(page.clone()));
                 page
             }
@@ -217,15 +207,16 @@ impl PageCache {
         if !with_total {
             return Ok((page, None));
         }
-        let count_key = EntryKey::Count(version, search.map(Box::from));
+        let count_key = EntryKey::Count(version, query.filter().clone());
         let total = match self.entries.get(&count_key) {
             Some(Entry {
                 value: Held::Count(count),
                 ..
             }) => count,
             _ => {
-                let count = products::count(db, search).await?;
-                self.store(version, count_key, count_bytes(search), Held::Count(count));
+                let count = query::count(db, query.filter()).await?;
+                let bytes = count_bytes(query);
+                self.store(version, count_key, bytes, Held::Count(count));
                 count
             }
         };
@@ -270,40 +261,46 @@ impl PageCache {
 const ENTRY_OVERHEAD: usize = 128;
 const ROW_OVERHEAD: usize = 192;
 
-/// What a cached page holds: its rows' text and a fixed amount per row and per entry. A row
-/// shared by two pages counts twice, so the count can only overstate.
-fn page_bytes(search: Option<&str>, page: &CatalogPage) -> usize {
+/// What a cached page holds: its rows' text, its key's text (as its `Debug` form counts it,
+/// an overstatement) and a fixed amount per row and per entry. A row shared by two pages
+/// counts twice, so the count can only overstate.
+fn page_bytes(query: &ProductQuery, window: &Window, page: &CatalogPage) -> usize {
     let rows: usize = page
         .items
         .iter()
-        .map(|row| ROW_OVERHEAD + row.name.len() + row.name_search.len() + row.description.len())
+        .map(|listed| {
+            let row = &listed.product;
+            ROW_OVERHEAD + row.name.len() + row.name_search.len() + row.description.len()
+        })
         .sum();
-    ENTRY_OVERHEAD + search.map_or(0, str::len) + rows
+    ENTRY_OVERHEAD + key_bytes(query) + format!("{window:?}").len() + rows
 }
 
-fn count_bytes(search: Option<&str>) -> usize {
-    ENTRY_OVERHEAD + search.map_or(0, str::len)
+fn count_bytes(query: &ProductQuery) -> usize {
+    ENTRY_OVERHEAD + key_bytes(query)
+}
+
+fn key_bytes(query: &ProductQuery) -> usize {
+    format!("{query:?}").len()
 }
 
 async fn read_page(
     db: &DatabaseConnection,
-    request: PageRequest,
-    search: Option<&str>,
+    query: &ProductQuery,
+    window: &Window,
 ) -> AppResult<Arc<CatalogPage>> {
-    Ok(Arc::new(
-        products::page(db, request, search).await?.map(Arc::new),
-    ))
+    Ok(Arc::new(query::page(db, query, window).await?))
 }
 
 async fn read(
     db: &DatabaseConnection,
-    request: PageRequest,
-    search: Option<&str>,
+    query: &ProductQuery,
+    window: &Window,
     with_total: bool,
 ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
-    let page = read_page(db, request, search).await?;
+    let page = read_page(db, query, window).await?;
     let total = if with_total {
-        Some(products::count(db, search).await?)
+        Some(query::count(db, query.filter()).await?)
     } else {
         None
     };
@@ -324,7 +321,7 @@ async fn read_version(db: &DatabaseConnection) -> Result<i64, DbErr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::NewProduct;
+    use crate::catalog::{NewProduct, products};
 
     #[tokio::test]
     async fn memory_stays_within_the_budget_and_pages_stay_right() {
@@ -346,31 +343,26 @@ mod tests {
         let catalog = PageCache::load(&db, budget, Duration::from_millis(250))
             .await
             .unwrap();
-        let mut after = None;
+        let list = Arc::new(ProductQuery::new(vec![], Filter::default()).unwrap());
+        let mut after: Option<String> = None;
         for i in 0..30 {
-            let request = PageRequest { first: 1, after };
-            let page = catalog.page(&db, request, None, false).await.unwrap();
-            assert_eq!(page.items[0].name, format!("Product {i:02}"));
+            let window = Window::new(Some(1), after.as_deref(), None, None).unwrap();
+            let page = catalog.page(&db, &list, &window, false).await.unwrap();
+            assert_eq!(page.items[0].product.name, format!("Product {i:02}"));
             let held = catalog.cached_bytes();
             assert!(held > 0, "the page was kept");
             assert!(held <= budget, "{held} bytes held, budget {budget}");
-            after = Some(page.items[0].id);
+            after = Some(list.cursor(&page.items[0]).encode());
         }
         // A page bigger than the whole budget is served, not kept.
-        let all = PageRequest {
-            first: 30,
-            after: None,
-        };
-        let page = catalog.page(&db, all, None, true).await.unwrap();
+        let all = Window::new(Some(30), None, None, None).unwrap();
+        let page = catalog.page(&db, &list, &all, true).await.unwrap();
         assert_eq!((page.items.len(), page.total_count), (30, Some(30)));
         assert!(catalog.cached_bytes() <= budget);
 
         // The count is kept, and a change shows at once.
-        let first = PageRequest {
-            first: 1,
-            after: None,
-        };
-        let page = catalog.page(&db, first, None, true).await.unwrap();
+        let first = Window::new(Some(1), None, None, None).unwrap();
+        let page = catalog.page(&db, &list, &first, true).await.unwrap();
         assert_eq!(page.total_count, Some(30));
         let new = NewProduct {
             name: "Product 30",
@@ -380,7 +372,7 @@ mod tests {
         };
         products::create(&db, new, None).await.unwrap();
         catalog.note_change(&db).await;
-        let page = catalog.page(&db, first, None, true).await.unwrap();
+        let page = catalog.page(&db, &list, &first, true).await.unwrap();
         assert_eq!(page.total_count, Some(31));
     }
 }

@@ -1,12 +1,11 @@
-//! Products in the database: validated writes, reads and pages.
+//! Products in the database: validated writes and reads (lists are in `query.rs`).
 
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect, Statement,
-    sea_query::{Alias, Expr, ExprTrait, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Statement,
+    sea_query::{Alias, Expr, ExprTrait},
 };
 use uuid::Uuid;
 
@@ -16,7 +15,6 @@ use crate::{
     db::{self, Db},
     entities::product,
     error::{AppError, AppResult},
-    pagination::{Page, PageRequest, read_page},
     validation,
 };
 
@@ -376,39 +374,6 @@ pub fn search_term(search: Option<&str>) -> Option<&str> {
     search.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// Products whose name contains `search` (case-insensitively), or all of them.
-fn matching(search: Option<&str>) -> sea_orm::Select<product::Entity> {
-    let filter = match search_term(search) {
-        Some(term) => Condition::all().add(
-            Expr::col(product::Column::NameSearch)
-                .like(LikeExpr::new(format!("%{}%", escape_like(&search_key(term)))).escape('\\')),
-        ),
-        None => Condition::all(),
-    };
-    product::Entity::find().filter(filter)
-}
-
-/// One page of products in creation order, optionally only those whose name contains `search`
-/// (case-insensitively).
-///
-/// # Errors
-/// Internal, on a database failure.
-pub async fn page(
-    db: &DatabaseConnection,
-    request: PageRequest,
-    search: Option<&str>,
-) -> AppResult<Page<product::Model>> {
-    read_page(db, matching(search), product::Column::Id, request, false).await
-}
-
-/// How many products `page` can list with this `search`.
-///
-/// # Errors
-/// Internal, on a database failure.
-pub async fn count(db: &DatabaseConnection, search: Option<&str>) -> AppResult<u64> {
-    Ok(matching(search).count(db).await?)
-}
-
 /// The three demo products `storefront seed` stores, with fixed ids so seeding is idempotent.
 const DEMO_PRODUCTS: [(u128, &str, &str, i64, i32); 3] = [
     (
@@ -495,12 +460,12 @@ async fn insert_demo(db: &impl ConnectionTrait) -> AppResult<u64> {
 
 /// The form of a name that search compares: lower-cased in Rust, so SQLite and PostgreSQL
 /// agree on every script, not only ASCII.
-fn search_key(name: &str) -> String {
+pub(super) fn search_key(name: &str) -> String {
     name.to_lowercase()
 }
 
 /// Escapes `%`, `_` and `\` so a search term matches literally.
-fn escape_like(term: &str) -> String {
+pub(super) fn escape_like(term: &str) -> String {
     let mut escaped = String::with_capacity(term.len());
     for c in term.chars() {
         if matches!(c, '%' | '_' | '\\') {

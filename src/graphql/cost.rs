@@ -25,6 +25,8 @@ use async_graphql::{
     },
 };
 
+use crate::pagination::DEFAULT_PAGE_SIZE;
+
 /// Introspection lists nested inside each other at most this deep: `types { fields { args } }`
 /// in the standard introspection query.
 pub const MAX_INTROSPECTION_NESTING: u32 = 3;
@@ -39,7 +41,8 @@ struct FieldShape {
     ty: String,
     /// It returns a list.
     list: bool,
-    /// It is paginated: it takes `first`, whose default is this page size.
+    /// It is paginated: it takes `first`, whose default (or the resolver's when the schema
+    /// gives none) is this page size.
     page: Option<u64>,
     /// A list of what its `ids` argument names (`nodes`): as long as that list.
     by_ids: bool,
@@ -170,7 +173,9 @@ impl CostModel {
                                 .find(|arg| arg.node.name.node == "first")
                                 .map(|arg| match &arg.node.default_value {
                                     Some(value) => page_number(&value.node).unwrap_or(max_page),
-                                    None => max_page,
+                                    // No default in the schema (so `last` can be given
+                                    // alone): the resolver's default page.
+                                    None => max_page.min(DEFAULT_PAGE_SIZE as u64),
                                 });
                             let (ty, list) = named_type(&field.ty.node.base);
                             let by_ids = list

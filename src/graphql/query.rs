@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, Object};
 
 use super::{
@@ -7,7 +9,7 @@ use super::{
     parse_id,
     types::{
         Account, AccountConnection, AuditEventConnection, AuditFilter, PermissionGrant, PolicyView,
-        Product, ProductConnection, RoleView,
+        Product, ProductConnection, ProductFilter, ProductOrder, RoleView, product_list,
     },
 };
 use crate::{
@@ -15,8 +17,7 @@ use crate::{
     auth::Viewer,
     authz::{Permission, Subject},
     error::{AppError, INVALID_TOKEN},
-    pagination::{DEFAULT_PAGE_SIZE, PageRequest},
-    validation,
+    pagination::{DEFAULT_PAGE_SIZE, PageRequest, Window},
 };
 
 pub struct Query;
@@ -69,29 +70,32 @@ impl Query {
             .into())
     }
 
-    /// Products in creation order, `first` (1–100, default 20) at a time after the cursor
-    /// `after`.
-    /// `search` (at most 200 characters) keeps only products whose name contains it, ignoring
-    /// case.
+    /// Products in the order `orderBy` gives (default: `CREATED_AT ASC`, creation order), only
+    /// those `filter` keeps. Paged as Relay does: `first` (1–100) after the cursor `after`, or
+    /// `last` (1–100) before the cursor `before`; neither means `first: 20`. A cursor works
+    /// only with the `orderBy` and `filter` it was read with.
     #[graphql(
         guard = "Can(Permission::ProductRead)",
         visible = "visible::product_read"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn products(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: Option<i32>,
+        first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        order_by: Option<Vec<ProductOrder>>,
+        filter: Option<ProductFilter>,
+        #[graphql(deprecation = "use filter: { nameContains: ... }, which it is the same as")]
         search: Option<String>,
     ) -> async_graphql::Result<ProductConnection> {
-        let request = PageRequest::new(first.unwrap_or(DEFAULT_PAGE_SIZE), after.as_deref())?;
-        if let Some(search) = &search {
-            validation::search(search)?;
-        }
+        let window = Window::new(first, after.as_deref(), last, before.as_deref())?;
+        let list = Arc::new(product_list(order_by, filter, search.as_deref())?);
         let with_total = ctx.look_ahead().field("totalCount").exists();
-        let catalog = &ctx.state().catalog;
-        let page = catalog.page(request, search.as_deref(), with_total).await?;
-        Ok(ProductConnection::from_page(page, |row| row.id))
+        let page = ctx.state().catalog.page(&list, &window, with_total).await?;
+        Ok(ProductConnection::of_list(page, &list))
     }
 
     /// The product with this id, or null when there is none.

@@ -14,7 +14,7 @@ use crate::{
     accounts::NewAccount,
     audit::{self, EntityKind, Event, Filter, FilterInput},
     authz::{Authorizer, Permission, Reach, RoleDefinition, Rule},
-    catalog::{NewProduct, ProductChanges},
+    catalog::{self, Listed, NewProduct, ProductChanges, ProductQuery, Search, SortField, SortKey},
     entities::{account, product},
     error::{AppError, AppResult},
     pagination::{DEFAULT_PAGE_SIZE, Page, PageRequest, encode_cursor},
@@ -335,6 +335,186 @@ impl From<Arc<product::Model>> for Product {
     }
 }
 
+impl From<Listed> for Product {
+    fn from(listed: Listed) -> Self {
+        Self(listed.product)
+    }
+}
+
+/// What an edge's cursor is made from.
+pub trait EdgeKey: Clone + Send + Sync {
+    /// The opaque cursor.
+    fn cursor(&self) -> String;
+}
+
+impl EdgeKey for Uuid {
+    fn cursor(&self) -> String {
+        encode_cursor(*self)
+    }
+}
+
+/// A product in a list, and the list (its order and filter): its cursor carries the product's
+/// sort keys, and is made only when a query selects it.
+#[derive(Clone)]
+pub struct ListedKey {
+    list: Arc<ProductQuery>,
+    listed: Listed,
+}
+
+impl EdgeKey for ListedKey {
+    fn cursor(&self) -> String {
+        self.list.cursor(&self.listed).encode()
+    }
+}
+
+impl ProductConnection {
+    /// The connection of a page of `list`.
+    pub fn of_list(page: Page<Listed>, list: &Arc<ProductQuery>) -> Self {
+        Self::from_page(page, |listed| ListedKey {
+            list: list.clone(),
+            listed: listed.clone(),
+        })
+    }
+}
+
+/// What a product list may be sorted on.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ProductSortField {
+    /// The name, ignoring case (compared by Unicode code point).
+    Name,
+    Price,
+    Stock,
+    CreatedAt,
+    UpdatedAt,
+    /// How well a product matches `filter.search` (only with it): `DESC` puts the best first.
+    Relevance,
+}
+
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SortDirection {
+    Asc,
+    Desc,
+}
+
+/// One key of a product list's order. Products equal on every key are in the order of their
+/// id, in the direction of the last key.
+#[derive(InputObject, Clone, Copy)]
+pub struct ProductOrder {
+    pub field: ProductSortField,
+    #[graphql(default_with = "SortDirection::Asc")]
+    pub direction: SortDirection,
+}
+
+/// Which products to list; every condition given must hold.
+#[derive(InputObject, Default)]
+pub struct ProductFilter {
+    /// Products that cost at least this much.
+    pub price_min: Option<Decimal>,
+    /// Products that cost at most this much (not less than `priceMin`).
+    pub price_max: Option<Decimal>,
+    /// `true`: products with stock; `false`: products out of stock.
+    pub in_stock: Option<bool>,
+    /// Only these products (at most 100 ids; ids of no product match nothing).
+    pub ids: Option<Vec<ID>>,
+    /// Products created after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Products created before this time (later than `createdAfter`).
+    pub created_before: Option<DateTime<Utc>>,
+    /// Full-text search (at most 200 characters): products whose name or description holds
+    /// every word, ignoring case and accents, the last word as a prefix (`"tea"` finds
+    /// "teapot"). Allows `orderBy: {field: RELEVANCE, direction: DESC}`.
+    pub search: Option<String>,
+    /// Products whose name contains this text (at most 200 characters), ignoring case.
+    pub name_contains: Option<String>,
+}
+
+/// The list `products` reads: its order (default `CREATED_AT ASC`) and filter, validated;
+/// `search` is the deprecated top-level argument (`filter.nameContains`).
+///
+/// # Errors
+/// `BAD_USER_INPUT` naming the argument at fault (`orderBy`, `filter.priceMin`, …).
+pub fn product_list(
+    order_by: Option<Vec<ProductOrder>>,
+    filter: Option<ProductFilter>,
+    search: Option<&str>,
+) -> AppResult<ProductQuery> {
+    let filter = filter.unwrap_or_default();
+    let order = order_by
+        .unwrap_or_default()
+        .into_iter()
+        .map(|key| SortKey {
+            field: match key.field {
+                ProductSortField::Name => SortField::Name,
+                ProductSortField::Price => SortField::Price,
+                ProductSortField::Stock => SortField::Stock,
+                ProductSortField::CreatedAt => SortField::CreatedAt,
+                ProductSortField::UpdatedAt => SortField::UpdatedAt,
+                ProductSortField::Relevance => SortField::Relevance,
+            },
+            direction: match key.direction {
+                SortDirection::Asc => catalog::SortDirection::Asc,
+                SortDirection::Desc => catalog::SortDirection::Desc,
+            },
+        })
+        .collect();
+    let price = |value: &Option<Decimal>, field: &'static str| {
+        value
+            .as_ref()
+            .map(|price| validation::price_cents(&price.0).map_err(|err| refield(err, field)))
+            .transpose()
+    };
+    let text = |value: &Option<String>, field: &'static str| -> AppResult<()> {
+        match value {
+            Some(text) => validation::search(text).map_err(|err| refield(err, field)),
+            None => Ok(()),
+        }
+    };
+    text(&filter.search, "filter.search")?;
+    text(&filter.name_contains, "filter.nameContains")?;
+    if let Some(search) = search {
+        validation::search(search)?;
+        if filter.name_contains.is_some() {
+            return Err(AppError::bad_input(
+                "search",
+                "search is filter.nameContains: give only one of them",
+            ));
+        }
+    }
+    let mut parsed = catalog::Filter {
+        price_min_cents: price(&filter.price_min, "filter.priceMin")?,
+        price_max_cents: price(&filter.price_max, "filter.priceMax")?,
+        in_stock: filter.in_stock,
+        ids: None,
+        created_after: filter.created_after,
+        created_before: filter.created_before,
+        search: filter.search.as_deref().and_then(Search::parse),
+        name_contains: None,
+    };
+    if let Some(text) = filter.name_contains.as_deref().or(search) {
+        parsed = parsed.with_name_containing(text);
+    }
+    if let Some(ids) = &filter.ids {
+        let ids = ids
+            .iter()
+            .map(|id| {
+                super::parse_id(id).ok_or_else(|| {
+                    AppError::bad_input("filter.ids", "filter.ids must list product ids")
+                })
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        parsed = parsed.with_ids(ids)?;
+    }
+    ProductQuery::new(order, parsed)
+}
+
+/// The same refusal, naming `field` (a rule shared with another input names its own field).
+fn refield(err: AppError, field: &'static str) -> AppError {
+    match err {
+        AppError::BadUserInput { message, .. } => AppError::BadUserInput { field, message },
+        other => other,
+    }
+}
+
 /// Where a page sits in the whole list.
 #[derive(SimpleObject)]
 pub struct PageInfo {
@@ -347,17 +527,17 @@ pub struct PageInfo {
 /// Defines a connection type (one page of a list) and its edge type over a node type.
 /// Edges, cursors and the page info are made only when a query selects them.
 macro_rules! connection {
-    ($connection:ident, $edge:ident, $node:ty, $what:literal, $plural:literal) => {
+    ($connection:ident, $edge:ident, $node:ty, $key:ty, $what:literal, $plural:literal) => {
         pub struct $edge {
             node: $node,
-            id: Uuid,
+            key: $key,
         }
 
         #[doc = concat!($what, " with the cursor to pass as `after` to read the ones that follow it.")]
         #[Object]
         impl $edge {
             async fn cursor(&self) -> String {
-                encode_cursor(self.id)
+                self.key.cursor()
             }
 
             async fn node(&self) -> &$node {
@@ -367,7 +547,7 @@ macro_rules! connection {
 
         pub struct $connection {
             nodes: Vec<$node>,
-            ids: Vec<Uuid>,
+            keys: Vec<$key>,
             has_next_page: bool,
             has_previous_page: bool,
             total_count: Option<u64>,
@@ -379,10 +559,10 @@ macro_rules! connection {
             async fn edges(&self) -> Vec<$edge> {
                 self.nodes
                     .iter()
-                    .zip(&self.ids)
-                    .map(|(node, id)| $edge {
+                    .zip(&self.keys)
+                    .map(|(node, key)| $edge {
                         node: node.clone(),
-                        id: *id,
+                        key: key.clone(),
                     })
                     .collect()
             }
@@ -395,8 +575,8 @@ macro_rules! connection {
                 PageInfo {
                     has_next_page: self.has_next_page,
                     has_previous_page: self.has_previous_page,
-                    start_cursor: self.ids.first().copied().map(encode_cursor),
-                    end_cursor: self.ids.last().copied().map(encode_cursor),
+                    start_cursor: self.keys.first().map(EdgeKey::cursor),
+                    end_cursor: self.keys.last().map(EdgeKey::cursor),
                 }
             }
 
@@ -409,15 +589,15 @@ macro_rules! connection {
         }
 
         impl $connection {
-            /// A connection from a page of rows, each with its id for the cursor.
-            pub fn from_page<R>(page: Page<R>, id_of: impl Fn(&R) -> Uuid) -> Self
+            /// A connection from a page of rows, each with what its cursor is made from.
+            pub fn from_page<R>(page: Page<R>, key_of: impl Fn(&R) -> $key) -> Self
             where
                 $node: From<R>,
             {
-                let ids = page.items.iter().map(&id_of).collect();
+                let keys = page.items.iter().map(&key_of).collect();
                 Self {
                     nodes: page.items.into_iter().map(<$node>::from).collect(),
-                    ids,
+                    keys,
                     has_next_page: page.has_next_page,
                     has_previous_page: page.has_previous_page,
                     total_count: page.total_count,
@@ -431,6 +611,7 @@ connection!(
     ProductConnection,
     ProductEdge,
     Product,
+    ListedKey,
     "A product",
     "products"
 );
@@ -438,6 +619,7 @@ connection!(
     AccountConnection,
     AccountEdge,
     Account,
+    Uuid,
     "An account",
     "accounts"
 );
@@ -445,6 +627,7 @@ connection!(
     AuditEventConnection,
     AuditEventEdge,
     AuditEvent,
+    Uuid,
     "An audit record",
     "audit records"
 );

@@ -27,7 +27,7 @@ pub use jwt::{claims_of, forge_jwt, header_of};
 pub use process::{ServerProcess, Storefront, free_port, storefront};
 pub use response::Response;
 pub use types::{
-    AuditChange, AuditEvent, AuthPayload, NewAccount, NewProduct, Node, Page, Product,
+    AuditChange, AuditEvent, AuthPayload, ListArgs, NewAccount, NewProduct, Node, Page, Product,
     ProductChanges, Role,
 };
 pub use wait::{join_all, join_tasks, within};

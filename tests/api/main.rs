@@ -7,6 +7,7 @@ mod account_lifecycle;
 mod audit;
 mod authorization;
 mod catalog;
+mod catalog_reads;
 mod catalog_writes;
 mod cli;
 mod clients;

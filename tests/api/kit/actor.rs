@@ -7,7 +7,7 @@ use super::{
     documents::{self, Operation},
     response::Response,
     types::{
-        Account, AuditEvent, AuthPayload, Connection, NewAccount, NewProduct, Node, Page,
+        Account, AuditEvent, AuthPayload, Connection, ListArgs, NewAccount, NewProduct, Node, Page,
         Permission, Product, ProductChanges, ProductHistory, ProductWithCreator, Role,
     },
 };
@@ -292,6 +292,11 @@ impl Actor {
 
     pub async fn products(&self, page: Page) -> Response<Connection<Product>> {
         self.run(documents::PRODUCTS, json!(page)).await
+    }
+
+    /// A page of `products` with any of its arguments.
+    pub async fn product_list(&self, args: &ListArgs) -> Response<Connection<Product>> {
+        self.run(documents::PRODUCT_LIST, json!(args)).await
     }
 
     /// How many products there are.

@@ -304,6 +304,12 @@ impl TestApp {
         internals::query(&self.state, sql, values).await
     }
 
+    /// Every statement the catalog's product lists run (one list per order and filter), each
+    /// with its query plan (see [`internals::catalog_query_plans`]).
+    pub async fn catalog_query_plans(&self) -> Vec<(String, String)> {
+        internals::catalog_query_plans(&self.state).await
+    }
+
     /// The number `sql` reads as its column `n`.
     pub async fn sql_count(&self, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
         let rows = self.sql_rows(sql, values).await;

@@ -150,6 +150,19 @@ pub const PRODUCTS: Operation<Connection<Product>> = Operation::new(
     ),
 );
 
+/// `products` with every argument but the deprecated `search` (see [`super::types::ListArgs`]).
+pub const PRODUCT_LIST: Operation<Connection<Product>> = Operation::new(
+    "products",
+    concat!(
+        "query ProductList($first: Int, $after: String, $last: Int, $before: String, ",
+        "$orderBy: [ProductOrder!], $filter: ProductFilter) { ",
+        "products(first: $first, after: $after, last: $last, before: $before, ",
+        "orderBy: $orderBy, filter: $filter) { ",
+        connection_fields!(product_fields!()),
+        " } }"
+    ),
+);
+
 pub const PRODUCT_COUNT: Operation<TotalCount> =
     Operation::new("products", "query ProductCount { products { totalCount } }");
 

@@ -5,8 +5,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryResult, Statement};
-use storefront::{app::App, entities::account};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryResult, Statement, TransactionTrait};
+use storefront::{
+    app::App,
+    catalog::{Filter, ProductQuery, Search, SortKey, query as catalog_query},
+    entities::account,
+};
 use tokio::sync::oneshot;
 
 pub use storefront::{
@@ -154,6 +158,116 @@ pub async fn stored_account(state: &AppState, id: &str) -> Option<(String, bool)
         .await
         .unwrap()
         .map(|a| (a.role, a.deactivated_at.is_some()))
+}
+
+/// The product lists whose query plans [`catalog_query_plans`] reads: every order in both
+/// directions, each filter, and a few combinations.
+fn product_lists() -> Vec<ProductQuery> {
+    use storefront::catalog::{SortDirection as D, SortField as F};
+    let key = |field, direction| SortKey { field, direction };
+    let search = || Filter {
+        search: Search::parse("tea"),
+        ..Filter::default()
+    };
+    let now = chrono::Utc::now();
+    let filters = vec![
+        Filter::default(),
+        Filter {
+            price_min_cents: Some(100),
+            ..Filter::default()
+        },
+        Filter {
+            price_max_cents: Some(100),
+            ..Filter::default()
+        },
+        Filter {
+            in_stock: Some(true),
+            ..Filter::default()
+        },
+        Filter {
+            in_stock: Some(false),
+            ..Filter::default()
+        },
+        Filter::default()
+            .with_ids(vec![uuid::Uuid::now_v7(), uuid::Uuid::now_v7()])
+            .unwrap(),
+        Filter {
+            created_after: Some(now),
+            ..Filter::default()
+        },
+        Filter {
+            created_before: Some(now),
+            ..Filter::default()
+        },
+        search(),
+        Filter::default().with_name_containing("lamp"),
+        Filter {
+            price_min_cents: Some(100),
+            price_max_cents: Some(1000),
+            in_stock: Some(true),
+            ..search()
+        },
+    ];
+    let mut lists = Vec::new();
+    for filter in filters {
+        lists.push(ProductQuery::new(vec![], filter).unwrap());
+    }
+    for field in [F::Name, F::Price, F::Stock, F::CreatedAt, F::UpdatedAt] {
+        for direction in [D::Asc, D::Desc] {
+            lists.push(ProductQuery::new(vec![key(field, direction)], Filter::default()).unwrap());
+        }
+    }
+    for direction in [D::Asc, D::Desc] {
+        lists.push(ProductQuery::new(vec![key(F::Relevance, direction)], search()).unwrap());
+    }
+    let price_in_stock = Filter {
+        price_min_cents: Some(100),
+        in_stock: Some(true),
+        ..Filter::default()
+    };
+    lists.push(ProductQuery::new(vec![key(F::Price, D::Desc)], price_in_stock).unwrap());
+    lists.push(
+        ProductQuery::new(
+            vec![key(F::Price, D::Desc), key(F::Name, D::Asc)],
+            Filter::default(),
+        )
+        .unwrap(),
+    );
+    lists
+}
+
+/// Every statement the product lists of [`product_lists`] run (pages both ways, the checks
+/// beyond a cursor, the counts), each with its query plan: `EXPLAIN QUERY PLAN` on SQLite,
+/// `EXPLAIN` with sequential scans disabled on PostgreSQL (so a `Seq Scan` in a plan means
+/// that no index can serve the statement, however small the table).
+pub async fn catalog_query_plans(state: &AppState) -> Vec<(String, String)> {
+    let backend = backend(state);
+    let mut plans = Vec::new();
+    for list in product_lists() {
+        for statement in catalog_query::statements(backend, &list) {
+            let txn = state.db.reader().begin().await.unwrap();
+            let (prefix, column) = if backend == DbBackend::Postgres {
+                txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+                    .await
+                    .unwrap();
+                ("EXPLAIN ", "QUERY PLAN")
+            } else {
+                ("EXPLAIN QUERY PLAN ", "detail")
+            };
+            let explain = Statement {
+                sql: format!("{prefix}{}", statement.sql),
+                ..statement.clone()
+            };
+            let rows = txn.query_all_raw(explain).await.unwrap();
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|row| row.try_get::<String>("", column).unwrap())
+                .collect();
+            txn.rollback().await.unwrap();
+            plans.push((statement.sql, plan.join("\n")));
+        }
+    }
+    plans
 }
 
 /// The schema the server serves, as `storefront print-schema` prints it.

@@ -285,3 +285,65 @@ impl Page {
         self
     }
 }
+
+/// The arguments of `products` ([`super::documents::PRODUCT_LIST`]); unset ones are left
+/// out.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListArgs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_by: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
+}
+
+impl ListArgs {
+    /// Sorted on `field` (`"PRICE"`, …) in `direction` (`"ASC"` or `"DESC"`).
+    pub fn sorted(field: &str, direction: &str) -> Self {
+        Self::default().order(&[(field, direction)])
+    }
+
+    /// Sorted on these keys, in turn.
+    pub fn order(mut self, keys: &[(&str, &str)]) -> Self {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|(field, direction)| serde_json::json!({ "field": field, "direction": direction }))
+            .collect();
+        self.order_by = Some(serde_json::Value::Array(keys));
+        self
+    }
+
+    /// Filtered by `filter` (a `ProductFilter` object).
+    pub fn filter(mut self, filter: serde_json::Value) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    pub fn first(mut self, first: i64) -> Self {
+        self.first = Some(first);
+        self
+    }
+
+    pub fn last(mut self, last: i64) -> Self {
+        self.last = Some(last);
+        self
+    }
+
+    pub fn after(mut self, cursor: Option<&str>) -> Self {
+        self.after = cursor.map(str::to_owned);
+        self
+    }
+
+    pub fn before(mut self, cursor: Option<&str>) -> Self {
+        self.before = cursor.map(str::to_owned);
+        self
+    }
+}

@@ -1,0 +1,775 @@
+//! Product lists: an order and a filter ([`ProductQuery`]), paged by keyset on the order's keys
+//! and the id ([`Window`], [`Cursor`]), as SQL for SQLite and PostgreSQL.
+//!
+//! Every statement here is one range of an index (see the migration
+//! `m20261204_000010_index_product_reads`): each sort key has an index ending in `id`, and a
+//! cursor's position is written as `k1 >= v1 AND (k1 > v1 OR (k1 = v1 AND id > id1))`, whose
+//! first term bounds the index range. `search` goes through the full-text index of each
+//! database (FTS5 on SQLite, a GIN-indexed `tsvector` on PostgreSQL).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Iterable, Statement, Value,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::products::{self, escape_like, search_key};
+use crate::{
+    entities::product,
+    error::{AppError, AppResult},
+    pagination::{Cursor, Direction, KeyValue, Page, Window},
+};
+
+/// The most ids `filter.ids` may list.
+pub const MAX_IDS: usize = 100;
+
+/// What a list may be sorted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SortField {
+    Name,
+    Price,
+    Stock,
+    CreatedAt,
+    UpdatedAt,
+    /// How well a product matches `search` (only with `search`).
+    Relevance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SortDirection {
+    Asc,
+    Desc,
+}
+
+/// One key of an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SortKey {
+    pub field: SortField,
+    pub direction: SortDirection,
+}
+
+/// A full-text search: its words, lower-cased; the last one matches as a prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Search {
+    words: Vec<String>,
+}
+
+impl Search {
+    /// The words of `text`: runs of letters and digits (combining accents included), or `None`
+    /// when the text is blank.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.trim().is_empty() {
+            return None;
+        }
+        let words = text
+            .split(|c: char| !(c.is_alphanumeric() || is_combining_mark(c)))
+            .filter(|word| !word.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        Some(Self { words })
+    }
+
+    /// The FTS5 query: every word, quoted, the last as a prefix.
+    fn fts5(&self) -> String {
+        let mut query = String::new();
+        for (i, word) in self.words.iter().enumerate() {
+            if i > 0 {
+                query.push(' ');
+            }
+            query.push('"');
+            query.push_str(word);
+            query.push('"');
+            if i + 1 == self.words.len() {
+                query.push('*');
+            }
+        }
+        query
+    }
+
+    /// The PostgreSQL `to_tsquery` text: every word, the last as a prefix.
+    fn tsquery(&self) -> String {
+        let mut query = self.words.join(" & ");
+        query.push_str(":*");
+        query
+    }
+}
+
+fn is_combining_mark(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
+}
+
+/// Which products a list keeps; every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Filter {
+    pub price_min_cents: Option<i64>,
+    pub price_max_cents: Option<i64>,
+    pub in_stock: Option<bool>,
+    /// Sorted, without duplicates.
+    pub ids: Option<Vec<Uuid>>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub search: Option<Search>,
+    /// Lower-cased (as `name_search` is).
+    pub name_contains: Option<String>,
+}
+
+impl Filter {
+    /// Keeps only the ids listed (sorted and deduplicated here).
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` on `filter.ids` beyond [`MAX_IDS`].
+    pub fn with_ids(mut self, mut ids: Vec<Uuid>) -> AppResult<Self> {
+        if ids.len() > MAX_IDS {
+            return Err(AppError::bad_input(
+                "filter.ids",
+                format!("filter.ids may list at most {MAX_IDS} ids"),
+            ));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        self.ids = Some(ids);
+        Ok(self)
+    }
+
+    /// A search without a word (only punctuation) matches nothing, and is not sent to the
+    /// full-text index (whose query language has no empty query).
+    fn matches_nothing(&self) -> bool {
+        self.search.as_ref().is_some_and(|s| s.words.is_empty())
+    }
+
+    /// Keeps only names containing `text`, ignoring case (blank: no condition).
+    pub fn with_name_containing(mut self, text: &str) -> Self {
+        self.name_contains = products::search_term(Some(text)).map(search_key);
+        self
+    }
+}
+
+/// An order and a filter: what a cursor is made for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProductQuery {
+    order: Vec<SortKey>,
+    filter: Filter,
+    fingerprint: [u8; 8],
+}
+
+/// Today's order, and the one a list without `orderBy` has.
+pub const DEFAULT_ORDER: SortKey = SortKey {
+    field: SortField::CreatedAt,
+    direction: SortDirection::Asc,
+};
+
+impl ProductQuery {
+    /// Checks an order (empty: [`DEFAULT_ORDER`]) against a filter.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` on `orderBy` when a field comes twice or `RELEVANCE` comes without
+    /// `filter.search`; on `filter.priceMax` / `filter.createdBefore` below their minimum.
+    pub fn new(order: Vec<SortKey>, filter: Filter) -> AppResult<Self> {
+        let order = if order.is_empty() {
+            vec![DEFAULT_ORDER]
+        } else {
+            order
+        };
+        for (i, key) in order.iter().enumerate() {
+            if order[..i].iter().any(|k| k.field == key.field) {
+                return Err(AppError::bad_input(
+                    "orderBy",
+                    "orderBy names each field at most once",
+                ));
+            }
+            if key.field == SortField::Relevance && filter.search.is_none() {
+                return Err(AppError::bad_input(
+                    "orderBy",
+                    "RELEVANCE orders only a list with filter.search",
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (filter.price_min_cents, filter.price_max_cents)
+            && max < min
+        {
+            return Err(AppError::bad_input(
+                "filter.priceMax",
+                "filter.priceMax must be at least filter.priceMin",
+            ));
+        }
+        if let (Some(after), Some(before)) = (filter.created_after, filter.created_before)
+            && before <= after
+        {
+            return Err(AppError::bad_input(
+                "filter.createdBefore",
+                "filter.createdBefore must be later than filter.createdAfter",
+            ));
+        }
+        let digest = Sha256::digest(format!("{order:?}|{filter:?}").as_bytes());
+        let mut fingerprint = [0; 8];
+        fingerprint.copy_from_slice(&digest[..8]);
+        Ok(Self {
+            order,
+            filter,
+            fingerprint,
+        })
+    }
+
+    /// The filter of this list.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Whether the list has the default order (a cursor of the first format is read under it).
+    fn is_default_order(&self) -> bool {
+        self.order == [DEFAULT_ORDER]
+    }
+
+    /// The cursor of a listed product.
+    pub fn cursor(&self, listed: &Listed) -> Cursor {
+        let row = &listed.product;
+        let keys = self
+            .order
+            .iter()
+            .map(|key| match key.field {
+                SortField::Name => KeyValue::Text(row.name_search.clone()),
+                SortField::Price => KeyValue::Int(row.price_cents),
+                SortField::Stock => KeyValue::Int(i64::from(row.stock)),
+                SortField::CreatedAt => KeyValue::Int(nanos(row.created_at)),
+                SortField::UpdatedAt => KeyValue::Int(nanos(row.updated_at)),
+                SortField::Relevance => KeyValue::Float(listed.relevance.unwrap_or(0.0)),
+            })
+            .collect();
+        Cursor::Keyset {
+            fingerprint: self.fingerprint,
+            keys,
+            id: row.id,
+        }
+    }
+}
+
+fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// A product in a list, with its relevance when the list has a search.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub product: Arc<product::Model>,
+    pub relevance: Option<f64>,
+}
+
+/// A cursor's position, checked against the list it is used with.
+struct Position {
+    keys: Vec<Value>,
+    id: Uuid,
+}
+
+/// The position `cursor` (given as `field`) stands for in `query`'s list. A cursor of the
+/// first format (an id alone) is read under the default order, at its product's creation time.
+async fn position(
+    db: &DatabaseConnection,
+    query: &ProductQuery,
+    cursor: &Cursor,
+    field: &'static str,
+) -> AppResult<Position> {
+    let foreign = || {
+        AppError::bad_input(
+            field,
+            format!("{field} is a cursor of a list with another order or filter"),
+        )
+    };
+    match cursor {
+        Cursor::Id(id) => {
+            if !query.is_default_order() {
+                return Err(foreign());
+            }
+            let row = products::find(db, *id).await?.ok_or_else(|| {
+                AppError::bad_input(field, format!("{field} points at a product that is gone"))
+            })?;
+            Ok(Position {
+                keys: vec![row.created_at.into()],
+                id: *id,
+            })
+        }
+        Cursor::Keyset {
+            fingerprint,
+            keys,
+            id,
+        } => {
+            if *fingerprint != query.fingerprint || keys.len() != query.order.len() {
+                return Err(foreign());
+            }
+            let values = query
+                .order
+                .iter()
+                .zip(keys)
+                .map(|(key, value)| match (key.field, value) {
+                    (SortField::Name, KeyValue::Text(text)) => Some(text.clone().into()),
+                    (SortField::Price, KeyValue::Int(n)) => Some((*n).into()),
+                    (SortField::Stock, KeyValue::Int(n)) => i32::try_from(*n).ok().map(Value::from),
+                    (SortField::CreatedAt | SortField::UpdatedAt, KeyValue::Int(n)) => {
+                        Some(DateTime::<Utc>::from_timestamp_nanos(*n).into())
+                    }
+                    (SortField::Relevance, KeyValue::Float(x)) => Some((*x).into()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(foreign)?;
+            Ok(Position {
+                keys: values,
+                id: *id,
+            })
+        }
+    }
+}
+
+/// A statement under construction: SQL text and its values, bound as `$1`, `$2`… in the
+/// order they appear (SQLite numbers `$N` parameters by first appearance).
+struct Sql {
+    backend: DbBackend,
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn new(backend: DbBackend) -> Self {
+        Self {
+            backend,
+            text: String::with_capacity(512),
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.values.len().to_string());
+        self
+    }
+
+    fn postgres(&self) -> bool {
+        self.backend == DbBackend::Postgres
+    }
+
+    fn statement(self) -> Statement {
+        Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+
+    /// The SQL expression of a sort key.
+    fn key(&mut self, field: SortField, search: Option<&Search>) -> &mut Self {
+        match field {
+            SortField::Name if self.postgres() => self.push("p.name_search COLLATE \"C\""),
+            SortField::Name => self.push("p.name_search"),
+            SortField::Price => self.push("p.price_cents"),
+            SortField::Stock => self.push("p.stock"),
+            SortField::CreatedAt => self.push("p.created_at"),
+            SortField::UpdatedAt => self.push("p.updated_at"),
+            // Higher is more relevant on both databases (bm25 is lower for better matches);
+            // a name match weighs more than a description match.
+            SortField::Relevance if self.postgres() => {
+                let terms = search.map(Search::tsquery).unwrap_or_default();
+                self.push("ts_rank(p.search_vector, to_tsquery('storefront_search', ")
+                    .bind(terms)
+                    .push("))::float8")
+            }
+            SortField::Relevance => self.push("(-bm25(products_fts, 4.0, 1.0))"),
+        }
+    }
+
+    /// `FROM … WHERE <filter>` (without the keyset conditions).
+    fn tables_and_filter(&mut self, filter: &Filter) -> &mut Self {
+        match &filter.search {
+            Some(search) if !self.postgres() => {
+                self.push(" FROM products_fts JOIN products p ON p.rowid = products_fts.rowid")
+                    .push(" WHERE products_fts MATCH ")
+                    .bind(search.fts5());
+            }
+            Some(search) => {
+                self.push(
+                    " FROM products p WHERE p.search_vector @@ to_tsquery('storefront_search', ",
+                )
+                .bind(search.tsquery())
+                .push(")");
+            }
+            None => {
+                self.push(" FROM products p WHERE 1 = 1");
+            }
+        }
+        if let Some(min) = filter.price_min_cents {
+            self.push(" AND p.price_cents >= ").bind(min);
+        }
+        if let Some(max) = filter.price_max_cents {
+            self.push(" AND p.price_cents <= ").bind(max);
+        }
+        match filter.in_stock {
+            Some(true) => self.push(" AND p.stock > 0"),
+            Some(false) => self.push(" AND p.stock <= 0"),
+            None => self,
+        };
+        if let Some(ids) = &filter.ids {
+            if ids.is_empty() {
+                self.push(" AND 1 = 0");
+            } else {
+                self.push(" AND p.id IN (");
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.bind(*id);
+                }
+                self.push(")");
+            }
+        }
+        if let Some(after) = filter.created_after {
+            self.push(" AND p.created_at > ").bind(after);
+        }
+        if let Some(before) = filter.created_before {
+            self.push(" AND p.created_at < ").bind(before);
+        }
+        if let Some(term) = &filter.name_contains {
+            self.push(" AND p.name_search LIKE ")
+                .bind(format!("%{}%", escape_like(term)))
+                .push(" ESCAPE '\\'");
+        }
+        self
+    }
+
+    /// ` AND <the rows past `position`>`: after it in `query`'s order when `forward`, before it
+    /// otherwise; the row at the position itself too when `inclusive`.
+    fn past(
+        &mut self,
+        query: &ProductQuery,
+        position: &Position,
+        forward: bool,
+        inclusive: bool,
+    ) -> &mut Self {
+        let search = query.filter.search.as_ref();
+        let op = |direction: SortDirection, or_equal: bool| {
+            let ascending = (direction == SortDirection::Asc) == forward;
+            match (ascending, or_equal) {
+                (true, false) => " > ",
+                (true, true) => " >= ",
+                (false, false) => " < ",
+                (false, true) => " <= ",
+            }
+        };
+        let last_direction = query
+            .order
+            .last()
+            .map_or(SortDirection::Asc, |k| k.direction);
+        // The first key's bound alone, so the index range starts there.
+        let first = query.order[0];
+        self.push(" AND ")
+            .key(first.field, search)
+            .push(op(first.direction, true))
+            .bind(position.keys[0].clone());
+        self.push(" AND (");
+        for i in 0..=query.order.len() {
+            if i > 0 {
+                self.push(" OR ");
+            }
+            self.push("(");
+            for (key, value) in query.order[..i].iter().zip(&position.keys) {
+                self.key(key.field, search)
+                    .push(" = ")
+                    .bind(value.clone())
+                    .push(" AND ");
+            }
+            match query.order.get(i) {
+                Some(key) => self
+                    .key(key.field, search)
+                    .push(op(key.direction, false))
+                    .bind(position.keys[i].clone()),
+                None => self
+                    .push("p.id")
+                    .push(op(last_direction, inclusive))
+                    .bind(position.id),
+            };
+            self.push(")");
+        }
+        self.push(")")
+    }
+
+    /// ` ORDER BY …` in `query`'s order, or the reverse.
+    fn order_by(&mut self, query: &ProductQuery, forward: bool) -> &mut Self {
+        let search = query.filter.search.as_ref();
+        let word = |direction: SortDirection| {
+            if (direction == SortDirection::Asc) == forward {
+                " ASC"
+            } else {
+                " DESC"
+            }
+        };
+        self.push(" ORDER BY ");
+        for key in &query.order {
+            self.key(key.field, search)
+                .push(word(key.direction))
+                .push(", ");
+        }
+        let last = query
+            .order
+            .last()
+            .map_or(SortDirection::Asc, |k| k.direction);
+        self.push("p.id").push(word(last))
+    }
+}
+
+/// `SELECT p.<every column of the entity>[, relevance]`.
+fn select(sql: &mut Sql, query: &ProductQuery) {
+    sql.push("SELECT ");
+    for (i, column) in product::Column::iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("p.").push(sea_orm::IdenStatic::as_str(&column));
+    }
+    if query.filter.search.is_some() {
+        sql.push(", ");
+        sql.key(SortField::Relevance, query.filter.search.as_ref())
+            .push(" AS relevance");
+    }
+}
+
+/// The statement of one page: `limit` rows past the window's cursors, read in the list's
+/// order (`forward`) or its reverse.
+fn page_statement(
+    backend: DbBackend,
+    query: &ProductQuery,
+    after: Option<&Position>,
+    before: Option<&Position>,
+    forward: bool,
+    limit: u64,
+) -> Statement {
+    let mut sql = Sql::new(backend);
+    select(&mut sql, query);
+    sql.tables_and_filter(&query.filter);
+    if let Some(after) = after {
+        sql.past(query, after, true, false);
+    }
+    if let Some(before) = before {
+        sql.past(query, before, false, false);
+    }
+    sql.order_by(query, forward);
+    sql.push(" LIMIT ")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    sql.statement()
+}
+
+/// Whether any row of the list lies past `position` (after it when `forward`), or at it.
+fn exists_statement(
+    backend: DbBackend,
+    query: &ProductQuery,
+    position: &Position,
+    forward: bool,
+) -> Statement {
+    let mut sql = Sql::new(backend);
+    sql.push("SELECT p.id");
+    sql.tables_and_filter(&query.filter);
+    sql.past(query, position, forward, true);
+    sql.push(" LIMIT 1");
+    sql.statement()
+}
+
+/// The statement counting the products `filter` keeps.
+fn count_statement(backend: DbBackend, filter: &Filter) -> Statement {
+    let mut sql = Sql::new(backend);
+    sql.push("SELECT COUNT(*) AS n");
+    sql.tables_and_filter(filter);
+    sql.statement()
+}
+
+/// Every statement a page of `query` may run (the page both ways, from and to a cursor, the
+/// checks for rows beyond it and the count), with the cursor's keys of a made-up row: what a
+/// test reads the query plans of.
+pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
+    let position = Position {
+        keys: query
+            .order
+            .iter()
+            .map(|key| match key.field {
+                SortField::Name => Value::from("m".to_owned()),
+                SortField::Price | SortField::Stock => Value::from(1_i64),
+                SortField::CreatedAt | SortField::UpdatedAt => Value::from(Utc::now()),
+                SortField::Relevance => Value::from(1.0_f64),
+            })
+            .collect(),
+        id: Uuid::now_v7(),
+    };
+    vec![
+        page_statement(backend, query, None, None, true, 21),
+        page_statement(backend, query, Some(&position), None, true, 21),
+        page_statement(backend, query, None, Some(&position), false, 21),
+        exists_statement(backend, query, &position, false),
+        count_statement(backend, &query.filter),
+    ]
+}
+
+/// One page of `query`'s list in `window`.
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `after` or `before` when the cursor was made for another list;
+/// internal, on a database failure.
+pub async fn page(
+    db: &DatabaseConnection,
+    query: &ProductQuery,
+    window: &Window,
+) -> AppResult<Page<Listed>> {
+    let backend = db.get_database_backend();
+    if query.filter.matches_nothing() {
+        return Ok(Page {
+            items: vec![],
+            has_next_page: false,
+            has_previous_page: false,
+            total_count: None,
+        });
+    }
+    let after = match &window.after {
+        Some(cursor) => Some(position(db, query, cursor, "after").await?),
+        None => None,
+    };
+    let before = match &window.before {
+        Some(cursor) => Some(position(db, query, cursor, "before").await?),
+        None => None,
+    };
+    let forward = window.direction == Direction::Forward;
+    let statement = page_statement(
+        backend,
+        query,
+        after.as_ref(),
+        before.as_ref(),
+        forward,
+        window.size + 1,
+    );
+    let rows = db.query_all_raw(statement).await?;
+    let searched = query.filter.search.is_some();
+    let mut items = rows
+        .iter()
+        .map(|row| {
+            let product = product::Model::from_query_result(row, "")?;
+            let relevance = if searched {
+                Some(row.try_get::<f64>("", "relevance")?)
+            } else {
+                None
+            };
+            Ok(Listed {
+                product: Arc::new(product),
+                relevance,
+            })
+        })
+        .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+    let more = items.len() as u64 > window.size;
+    items.truncate(window.size as usize);
+    if !forward {
+        items.reverse();
+    }
+    // Rows beyond the cursors, when the spec asks whether there are any.
+    let beyond = async |position: Option<&Position>, forward: bool| -> AppResult<bool> {
+        match position {
+            Some(position) => {
+                let statement = exists_statement(backend, query, position, forward);
+                Ok(db.query_one_raw(statement).await?.is_some())
+            }
+            None => Ok(false),
+        }
+    };
+    let (has_next_page, has_previous_page) = if forward {
+        (
+            more || beyond(before.as_ref(), true).await?,
+            beyond(after.as_ref(), false).await?,
+        )
+    } else {
+        (
+            beyond(before.as_ref(), true).await?,
+            more || beyond(after.as_ref(), false).await?,
+        )
+    };
+    Ok(Page {
+        items,
+        has_next_page,
+        has_previous_page,
+        total_count: None,
+    })
+}
+
+/// How many products `filter` keeps.
+///
+/// # Errors
+/// Internal, on a database failure.
+pub async fn count(db: &DatabaseConnection, filter: &Filter) -> AppResult<u64> {
+    if filter.matches_nothing() {
+        return Ok(0);
+    }
+    let row = db
+        .query_one_raw(count_statement(db.get_database_backend(), filter))
+        .await?
+        .ok_or_else(|| AppError::internal("COUNT returned no row"))?;
+    let n: i64 = row.try_get("", "n")?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_words_are_split_and_the_last_is_a_prefix() {
+        let search = Search::parse("  Crème  brûlée, tea").unwrap();
+        assert_eq!(search.fts5(), r#""crème" "brûlée" "tea"*"#);
+        assert_eq!(search.tsquery(), "crème & brûlée & tea:*");
+        assert!(Search::parse("   ").is_none());
+        assert!(Search::parse("%%'\"").unwrap().words.is_empty());
+    }
+
+    #[test]
+    fn relevance_needs_a_search_and_fields_come_once() {
+        let relevance = SortKey {
+            field: SortField::Relevance,
+            direction: SortDirection::Desc,
+        };
+        assert!(ProductQuery::new(vec![relevance], Filter::default()).is_err());
+        let filter = Filter {
+            search: Search::parse("tea"),
+            ..Filter::default()
+        };
+        assert!(ProductQuery::new(vec![relevance], filter).is_ok());
+        assert!(ProductQuery::new(vec![DEFAULT_ORDER, DEFAULT_ORDER], Filter::default()).is_err());
+    }
+
+    #[test]
+    fn parameters_are_numbered_in_the_order_they_appear() {
+        let filter = Filter {
+            search: Search::parse("tea"),
+            price_min_cents: Some(1),
+            ..Filter::default()
+        };
+        let order = vec![
+            SortKey {
+                field: SortField::Relevance,
+                direction: SortDirection::Desc,
+            },
+            SortKey {
+                field: SortField::Price,
+                direction: SortDirection::Asc,
+            },
+        ];
+        let query = ProductQuery::new(order, filter).unwrap();
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            for statement in statements(backend, &query) {
+                let mut next = 1;
+                let sql = &statement.sql;
+                let mut rest = sql.as_str();
+                while let Some(at) = rest.find('$') {
+                    rest = &rest[at + 1..];
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    assert_eq!(digits, next.to_string(), "{sql}");
+                    next += 1;
+                }
+                assert_eq!(next - 1, statement.values.map_or(0, |v| v.0.len()), "{sql}");
+            }
+        }
+    }
+}
