@@ -23,6 +23,10 @@
 //!   must accept the folder.
 //! - `text`: marked `<!-- readme-test: output of ARGS -->`, it must be what `storefront ARGS`
 //!   prints.
+//! - A block marked `<!-- readme-test: copy of PATH -->` must be the text of the file at PATH
+//!   (relative to the repository), which a test runs: the client tests in `clients/` import the
+//!   snippets the docs show. It is checked by its language too, unless also marked `not run`
+//!   (Relay documents, whose directives only relay-compiler knows, are checked by it).
 //! - A block marked `<!-- readme-test: not run -->` is only shown. Any other block fails
 //!   `readme_every_markdown_example_is_checked`: nothing is skipped silently.
 //!
@@ -133,6 +137,8 @@ struct Marker {
     post: bool,
     output_of: Option<String>,
     not_run: bool,
+    /// The file, relative to the repository, whose text the block must be.
+    copy_of: Option<String>,
 }
 
 /// A fenced code block of a Markdown file.
@@ -164,6 +170,9 @@ fn parse_marker(text: &str, at: &str) -> Marker {
             ("response", "") => marker.response = true,
             ("post", "") => marker.post = true,
             ("not", "run") => marker.not_run = true,
+            ("copy", rest) if rest.starts_with("of ") => {
+                marker.copy_of = Some(rest["of ".len()..].trim().to_owned());
+            }
             ("output", rest) if rest.starts_with("of ") => {
                 marker.output_of = Some(rest["of ".len()..].trim().to_owned());
             }
@@ -990,6 +999,20 @@ fn configuration_tables_are_what_storefront_config_markdown_prints() {
 /// What checks a block, as words for the summary; an error when nothing would.
 fn checks(block: &Block) -> Result<Vec<&'static str>, String> {
     let marker = &block.marker;
+    if marker.copy_of.is_none() {
+        return language_checks(block);
+    }
+    let mut checks = vec!["same as the file it copies"];
+    if !marker.not_run {
+        // A copied module may hold no GraphQL of its own: the test that runs it checks it.
+        checks.extend(language_checks(block).unwrap_or_default());
+    }
+    Ok(checks)
+}
+
+/// What checks a block by its language and markers, other than `copy of`.
+fn language_checks(block: &Block) -> Result<Vec<&'static str>, String> {
+    let marker = &block.marker;
     if marker.not_run {
         return Ok(vec!["not run"]);
     }
@@ -1083,6 +1106,39 @@ fn readme_every_markdown_example_is_checked() {
          `<!-- readme-test: not run -->`):\n{}",
         unchecked.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copies of files
+
+#[test]
+fn readme_copies_are_the_files_they_show() {
+    let mut compared = 0;
+    for block in all_blocks() {
+        let Some(path) = &block.marker.copy_of else {
+            continue;
+        };
+        let at = &block.at;
+        let file = root().join(path);
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{at}: the block copies {path}, which cannot be read: {e}"));
+        if block.code != text {
+            let (shown, actual): (Vec<_>, Vec<_>) =
+                (block.code.lines().collect(), text.lines().collect());
+            let line = (0..shown.len().max(actual.len()))
+                .find(|&i| shown.get(i) != actual.get(i))
+                .unwrap_or(shown.len());
+            panic!(
+                "{at}: the block differs from {path} (paste the file in) at its line {}:\n  \
+                 shown: {:?}\n   file: {:?}",
+                line + 1,
+                shown.get(line),
+                actual.get(line)
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared >= 5, "only {compared} copies of files found");
 }
 
 // ---------------------------------------------------------------------------------------------
