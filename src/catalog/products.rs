@@ -4,7 +4,8 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, Statement,
     sea_query::{Alias, Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -219,7 +220,8 @@ pub async fn delete(
 /// # Errors
 /// `BAD_USER_INPUT` on `delta` when it is 0 or would take the stock below zero or beyond
 /// 2147483647 (nothing is changed then); `NOT_FOUND` when there is no such product; `FORBIDDEN`
-/// when `rows` does not cover it; `SERVICE_UNAVAILABLE` when it could not be stored.
+/// when `rows` does not cover it; `CONFLICT` on `delta` when other changes kept making a refusal
+/// wrong five times over; `SERVICE_UNAVAILABLE` when it could not be stored.
 pub async fn adjust_stock(
     db: &Db,
     actor: Option<Uuid>,
@@ -230,27 +232,40 @@ pub async fn adjust_stock(
     if delta == 0 {
         return Err(AppError::bad_input("delta", "delta must not be 0"));
     }
-    db::write(db, async |txn| {
-        let new_stock = Expr::col(product::Column::Stock)
-            .cast_as(Alias::new("BIGINT"))
-            .add(i64::from(delta));
-        let mut adjust = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).add(delta),
-            )
-            .col_expr(product::Column::Version, bumped_version())
-            .col_expr(product::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(product::Column::Id.eq(id))
-            .filter(new_stock.between(0, i64::from(i32::MAX)));
-        if let Rows::OwnedBy(owner) = rows {
-            adjust = adjust.filter(product::Column::CreatedBy.eq(owner));
+    // A refusal is explained from the row as read after it; on PostgreSQL another transaction
+    // may commit in between (a restock making room), so the change is tried again, in a
+    // transaction of its own (the refused statement's trigger holds the catalog version's row
+    // lock, and waiting for the product's row while holding it could deadlock), until the row
+    // read agrees with the refusal.
+    for _ in 0..5 {
+        if let Some(product) = adjust_stock_once(db, actor, rows, id, delta).await? {
+            return Ok(product);
         }
-        if adjust.exec(txn).await?.rows_affected != 1 {
-            // Nothing was changed; say why, from the row as it is now.
+    }
+    Err(AppError::Conflict {
+        field: "delta",
+        message: "the stock kept changing: try again",
+    })
+}
+
+/// One attempt of [`adjust_stock`]: the product changed, or `None` when a change committed in
+/// between made the refusal wrong.
+async fn adjust_stock_once(
+    db: &Db,
+    actor: Option<Uuid>,
+    rows: Rows,
+    id: Uuid,
+    delta: i32,
+) -> AppResult<Option<product::Model>> {
+    db::write(db, async |txn| {
+        if !try_adjust_stock(txn, rows, id, delta).await? {
             let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
             if !rows.cover(existing.created_by) {
                 return Err(not_theirs("adjust_stock"));
+            }
+            let after = i64::from(existing.stock) + i64::from(delta);
+            if (0..=i64::from(i32::MAX)).contains(&after) {
+                return Ok(None);
             }
             let message = if delta < 0 {
                 format!(
@@ -275,9 +290,35 @@ pub async fn adjust_stock(
             )],
         };
         audit::record(txn, entry).await?;
-        Ok(product)
+        Ok(Some(product))
     })
     .await
+}
+
+/// Adds `delta` to the stock of product `id` (if `rows` covers it) in one statement, unless
+/// the stock would leave `0..=i32::MAX`; whether it did.
+async fn try_adjust_stock(
+    txn: &DatabaseTransaction,
+    rows: Rows,
+    id: Uuid,
+    delta: i32,
+) -> AppResult<bool> {
+    let new_stock = Expr::col(product::Column::Stock)
+        .cast_as(Alias::new("BIGINT"))
+        .add(i64::from(delta));
+    let mut adjust = product::Entity::update_many()
+        .col_expr(
+            product::Column::Stock,
+            Expr::col(product::Column::Stock).add(delta),
+        )
+        .col_expr(product::Column::Version, bumped_version())
+        .col_expr(product::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(product::Column::Id.eq(id))
+        .filter(new_stock.between(0, i64::from(i32::MAX)));
+    if let Rows::OwnedBy(owner) = rows {
+        adjust = adjust.filter(product::Column::CreatedBy.eq(owner));
+    }
+    Ok(adjust.exec(txn).await?.rows_affected == 1)
 }
 
 /// `version + 1`: what every change sets a product's version to.

@@ -10,9 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Iterable, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Iterable, Statement, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -559,6 +557,158 @@ fn page_statement(
     sql.statement()
 }
 
+/// [`page_statement`] read as one row: the page as a JSON array of arrays (one per product,
+/// columns in [`JsonRow`]'s order) in the page's order, so the rows cross from the database
+/// driver to the request in one piece (sqlx hands SQLite rows over one by one from its worker
+/// thread, and builds each row's values before sea-orm builds the model from them).
+///
+/// Ids are hexadecimal on SQLite (stored as 16-byte blobs). A relevance must read back as the
+/// same `f64`, so that a cursor made from it stands exactly where its row does: SQLite's is
+/// written as text with 17 significant digits (its JSON numbers have 15); PostgreSQL writes a
+/// `float8` with the shortest text that reads back exactly (`extra_float_digits` 1, the
+/// default since PostgreSQL 12).
+fn json_page_statement(
+    backend: DbBackend,
+    query: &ProductQuery,
+    after: Option<&Position>,
+    before: Option<&Position>,
+    forward: bool,
+    limit: u64,
+) -> Statement {
+    let inner = page_statement(backend, query, after, before, forward, limit);
+    let postgres = backend == DbBackend::Postgres;
+    let mut sql = String::with_capacity(inner.sql.len() + 400);
+    if postgres {
+        sql.push_str(
+            "SELECT json_agg(json_build_array(page.id, page.name, page.name_search, \
+             page.description, page.price_cents, page.stock, page.created_by, page.created_at, \
+             page.updated_at, page.version",
+        );
+    } else {
+        sql.push_str(
+            "SELECT json_group_array(json_array(hex(page.id), page.name, page.name_search, \
+             page.description, page.price_cents, page.stock, \
+             CASE WHEN page.created_by IS NULL THEN NULL ELSE hex(page.created_by) END, \
+             page.created_at, page.updated_at, page.version",
+        );
+    }
+    if query.filter.search.is_some() {
+        sql.push_str(if postgres {
+            ", page.relevance"
+        } else {
+            ", printf('%!.17g', page.relevance)"
+        });
+    }
+    sql.push_str(") ORDER BY ");
+    let word = |direction: SortDirection| {
+        if (direction == SortDirection::Asc) == forward {
+            " ASC, "
+        } else {
+            " DESC, "
+        }
+    };
+    for key in &query.order {
+        sql.push_str(match key.field {
+            SortField::Name if postgres => "page.name_search COLLATE \"C\"",
+            SortField::Name => "page.name_search",
+            SortField::Price => "page.price_cents",
+            SortField::Stock => "page.stock",
+            SortField::CreatedAt => "page.created_at",
+            SortField::UpdatedAt => "page.updated_at",
+            SortField::Relevance => "page.relevance",
+        });
+        sql.push_str(word(key.direction));
+    }
+    let last = query
+        .order
+        .last()
+        .map_or(SortDirection::Asc, |k| k.direction);
+    sql.push_str("page.id");
+    sql.push_str(word(last).trim_end_matches(", "));
+    // As text: sqlx reads PostgreSQL's `json` into a `String` only through a cast.
+    sql.push_str(if postgres {
+        ")::text AS page FROM ("
+    } else {
+        ") AS page FROM ("
+    });
+    sql.push_str(&inner.sql);
+    sql.push_str(") AS page");
+    Statement::from_sql_and_values(backend, sql, inner.values.map(|v| v.0).unwrap_or_default())
+}
+
+/// One product of a [`json_page_statement`]'s array.
+#[derive(serde::Deserialize)]
+struct JsonRow(
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i32,
+    Option<String>,
+    String,
+    String,
+    i32,
+    #[serde(default)] Option<JsonNumber>,
+);
+
+/// A relevance: a number on PostgreSQL, its 17-digit text on SQLite.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum JsonNumber {
+    Number(f64),
+    Text(String),
+}
+
+/// The products of a [`json_page_statement`]'s answer (`None`: no rows).
+fn listed_from_json(page: Option<&str>) -> AppResult<Vec<Listed>> {
+    let Some(page) = page else {
+        return Ok(Vec::new());
+    };
+    let bad = |what: &str| AppError::internal(format!("a product page read back wrong: {what}"));
+    let rows: Vec<JsonRow> = serde_json::from_str(page).map_err(|_| bad("not JSON rows"))?;
+    let id = |text: &str| Uuid::try_parse(text).map_err(|_| bad("an id"));
+    let at = |text: &str| parse_timestamp(text).ok_or_else(|| bad("a timestamp"));
+    rows.into_iter()
+        .map(|row| {
+            let relevance = match row.10 {
+                None => None,
+                Some(JsonNumber::Number(x)) => Some(x),
+                Some(JsonNumber::Text(text)) => {
+                    Some(text.parse::<f64>().map_err(|_| bad("a relevance"))?)
+                }
+            };
+            let product = product::Model {
+                id: id(&row.0)?,
+                name: row.1,
+                name_search: row.2,
+                description: row.3,
+                price_cents: row.4,
+                stock: row.5,
+                created_by: row.6.as_deref().map(id).transpose()?,
+                created_at: at(&row.7)?,
+                updated_at: at(&row.8)?,
+                version: row.9,
+            };
+            Ok(Listed {
+                product: Arc::new(product),
+                relevance,
+            })
+        })
+        .collect()
+}
+
+/// A timestamp as either database writes it in JSON: RFC 3339 (PostgreSQL; SQLite's text as
+/// sqlx stores it), or the `YYYY-MM-DD HH:MM:SS[.f]` form SQLite's own functions write (UTC).
+fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|at| at.and_utc())
+}
+
 /// Whether any row of the list lies past `position` (after it when `forward`), or at it.
 fn exists_statement(
     backend: DbBackend,
@@ -600,9 +750,9 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
         id: Uuid::now_v7(),
     };
     vec![
-        page_statement(backend, query, None, None, true, 21),
-        page_statement(backend, query, Some(&position), None, true, 21),
-        page_statement(backend, query, None, Some(&position), false, 21),
+        json_page_statement(backend, query, None, None, true, 21),
+        json_page_statement(backend, query, Some(&position), None, true, 21),
+        json_page_statement(backend, query, None, Some(&position), false, 21),
         exists_statement(backend, query, &position, false),
         count_statement(backend, &query.filter),
     ]
@@ -636,7 +786,7 @@ pub async fn page(
         None => None,
     };
     let forward = window.direction == Direction::Forward;
-    let statement = page_statement(
+    let statement = json_page_statement(
         backend,
         query,
         after.as_ref(),
@@ -644,23 +794,12 @@ pub async fn page(
         forward,
         window.size + 1,
     );
-    let rows = db.query_all_raw(statement).await?;
-    let searched = query.filter.search.is_some();
-    let mut items = rows
-        .iter()
-        .map(|row| {
-            let product = product::Model::from_query_result(row, "")?;
-            let relevance = if searched {
-                Some(row.try_get::<f64>("", "relevance")?)
-            } else {
-                None
-            };
-            Ok(Listed {
-                product: Arc::new(product),
-                relevance,
-            })
-        })
-        .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+    let row = db
+        .query_one_raw(statement)
+        .await?
+        .ok_or_else(|| AppError::internal("a product page read no row"))?;
+    let json: Option<String> = row.try_get("", "page")?;
+    let mut items = listed_from_json(json.as_deref())?;
     let more = items.len() as u64 > window.size;
     items.truncate(window.size as usize);
     if !forward {

@@ -329,6 +329,40 @@ async fn concurrent_decrements_racing_to_zero_never_go_below_zero() {
     assert_eq!((stored.stock, stored.version), (0, 26));
 }
 
+/// Checkouts racing restocks from an empty shelf: a refusal names the stock it was refused at,
+/// and that stock is too small for it (on PostgreSQL a restock committing between the refused
+/// change and the read that explains it used to make "only 6 in stock" refuse a -1).
+#[tokio::test]
+async fn a_refused_checkout_racing_restocks_names_a_stock_too_small_for_it() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    for round in 0..5 {
+        let id = stocked(&admin, &format!("Shelf {round}"), 0).await.id;
+        let tasks = (0..40)
+            .map(|i| {
+                let (admin, id) = (admin.clone(), id.clone());
+                let delta = if i % 2 == 0 { -1 } else { 1 };
+                tokio::spawn(async move { (delta, admin.adjust_stock(&id, delta).await) })
+            })
+            .collect();
+        let mut made = 0;
+        for (delta, r) in join_tasks(tasks).await {
+            if r.is_ok() {
+                made += delta;
+                continue;
+            }
+            assert_eq!(delta, -1, "{r}");
+            assert_eq!(r.codes(), ["BAD_USER_INPUT"], "{r}");
+            assert_eq!(
+                r.error().message,
+                "only 0 in stock: the stock cannot go below 0",
+                "{r}"
+            );
+        }
+        assert_eq!(current(&admin, &id).await.stock, made);
+    }
+}
+
 #[tokio::test]
 async fn an_adjustment_that_cannot_be_made_is_refused_and_changes_nothing() {
     let app = TestApp::spawn().await;
