@@ -17,7 +17,7 @@ use crate::{
     authz::SharedAuthorizer,
     db::{self, Db},
     entities::account,
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, AuthFailure},
     pagination::{Page, PageRequest, read_page},
     role::Role,
     validation,
@@ -205,7 +205,10 @@ impl Accounts {
             }
             _ => {
                 attempt.failed().await?;
-                Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+                Err(AppError::Unauthenticated(
+                    AuthFailure::InvalidCredentials,
+                    INVALID_CREDENTIALS,
+                ))
             }
         }
     }
@@ -263,7 +266,7 @@ impl Accounts {
         .await?;
         let Some(account) = find(self.db.reader(), id).await? else {
             attempt.release().await?;
-            return Err(AppError::Unauthenticated(GONE));
+            return Err(AppError::Unauthenticated(AuthFailure::SessionEnded, GONE));
         };
         let verified = match self
             .passwords
@@ -495,7 +498,7 @@ pub async fn store_password_change(
     let current = find_for_update(txn, id)
         .await?
         .filter(|current| current.deactivated_at.is_none())
-        .ok_or(AppError::Unauthenticated(GONE))?;
+        .ok_or(AppError::Unauthenticated(AuthFailure::SessionEnded, GONE))?;
     if current.password_hash != change.account.password_hash {
         return Err(AppError::BadUserInput {
             field: "currentPassword",
@@ -731,7 +734,7 @@ pub async fn delete(
     let managers = accounts.managers(txn).await?;
     let current = find_for_update(txn, checked.id)
         .await?
-        .ok_or(AppError::Unauthenticated(GONE))?;
+        .ok_or(AppError::Unauthenticated(AuthFailure::SessionEnded, GONE))?;
     if current.password_hash != checked.password_hash {
         return Err(AppError::BadUserInput {
             field: "currentPassword",

@@ -16,7 +16,7 @@ use crate::{
     http,
     metrics::Metrics,
     server::{ConnectionLimits, Server, Stop},
-    sessions::Sessions,
+    sessions::{RefreshPolicy, Sessions},
     signals::Signals,
     state::AppState,
 };
@@ -98,7 +98,7 @@ impl App {
         let sessions = Sessions::new(
             accounts.clone(),
             tokens.clone(),
-            config.auth.refresh_token_ttl,
+            RefreshPolicy::from_config(&config.auth),
             IpRateLimiter::new(config.auth.rate_limit_per_minute),
             metrics.clone(),
         );
@@ -122,6 +122,7 @@ impl App {
             graphiql: config.discovery.graphiql,
             trust_proxy_headers: config.server.trust_proxy_headers,
             cors_allowed_origins: config.server.cors_allowed_origins.clone(),
+            cors_allowed_headers: config.server.cors_allowed_headers.clone(),
             metrics_on_main_router: config.metrics.addr.is_none()
                 && (config.app_env != AppEnv::Production || config.metrics.token.is_some()),
             metrics_token: config.metrics.token.clone(),

@@ -258,7 +258,10 @@ pub async fn record(txn: &DatabaseTransaction, entry: Entry) -> AppResult<()> {
     };
     let inserted = txn.execute_raw(statement).await?;
     if inserted.rows_affected() != 1 {
-        return Err(AppError::Unauthenticated(crate::error::ACCOUNT_GONE));
+        return Err(AppError::Unauthenticated(
+            crate::error::AuthFailure::SessionEnded,
+            crate::error::ACCOUNT_GONE,
+        ));
     }
     Ok(())
 }

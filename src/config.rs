@@ -31,6 +31,11 @@ use crate::server::ConnectionLimits;
 /// The database used when `DATABASE_URL` is unset: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://storefront.db?mode=rwc";
 
+/// `CORS_ALLOWED_HEADERS` when unset.
+pub const DEFAULT_CORS_ALLOWED_HEADERS: &str = "authorization,content-type,x-request-id,\
+idempotency-key,traceparent,tracestate,baggage,sentry-trace,apollographql-client-name,\
+apollographql-client-version";
+
 /// Everything `serve` reads. (Logging and `create-admin` have their own [`Logging`] and
 /// [`AdminPassword`].)
 #[derive(Clone, Debug, Args)]
@@ -99,6 +104,14 @@ pub struct Server {
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "",
         value_parser = rules::cors_origins())]
     pub cors_allowed_origins: CorsOrigins,
+    /// Request headers a page on an allowed origin may send (the preflight's
+    /// `Access-Control-Allow-Headers`), comma-separated, case-insensitive. The default holds the
+    /// API's own (`authorization`, `content-type`, `x-request-id`, `idempotency-key`) and what
+    /// common GraphQL clients and tracing send (W3C Trace Context and Baggage, Sentry, Apollo
+    /// client awareness). Setting it replaces the whole list.
+    #[arg(long, env = "CORS_ALLOWED_HEADERS", default_value = DEFAULT_CORS_ALLOWED_HEADERS,
+        value_parser = rules::header_names())]
+    pub cors_allowed_headers: std::vec::Vec<String>,
     /// A request's headers must arrive within this many seconds of its first byte, or the
     /// connection is closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value = "10",
@@ -195,14 +208,23 @@ pub struct Auth {
     #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value = "30",
         value_parser = rules::days(1, 365))]
     pub refresh_token_ttl: Duration,
+    /// Seconds after a refresh during which presenting the refresh token it spent again (two
+    /// tabs refreshing at once, a retry after a timeout) answers the same new pair instead of
+    /// ending the session. Only the token just spent counts, and only while its successor is
+    /// unspent; any other reuse ends the session. `0` turns it off: every reuse ends the
+    /// session.
+    #[arg(long, env = "REFRESH_REUSE_INTERVAL_SECS", default_value = "10",
+        value_parser = rules::seconds(0, 60))]
+    pub refresh_reuse_interval: Duration,
     /// How often each replica reads new revocations (logout, password and role changes) from
     /// the database, in milliseconds.
     #[arg(long, env = "REVOCATION_POLL_MS", default_value = "250",
         value_parser = rules::millis(10, 1000))]
     pub revocation_poll: Duration,
-    /// `login`, `register`, `changePassword` and `refreshToken` attempts per client address per
-    /// minute, per replica (an IPv6 address counts by its /64, an IPv4-mapped IPv6 address as the
-    /// IPv4 address). Every alias and batch item counts. `0` turns the limit off.
+    /// `login`, `register`, `changePassword`, `refreshToken` and `logout(refreshToken:)` attempts
+    /// per client address per minute, per replica (an IPv6 address counts by its /64, an
+    /// IPv4-mapped IPv6 address as the IPv4 address). Every alias and batch item counts. `0`
+    /// turns the limit off.
     #[arg(long, env = "AUTH_RATE_LIMIT_PER_MINUTE", default_value = "60",
         value_parser = rules::number::<u32>(0, 1_000_000))]
     pub rate_limit_per_minute: u32,
@@ -683,6 +705,58 @@ mod tests {
                 config(&[("CORS_ALLOWED_ORIGINS", bad)]).err().unwrap().var,
                 "CORS_ALLOWED_ORIGINS",
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn cors_headers_default_to_what_clients_send_and_are_checked() {
+        let headers = config(&[]).unwrap().server.cors_allowed_headers;
+        for header in [
+            "authorization",
+            "content-type",
+            "x-request-id",
+            "idempotency-key",
+            "traceparent",
+            "tracestate",
+            "baggage",
+            "sentry-trace",
+            "apollographql-client-name",
+            "apollographql-client-version",
+        ] {
+            assert!(headers.iter().any(|h| h == header), "{header}: {headers:?}");
+        }
+        assert_eq!(
+            config(&[("CORS_ALLOWED_HEADERS", " Authorization, X-Tenant ,")])
+                .unwrap()
+                .server
+                .cors_allowed_headers,
+            ["authorization", "x-tenant"]
+        );
+        for bad in ["*", "x tenant", "a,b:c", ","] {
+            assert_eq!(
+                config(&[("CORS_ALLOWED_HEADERS", bad)]).err().unwrap().var,
+                "CORS_ALLOWED_HEADERS",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_refresh_reuse_interval_defaults_to_ten_seconds_and_zero_turns_it_off() {
+        let interval = |vars: &[(&str, &str)]| config(vars).map(|c| c.auth.refresh_reuse_interval);
+        assert_eq!(interval(&[]).unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            interval(&[("REFRESH_REUSE_INTERVAL_SECS", "0")]).unwrap(),
+            Duration::ZERO
+        );
+        for bad in ["61", "-1", "ten"] {
+            assert_eq!(
+                interval(&[("REFRESH_REUSE_INTERVAL_SECS", bad)])
+                    .err()
+                    .unwrap()
+                    .var,
+                "REFRESH_REUSE_INTERVAL_SECS"
             );
         }
     }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     auth::{ClientIp, Viewer},
     config::{Config, Limits},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, AuthFailure},
     state::AppState,
 };
 pub use cost::{Cost, CostModel};
@@ -117,7 +117,8 @@ impl ContextExt for Context<'_> {
     fn session(&self) -> AppResult<(Uuid, Uuid)> {
         match self.viewer() {
             Viewer::Account { id, session_id, .. } => Ok((*id, *session_id)),
-            _ => Err(AppError::Unauthenticated("sign in to do this")),
+            Viewer::InvalidToken(reason) => Err(AppError::access_refused(*reason)),
+            Viewer::Anonymous => Err(AppError::access_refused(AuthFailure::Missing)),
         }
     }
 

@@ -40,7 +40,7 @@ use tower_http::{
 use crate::{
     auth::{ClientIp, Viewer},
     config::{CorsOrigins, Limits, MetricsToken},
-    error::AppError,
+    error::{AppError, RateLimited},
     graphql::{
         self, AppSchema, Cost, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, VALIDATION_FAILED,
         argument_uses_variable, is_mutation, truncated,
@@ -58,6 +58,8 @@ pub struct HttpSettings {
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
+    /// `CORS_ALLOWED_HEADERS`, lower case.
+    pub cors_allowed_headers: Vec<String>,
     /// Serve `/metrics` here (false when `METRICS_ADDR` names another address, and in
     /// production without `METRICS_TOKEN`).
     pub metrics_on_main_router: bool,
@@ -75,7 +77,10 @@ struct HttpState {
 
 /// The router with every route and layer.
 pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> Router {
-    let cors = layers::cors_layer(&settings.cors_allowed_origins);
+    let cors = layers::cors_layer(
+        &settings.cors_allowed_origins,
+        &settings.cors_allowed_headers,
+    );
     let metrics_here = settings.metrics_on_main_router;
     let mut router = Router::new()
         .route("/", get(playground_page))
@@ -231,11 +236,8 @@ async fn execute_once(state: HttpState, request: Keyed) -> Response {
                 ),
             );
         }
-        Viewer::InvalidToken => {
-            return app_error_response(
-                StatusCode::UNAUTHORIZED,
-                AppError::Unauthenticated(crate::error::INVALID_TOKEN),
-            );
+        Viewer::InvalidToken(reason) => {
+            return app_error_response(StatusCode::UNAUTHORIZED, AppError::access_refused(reason));
         }
     };
     if let Err(err) = state.app.health.gate() {
@@ -600,7 +602,9 @@ async fn run(
                 }
                 return capped_json_response(StatusCode::BAD_REQUEST, format, &body, max_bytes);
             }
-            capped_json_response(StatusCode::OK, format, &body, max_bytes)
+            let mut response = capped_json_response(StatusCode::OK, format, &body, max_bytes);
+            rate_limit_headers(&mut response, &body.errors);
+            response
         }
         BatchRequest::Batch(requests) => {
             let started = std::time::Instant::now();
@@ -636,8 +640,26 @@ async fn run(
                 probes::note_unavailable(&state.app, &body.errors);
                 bodies.push(body);
             }
-            capped_json_response(StatusCode::OK, format, &bodies, max_bytes)
+            let mut response = capped_json_response(StatusCode::OK, format, &bodies, max_bytes);
+            rate_limit_headers(&mut response, bodies.iter().flat_map(|body| &body.errors));
+            response
         }
+    }
+}
+
+/// `Retry-After`, `RateLimit` and `RateLimit-Policy` for the limit that refused an operation
+/// of the request (the longest wait's), when one did: a client that does not read GraphQL
+/// errors (a proxy, a generic HTTP retry policy) still learns to wait.
+fn rate_limit_headers<'a>(
+    response: &mut Response,
+    errors: impl IntoIterator<Item = &'a async_graphql::ServerError>,
+) {
+    let limited = errors
+        .into_iter()
+        .filter_map(|error| error.source::<RateLimited>().copied())
+        .max_by_key(|limited| limited.retry_after_secs);
+    if let Some(limited) = limited {
+        layers::rate_limit_headers(response.headers_mut(), limited);
     }
 }
 

@@ -1,5 +1,9 @@
 //! Sessions: each sign-in starts one, holding a rotating refresh token. Spending a refresh
-//! token twice ends its whole session (the thief's copy and the victim's alike).
+//! token twice ends its whole session (the thief's copy and the victim's alike), except the
+//! token just spent, presented again within `REFRESH_REUSE_INTERVAL_SECS`: that answers the
+//! same new pair (see [`Sessions::refresh`]).
+
+mod successor;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -12,12 +16,14 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+pub use successor::SuccessorKeys;
+
 use crate::{
     accounts::{self, Accounts, NewAccount},
     auth::{AccessToken, IpRateLimiter, Revocations, TokenService, sha256_hex},
     db,
     entities::{account, refresh_token, session},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, AuthFailure},
     metrics::{LoginOutcome, Metrics},
     role::Role,
 };
@@ -25,6 +31,27 @@ use crate::{
 /// The answer to every refused refresh token, whatever the reason.
 const INVALID_REFRESH: &str =
     "the refresh token is invalid, expired or already used; sign in again";
+
+/// How refresh tokens live: their lifetime, the interval in which the one just spent answers
+/// again, and the keys their successors are derived with.
+#[derive(Clone, Debug)]
+pub struct RefreshPolicy {
+    pub ttl: Duration,
+    /// `REFRESH_REUSE_INTERVAL_SECS`; zero turns it off.
+    pub reuse_interval: Duration,
+    pub successor_keys: SuccessorKeys,
+}
+
+impl RefreshPolicy {
+    /// The policy `config` sets.
+    pub fn from_config(config: &crate::config::Auth) -> Self {
+        Self {
+            ttl: config.refresh_token_ttl,
+            reuse_interval: config.refresh_reuse_interval,
+            successor_keys: SuccessorKeys::new(&config.jwt_secret, &config.jwt_previous_secrets),
+        }
+    }
+}
 
 /// A signed-in session's tokens.
 pub struct SignedIn {
@@ -40,7 +67,7 @@ pub struct SignedIn {
 pub struct Sessions {
     accounts: Accounts,
     tokens: Arc<TokenService>,
-    refresh_ttl: Duration,
+    refresh: RefreshPolicy,
     ip_limiter: IpRateLimiter,
     metrics: Arc<Metrics>,
 }
@@ -49,14 +76,14 @@ impl Sessions {
     pub fn new(
         accounts: Accounts,
         tokens: Arc<TokenService>,
-        refresh_ttl: Duration,
+        refresh: RefreshPolicy,
         ip_limiter: IpRateLimiter,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             accounts,
             tokens,
-            refresh_ttl,
+            refresh,
             ip_limiter,
             metrics,
         }
@@ -118,6 +145,40 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends the session `presented` (one of its refresh tokens, current or spent, expired or
+    /// not) belongs to: a client can sign out without a working access token. Ending an ended
+    /// session again changes nothing.
+    ///
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` beyond the per-address limit (for `client`); `UNAUTHENTICATED`
+    /// (`TOKEN_INVALID`) for a token that names no session; as [`Sessions::end`].
+    pub async fn logout_with_refresh_token(
+        &self,
+        client: IpAddr,
+        presented: &str,
+    ) -> AppResult<()> {
+        self.ip_limiter.check(client)?;
+        let db = self.accounts.db().writer();
+        let session = match find_refresh_token(db, &hash_token(presented)).await? {
+            Some(token) => {
+                session::Entity::find_by_id(token.session_id)
+                    .one(db)
+                    .await?
+            }
+            None => None,
+        };
+        let Some(session) = session else {
+            return Err(AppError::Unauthenticated(
+                AuthFailure::TokenInvalid,
+                INVALID_REFRESH,
+            ));
+        };
+        if session.revoked_at.is_none() {
+            self.logout(session.account_id, session.id).await?;
+        }
+        Ok(())
+    }
+
     /// Ends every session of the caller's account (see [`Sessions::end_all`]).
     ///
     /// # Errors
@@ -147,7 +208,10 @@ impl Sessions {
                     current.password_hash == account.password_hash
                         && current.deactivated_at.is_none()
                 })
-                .ok_or(AppError::Unauthenticated(accounts::INVALID_CREDENTIALS))?;
+                .ok_or(AppError::Unauthenticated(
+                    AuthFailure::InvalidCredentials,
+                    accounts::INVALID_CREDENTIALS,
+                ))?;
             self.start_in(txn, current).await
         })
         .await
@@ -174,44 +238,60 @@ impl Sessions {
 
     /// Spends a refresh token and returns a new pair in the same session.
     ///
-    /// The token is spent, the session and account read and the new token stored in one
-    /// transaction holding the session's row, so a `logout` or `logoutAll` running at the same time
-    /// either comes first (and the refresh is refused) or after (and ends the new tokens too).
+    /// The session's row is held, then the token read, checked, spent and its successor stored,
+    /// all in one transaction: a `logout` or `logoutAll` running at the same time either comes
+    /// first (and the refresh is refused) or after (and ends the new tokens too), and concurrent
+    /// refreshes with one token take turns, each seeing what the one before it committed.
+    ///
+    /// Within the reuse interval after a token was spent, presenting it again answers the pair
+    /// its refresh answered (see [`Sessions::answer_again`]), so two tabs, a retry or a double
+    /// effect do not end the session.
     ///
     /// # Errors
     /// `TOO_MANY_REQUESTS` beyond the per-address limit (for `client`); `UNAUTHENTICATED` for an
-    /// unknown, expired or spent token, or an ended session. A spent token presented again ends
-    /// its session and is logged as a security event.
+    /// unknown token (`TOKEN_INVALID`) or an expired or spent one, or an ended session
+    /// (`SESSION_ENDED`). A spent token presented again otherwise ends its session and is logged
+    /// as a security event.
     pub async fn refresh(&self, client: IpAddr, presented: &str) -> AppResult<SignedIn> {
         self.ip_limiter.check(client)?;
         let token_hash = hash_token(presented);
         let outcome = db::write(self.accounts.db(), async |txn| {
-            let Some(token) = refresh_token::Entity::find()
-                .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
-                .one(txn)
-                .await?
-            else {
-                return Ok(Err(Refused::Invalid));
+            let Some(found) = find_refresh_token(txn, &token_hash).await? else {
+                return Ok(Err(Refused::Unknown));
             };
-            let Some(session) = session::Entity::find_by_id(token.session_id)
+            let Some(session) = session::Entity::find_by_id(found.session_id)
                 .lock_exclusive()
                 .one(txn)
                 .await?
             else {
-                return Ok(Err(Refused::Invalid));
+                return Ok(Err(Refused::Unknown));
+            };
+            // Read again once the session is held: a refresh that held it before has committed.
+            let Some(token) = refresh_token::Entity::find_by_id(found.id).one(txn).await? else {
+                return Ok(Err(Refused::Unknown));
             };
             if session.revoked_at.is_some() {
-                return Ok(Err(Refused::Invalid));
+                return Ok(Err(Refused::Ended));
             }
-            if token.used_at.is_some() {
-                return Ok(Err(Refused::Reused(session)));
+            let now = Utc::now();
+            if let Some(used_at) = token.used_at {
+                return self
+                    .answer_again(txn, &session, &token, presented, used_at)
+                    .await;
             }
-            if token.expires_at <= Utc::now() {
-                return Ok(Err(Refused::Invalid));
+            if token.expires_at <= now {
+                return Ok(Err(Refused::Ended));
             }
-            // Spend it; if another request spent it first, that is reuse too.
+            let Some(account) = accounts::find(txn, session.account_id)
+                .await?
+                .filter(|account| account.deactivated_at.is_none())
+            else {
+                return Ok(Err(Refused::Ended));
+            };
+            let successor_id = Uuid::now_v7();
             let spent = refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::UsedAt, Expr::value(Utc::now()))
+                .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
+                .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor_id))
                 .filter(refresh_token::Column::Id.eq(token.id))
                 .filter(refresh_token::Column::UsedAt.is_null())
                 .exec(txn)
@@ -219,20 +299,99 @@ impl Sessions {
             if spent.rows_affected != 1 {
                 return Ok(Err(Refused::Reused(session)));
             }
-            let Some(account) = accounts::find(txn, session.account_id)
-                .await?
-                .filter(|account| account.deactivated_at.is_none())
-            else {
-                return Ok(Err(Refused::Invalid));
+            let successor = Successor {
+                id: successor_id,
+                token: self
+                    .refresh
+                    .successor_keys
+                    .successor(presented, successor_id),
             };
-            Ok(Ok(self.issue(txn, account, session.id).await?))
+            Ok(Ok(self
+                .issue_with(txn, account, session.id, Some(successor))
+                .await?))
         })
         .await?;
         match outcome {
             Ok(signed_in) => Ok(signed_in),
-            Err(Refused::Invalid) => Err(AppError::Unauthenticated(INVALID_REFRESH)),
+            Err(Refused::Unknown) => Err(AppError::Unauthenticated(
+                AuthFailure::TokenInvalid,
+                INVALID_REFRESH,
+            )),
+            Err(Refused::Ended) => Err(AppError::Unauthenticated(
+                AuthFailure::SessionEnded,
+                INVALID_REFRESH,
+            )),
             Err(Refused::Reused(session)) => Err(self.reuse_detected(&session).await),
         }
+    }
+
+    /// The answer to a spent refresh token presented again: the pair its refresh answered, when
+    /// it was spent less than the reuse interval ago and its successor is the session's live
+    /// token (unspent, unexpired); otherwise reuse, which ends the session.
+    ///
+    /// The pair is made again rather than kept: the refresh token from the presented one (see
+    /// [`SuccessorKeys`]), checked against the stored hash; the access token signed again from
+    /// the claims stored with it, which gives the identical token.
+    async fn answer_again(
+        &self,
+        txn: &impl ConnectionTrait,
+        session: &session::Model,
+        spent: &refresh_token::Model,
+        presented: &str,
+        used_at: chrono::DateTime<Utc>,
+    ) -> AppResult<Result<SignedIn, Refused>> {
+        let reused = || Ok(Err(Refused::Reused(session.clone())));
+        let now = Utc::now();
+        let interval =
+            chrono::Duration::from_std(self.refresh.reuse_interval).map_err(AppError::internal)?;
+        if interval.is_zero() || now >= used_at + interval {
+            return reused();
+        }
+        let Some(successor_id) = spent.replaced_by else {
+            return reused();
+        };
+        let Some(successor) = refresh_token::Entity::find_by_id(successor_id)
+            .one(txn)
+            .await?
+            .filter(|successor| successor.used_at.is_none() && successor.expires_at > now)
+        else {
+            // Spent too: the presented token is two generations old.
+            return reused();
+        };
+        let Some(token) = self
+            .refresh
+            .successor_keys
+            .candidates(presented, successor_id)
+            .find(|candidate| hash_token(candidate) == successor.token_hash)
+        else {
+            return reused();
+        };
+        let access = match &successor.access_claims {
+            Some(claims) => self.tokens.reissue_access_token(claims)?,
+            None => None,
+        };
+        let Some(access) = access else {
+            return reused();
+        };
+        let Some(account) = accounts::find(txn, session.account_id)
+            .await?
+            .filter(|account| account.deactivated_at.is_none())
+        else {
+            return Ok(Err(Refused::Ended));
+        };
+        tracing::info!(
+            security_event = "refresh_token_retry",
+            account_id = %session.account_id,
+            session_id = %session.id,
+            "a refresh token spent moments ago was presented again; answered the same pair"
+        );
+        db::observe::note_credentials_issued();
+        Ok(Ok(SignedIn {
+            account,
+            access,
+            refresh_token: token,
+            refresh_expires_in: (successor.expires_at - now).num_seconds(),
+        }))
     }
 
     async fn reuse_detected(&self, session: &session::Model) -> AppError {
@@ -246,7 +405,7 @@ impl Sessions {
             .end(session.account_id, session.id, "refresh token reuse")
             .await
         {
-            Ok(()) => AppError::Unauthenticated(INVALID_REFRESH),
+            Ok(()) => AppError::Unauthenticated(AuthFailure::SessionEnded, INVALID_REFRESH),
             Err(err) => err,
         }
     }
@@ -282,7 +441,9 @@ impl Sessions {
             let (_, revoked) = accounts::revoke_access_tokens(txn, account_id)
                 .await
                 .map_err(|err| match err {
-                    AppError::NotFound(_) => AppError::Unauthenticated(accounts::GONE),
+                    AppError::NotFound(_) => {
+                        AppError::Unauthenticated(AuthFailure::SessionEnded, accounts::GONE)
+                    }
                     err => err,
                 })?;
             end_sessions_of(txn, account_id, reason).await?;
@@ -390,10 +551,25 @@ impl Sessions {
         account: account::Model,
         session_id: Uuid,
     ) -> AppResult<SignedIn> {
+        self.issue_with(txn, account, session_id, None).await
+    }
+
+    /// As [`Sessions::issue`], with the refresh token `successor` when it replaces a spent one
+    /// (a new random one otherwise).
+    async fn issue_with(
+        &self,
+        txn: &impl ConnectionTrait,
+        account: account::Model,
+        session_id: Uuid,
+        successor: Option<Successor>,
+    ) -> AppResult<SignedIn> {
         // Every token is issued here: none for an account deactivated in the meantime (callers
         // read `account` in the transaction that stores the tokens, so this is current).
         if account.deactivated_at.is_some() {
-            return Err(AppError::Unauthenticated(accounts::GONE));
+            return Err(AppError::Unauthenticated(
+                AuthFailure::SessionEnded,
+                accounts::GONE,
+            ));
         }
         // Stored roles were well-formed when stored; one that is not (an edit by hand) signs
         // nobody in.
@@ -402,18 +578,26 @@ impl Sessions {
         let access =
             self.tokens
                 .issue_access_token(account.id, &role, session_id, account.token_version)?;
-        let refresh_token = new_refresh_token();
+        let Successor {
+            id,
+            token: refresh_token,
+        } = successor.unwrap_or_else(|| Successor {
+            id: Uuid::now_v7(),
+            token: new_refresh_token(),
+        });
         // Tokens are not kept as an `Idempotency-Key`'s answer.
         db::observe::note_credentials_issued();
-        let ttl = chrono::Duration::from_std(self.refresh_ttl).map_err(AppError::internal)?;
+        let ttl = chrono::Duration::from_std(self.refresh.ttl).map_err(AppError::internal)?;
         let now = Utc::now();
         refresh_token::Entity::insert(refresh_token::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             session_id: Set(session_id),
             token_hash: Set(hash_token(&refresh_token)),
             created_at: Set(now),
             expires_at: Set(now + ttl),
             used_at: Set(None),
+            replaced_by: Set(None),
+            access_claims: Set(Some(access.claims.clone())),
         })
         .exec_without_returning(txn)
         .await?;
@@ -428,9 +612,29 @@ impl Sessions {
 
 /// Why a refresh was refused.
 enum Refused {
-    Invalid,
+    /// No such token (`TOKEN_INVALID`).
+    Unknown,
+    /// The token expired, or its session or account ended (`SESSION_ENDED`).
+    Ended,
     /// A spent token came back: the whole session must end.
     Reused(session::Model),
+}
+
+/// The refresh token that replaces a spent one, and the id it is stored under.
+struct Successor {
+    id: Uuid,
+    token: String,
+}
+
+/// The refresh token stored under `token_hash`.
+async fn find_refresh_token(
+    db: &impl ConnectionTrait,
+    token_hash: &str,
+) -> AppResult<Option<refresh_token::Model>> {
+    Ok(refresh_token::Entity::find()
+        .filter(refresh_token::Column::TokenHash.eq(token_hash))
+        .one(db)
+        .await?)
 }
 
 /// Marks every open session of the account ended (their refresh tokens die with them), in the

@@ -17,6 +17,7 @@ mod m20261203_000001_create_audit_events;
 mod m20261203_000002_create_casbin_rules;
 mod m20261204_000010_index_product_reads;
 mod m20261205_000001_add_product_version;
+mod m20261206_000001_add_refresh_successors;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_create_casbin_rules::Migration),
             Box::new(m20261204_000010_index_product_reads::Migration),
             Box::new(m20261205_000001_add_product_version::Migration),
+            Box::new(m20261206_000001_add_refresh_successors::Migration),
         ]
     }
 }

@@ -53,7 +53,11 @@ pub struct VerifiedToken {
 /// A freshly issued access token.
 pub struct AccessToken {
     pub token: String,
+    /// Seconds until it expires.
     pub expires_in: i64,
+    /// Its claims as JSON: with the signing key, enough to sign the identical token again
+    /// ([`TokenService::reissue_access_token`]); without it, nothing a caller could use.
+    pub claims: String,
 }
 
 /// Why a token was refused. Logged at debug level, never sent to the client.
@@ -66,6 +70,15 @@ pub enum TokenError {
     Invalid(jsonwebtoken::errors::Error),
     IssuedInFuture,
     BadClaim(&'static str),
+}
+
+impl TokenError {
+    /// Whether the token was refused only because it expired (its signature and claims are
+    /// good): the one refusal a refresh cures.
+    pub fn is_expiry(&self) -> bool {
+        matches!(self, TokenError::Invalid(e)
+            if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature)
+    }
 }
 
 impl fmt::Display for TokenError {
@@ -155,11 +168,33 @@ impl TokenService {
             aud: self.audience.clone(),
             jti: Uuid::new_v4().to_string(),
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.encoding)
+        self.sign(&claims, now)
+    }
+
+    /// Signs again the access token whose claims [`AccessToken::claims`] gave: the identical
+    /// token (HS256 signatures are deterministic) while the signing key is the same. `None`
+    /// when the claims do not parse or the token has expired.
+    ///
+    /// # Errors
+    /// Only if signing fails, which would be a bug.
+    pub fn reissue_access_token(&self, claims: &str) -> AppResult<Option<AccessToken>> {
+        let Ok(claims) = serde_json::from_str::<Claims>(claims) else {
+            return Ok(None);
+        };
+        let now = Utc::now().timestamp();
+        if claims.exp <= now {
+            return Ok(None);
+        }
+        self.sign(&claims, now).map(Some)
+    }
+
+    fn sign(&self, claims: &Claims, now: i64) -> AppResult<AccessToken> {
+        let token = jsonwebtoken::encode(&self.header, claims, &self.encoding)
             .map_err(AppError::internal)?;
         Ok(AccessToken {
             token,
-            expires_in: ACCESS_TOKEN_TTL_SECS,
+            expires_in: claims.exp - now,
+            claims: serde_json::to_string(claims).map_err(AppError::internal)?,
         })
     }
 

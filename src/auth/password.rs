@@ -14,7 +14,7 @@ use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
 use rand::RngCore;
 use tokio::sync::oneshot;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, RateLimitPolicy};
 
 /// Hashes and verifies passwords with argon2id at OWASP's parameters (m=19456 KiB, t=2, p=1).
 #[derive(Clone)]
@@ -267,6 +267,11 @@ impl HashPool {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 Err(AppError::TooManyRequests {
                     retry_after_secs: 1,
+                    policy: RateLimitPolicy {
+                        name: "password-hashing",
+                        quota: self.queue_max as u64,
+                        window_secs: None,
+                    },
                 })
             }
         }
@@ -358,7 +363,8 @@ mod tests {
             assert!(matches!(
                 pool.run(&AtomicU64::default(), || ()).await,
                 Err(AppError::TooManyRequests {
-                    retry_after_secs: 1
+                    retry_after_secs: 1,
+                    ..
                 })
             ));
         }

@@ -29,7 +29,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, Stat
 use crate::{
     db::{self, Db},
     entities::login_throttle,
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, RateLimitPolicy},
 };
 
 /// Failures forgotten after this long without another: "consecutive" means within this window.
@@ -41,6 +41,8 @@ pub const RESERVATION_TTL_MS: i64 = 2 * 60 * 1000;
 /// How many attempts a throttle key allows before it locks, and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
+    /// Its name in `extensions.policy` and the HTTP `RateLimit` headers.
+    pub name: &'static str,
     /// Consecutive failures allowed before the key is locked.
     pub free_failures: i32,
     /// Attempts that may be in flight at once (never more than `free_failures`).
@@ -56,6 +58,7 @@ pub struct Policy {
 /// Sign-in failures per (username, client address): the lock a stranger at another address
 /// cannot trigger for the victim's address.
 pub const PER_ADDRESS: Policy = Policy {
+    name: "sign-in-failures",
     free_failures: 5,
     max_in_flight: 5,
     first_lock: Duration::from_secs(30),
@@ -65,6 +68,7 @@ pub const PER_ADDRESS: Policy = Policy {
 
 /// Sign-in failures per username from every address: the ceiling on distributed guessing.
 pub const PER_USERNAME: Policy = Policy {
+    name: "sign-in-failures-per-username",
     free_failures: 50,
     max_in_flight: 50,
     first_lock: Duration::from_secs(30),
@@ -75,6 +79,7 @@ pub const PER_USERNAME: Policy = Policy {
 /// Wrong current passwords in `changePassword`, per account, one change at a time. Only the
 /// signed-in account reaches it, so strangers' sign-in failures never touch it.
 pub const PASSWORD_CHANGE: Policy = Policy {
+    name: "password-change-failures",
     free_failures: 5,
     max_in_flight: 1,
     first_lock: Duration::from_secs(30),
@@ -83,6 +88,16 @@ pub const PASSWORD_CHANGE: Policy = Policy {
 };
 
 impl Policy {
+    /// The policy as the `RateLimit-Policy` header describes it: failures per the window in
+    /// which they count as consecutive.
+    pub fn rate_limit(&self) -> RateLimitPolicy {
+        RateLimitPolicy {
+            name: self.name,
+            quota: u64::try_from(self.free_failures).unwrap_or(0),
+            window_secs: Some(u64::try_from(FAILURE_MEMORY_MS / 1000).unwrap_or(0)),
+        }
+    }
+
     /// How long the key is locked after `failures` consecutive failures.
     pub fn lock_duration(&self, failures: i32) -> Option<Duration> {
         if failures < self.free_failures {
@@ -235,9 +250,10 @@ impl LocalClaims {
         }
         let mut held = IN_FLIGHT_HERE.lock().unwrap_or_else(|e| e.into_inner());
         let held = held.get_or_insert_with(HashSet::new);
-        if exclusive.iter().any(|key| held.contains(key)) {
+        if let Some((_, policy)) = keys.iter().find(|(key, _)| held.contains(key)) {
             return Err(AppError::TooManyRequests {
                 retry_after_secs: 1,
+                policy: policy.rate_limit(),
             });
         }
         held.extend(exclusive.iter().cloned());
@@ -316,17 +332,22 @@ async fn refusal(
     now: i64,
 ) -> AppResult<AppError> {
     let mut wait_ms = 0;
-    for (key, _) in keys {
+    // The policy that holds the caller back longest (the first, while attempts are in flight).
+    let mut policy = keys.first().map_or(PER_ADDRESS, |(_, policy)| *policy);
+    for (key, key_policy) in keys {
         if let Some(row) = login_throttle::Entity::find_by_id(key.clone())
             .one(db)
             .await?
             && let Some(until) = row.locked_until_ms
+            && until - now > wait_ms
         {
-            wait_ms = wait_ms.max(until - now);
+            wait_ms = until - now;
+            policy = *key_policy;
         }
     }
     Ok(AppError::TooManyRequests {
         retry_after_secs: u64::try_from(wait_ms).unwrap_or(0).div_ceil(1000).max(1),
+        policy: policy.rate_limit(),
     })
 }
 
@@ -435,12 +456,17 @@ async fn settle(db: &Db, keys: &[(String, Policy)], outcome: Outcome) -> AppResu
 pub struct IpRateLimiter<C: Clock = DefaultClock> {
     /// `None` when the limit is off.
     limiter: Option<KeyedLimiter<C>>,
+    /// Attempts per minute.
+    per_minute: u32,
     /// The number of addresses at which the next sweep runs.
     sweep_at: AtomicUsize,
 }
 
 type KeyedLimiter<C> =
     RateLimiter<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// The name of [`IpRateLimiter`]'s policy.
+pub const AUTH_PER_ADDRESS: &str = "auth-per-address";
 
 /// Addresses kept before a sweep forgets the ones with a full allowance again.
 const SWEEP_AT: usize = 10_000;
@@ -458,6 +484,7 @@ impl<C: Clock> IpRateLimiter<C> {
             .map(|n| RateLimiter::hashmap_with_clock(Quota::per_minute(n), clock));
         Self {
             limiter,
+            per_minute,
             sweep_at: AtomicUsize::new(SWEEP_AT),
         }
     }
@@ -481,6 +508,11 @@ impl<C: Clock> IpRateLimiter<C> {
             let wait = not_until.wait_time_from(limiter.clock().now());
             AppError::TooManyRequests {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                policy: RateLimitPolicy {
+                    name: AUTH_PER_ADDRESS,
+                    quota: u64::from(self.per_minute),
+                    window_secs: Some(60),
+                },
             }
         })
     }
@@ -557,7 +589,9 @@ mod tests {
     fn refused_for(result: AppResult<()>) -> Option<u64> {
         match result {
             Ok(()) => None,
-            Err(AppError::TooManyRequests { retry_after_secs }) => Some(retry_after_secs),
+            Err(AppError::TooManyRequests {
+                retry_after_secs, ..
+            }) => Some(retry_after_secs),
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
@@ -627,7 +661,7 @@ mod tests {
         }
         assert!(matches!(
             limiter.check(ip),
-            Err(AppError::TooManyRequests { retry_after_secs }) if retry_after_secs >= 1
+            Err(AppError::TooManyRequests { retry_after_secs, .. }) if retry_after_secs >= 1
         ));
         limiter.check("203.0.113.8".parse().unwrap()).unwrap();
         // One IPv6 /64 is one client; its IPv4-mapped form is the IPv4 address.

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
 use super::{Revocations, TokenService};
-use crate::role::Role;
+use crate::{error::AuthFailure, role::Role};
 
 /// The IP address a request came from: the socket's peer, or the last `X-Forwarded-For` hop
 /// when `TRUST_PROXY_HEADERS` is on.
@@ -16,8 +16,10 @@ pub struct ClientIp(pub IpAddr);
 pub enum Viewer {
     /// No `Authorization` header.
     Anonymous,
-    /// An `Authorization` header that is not a valid, current Bearer access token.
-    InvalidToken,
+    /// An `Authorization` header that is not a valid, current Bearer access token, and why:
+    /// [`AuthFailure::TokenExpired`], [`AuthFailure::SessionEnded`] (revoked) or
+    /// [`AuthFailure::TokenInvalid`].
+    InvalidToken(AuthFailure),
     /// A verified, unrevoked access token.
     Account {
         id: Uuid,
@@ -37,14 +39,14 @@ impl Viewer {
             return Viewer::Anonymous;
         };
         let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-            return Viewer::InvalidToken;
+            return Viewer::InvalidToken(AuthFailure::TokenInvalid);
         };
         match tokens.verify_access_token(token) {
             Ok(claims)
                 if revocations.is_revoked(claims.account_id, claims.session_id, claims.version) =>
             {
                 tracing::debug!("rejected a revoked access token");
-                Viewer::InvalidToken
+                Viewer::InvalidToken(AuthFailure::SessionEnded)
             }
             Ok(claims) => Viewer::Account {
                 id: claims.account_id,
@@ -53,7 +55,11 @@ impl Viewer {
             },
             Err(reason) => {
                 tracing::debug!(%reason, "rejected access token");
-                Viewer::InvalidToken
+                Viewer::InvalidToken(if reason.is_expiry() {
+                    AuthFailure::TokenExpired
+                } else {
+                    AuthFailure::TokenInvalid
+                })
             }
         }
     }

@@ -176,7 +176,7 @@ impl<'a> Subject<'a> {
     pub fn of(viewer: &'a Viewer) -> Self {
         match viewer {
             Viewer::Account { role, .. } => Subject::Role(role),
-            Viewer::Anonymous | Viewer::InvalidToken => Subject::Anonymous,
+            Viewer::Anonymous | Viewer::InvalidToken(_) => Subject::Anonymous,
         }
     }
 

@@ -72,7 +72,10 @@ pub async fn create(
                 // The only foreign key is the creator: its account went while its token was
                 // still being honoured (deleted, on another replica, a moment ago).
                 Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
-                    AppError::Unauthenticated(crate::accounts::GONE)
+                    AppError::Unauthenticated(
+                        crate::error::AuthFailure::SessionEnded,
+                        crate::accounts::GONE,
+                    )
                 }
                 _ => err.into(),
             })?;

@@ -260,6 +260,28 @@ pub fn cors_origins() -> Rule<CorsOrigins> {
     )
 }
 
+/// `CORS_ALLOWED_HEADERS`: comma-separated HTTP header names, kept in lower case.
+pub fn header_names() -> Rule<Vec<String>> {
+    Rule::new("comma-separated header names", |text| {
+        let names: Vec<String> = text
+            .split(',')
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if names.is_empty()
+            || names.iter().any(|name| {
+                name == "*" || axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            })
+        {
+            return Err(
+                "must be a comma-separated list of header names like `traceparent` (no `*`)"
+                    .to_owned(),
+            );
+        }
+        Ok(names)
+    })
+}
+
 /// `RUST_LOG`: a `tracing` filter, checked here and built again when logging starts.
 pub fn log_filter() -> Rule<String> {
     Rule::new("a tracing `EnvFilter` directive list", |text| {

@@ -10,6 +10,10 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,
     pub used_at: Option<DateTimeUtc>,
+    /// Set when spent: the refresh token that replaced it.
+    pub replaced_by: Option<Uuid>,
+    /// The claims of the access token issued with it (see `TokenService::reissue_access_token`).
+    pub access_claims: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,7 +7,7 @@ use super::ContextExt;
 use crate::{
     auth::Viewer,
     authz::{Permission, Reach, Rows, Subject},
-    error::{AppError, INVALID_TOKEN},
+    error::{AppError, AuthFailure},
 };
 
 /// The one guard on every protected field: lets the call through when the policy grants the
@@ -33,15 +33,13 @@ pub fn rows(ctx: &Context<'_>, permission: Permission) -> Result<Rows, AppError>
     let viewer = ctx.viewer();
     let reach = ctx.state().authz.reach(Subject::of(viewer), permission);
     match (viewer, reach) {
-        (Viewer::InvalidToken, _) => Err(AppError::Unauthenticated(INVALID_TOKEN)),
+        (Viewer::InvalidToken(reason), _) => Err(AppError::access_refused(*reason)),
         (Viewer::Anonymous, Some(Reach::Any)) | (Viewer::Account { .. }, Some(Reach::Any)) => {
             Ok(Rows::Any)
         }
         (Viewer::Account { id, .. }, Some(Reach::Own)) => Ok(Rows::OwnedBy(*id)),
         // Nobody owns anything without signing in.
-        (Viewer::Anonymous, _) => Err(AppError::Unauthenticated(
-            "sign in to do this: send `Authorization: Bearer <accessToken>`",
-        )),
+        (Viewer::Anonymous, _) => Err(AppError::access_refused(AuthFailure::Missing)),
         (Viewer::Account { .. }, None) => {
             let (object, action) = permission.object_action();
             Err(AppError::Forbidden { object, action })
@@ -75,8 +73,8 @@ pub enum AccountReach {
 /// `UNAUTHENTICATED` for a bad token, as every guarded field.
 pub fn node_reach(ctx: &Context<'_>) -> Result<NodeReach, AppError> {
     let viewer = ctx.viewer();
-    if *viewer == Viewer::InvalidToken {
-        return Err(AppError::Unauthenticated(INVALID_TOKEN));
+    if let Viewer::InvalidToken(reason) = viewer {
+        return Err(AppError::access_refused(*reason));
     }
     let authz = &ctx.state().authz;
     let allows = |permission| authz.allows(Subject::of(viewer), permission);

@@ -42,7 +42,9 @@ impl Mutation {
     }
 
     /// Trades a refresh token for a new access token and refresh token. Each refresh token
-    /// works once; presenting a spent one ends its session.
+    /// works once; presenting a spent one ends its session, except the one just spent, presented
+    /// again within `REFRESH_REUSE_INTERVAL_SECS` (two tabs, a retry): that answers the same pair
+    /// again.
     async fn refresh_token(
         &self,
         ctx: &Context<'_>,
@@ -55,14 +57,29 @@ impl Mutation {
             .into())
     }
 
-    /// Ends the current session: its access and refresh tokens stop working at once.
-    #[graphql(
-        guard = "Can(Permission::SessionManage)",
-        visible = "visible::session_manage"
-    )]
-    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        let (account_id, session_id) = ctx.session()?;
-        ctx.state().sessions.logout(account_id, session_id).await?;
+    /// Ends a session: its access and refresh tokens stop working at once. With
+    /// `refreshToken` (the session's refresh token, or one it spent), that session ends and no
+    /// access token is needed, so a client whose access token expired can still sign out.
+    /// Without it, the session of the access token sent ends.
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: Option<String>,
+    ) -> async_graphql::Result<bool> {
+        let sessions = &ctx.state().sessions;
+        match refresh_token {
+            Some(token) => {
+                sessions
+                    .logout_with_refresh_token(ctx.client_ip(), &token)
+                    .await?;
+            }
+            None => {
+                // What the guard on the other session fields checks.
+                rows(ctx, Permission::SessionManage)?;
+                let (account_id, session_id) = ctx.session()?;
+                sessions.logout(account_id, session_id).await?;
+            }
+        }
         Ok(true)
     }
 

@@ -16,7 +16,7 @@ use crate::{
     accounts,
     auth::Viewer,
     authz::{Permission, Subject},
-    error::{AppError, INVALID_TOKEN},
+    error::{AppError, AuthFailure},
     pagination::{DEFAULT_PAGE_SIZE, PageRequest, Window},
 };
 
@@ -29,8 +29,8 @@ impl Query {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<PermissionGrant>> {
-        if *ctx.viewer() == Viewer::InvalidToken {
-            return Err(AppError::Unauthenticated(INVALID_TOKEN).into());
+        if let Viewer::InvalidToken(reason) = ctx.viewer() {
+            return Err(AppError::access_refused(*reason).into());
         }
         let granted = ctx
             .state()
@@ -66,7 +66,10 @@ impl Query {
     async fn account(&self, ctx: &Context<'_>) -> async_graphql::Result<Account> {
         let account = ctx.state().accounts.find(ctx.account_id()?).await?;
         Ok(account
-            .ok_or(AppError::Unauthenticated(accounts::GONE))?
+            .ok_or(AppError::Unauthenticated(
+                AuthFailure::SessionEnded,
+                accounts::GONE,
+            ))?
             .into())
     }
 

@@ -1,4 +1,5 @@
-//! Layers around every route: request ids (and the span that carries them) and CORS.
+//! Layers around every route: request ids (and the span that carries them) and CORS; and the
+//! rate-limit headers of a refused request.
 
 use axum::{
     extract::Request,
@@ -6,7 +7,7 @@ use axum::{
 };
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::config::CorsOrigins;
+use crate::{config::CorsOrigins, error::RateLimited};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,20 +55,29 @@ pub fn request_span(request: &Request) -> tracing::Span {
     )
 }
 
-/// CORS for the configured origins; without any, no CORS headers are sent (same-origin only).
-/// Credentials are never allowed: the API uses Bearer tokens, not cookies.
-pub fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
+/// The `RateLimit` header (draft-ietf-httpapi-ratelimit-headers-10 and -11).
+pub const RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// The `RateLimit-Policy` header (draft-ietf-httpapi-ratelimit-headers-10 and -11).
+pub const RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// CORS for the configured origins, allowing the request headers `allowed_headers`; without
+/// origins, no CORS headers are sent (same-origin only). Credentials are never allowed: the API
+/// uses Bearer tokens, not cookies.
+pub fn cors_layer(origins: &CorsOrigins, allowed_headers: &[String]) -> CorsLayer {
+    // The names were checked when the configuration was read.
+    let allowed: Vec<HeaderName> = allowed_headers
+        .iter()
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect();
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            REQUEST_ID,
-            HeaderName::from_static(crate::idempotency::HEADER),
-        ])
+        .allow_headers(allowed)
         .expose_headers([
             REQUEST_ID,
             HeaderName::from_static(crate::idempotency::REPLAYED_HEADER),
+            header::RETRY_AFTER,
+            RATE_LIMIT,
+            RATE_LIMIT_POLICY,
         ])
         .max_age(std::time::Duration::from_secs(600));
     match origins {
@@ -76,6 +86,32 @@ pub fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
         CorsOrigins::List(list) => base.allow_origin(AllowOrigin::list(
             list.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
         )),
+    }
+}
+
+/// The headers of an answer refused by a rate limit: `Retry-After` (seconds), and the limit as
+/// draft-ietf-httpapi-ratelimit-headers (-10, -11) describes it, both Structured Field lists:
+/// `RateLimit-Policy: "<name>";q=<quota>[;w=<window seconds>]` and
+/// `RateLimit: "<name>";r=0;t=<seconds until the next attempt is allowed>`.
+pub fn rate_limit_headers(headers: &mut axum::http::HeaderMap, limited: RateLimited) {
+    let RateLimited {
+        retry_after_secs,
+        policy,
+    } = limited;
+    let mut described = format!("\"{}\";q={}", policy.name, policy.quota);
+    if let Some(window) = policy.window_secs {
+        described.push_str(&format!(";w={window}"));
+    }
+    let current = format!("\"{}\";r=0;t={retry_after_secs}", policy.name);
+    for (name, value) in [
+        (header::RETRY_AFTER, retry_after_secs.to_string()),
+        (RATE_LIMIT_POLICY, described),
+        (RATE_LIMIT, current),
+    ] {
+        // Policy names are ours: plain ASCII.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
     }
 }
 

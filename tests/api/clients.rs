@@ -166,8 +166,11 @@ async fn javascript_clients_pass_against_the_real_server() {
     }
 
     let db = TestDb::new().await;
-    let addr = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
     let url = format!("http://{addr}");
+    // The browser test's cross-origin page: the API's host by another name.
+    let page_origin = format!("http://localhost:{port}");
     let env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db.url.clone()),
         ("JWT_SECRET", JWT_SECRET.to_owned()),
@@ -176,6 +179,10 @@ async fn javascript_clients_pass_against_the_real_server() {
         ("APP_ENV", "development".to_owned()),
         // Every client shares one IP; the per-IP limit has tests of its own.
         ("AUTH_RATE_LIMIT_PER_MINUTE", "0".to_owned()),
+        ("CORS_ALLOWED_ORIGINS", page_origin.clone()),
+        // apollo.test.mjs replays a spent refresh token at once and expects the session to end:
+        // reuse outside the interval (the interval has tests in tests/api/browser_sessions.rs).
+        ("REFRESH_REUSE_INTERVAL_SECS", "0".to_owned()),
         ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
         ("RUST_LOG", "info".to_owned()),
         ("NO_COLOR", "1".to_owned()),
@@ -231,6 +238,7 @@ async fn javascript_clients_pass_against_the_real_server() {
             ("STOREFRONT_URL", url.clone()),
             ("ADMIN_USERNAME", ADMIN_USERNAME.to_owned()),
             ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("STOREFRONT_CORS_ORIGIN", page_origin),
         ],
         &work.path().join("npm-test.log"),
     );

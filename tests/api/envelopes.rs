@@ -25,19 +25,31 @@ struct Envelope {
 }
 
 /// The headers a client acts on.
-const HEADERS: [&str; 6] = [
+const HEADERS: [&str; 8] = [
     "content-type",
     "allow",
     "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
     "www-authenticate",
     "idempotent-replayed",
     "x-request-id",
 ];
 
 fn envelope<T>(r: &Response<T>) -> Envelope {
+    // A rate limit's wait, in the headers, in `retryAfter`'s words (the lock's wait varies).
+    let wait = r.retry_after();
     let headers = HEADERS
         .into_iter()
-        .filter_map(|name| r.header(name).map(|value| (name, value.to_owned())))
+        .filter_map(|name| {
+            let value = r.header(name)?.to_owned();
+            let value = match (name, wait) {
+                ("retry-after", Some(s)) if value == s.to_string() => "[seconds]".to_owned(),
+                ("ratelimit", Some(s)) => value.replace(&format!("t={s}"), "t=[seconds]"),
+                _ => value,
+            };
+            Some((name, value))
+        })
         .collect();
     let mut body = if r.body.is_null() {
         Value::String(r.text.clone())

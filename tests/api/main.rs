@@ -6,6 +6,7 @@ mod kit;
 mod account_lifecycle;
 mod audit;
 mod authorization;
+mod browser_sessions;
 mod catalog;
 mod catalog_reads;
 mod catalog_writes;

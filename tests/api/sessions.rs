@@ -42,7 +42,12 @@ async fn refresh_tokens_are_opaque_and_rotate() {
 
 #[tokio::test]
 async fn reusing_a_spent_refresh_token_ends_the_whole_session() {
-    let app = TestApp::spawn().await;
+    // Without the reuse interval, the replay below comes "later" at once (the interval has
+    // tests of its own, in browser_sessions.rs).
+    let app = TestApp::builder()
+        .refresh_reuse_interval(Duration::ZERO)
+        .spawn()
+        .await;
     let [stolen, other_device] = sessions(&app, "victim", "victim passphrase").await;
 
     // The victim refreshes; later the thief replays the stolen (now spent) token.

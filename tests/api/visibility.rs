@@ -144,7 +144,7 @@ async fn introspection_shows_each_role_exactly_what_the_guards_allow() {
     let anonymous = visible_fields(&app.anonymous(), "Mutation").await;
     assert_eq!(
         anonymous,
-        ["login", "refreshToken", "register"]
+        ["login", "logout", "refreshToken", "register"]
             .into_iter()
             .map(String::from)
             .collect()

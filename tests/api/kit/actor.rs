@@ -262,6 +262,15 @@ impl Actor {
         self.run(documents::LOGOUT, json!({})).await
     }
 
+    /// `logout(refreshToken:)`, with whatever token (or none) this caller sends.
+    pub async fn logout_with_refresh_token(&self, refresh_token: &str) -> Response<bool> {
+        self.run(
+            documents::LOGOUT_WITH_REFRESH_TOKEN,
+            json!({ "refreshToken": refresh_token }),
+        )
+        .await
+    }
+
     pub async fn logout_all(&self) -> Response<bool> {
         self.run(documents::LOGOUT_ALL, json!({})).await
     }

@@ -184,6 +184,11 @@ impl TestAppBuilder {
         self.configure(move |c| c.server.cors_allowed_origins = CorsOrigins::List(origins))
     }
 
+    /// `REFRESH_REUSE_INTERVAL_SECS` (any duration: the tests use fractions of a second).
+    pub fn refresh_reuse_interval(self, interval: Duration) -> Self {
+        self.configure(move |c| c.auth.refresh_reuse_interval = interval)
+    }
+
     /// `METRICS_ADDR`.
     pub fn metrics_addr(self, addr: SocketAddr) -> Self {
         self.configure(move |c| c.metrics.addr = Some(addr))

@@ -111,6 +111,11 @@ pub const REFRESH_TOKEN: Operation<AuthPayload> = Operation::new(
 
 pub const LOGOUT: Operation<bool> = Operation::new("logout", "mutation Logout { logout }");
 
+pub const LOGOUT_WITH_REFRESH_TOKEN: Operation<bool> = Operation::new(
+    "logout",
+    "mutation Logout($refreshToken: String) { logout(refreshToken: $refreshToken) }",
+);
+
 pub const LOGOUT_ALL: Operation<bool> =
     Operation::new("logoutAll", "mutation LogoutAll { logoutAll }");
 

@@ -40,6 +40,11 @@ impl GraphQLError {
         self.extension("retryAfter").as_i64()
     }
 
+    /// `extensions.reason`: why the caller is `UNAUTHENTICATED`.
+    pub fn reason(&self) -> Option<&str> {
+        self.extension("reason").as_str()
+    }
+
     /// `extensions.<name>`, or null.
     pub fn extension(&self, name: &str) -> &Value {
         self.extensions
@@ -126,6 +131,14 @@ impl<T> Response<T> {
         self.errors
             .first()
             .unwrap_or_else(|| panic!("no error in {self}"))
+    }
+
+    /// `extensions.reason` of every error, in order (`<none>` where there is none).
+    pub fn reasons(&self) -> Vec<&str> {
+        self.errors
+            .iter()
+            .map(|error| error.reason().unwrap_or("<none>"))
+            .collect()
     }
 
     /// `retryAfter` of the first error.
