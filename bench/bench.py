@@ -11,8 +11,11 @@ import base64
 import datetime
 import http.client
 import json
+import math
 import os
 import platform
+import random
+import re
 import secrets
 import shutil
 import signal
@@ -58,6 +61,11 @@ ARGON2_ROUNDS = env_int("BENCH_ARGON2_ROUNDS", 20)
 SERVER_CPUS = os.environ.get("BENCH_SERVER_CPUS", "0")
 CLIENT_CPUS = os.environ.get("BENCH_CLIENT_CPUS", "1")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "").strip()
+POSTGRES_BIG = env_int("BENCH_POSTGRES_BIG", 1)
+SHAPE_SECONDS = env_float("BENCH_SHAPE_SECONDS", 2)
+SHAPE_ROUNDS = env_int("BENCH_SHAPE_ROUNDS", 3)
+SHAPE_WARMUP = env_float("BENCH_SHAPE_WARMUP_SECONDS", 1)
+SEARCH_MAX_MS = 20.0
 RESULTS_DIR = os.environ.get("BENCH_RESULTS_DIR") or os.path.join(ROOT, "bench", "results")
 OHA = os.environ.get("OHA") or shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
 
@@ -65,9 +73,18 @@ USER = "benchuser"
 ADMIN = "benchadmin"
 PASSWORD = "bench passphrase 1"
 PRODUCTS_QUERY = "query { products(first: 20) { edges { node { id name price stock } } } }"
-DEEP_QUERY = (
-    "query($after: String) { products(first: 20, after: $after) "
+# A product list page as a client writes it (one document, the list's arguments as variables):
+# what every page shape below sends.
+LIST_QUERY = (
+    "query($after: String, $orderBy: [ProductOrder!], $filter: ProductFilter) "
+    "{ products(first: 20, after: $after, orderBy: $orderBy, filter: $filter) "
     "{ edges { cursor node { id name price stock } } pageInfo { endCursor hasNextPage } } }"
+)
+# The same list, with what the checks compare (not measured).
+LIST_CHECK_QUERY = (
+    "query($after: String, $orderBy: [ProductOrder!], $filter: ProductFilter) "
+    "{ products(first: 20, after: $after, orderBy: $orderBy, filter: $filter) "
+    "{ totalCount edges { cursor node { id name description price stock } } } }"
 )
 LOGIN_QUERY = (
     "mutation($u: String!, $p: String!) "
@@ -378,15 +395,20 @@ def summarize(rounds):
     }
 
 
-def throughput(label, server, body, token=None, connections=CONNECTIONS, rate=None):
+def throughput(label, server, body, token=None, connections=CONNECTIONS, rate=None,
+               rounds=None, seconds=None, warmup=None):
     """Warm-up, then ROUNDS measured runs; medians across rounds and the peak RSS meanwhile."""
-    log(f"{label}: warm-up {WARMUP}s, then {ROUNDS} x {SECONDS}s at -c {connections}"
+    rounds = ROUNDS if rounds is None else rounds
+    seconds = SECONDS if seconds is None else seconds
+    warmup = WARMUP if warmup is None else warmup
+    log(f"{label}: warm-up {warmup}s, then {rounds} x {seconds}s at -c {connections}"
         + (f" -q {rate}" if rate else ""))
-    if WARMUP > 0:
-        oha_result(oha(server.addr, body, token, WARMUP, connections, rate))
+    if warmup > 0:
+        oha_result(oha(server.addr, body, token, warmup, connections, rate))
     peak_reset = reset_peak_rss(server.pid)
     load = loadavg()
-    rounds = [measured_run(server, body, token, connections, rate) for _ in range(ROUNDS)]
+    rounds = [measured_run(server, body, token, connections, rate, seconds)
+              for _ in range(rounds)]
     result = summarize(rounds)
     rss, hwm = memory_kib(server.pid)
     result.update(
@@ -405,6 +427,52 @@ def throughput(label, server, body, token=None, connections=CONNECTIONS, rate=No
 
 # ---------------------------------------------------------------------------------------------
 # Catalog set-up
+#
+# Bulk products look like a shop's: names of 3 words and descriptions of 8-12 words drawn from a
+# vocabulary of VOCABULARY_SIZE made-up words (so one word is in about 0.5 % of the products:
+# a search finds a realistic handful, not all rows and not none), prices spread log-uniformly
+# from 1.00 to 2,000.00, stock 0 for about 10 % of them, and creation times 10 s apart in id
+# order (so the default order, CREATED_AT, is the order of the bulk ids).
+
+VOCABULARY_SIZE = 2000
+BULK_EPOCH_S = 1_704_067_200  # 2024-01-01T00:00:00Z: bulk products are older than the API's
+FILTER_PRICE_MIN = "100.00"  # the filtered page: priceMin 100.00 and inStock (about a third)
+
+
+def make_vocabulary(size=VOCABULARY_SIZE, seed=13):
+    """`size` distinct pronounceable lower-case ASCII words (one tokenizer token each)."""
+    rng = random.Random(seed)
+    onsets = ["b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
+              "br", "cr", "dr", "fl", "gr", "pl", "pr", "st", "tr", "ch", "sh"]
+    vowels = ["a", "e", "i", "o", "u", "ai", "ea", "io", "ou"]
+    codas = ["", "", "", "n", "r", "s", "l", "m", "t"]
+    words = []
+    seen = set()
+    while len(words) < size:
+        word = "".join(rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas)
+                       for _ in range(rng.choice((2, 2, 3))))
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+VOCABULARY = make_vocabulary()
+
+
+def pick_search_term(words):
+    """What a user has typed so far: a word of at least 7 letters without its last 2, where that
+    prefix starts no other word of the vocabulary (so it matches one word's share of rows)."""
+    for word in words:
+        if len(word) < 7:
+            continue
+        prefix = word[:-2]
+        if sum(1 for w in words if w.startswith(prefix)) == 1:
+            return prefix, word
+    raise RuntimeError("no search term in the vocabulary")
+
+
+SEARCH_TERM, SEARCH_WORD = pick_search_term(VOCABULARY)
 
 
 def bench_id(i):
@@ -413,61 +481,157 @@ def bench_id(i):
     return uuid.UUID(f"01900000-0000-7000-8000-{i:012x}")
 
 
+BULK_ID_BASE = uuid.UUID("01900000-0000-7000-8000-000000000000").int
+DAY_S = 86_400
+_days = {}
+
+
+def bulk_created_at(i):
+    """Creation time of bulk product i as SQLite stores it (sqlx's RFC 3339 with 9 fraction
+    digits; the nanoseconds never end in 000, so chrono writes all 9, as it does for the server's
+    own rows): 10 s apart, in id order."""
+    at = BULK_EPOCH_S + 10 * i
+    day, second = divmod(at, DAY_S)
+    date = _days.get(day)
+    if date is None:
+        date = _days[day] = time.strftime("%Y-%m-%d", time.gmtime(day * DAY_S))
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    return (f"{date}T{hour:02d}:{minute:02d}:{second:02d}."
+            f"{(i % 1_000_000) * 1000 + 7:09d}+00:00")
+
+
+RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def rfc3339_nanos(text):
+    """Nanoseconds since the epoch of a timestamp as SQLite holds it (what a cursor carries)."""
+    match = RFC3339.match(text)
+    if not match:
+        raise RuntimeError(f"unexpected timestamp format in SQLite: {text!r}")
+    whole, fraction, zone = match.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    seconds = int(datetime.datetime.fromisoformat(whole + zone).timestamp())
+    return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
+
+
 def cursor_of(product_id):
+    """A cursor of the first format (an id alone); kept for reference, the shapes use
+    `keyset_cursor`."""
     return base64.urlsafe_b64encode(product_id.bytes).rstrip(b"=").decode()
+
+
+def keyset_cursor(fingerprint, keys, product_id):
+    """A cursor in the server's current format (src/pagination.rs, `Cursor::Keyset`): version 2,
+    the list's 8-byte fingerprint, the key count, each key (here integers: `i` and 8 bytes big
+    endian) and the 16-byte id; URL-safe base64 without padding. The fingerprint is copied from
+    a cursor the server made for the same order and filter."""
+    out = bytearray([2]) + fingerprint + bytes([len(keys)])
+    for key in keys:
+        out += b"i" + int(key).to_bytes(8, "big", signed=True)
+    out += product_id.bytes
+    return base64.urlsafe_b64encode(bytes(out)).rstrip(b"=").decode()
+
+
+def cursor_fingerprint(cursor):
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    if not raw or raw[0] != 2:
+        raise RuntimeError(f"the server's cursor has an unknown format: {cursor!r}")
+    return raw[1:9]
+
+
+# The columns the bulk inserts write; a column added to `products` later must be added here too
+# (or the set-up stops), so bulk rows never silently differ from the API's.
+PRODUCT_COLUMNS = {"id", "name", "name_search", "description", "price_cents", "stock",
+                   "created_by", "created_at", "updated_at", "version"}
+POSTGRES_GENERATED_COLUMNS = {"search_vector"}  # filled by PostgreSQL itself
 
 
 def sqlite_reference_row(db_path):
     """How sea-orm stored the product created through the API: the formats to copy."""
     with sqlite3.connect(db_path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(products)")}
+        if columns != PRODUCT_COLUMNS:
+            raise RuntimeError(f"products has columns {sorted(columns)}; the benchmark writes "
+                               f"{sorted(PRODUCT_COLUMNS)}: update bench/bench.py")
         row = conn.execute(
             "SELECT typeof(id), length(id), typeof(created_at), created_at, updated_at, "
-            "typeof(created_by), typeof(price_cents), typeof(stock), name, name_search "
-            "FROM products ORDER BY rowid DESC LIMIT 1"
+            "typeof(created_by), typeof(price_cents), typeof(stock), name, name_search, "
+            "typeof(version), version, rowid FROM products ORDER BY rowid DESC LIMIT 1"
         ).fetchone()
-    if row is None:
-        raise RuntimeError("no product was created through the API")
+        if row is None:
+            raise RuntimeError("no product was created through the API")
+        # The full-text index holds the API's row (the triggers of products_fts fired).
+        indexed = conn.execute(
+            "SELECT rowid FROM products_fts WHERE products_fts MATCH 'reference'").fetchall()
     keys = ("id_type", "id_length", "ts_type", "created_at", "updated_at",
-            "created_by_type", "price_type", "stock_type", "name", "name_search")
+            "created_by_type", "price_type", "stock_type", "name", "name_search",
+            "version_type", "version", "rowid")
     ref = dict(zip(keys, row))
     if ref["id_type"] not in ("blob", "text") or ref["ts_type"] != "text":
         raise RuntimeError(f"unexpected storage of products in SQLite: {ref}")
+    rfc3339_nanos(ref["created_at"])  # a format the cursors can be made from
+    if not ref["created_at"].endswith("+00:00") or "T" not in ref["created_at"]:
+        raise RuntimeError(f"unexpected timestamp format in SQLite: {ref['created_at']!r}")
+    if ref["name_search"] != ref["name"].lower():
+        raise RuntimeError(f"name_search is not the lower-cased name: {ref}")
+    if ref["version_type"] != "integer" or ref["version"] != 1:
+        raise RuntimeError(f"unexpected version of a new product: {ref}")
+    if [r[0] for r in indexed] != [ref["rowid"]]:
+        raise RuntimeError("products_fts does not hold the product created through the API")
     return ref
 
 
 def sqlite_insert_products(db_path, ref, first, last):
-    """Bulk-inserts products first..last (inclusive) in one transaction, in the formats of `ref`."""
+    """Bulk-inserts products first..last (inclusive) in one transaction, in the formats of `ref`.
+    The triggers of `products_fts` index each row as it is inserted, as they do the API's."""
     as_blob = ref["id_type"] == "blob" and ref["id_length"] == 16
+    rng = random.Random(first)
+    choices, uniform, randint = rng.choices, rng.uniform, rng.randint
+    log_max_price = math.log(2000)
 
     def rows():
         for i in range(first, last + 1):
-            pid = bench_id(i)
-            name = f"Bench product {i:07}"
+            pid = (BULK_ID_BASE | i).to_bytes(16, "big")  # bench_id(i), faster
+            name = " ".join(choices(VOCABULARY, k=3)).title()
+            description = " ".join(choices(VOCABULARY, k=randint(8, 12))).capitalize() + "."
+            created = bulk_created_at(i)
             yield (
-                pid.bytes if as_blob else str(pid),
+                pid if as_blob else str(uuid.UUID(bytes=pid)),
                 name,
                 name.lower(),
-                "A product inserted by the benchmark.",
-                100 + (i * 37) % 50_000,
-                i % 1000,
-                ref["created_at"],
-                ref["updated_at"],
+                description,
+                round(100 * math.exp(uniform(0, log_max_price))),
+                0 if randint(1, 10) == 1 else randint(1, 500),
+                created,
+                created,
             )
 
     started = time.perf_counter()
     conn = sqlite3.connect(db_path, timeout=30)
     try:
         conn.execute("PRAGMA synchronous = OFF")
+        # The indexes on price, stock and name take rows in random order: with SQLite's default
+        # 2 MB page cache, a million such inserts spend minutes re-reading index pages.
+        conn.execute("PRAGMA cache_size = -1048576")  # 1 GiB, in KiB
         with conn:
             conn.executemany(
                 "INSERT INTO products (id, name, name_search, description, price_cents, stock, "
-                "created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                "created_by, created_at, updated_at, version) "
+                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, 1)",
                 rows(),
             )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         count = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+        indexed = conn.execute(
+            "SELECT count(*) FROM products_fts WHERE products_fts MATCH ?",
+            (f'"{SEARCH_TERM}"*',)).fetchone()[0]
     finally:
         conn.close()
+    log(f"  search index: {indexed} products match {SEARCH_TERM!r}* "
+        f"({indexed / count * 100:.2f} %)")
+    if not indexed:
+        raise RuntimeError("products_fts finds none of the bulk products")
     return count, time.perf_counter() - started
 
 
@@ -484,19 +648,84 @@ def with_database(url, name):
 
 
 def postgres_insert_products(url, first, last):
+    """The same kind of products as on SQLite, made by PostgreSQL (generate_series, random());
+    the generated `search_vector` column and its GIN index are filled by PostgreSQL itself."""
+    columns = set(psql(url, "SELECT column_name FROM information_schema.columns "
+                            "WHERE table_name = 'products'").split())
+    if columns != PRODUCT_COLUMNS | POSTGRES_GENERATED_COLUMNS:
+        raise RuntimeError(f"products has columns {sorted(columns)}; the benchmark writes "
+                           f"{sorted(PRODUCT_COLUMNS)}: update bench/bench.py")
+    words = "ARRAY[" + ",".join(f"'{w}'" for w in VOCABULARY) + "]::text[]"
+    word = f"w[1 + floor(random() * {len(VOCABULARY)})::int]"
+    name = " || ' ' || ".join([word] * 3)
+    description = " || ' ' || ".join([word] * 10)
     started = time.perf_counter()
     psql(
         url,
         "INSERT INTO products (id, name, name_search, description, price_cents, stock, "
-        "created_by, created_at, updated_at) SELECT "
-        "('01900000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, "
-        "'Bench product ' || lpad(i::text, 7, '0'), 'bench product ' || lpad(i::text, 7, '0'), "
-        "'A product inserted by the benchmark.', 100 + (i * 37) % 50000, i % 1000, NULL, "
-        f"now(), now() FROM generate_series({first}, {last}) AS i; ANALYZE products;",
+        "created_by, created_at, updated_at, version) "
+        "SELECT id, name, lower(name), description, price, stock, NULL, at, at, 1 FROM ("
+        "SELECT ('01900000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid AS id, "
+        f"initcap({name}) AS name, initcap({description}) || '.' AS description, "
+        "round(100 * exp(random() * ln(2000)))::bigint AS price, "
+        "CASE WHEN random() < 0.1 THEN 0 ELSE 1 + floor(random() * 500)::int END AS stock, "
+        f"timestamptz 'epoch' + ({BULK_EPOCH_S} + 10 * i) * interval '1 second' "
+        "+ (i % 1000000) * interval '1 microsecond' AS at "
+        f"FROM generate_series({first}, {last}) AS i, (SELECT {words} AS w) AS v) AS g; "
+        "ANALYZE products;",
     )
-    return int(psql(url, "SELECT count(*) FROM products")), time.perf_counter() - started
+    took = time.perf_counter() - started
+    count = int(psql(url, "SELECT count(*) FROM products"))
+    indexed = int(psql(url, "SELECT count(*) FROM products WHERE search_vector @@ "
+                            f"to_tsquery('storefront_search', '{SEARCH_TERM}:*')"))
+    log(f"  search index: {indexed} products match {SEARCH_TERM!r}:* "
+        f"({indexed / count * 100:.2f} %)")
+    if not indexed:
+        raise RuntimeError("search_vector finds none of the bulk products")
+    return count, took
 
 
+class SqliteCatalog:
+    """Reads the catalog straight from the SQLite file: what each page shape must answer."""
+
+    def __init__(self, db_path):
+        self.db_path = db_path
+
+    def rows(self, where, order, limit, offset=0):
+        with sqlite3.connect(self.db_path, timeout=30) as conn:
+            found = conn.execute(
+                f"SELECT id, price_cents, created_at FROM products WHERE {where} "
+                f"ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}").fetchall()
+        return [{"id": uuid.UUID(bytes=r[0]) if isinstance(r[0], bytes) else uuid.UUID(r[0]),
+                 "price_cents": r[1], "created_ns": rfc3339_nanos(r[2])} for r in found]
+
+    def search_count(self, term):
+        with sqlite3.connect(self.db_path, timeout=30) as conn:
+            return conn.execute("SELECT count(*) FROM products_fts WHERE products_fts MATCH ?",
+                                (f'"{term}"*',)).fetchone()[0]
+
+
+class PostgresCatalog:
+    """The same, from PostgreSQL through psql."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def rows(self, where, order, limit, offset=0):
+        out = psql(self.url,
+                   "SELECT id, price_cents, (extract(epoch FROM created_at) * 1000000)::bigint "
+                   f"FROM products WHERE {where} ORDER BY {order} "
+                   f"LIMIT {int(limit)} OFFSET {int(offset)}")
+        rows = []
+        for line in out.splitlines():
+            pid, price, micros = line.split("|")
+            rows.append({"id": uuid.UUID(pid), "price_cents": int(price),
+                         "created_ns": int(micros) * 1000})
+        return rows
+
+    def search_count(self, term):
+        return int(psql(self.url, "SELECT count(*) FROM products WHERE search_vector @@ "
+                                  f"to_tsquery('storefront_search', '{term}:*')"))
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 
@@ -605,15 +834,93 @@ def prepare_sqlite_catalog(workdir):
             "token": user_token, "count": count}
 
 
-def deep_page(label, server, token, position):
-    """p50 of a page of 20 after the cursor of bulk product `position`."""
-    after = cursor_of(bench_id(position))
-    variables = {"after": after}
-    check_page(server.addr, token, DEEP_QUERY, variables, expect_first_id=str(bench_id(position + 1)))
-    result = throughput(label, server, {"query": DEEP_QUERY, "variables": variables}, token,
-                        connections=1)
-    result["position"] = position
-    return result
+# The page shapes of issue 13, each measured at 1,000 and 1,000,000 products with the catalog
+# cache off and on, over one connection (their p50 is the figure): name, what the table calls it.
+SHAPES = (
+    ("sorted", "sorted first page, PRICE DESC"),
+    ("filtered", f"filtered first page, priceMin {FILTER_PRICE_MIN} + inStock"),
+    ("deep", "deep page at 90 %, default order"),
+    ("deep_price", "deep page at 90 %, PRICE DESC"),
+    ("search", "search, RELEVANCE"),
+)
+PAGE_SHAPES = ("sorted", "filtered", "deep", "deep_price")
+PRICE_DESC = [{"field": "PRICE", "direction": "DESC"}]
+# Per shape: the list's orderBy and filter, and the same order in SQL for the checks.
+SHAPE_LISTS = {
+    "sorted": (PRICE_DESC, None, "1 = 1", "price_cents DESC, id DESC"),
+    "filtered": (None, {"priceMin": FILTER_PRICE_MIN, "inStock": True},
+                 f"price_cents >= {round(float(FILTER_PRICE_MIN) * 100)} AND stock > 0",
+                 "created_at, id"),
+    "deep": (None, None, "1 = 1", "created_at, id"),
+    "deep_price": (PRICE_DESC, None, "1 = 1", "price_cents DESC, id DESC"),
+    "search": ([{"field": "RELEVANCE", "direction": "DESC"}], {"search": SEARCH_TERM}, None,
+               None),
+}
+
+
+def list_variables(order_by, filter_, after=None):
+    variables = {}
+    if order_by:
+        variables["orderBy"] = order_by
+    if filter_:
+        variables["filter"] = filter_
+    if after:
+        variables["after"] = after
+    return variables
+
+
+def shape_request(shape, server, token, catalog, count):
+    """The variables of `shape`'s request, after checking the server's answer to it against the
+    catalog read straight from the database: the exact ids of the page (in order), or for the
+    search, that every product found holds a word starting with the term and as many are found
+    as the full-text index holds (up to a page)."""
+    order_by, filter_, where, order = SHAPE_LISTS[shape]
+    after = None
+    offset = 0
+    if shape in ("deep", "deep_price"):
+        # A cursor at 90 % of the list, in the server's format for this order (keys: the
+        # creation time in ns, or the price in cents, then the id).
+        offset = int(count * 0.9)
+        (at,) = catalog.rows(where, order, 1, offset - 1)
+        first = graphql(server.addr, LIST_QUERY, list_variables(order_by, filter_), token)
+        fingerprint = cursor_fingerprint(first["products"]["edges"][0]["cursor"])
+        key = at["price_cents"] if shape == "deep_price" else at["created_ns"]
+        after = keyset_cursor(fingerprint, [key], at["id"])
+    variables = list_variables(order_by, filter_, after)
+    data = graphql(server.addr, LIST_CHECK_QUERY, variables, token)["products"]
+    got = [edge["node"] for edge in data["edges"]]
+    if shape == "search":
+        matches = catalog.search_count(SEARCH_TERM)
+        word = re.compile(r"\b" + re.escape(SEARCH_TERM), re.IGNORECASE)
+        stray = [n["id"] for n in got if not word.search(n["name"] + " " + n["description"])]
+        if not got or stray or len(got) != min(20, matches) or data["totalCount"] != matches:
+            raise RuntimeError(
+                f"search {SEARCH_TERM!r}: {len(got)} products (totalCount "
+                f"{data['totalCount']}), {matches} in the index, not matching: {stray[:3]}")
+        return variables, {"matches": matches, "match_share": matches / count}
+    expected = [str(r["id"]) for r in catalog.rows(where, order, 20, offset)]
+    if [n["id"] for n in got] != expected or len(expected) != 20:
+        raise RuntimeError(f"{shape}: the page is {[n['id'] for n in got][:3]}..., the "
+                           f"database's is {expected[:3]}... ({len(expected)} rows)")
+    extra = {"total_count": data["totalCount"]}
+    if after:
+        extra["position"] = offset
+    return variables, extra
+
+
+def page_shapes(label, server, token, catalog, count, cache):
+    """Every shape of SHAPES on one server: p50 over one connection, SHAPE_ROUNDS rounds of
+    SHAPE_SECONDS after SHAPE_WARMUP seconds."""
+    results = {}
+    for shape, title in SHAPES:
+        variables, extra = shape_request(shape, server, token, catalog, count)
+        result = throughput(f"{title}, {count} products, {label}, cache {cache}", server,
+                            {"query": LIST_QUERY, "variables": variables}, token,
+                            connections=1, rounds=SHAPE_ROUNDS, seconds=SHAPE_SECONDS,
+                            warmup=SHAPE_WARMUP)
+        result.update(extra, catalog=count, cache=cache)
+        results[shape] = result
+    return results
 
 
 def signed_in_total(addr):
@@ -863,6 +1170,8 @@ def scenario_expensive_documents(server, token):
 def scenario_sqlite(workdir, results):
     state = prepare_sqlite_catalog(workdir)
     server, token = state["server"], state["token"]
+    catalog = SqliteCatalog(state["db_path"])
+    shapes = results["shapes_sqlite"] = {"small": {}, "big": {}}
     try:
         # The same stack with no resolver and no database: HTTP, token check and GraphQL only.
         results["graphql_floor"] = throughput(
@@ -875,22 +1184,24 @@ def scenario_sqlite(workdir, results):
         results["argon2"] = results["login_flood"]["argon2"]
         results["password_flood_sqlite"] = scenario_password_change_flood(server, "SQLite")
         results["expensive_documents"] = scenario_expensive_documents(server, token)
+        shapes["small"]["on"] = page_shapes("SQLite", server, token, catalog, state["count"],
+                                            "on")
     finally:
         server.stop()
 
     # With the catalog cache off, every page is read from the database: the database path on
-    # its own, and the deep pages, which must measure the index rather than the cache.
+    # its own, and the page shapes, which must measure the indexes rather than the cache.
     uncached_env = {**state["env"], "CATALOG_CACHE_MB": "0"}
     server = Server("storefront-sqlite-uncached", [STOREFRONT, "serve"], uncached_env, workdir)
     try:
         results["products_sqlite_uncached"] = throughput(
             "products (SQLite, catalog cache off)", server, {"query": PRODUCTS_QUERY}, token)
-        results["deep_page_small"] = deep_page(
-            f"deep page, {state['count']} products, cache off", server, token,
-            int(CATALOG * 0.9))
-        results["deep_page_small"]["catalog"] = state["count"]
+        shapes["small"]["off"] = page_shapes("SQLite", server, token, catalog, state["count"],
+                                             "off")
     finally:
         server.stop()
+    # The deep page of the earlier runs: the default order's deep page with the cache off.
+    results["deep_page_small"] = shapes["small"]["off"]["deep"]
 
     if BIG_CATALOG <= CATALOG:
         return
@@ -898,24 +1209,32 @@ def scenario_sqlite(workdir, results):
     count, took = sqlite_insert_products(state["db_path"], state["ref"], CATALOG, BIG_CATALOG - 1)
     log(f"  catalog: {count} products ({took:.1f}s to insert), "
         f"file {os.path.getsize(state['db_path']) / 2**20:.0f} MiB")
+    shapes["big_insert_s"] = took
     server = Server("storefront-sqlite-big", [STOREFRONT, "serve"], uncached_env, workdir)
     try:
         results["startup_big_catalog_ms"] = server.startup_s * 1e3
-        results["deep_page_big"] = deep_page(
-            f"deep page, {count} products, cache off", server, token, int(BIG_CATALOG * 0.9))
-        results["deep_page_big"]["catalog"] = count
-        results["deep_page_big"]["insert_s"] = took
+        shapes["big"]["off"] = page_shapes("SQLite", server, token, catalog, count, "off")
+    finally:
+        server.stop()
+    results["deep_page_big"] = dict(shapes["big"]["off"]["deep"], insert_s=took)
+    server = Server("storefront-sqlite-big-cached", [STOREFRONT, "serve"], state["env"],
+                    workdir)
+    try:
+        shapes["big"]["on"] = page_shapes("SQLite", server, token, catalog, count, "on")
     finally:
         server.stop()
 
 
-def scenario_postgres(workdir):
+def scenario_postgres(workdir, results):
     name = f"storefront_bench_{os.getpid()}_{secrets.token_hex(3)}"
     psql(POSTGRES_URL, f"CREATE DATABASE {name}")
     url = with_database(POSTGRES_URL, name)
+    catalog = PostgresCatalog(url)
+    shapes = results["shapes_postgres"] = {"small": {}, "big": {}}
     server = None
     try:
         env = storefront_env(url)
+        uncached_env = {**env, "CATALOG_CACHE_MB": "0"}
         server = Server("storefront-postgres", [STOREFRONT, "serve"], env, workdir)
         startup_ms = server.startup_s * 1e3
         token = register(server.addr, USER)
@@ -924,13 +1243,30 @@ def scenario_postgres(workdir):
         check_page(server.addr, token, PRODUCTS_QUERY, None)
         result = throughput("products (PostgreSQL)", server, {"query": PRODUCTS_QUERY}, token)
         result.update(catalog=count, startup_ms=startup_ms)
+        results["products_postgres"] = result
         result["password_flood"] = scenario_password_change_flood(server, "PostgreSQL")
+        shapes["small"]["on"] = page_shapes("PostgreSQL", server, token, catalog, count, "on")
         server.stop()
-        server = Server("storefront-postgres-uncached", [STOREFRONT, "serve"],
-                        {**env, "CATALOG_CACHE_MB": "0"}, workdir)
+        server = Server("storefront-postgres-uncached", [STOREFRONT, "serve"], uncached_env,
+                        workdir)
         result["uncached"] = throughput("products (PostgreSQL, catalog cache off)", server,
                                         {"query": PRODUCTS_QUERY}, token)
-        return result
+        shapes["small"]["off"] = page_shapes("PostgreSQL", server, token, catalog, count, "off")
+        server.stop()
+        server = None
+        if not POSTGRES_BIG or BIG_CATALOG <= CATALOG:
+            return
+        log(f"PostgreSQL catalog growth: inserting up to {BIG_CATALOG} products")
+        count, took = postgres_insert_products(url, CATALOG + 1, BIG_CATALOG)
+        log(f"  catalog: {count} products ({took:.1f}s to insert, with ANALYZE)")
+        shapes["big_insert_s"] = took
+        for cache, server_env in (("off", uncached_env), ("on", env)):
+            server = Server(f"storefront-postgres-big-{cache}", [STOREFRONT, "serve"],
+                            server_env, workdir)
+            shapes["big"][cache] = page_shapes("PostgreSQL", server, token, catalog, count,
+                                               cache)
+            server.stop()
+            server = None
     finally:
         if server:
             server.stop()
@@ -956,7 +1292,6 @@ def verdicts(results):
     base = results.get("baseline", {})
     sqlite_products = results.get("products_sqlite", {})
     flood = results.get("login_flood", {})
-    small, big = results.get("deep_page_small"), results.get("deep_page_big")
     startup = results.get("startup", {})
     rows = [
         ("products/baseline req/s (SQLite)",
@@ -999,8 +1334,6 @@ def verdicts(results):
         ("slowest sign-in during a changePassword flood (PostgreSQL)",
          results.get("products_postgres", {}).get("password_flood", {}).get(
              "sign_in_during_ms_max"), "<=", 2000.0, " ms"),
-        (f"deep page p50 {big['catalog'] if big else '?'} / {small['catalog'] if small else '?'}",
-         ratio(big and big["p50_ms_median"], small and small["p50_ms_median"]), "<=", 1.5, ""),
         # The targets are in MB (10^6 bytes); RSS is measured in MiB.
         ("idle RSS", mib_to_mb(startup.get("idle_rss_mib_median")), "<=", 30.0, " MB"),
         ("peak RSS during products", mib_to_mb(sqlite_products.get("peak_rss_mib")), "<=", 100.0,
@@ -1008,6 +1341,7 @@ def verdicts(results):
         ("start-up", startup.get("startup_ms_median") and startup["startup_ms_median"] / 1e3,
          "<=", 1.0, " s"),
     ]
+    rows += shape_verdicts(results)
     out = []
     for name, value, op, target, unit in rows:
         if value is None or op == "info":
@@ -1017,6 +1351,39 @@ def verdicts(results):
         out.append({"name": name, "value": value, "op": op, "target": target, "unit": unit,
                     "pass": ok})
     return out
+
+
+def shape_pairs(results):
+    """(database, cache, shape, title, result at the small catalog, at the big one) for every
+    page shape measured."""
+    for db, key in (("SQLite", "shapes_sqlite"), ("PostgreSQL", "shapes_postgres")):
+        shapes = results.get(key)
+        if not shapes:
+            continue
+        for cache in ("off", "on"):
+            small = shapes.get("small", {}).get(cache) or {}
+            big = shapes.get("big", {}).get(cache) or {}
+            for shape, title in SHAPES:
+                if shape in small or shape in big:
+                    yield db, cache, shape, title, small.get(shape), big.get(shape)
+
+
+def shape_verdicts(results):
+    """Issue 13: p50 at the big catalog within 1.5 x the small one's for each page shape, and a
+    search at the big catalog within SEARCH_MAX_MS."""
+    rows = []
+    for db, cache, shape, title, small, big in shape_pairs(results):
+        p50_small = small and small["p50_ms_median"]
+        p50_big = big and big["p50_ms_median"]
+        sizes = f"{big['catalog'] if big else BIG_CATALOG} / {small['catalog'] if small else CATALOG}"
+        name = f"{title}: p50 {sizes} products ({db}, cache {cache})"
+        if shape in PAGE_SHAPES:
+            rows.append((name, ratio(p50_big, p50_small), "<=", 1.5, ""))
+        else:
+            rows.append((name, ratio(p50_big, p50_small), "info", None, ""))
+            rows.append((f"{title}: p50 at {big['catalog'] if big else BIG_CATALOG} products "
+                         f"({db}, cache {cache})", p50_big, "<=", SEARCH_MAX_MS, " ms"))
+    return rows
 
 
 def fmt(value, digits=2):
@@ -1051,8 +1418,6 @@ def markdown(results):
         ("products, PostgreSQL (-c %d)" % CONNECTIONS, results.get("products_postgres")),
         ("products, PostgreSQL, catalog cache off (-c %d)" % CONNECTIONS,
          (results.get("products_postgres") or {}).get("uncached")),
-        ("deep page, small catalog, cache off (-c 1)", results.get("deep_page_small")),
-        ("deep page, big catalog, cache off (-c 1)", results.get("deep_page_big")),
     ]
     flood = results.get("login_flood")
     if flood:
@@ -1072,6 +1437,38 @@ def markdown(results):
                      f"| {fmt(r.get('p99_ms_median'))} | {fmt(r.get('cpu_us_per_request'), 0)} "
                      f"| {'-' if util is None else f'{util * 100:.0f}%'} "
                      f"| {fmt(r.get('peak_rss_mib'), 1)} |")
+    pairs = list(shape_pairs(results))
+    if pairs:
+        lines += ["", f"Page shapes (-c 1, {SHAPE_ROUNDS} x {SHAPE_SECONDS} s after "
+                  f"{SHAPE_WARMUP} s warm-up; search: {SEARCH_TERM!r}, a prefix of "
+                  f"{SEARCH_WORD!r}):", "",
+                  "| shape | database | cache | p50 ms small | p50 ms big | big / small "
+                  "| p99 ms small / big | server CPU us/req small / big "
+                  "| server CPU busy small / big |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+        def both(small, big, key, digits, scale=1, suffix=""):
+            def one(r):
+                value = r and r.get(key)
+                return "-" if value is None else f"{value * scale:.{digits}f}{suffix}"
+            return f"{one(small)} / {one(big)}"
+
+        for db, cache, shape, title, small, big in pairs:
+            p50_small = small and small["p50_ms_median"]
+            p50_big = big and big["p50_ms_median"]
+            label = title
+            if shape == "search":
+                counts = [f"{r['matches']} of {r['catalog']}" for r in (small, big) if r]
+                label += f" ({', '.join(counts)} match)"
+            lines.append(
+                f"| {label} | {db} | {cache} | {fmt(p50_small)} | {fmt(p50_big)} "
+                f"| {fmt(ratio(p50_big, p50_small))} | {both(small, big, 'p99_ms_median', 2)} "
+                f"| {both(small, big, 'cpu_us_per_request', 0)} "
+                f"| {both(small, big, 'server_cpu_util_median', 0, 100, '%')} |")
+        for key, db in (("shapes_sqlite", "SQLite"), ("shapes_postgres", "PostgreSQL")):
+            took = (results.get(key) or {}).get("big_insert_s")
+            if took:
+                lines.append(f"\nBulk insert up to the big catalog ({db}): {took:.0f} s.")
     argon2 = results.get("argon2")
     if argon2:
         lines += ["", f"argon2id ({argon2['params']}): one verification takes "
@@ -1121,7 +1518,7 @@ def main():
         scenario_sqlite(workdir, results)
         if POSTGRES_URL:
             if shutil.which("psql"):
-                results["products_postgres"] = scenario_postgres(workdir)
+                scenario_postgres(workdir, results)
             else:
                 log("BENCH_POSTGRES_URL is set but psql is missing: PostgreSQL skipped")
     except (Exception, KeyboardInterrupt, SystemExit) as e:  # noqa: BLE001 - report what we have

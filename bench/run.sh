@@ -12,7 +12,9 @@
 # BENCH_PROBE_RATE (50),
 # BENCH_CATALOG (1000), BENCH_BIG_CATALOG (1000000), BENCH_STARTUP_RUNS (3),
 # BENCH_ARGON2_ROUNDS (10), BENCH_SERVER_CPUS (0), BENCH_CLIENT_CPUS (1),
-# BENCH_POSTGRES_URL (unset: PostgreSQL skipped), BENCH_RESULTS_DIR (bench/results),
+# BENCH_SHAPE_SECONDS (2), BENCH_SHAPE_ROUNDS (3), BENCH_SHAPE_WARMUP_SECONDS (1) (the page shapes),
+# BENCH_POSTGRES_URL (unset: PostgreSQL skipped), BENCH_POSTGRES_BIG (1: PostgreSQL grows to
+# BENCH_BIG_CATALOG too), BENCH_RESULTS_DIR (bench/results),
 # BENCH_MICRO=1 (also run the criterion micro-benchmarks), BENCH_SKIP_BUILD=1, OHA (path).
 # A quick run: BENCH_SECONDS=3 BENCH_ROUNDS=1 BENCH_WARMUP_SECONDS=1 bash bench/run.sh
 set -euo pipefail
