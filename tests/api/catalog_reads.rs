@@ -464,6 +464,70 @@ async fn search_finds_words_ignoring_case_and_accents_with_the_last_as_a_prefix(
     assert_eq!(search("milk").await, Vec::<String>::new());
 }
 
+/// Relevance ties: identical documents score the same, so a list by relevance is groups of
+/// ties ordered by id. Read in one page, it is paged both ways at every size, in both
+/// directions, with the same result (on SQLite, a search ordered by relevance alone is read by
+/// its own statement, which joins only the matches that can be on the page).
+#[tokio::test]
+async fn a_search_by_relevance_pages_through_ties_each_product_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for (name, description, count) in [
+        ("Tea tea", "Tea for two", 7),
+        ("Tea", "A pot of leaves", 12),
+        (
+            "Cup",
+            "For tea, or for coffee, or for anything else you like",
+            9,
+        ),
+    ] {
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let new = NewProduct::new(name, "3.00").description(description);
+            ids.push(admin.add(&new).await.id);
+        }
+        groups.push(ids);
+    }
+    admin.add(&NewProduct::new("Coffee", "3.00")).await;
+    for direction in ["DESC", "ASC"] {
+        let args = ListArgs::sorted("RELEVANCE", direction).filter(json!({ "search": "tea" }));
+        let whole = forward(&admin, &args, 100).await;
+        assert_eq!(whole.len(), 28, "{direction}");
+        // Each group of ties is contiguous, ordered by id in the list's direction.
+        let mut at = 0;
+        let mut seen = Vec::new();
+        while at < whole.len() {
+            let group = groups.iter().find(|g| g.contains(&whole[at])).unwrap();
+            let mut expected = group.clone();
+            expected.sort();
+            if direction == "DESC" {
+                expected.reverse();
+            }
+            assert_eq!(
+                whole[at..at + group.len()],
+                expected[..],
+                "{direction} at {at}"
+            );
+            assert!(!seen.contains(&group), "{direction}: a group split");
+            seen.push(group);
+            at += group.len();
+        }
+        for size in [1, 2, 3, 5, 7, 12] {
+            assert_eq!(
+                forward(&admin, &args, size).await,
+                whole,
+                "{direction} forward by {size}"
+            );
+            assert_eq!(
+                backward(&admin, &args, size).await,
+                whole,
+                "{direction} backward by {size}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn invalid_arguments_name_their_field() {
     let app = TestApp::spawn().await;
