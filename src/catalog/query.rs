@@ -353,6 +353,12 @@ impl Sql {
         self
     }
 
+    /// ` LIMIT <limit>`.
+    fn limit(&mut self, limit: u64) -> &mut Self {
+        self.push(" LIMIT ")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
     fn postgres(&self) -> bool {
         self.backend == DbBackend::Postgres
     }
@@ -524,15 +530,30 @@ impl Sql {
     }
 }
 
-/// `SELECT p.<every column of the entity>[, relevance]`.
-fn select(sql: &mut Sql, query: &ProductQuery) {
-    sql.push("SELECT ");
+/// What one read of a page asks for: the rows past `after` and before `before`, in the list's
+/// order (`forward`) or its reverse, at most `limit` of them.
+#[derive(Clone, Copy)]
+struct Read<'a> {
+    after: Option<&'a Position>,
+    before: Option<&'a Position>,
+    forward: bool,
+    limit: u64,
+}
+
+/// `p.<every column of the entity>`, comma-separated.
+fn columns(sql: &mut Sql) {
     for (i, column) in product::Column::iter().enumerate() {
         if i > 0 {
             sql.push(", ");
         }
         sql.push("p.").push(sea_orm::IdenStatic::as_str(&column));
     }
+}
+
+/// `SELECT p.<every column of the entity>[, relevance]`.
+fn select(sql: &mut Sql, query: &ProductQuery) {
+    sql.push("SELECT ");
+    columns(sql);
     if query.filter.search.is_some() {
         sql.push(", ");
         sql.key(SortField::Relevance, query.filter.search.as_ref())
@@ -542,26 +563,18 @@ fn select(sql: &mut Sql, query: &ProductQuery) {
 
 /// The statement of one page: `limit` rows past the window's cursors, read in the list's
 /// order (`forward`) or its reverse.
-fn page_statement(
-    backend: DbBackend,
-    query: &ProductQuery,
-    after: Option<&Position>,
-    before: Option<&Position>,
-    forward: bool,
-    limit: u64,
-) -> Statement {
+fn page_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>) -> Statement {
     let mut sql = Sql::new(backend);
     select(&mut sql, query);
     sql.tables_and_filter(&query.filter);
-    if let Some(after) = after {
+    if let Some(after) = read.after {
         sql.past(query, after, true, false);
     }
-    if let Some(before) = before {
+    if let Some(before) = read.before {
         sql.past(query, before, false, false);
     }
-    sql.order_by(query, forward);
-    sql.push(" LIMIT ")
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    sql.order_by(query, read.forward);
+    sql.limit(read.limit);
     sql.statement()
 }
 
@@ -582,10 +595,7 @@ fn page_statement(
 fn search_top_statement(
     backend: DbBackend,
     query: &ProductQuery,
-    after: Option<&Position>,
-    before: Option<&Position>,
-    forward: bool,
-    limit: u64,
+    read: Read<'_>,
 ) -> Option<Statement> {
     let search = query.filter.search.as_ref()?;
     let only_search = Filter {
@@ -598,10 +608,16 @@ fn search_top_statement(
     if backend == DbBackend::Postgres
         || key.field != SortField::Relevance
         || query.filter != only_search
-        || (after.is_some() && before.is_some())
+        || (read.after.is_some() && read.before.is_some())
     {
         return None;
     }
+    let Read {
+        after,
+        before,
+        forward,
+        limit,
+    } = read;
     let position = if forward { after } else { before };
     if position.is_none() && (after.is_some() || before.is_some()) {
         // A cursor on the far side of the read (`last` with `after`): the general statement.
@@ -622,12 +638,7 @@ fn search_top_statement(
     )
     .bind(search.fts5())
     .push(") SELECT ");
-    for (i, column) in product::Column::iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push("p.").push(sea_orm::IdenStatic::as_str(&column));
-    }
+    columns(&mut sql);
     sql.push(
         ", s.relevance AS relevance FROM s JOIN products p ON p.rowid = s.rid WHERE s.relevance",
     )
@@ -649,8 +660,7 @@ fn search_top_statement(
         sql.past(query, position, forward, false);
     }
     sql.order_by(query, forward);
-    sql.push(" LIMIT ")
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    sql.limit(limit);
     Some(sql.statement())
 }
 
@@ -664,16 +674,10 @@ fn search_top_statement(
 /// written as text with 17 significant digits (its JSON numbers have 15); PostgreSQL writes a
 /// `float8` with the shortest text that reads back exactly (`extra_float_digits` 1, the
 /// default since PostgreSQL 12).
-fn json_page_statement(
-    backend: DbBackend,
-    query: &ProductQuery,
-    after: Option<&Position>,
-    before: Option<&Position>,
-    forward: bool,
-    limit: u64,
-) -> Statement {
-    let inner = search_top_statement(backend, query, after, before, forward, limit)
-        .unwrap_or_else(|| page_statement(backend, query, after, before, forward, limit));
+fn json_page_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>) -> Statement {
+    let inner = search_top_statement(backend, query, read)
+        .unwrap_or_else(|| page_statement(backend, query, read));
+    let forward = read.forward;
     let postgres = backend == DbBackend::Postgres;
     let mut sql = String::with_capacity(inner.sql.len() + 400);
     if postgres {
@@ -862,9 +866,36 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
         id: Uuid::now_v7(),
     };
     vec![
-        json_page_statement(backend, query, None, None, true, 21),
-        json_page_statement(backend, query, Some(&position), None, true, 21),
-        json_page_statement(backend, query, None, Some(&position), false, 21),
+        json_page_statement(
+            backend,
+            query,
+            Read {
+                after: None,
+                before: None,
+                forward: true,
+                limit: 21,
+            },
+        ),
+        json_page_statement(
+            backend,
+            query,
+            Read {
+                after: Some(&position),
+                before: None,
+                forward: true,
+                limit: 21,
+            },
+        ),
+        json_page_statement(
+            backend,
+            query,
+            Read {
+                after: None,
+                before: Some(&position),
+                forward: false,
+                limit: 21,
+            },
+        ),
         exists_statement(backend, query, &position, false),
         count_statement(backend, &query.filter),
     ]
@@ -898,14 +929,13 @@ pub async fn page(
         None => None,
     };
     let forward = window.direction == Direction::Forward;
-    let statement = json_page_statement(
-        backend,
-        query,
-        after.as_ref(),
-        before.as_ref(),
+    let read = Read {
+        after: after.as_ref(),
+        before: before.as_ref(),
         forward,
-        window.size + 1,
-    );
+        limit: window.size + 1,
+    };
+    let statement = json_page_statement(backend, query, read);
     let row = db
         .query_one_raw(statement)
         .await?
