@@ -671,9 +671,10 @@ fn search_top_statement(
 ///
 /// Ids are hexadecimal on SQLite (stored as 16-byte blobs). A relevance must read back as the
 /// same `f64`, so that a cursor made from it stands exactly where its row does: SQLite's is
-/// written as text with 17 significant digits (its JSON numbers have 15); PostgreSQL writes a
-/// `float8` with the shortest text that reads back exactly (`extra_float_digits` 1, the
-/// default since PostgreSQL 12).
+/// written as text with 17 significant digits (its JSON numbers have 15); PostgreSQL's as a
+/// `float8`'s text, the shortest that reads back exactly (`extra_float_digits` 1, the default
+/// since PostgreSQL 12). Both are parsed by Rust's `str::parse`, which is exact; serde_json's
+/// own number parsing is not (a 16–17-digit relevance came back a unit in the last place off).
 fn json_page_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>) -> Statement {
     let inner = search_top_statement(backend, query, read)
         .unwrap_or_else(|| page_statement(backend, query, read));
@@ -696,7 +697,9 @@ fn json_page_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>)
     }
     if query.filter.search.is_some() {
         sql.push_str(if postgres {
-            ", page.relevance"
+            // As text too: serde_json (without `float_roundtrip`) reads a 17-digit number a
+            // unit in the last place off, and the cursor would stand beside its row.
+            ", page.relevance::text"
         } else {
             ", printf('%!.17g', page.relevance)"
         });
@@ -754,7 +757,8 @@ struct JsonRow(
     #[serde(default)] Option<JsonNumber>,
 );
 
-/// A relevance: a number on PostgreSQL, its 17-digit text on SQLite.
+/// A relevance: its text (the shortest exact one on PostgreSQL, 17 digits on SQLite); a
+/// number is still read.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum JsonNumber {

@@ -629,3 +629,47 @@ async fn no_catalog_statement_scans_the_products_table() {
         assert!(!scans_table, "{sql}\n{plan}");
     }
 }
+
+/// A relevance must cross from the database to the cursor as the exact same `f64`: a cursor a
+/// unit in the last place off stands before or after its own row, and the next page repeats
+/// or skips it. PostgreSQL's `ts_rank` of these products has 16–17 significant digits, which
+/// serde_json parses a unit off unless its `float_roundtrip` feature is on (found by attack13:
+/// on PostgreSQL, `first: 1` paged forever).
+#[tokio::test]
+async fn a_search_by_relevance_pages_through_relevances_of_seventeen_digits() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    for (name, description) in [
+        ("tea black tea pot tea", "tea tea"),
+        ("tea tea pot", "tea"),
+        ("tea green pot tea", "hot leaf tea"),
+        ("tea pot", "leaf tea tea hot tea tea leaf tea tea"),
+        ("tea pot green", "hot tea hot tea tea tea tea"),
+        ("tea cup pot green", "leaf tea tea tea leaf hot"),
+        ("tea green cup pot", "tea leaf tea tea hot hot"),
+        ("tea black pot", "tea"),
+        ("tea pot", ""),
+        ("tea black black pot", "tea hot hot"),
+    ] {
+        admin
+            .add(&NewProduct::new(name, "3.00").description(description))
+            .await;
+    }
+    for direction in ["DESC", "ASC"] {
+        let args = ListArgs::sorted("RELEVANCE", direction).filter(json!({ "search": "tea pot" }));
+        let whole = forward(&admin, &args, 100).await;
+        assert_eq!(whole.len(), 10, "{direction}");
+        for size in [1, 2, 3] {
+            assert_eq!(
+                forward(&admin, &args, size).await,
+                whole,
+                "{direction} forward by {size}"
+            );
+            assert_eq!(
+                backward(&admin, &args, size).await,
+                whole,
+                "{direction} backward by {size}"
+            );
+        }
+    }
+}
