@@ -485,8 +485,8 @@ pub fn product_list(
         price_max_cents: price(&filter.price_max, "filter.priceMax")?,
         in_stock: filter.in_stock,
         ids: None,
-        created_after: filter.created_after,
-        created_before: filter.created_before,
+        created_after: filter.created_after.map(within_four_digit_years),
+        created_before: filter.created_before.map(within_four_digit_years),
         search: filter.search.as_deref().and_then(Search::parse),
         name_contains: None,
     };
@@ -505,6 +505,19 @@ pub fn product_list(
         parsed = parsed.with_ids(ids)?;
     }
     ProductQuery::new(order, parsed)
+}
+
+/// `at`, or the last instant of year 9999 when later: SQLite compares times as their text, in
+/// which `+10000-…` sorts before every four-digit year. Nothing is created that late, so the
+/// bound keeps the same products.
+fn within_four_digit_years(at: DateTime<Utc>) -> DateTime<Utc> {
+    let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_nano_opt(23, 59, 59, 999_999_999))
+        .map(|at| at.and_utc());
+    match last {
+        Some(last) if at > last => last,
+        _ => at,
+    }
 }
 
 /// The same refusal, naming `field` (a rule shared with another input names its own field).

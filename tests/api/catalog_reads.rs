@@ -673,3 +673,27 @@ async fn a_search_by_relevance_pages_through_relevances_of_seventeen_digits() {
         }
     }
 }
+
+/// `createdAfter`/`createdBefore` beyond year 9999 (valid RFC 3339 with a `+` year, which the
+/// `DateTime` scalar accepts): nothing was created after year 10000, and everything before it.
+/// SQLite stores times as text and compares the bound text `+10000-01-01 …`, which sorts
+/// before every four-digit year (found by attack13: SQLite answered the reverse).
+#[tokio::test]
+async fn created_bounds_beyond_year_9999_compare_as_times() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let lamp = admin.add_product("Lamp", "12.50").await;
+    let far = "+10000-01-01T00:00:00Z";
+    let (after, after_total) = filtered(&admin, json!({ "createdAfter": far })).await;
+    assert_eq!(
+        (after, after_total),
+        (vec![], 0),
+        "created after year 10000"
+    );
+    let (before, before_total) = filtered(&admin, json!({ "createdBefore": far })).await;
+    assert_eq!(
+        (before, before_total),
+        (vec![lamp.id], 1),
+        "created before year 10000"
+    );
+}
