@@ -1,6 +1,13 @@
 //! Database connection and migrations, for SQLite and PostgreSQL alike.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -47,16 +54,30 @@ pub struct Db {
     writer: DatabaseConnection,
     /// Whether `reader` and `writer` are the same pool.
     shared: bool,
+    /// When the pools ping a connection before handing it out.
+    pings: Arc<Pings>,
 }
 
 impl Db {
     /// One pool serving reads and writes alike.
     pub fn shared(pool: DatabaseConnection) -> Self {
+        Self::shared_with(pool, Arc::default())
+    }
+
+    fn shared_with(pool: DatabaseConnection, pings: Arc<Pings>) -> Self {
         Self {
             reader: pool.clone(),
             writer: pool,
             shared: true,
+            pings,
         }
+    }
+
+    /// Takes note that a query just failed because of the database: for a while, every
+    /// connection is pinged before it is handed out (see [`PING_IF_IDLE_FOR`]), so the pool
+    /// drops the ones the database cut instead of failing a request on each.
+    pub fn distrust_connections(&self) {
+        self.pings.distrust();
     }
 
     /// The pool every read uses.
@@ -112,11 +133,23 @@ impl std::ops::Deref for Db {
 /// When the URL is malformed or the database cannot be reached.
 pub async fn connect(url: &str) -> Result<Db, DbErr> {
     if !url.starts_with("sqlite:") {
+        let pings = Arc::new(Pings::default());
+        let hook = pings.clone();
         let mut options = pool_options(url);
         options
             .max_connections(POSTGRES_MAX_CONNECTIONS)
-            .min_connections(1);
-        return Ok(Db::shared(Database::connect(options).await?));
+            .min_connections(1)
+            .test_before_acquire(false)
+            .map_sqlx_postgres_before_acquire(move |connection, meta| {
+                let ping = hook.should_ping(meta.idle_for);
+                Box::pin(async move {
+                    if ping {
+                        sea_orm::sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            });
+        return Ok(Db::shared_with(Database::connect(options).await?, pings));
     }
     if is_sqlite_memory(url) {
         return Ok(Db::shared(
@@ -130,6 +163,7 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
         reader,
         writer,
         shared: false,
+        pings: Arc::default(),
     })
 }
 
@@ -139,8 +173,39 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
 /// PostgreSQL, or to SQLite's worker thread), about a third of a cached-off page read. A
 /// connection in steady use has just answered, so only one idle for longer is pinged, as
 /// HikariCP does (its `aliveBypassWindowMs`, 500 ms). A connection that dies while in use
-/// fails one query and is closed on release, where sqlx pings it anyway.
+/// fails one query and is closed on release, where sqlx pings it anyway; on PostgreSQL, that
+/// failure makes every checkout ping for [`DISTRUST_FOR`] (see [`Db::distrust_connections`]),
+/// so the other connections the database cut are dropped unused, not each met by a request.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// How long every checkout pings after a query failed because of the database.
+const DISTRUST_FOR: Duration = Duration::from_secs(10);
+
+/// When a pool pings a connection before handing it out.
+#[derive(Debug, Default)]
+struct Pings {
+    /// Until when (ms on [`clock_ms`]) every checkout pings.
+    every_checkout_until_ms: AtomicU64,
+}
+
+impl Pings {
+    fn distrust(&self) {
+        let until = clock_ms().saturating_add(DISTRUST_FOR.as_millis() as u64);
+        self.every_checkout_until_ms
+            .fetch_max(until, Ordering::Relaxed);
+    }
+
+    fn should_ping(&self, idle_for: Duration) -> bool {
+        idle_for >= PING_IF_IDLE_FOR
+            || clock_ms() < self.every_checkout_until_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// Milliseconds on a monotonic clock that starts with the process.
+fn clock_ms() -> u64 {
+    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
+    u64::try_from(START.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 fn pool_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
@@ -148,7 +213,6 @@ fn pool_options(url: &str) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false);
     options
 }
@@ -162,6 +226,7 @@ async fn connect_sqlite(
     options
         .max_connections(connections)
         .min_connections(1)
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .map_sqlx_sqlite_opts(move |opts| {
             let opts = opts
                 .journal_mode(SqliteJournalMode::Wal)

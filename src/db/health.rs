@@ -83,9 +83,13 @@ impl DbHealth {
         })
     }
 
-    /// Takes note that a request just failed because of the database: probes it in the
-    /// background (once), so readiness and [`DbHealth::gate`] learn of it without waiting.
+    /// Takes note that a request just failed because of the database: pings pooled
+    /// connections before use for a while, and probes the database in the background (once),
+    /// so readiness and [`DbHealth::gate`] learn of it without waiting.
     pub fn suspect(self: &Arc<Self>) {
+        // The failure may have been a connection the database cut: the probe, and the
+        // requests after it, should not each take another such connection.
+        self.db.distrust_connections();
         self.watch();
     }
 

@@ -848,3 +848,36 @@ async fn requests_cut_off_at_any_moment_leave_writes_answered_as_stored() {
         .await
         .assert_ok();
 }
+
+/// PostgreSQL ends every connection of a busy server (`pg_terminate_backend`, a PgBouncer or
+/// failover restart): pooled connections used within the last second are handed out without
+/// a ping, so a request may fail on one. That is all that may fail: the next requests are
+/// answered. (Found by attack13: the failed request made the health probe run, the probe
+/// took another dead pooled connection, called the database unreachable, and the gate then
+/// refused every request with 503 for about a second.)
+#[tokio::test]
+async fn a_cut_of_every_connection_fails_at_most_one_request_postgres() {
+    if !TestDb::on_postgres() {
+        return;
+    }
+    let app = TestApp::builder().without_catalog_cache().spawn().await;
+    let admin = app.admin().await;
+    admin.add_product("Lamp", "12.50").await;
+    let (admin_url, name) = app.db.postgres().unwrap();
+    let (admin_url, name) = (admin_url.to_owned(), name.to_owned());
+    // Many pooled connections, each used just now.
+    join_all((0..32).map(|_| post_timed(&admin, COUNT))).await;
+    terminate_backends(&admin_url, &name).await;
+    let mut failed = Vec::new();
+    for _ in 0..20 {
+        let (r, _) = post_timed(&admin, COUNT).await;
+        if r.status != 200 || !r.codes().is_empty() {
+            failed.push(r.to_string());
+        }
+    }
+    assert!(
+        failed.len() <= 1,
+        "{} of 20 failed: {failed:#?}",
+        failed.len()
+    );
+}
