@@ -903,8 +903,7 @@ impl SharedAuthorizer {
         if let (Some(model), Some(db)) = (&self.stored_model, &self.db) {
             // Stored changes were checked before they were stored.
             let authorizer = Arc::new(Authorizer::from_store(model, db.reader()).await?);
-            *self.current.write().unwrap_or_else(PoisonError::into_inner) = authorizer.clone();
-            return Ok(authorizer);
+            return Ok(self.set_current(authorizer));
         }
         let authorizer = Arc::new(Authorizer::load(&self.dir, self.dir_is_default).await?);
         self.put_in_force(authorizer.clone()).await?;
@@ -922,7 +921,9 @@ impl SharedAuthorizer {
     async fn put_in_force(&self, new: Arc<Authorizer>) -> Result<(), PolicyError> {
         self.keeps_default_role(&new)
             .map_err(|problem| PolicyError::Rejected(vec![problem]))?;
-        let swap = || *self.current.write().unwrap_or_else(PoisonError::into_inner) = new.clone();
+        let swap = || {
+            self.set_current(new.clone());
+        };
         let Some(db) = &self.db else {
             swap();
             return Ok(());
@@ -1072,14 +1073,27 @@ impl SharedAuthorizer {
             return Ok(current);
         }
         match Authorizer::from_store(model, txn).await {
-            Ok(policy) => {
-                let policy = Arc::new(policy);
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = policy.clone();
-                Ok(policy)
-            }
+            Ok(policy) => Ok(self.set_current(Arc::new(policy))),
             Err(err) => {
                 tracing::error!(error = %err, "the stored policy does not load; the one in force stays");
                 Ok(current)
+            }
+        }
+    }
+
+    /// Puts `policy` in force, unless it is a stored policy older than the one in force (two
+    /// loads racing: the one that finishes last may have read the earlier version, and the
+    /// change it missed would be undone here until the next poll); returns the one in force.
+    fn set_current(&self, policy: Arc<Authorizer>) -> Arc<Authorizer> {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        match (
+            stored_number(policy.version()),
+            stored_number(current.version()),
+        ) {
+            (Some(new), Some(now)) if new < now => current.clone(),
+            _ => {
+                *current = policy.clone();
+                policy
             }
         }
     }
@@ -1166,6 +1180,11 @@ fn default_role_problem(policy: &Authorizer, role: &Role) -> Option<String> {
 /// The version of the policy stored in the database, as `/metrics` and `/readyz` show it.
 fn stored_version(number: i64) -> String {
     format!("db-{number}")
+}
+
+/// The number of a stored policy's version (see [`stored_version`]); `None` for files.
+fn stored_number(version: &str) -> Option<i64> {
+    version.strip_prefix("db-")?.parse().ok()
 }
 
 /// The texts of `model.conf` and `policy.csv` in `dir`, or the built-in copies when `dir` does

@@ -45,9 +45,12 @@ impl Query {
         guard = "Can(Permission::PolicyRead)",
         visible = "visible::policy_read"
     )]
-    async fn policy(&self, ctx: &Context<'_>) -> PolicyView {
-        let authz = &ctx.state().authz;
-        PolicyView::new(&authz.current(), authz.is_stored())
+    async fn policy(&self, ctx: &Context<'_>) -> async_graphql::Result<PolicyView> {
+        let state = ctx.state();
+        // As stored now (one look at its version), not as this replica last loaded it: a
+        // change just made through another replica shows at once.
+        let policy = state.authz.current_in(state.db.reader()).await?;
+        Ok(PolicyView::new(&policy, state.authz.is_stored()))
     }
 
     /// The roles the policy defines, in the order it first names them, each with what it

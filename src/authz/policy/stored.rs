@@ -2,7 +2,7 @@
 //! whole policy, stored through the adapter and recorded in the audit trail, in one
 //! transaction that holds the locks every writer of the policy and every role change take.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -342,13 +342,13 @@ impl SharedAuthorizer {
         })
         .await?;
         if !changed {
-            return Ok(self.current());
+            // Nothing to store: the policy as stored now (another replica may have changed it).
+            return self.current_in(db.reader()).await;
         }
         // In force here at once; a failure to read it back is repaired by the next poll.
         match Authorizer::from_store(model, db.writer()).await {
             Ok(policy) => {
-                let policy = Arc::new(policy);
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = policy.clone();
+                let policy = self.set_current(Arc::new(policy));
                 tracing::info!(version = policy.version(), actor = ?actor, "policy changed through the API");
                 Ok(policy)
             }
