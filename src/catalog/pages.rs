@@ -185,42 +185,63 @@ impl PageCache {
         window: &Window,
         with_total: bool,
     ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
-        // The version before the read: whatever the read returns is at least this new, so an
-        // entry stored under it is dropped as soon as a newer version is seen.
-        let version = self.version.load(Ordering::Acquire);
-        if self.entries_version.fetch_max(version, Ordering::AcqRel) < version {
-            self.entries.clear();
-        }
-        let page_key = EntryKey::Page(version, query.clone(), window.clone());
+        // Entries are looked up under the newest version this replica knows, and stored under
+        // the version read in the same statement as what they hold (so an entry under a
+        // version holds the catalog as it was at that version, never older). A read that
+        // meets a newer version raises the replica's before it answers: no later lookup can
+        // then find an entry older than what this answer showed.
+        let known = self.version.load(Ordering::Acquire);
+        self.drop_entries_before(known);
+        let page_key = EntryKey::Page(known, query.clone(), window.clone());
         let page = match self.entries.get(&page_key) {
             Some(Entry {
                 value: Held::Page(page),
                 ..
             }) => page,
             _ => {
-                let page = read_page(db, query, window).await?;
+                let (page, read_at) = query::page(db, query, window).await?;
+                let page = Arc::new(page);
+                let read_at = self.saw(read_at.unwrap_or(known));
                 let bytes = page_bytes(query, window, &page);
-                self.store(version, page_key, bytes, Held::Page(page.clone()));
+                let key = EntryKey::Page(read_at, query.clone(), window.clone());
+                self.store(read_at, key, bytes, Held::Page(page.clone()));
                 page
             }
         };
         if !with_total {
             return Ok((page, None));
         }
-        let count_key = EntryKey::Count(version, query.filter().clone());
+        let known = self.version.load(Ordering::Acquire);
+        let count_key = EntryKey::Count(known, query.filter().clone());
         let total = match self.entries.get(&count_key) {
             Some(Entry {
                 value: Held::Count(count),
                 ..
             }) => count,
             _ => {
-                let count = query::count(db, query.filter()).await?;
+                let (count, read_at) = query::count(db, query.filter()).await?;
+                let read_at = self.saw(read_at.unwrap_or(known));
                 let bytes = count_bytes(query);
-                self.store(version, count_key, bytes, Held::Count(count));
+                let key = EntryKey::Count(read_at, query.filter().clone());
+                self.store(read_at, key, bytes, Held::Count(count));
                 count
             }
         };
         Ok((page, Some(total)))
+    }
+
+    /// Takes note of a version a read met; returns it.
+    fn saw(&self, version: i64) -> i64 {
+        self.version.fetch_max(version, Ordering::AcqRel);
+        self.drop_entries_before(version);
+        version
+    }
+
+    /// Drops every entry when `version` is newer than the entries' (none is read again).
+    fn drop_entries_before(&self, version: i64) {
+        if self.entries_version.fetch_max(version, Ordering::AcqRel) < version {
+            self.entries.clear();
+        }
     }
 
     /// Whether the version was read recently enough for cached pages to be trusted.
@@ -244,7 +265,7 @@ impl PageCache {
     async fn check_version(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         let version = read_version(db).await?;
         // Versions only grow; of two reads racing, the newer one wins.
-        self.version.fetch_max(version, Ordering::AcqRel);
+        self.saw(version);
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.checked_at_ms.fetch_max(now, Ordering::AcqRel);
         Ok(())
@@ -284,23 +305,15 @@ fn key_bytes(query: &ProductQuery) -> usize {
     format!("{query:?}").len()
 }
 
-async fn read_page(
-    db: &DatabaseConnection,
-    query: &ProductQuery,
-    window: &Window,
-) -> AppResult<Arc<CatalogPage>> {
-    Ok(Arc::new(query::page(db, query, window).await?))
-}
-
 async fn read(
     db: &DatabaseConnection,
     query: &ProductQuery,
     window: &Window,
     with_total: bool,
 ) -> AppResult<(Arc<CatalogPage>, Option<u64>)> {
-    let page = read_page(db, query, window).await?;
+    let page = Arc::new(query::page(db, query, window).await?.0);
     let total = if with_total {
-        Some(query::count(db, query.filter()).await?)
+        Some(query::count(db, query.filter()).await?.0)
     } else {
         None
     };

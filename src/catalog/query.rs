@@ -731,15 +731,19 @@ fn json_page_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>)
     sql.push_str("page.id");
     sql.push_str(word(last).trim_end_matches(", "));
     // As text: sqlx reads PostgreSQL's `json` into a `String` only through a cast.
-    sql.push_str(if postgres {
-        ")::text AS page FROM ("
-    } else {
-        ") AS page FROM ("
-    });
+    sql.push_str(if postgres { ")::text" } else { ")" });
+    sql.push_str(" AS page, ");
+    sql.push_str(CATALOG_VERSION);
+    sql.push_str(" FROM (");
     sql.push_str(&inner.sql);
     sql.push_str(") AS page");
     Statement::from_sql_and_values(backend, sql, inner.values.map(|v| v.0).unwrap_or_default())
 }
+
+/// The catalog version as a column (`catalog_version`), read in the same statement as what
+/// it is the version of (one snapshot on both databases): what the page cache keys it by.
+const CATALOG_VERSION: &str =
+    "(SELECT version FROM catalog_version WHERE id = 1) AS catalog_version";
 
 /// One product of a [`json_page_statement`]'s array.
 #[derive(serde::Deserialize)]
@@ -843,11 +847,13 @@ fn count_statement(backend: DbBackend, filter: &Filter) -> Statement {
     {
         // The full-text index holds one row per product (its triggers keep it so): a search
         // alone is counted there, without reading every match's product.
-        sql.push("SELECT COUNT(*) AS n FROM products_fts WHERE products_fts MATCH ")
+        sql.push("SELECT COUNT(*) AS n, ")
+            .push(CATALOG_VERSION)
+            .push(" FROM products_fts WHERE products_fts MATCH ")
             .bind(search.fts5());
         return sql.statement();
     }
-    sql.push("SELECT COUNT(*) AS n");
+    sql.push("SELECT COUNT(*) AS n, ").push(CATALOG_VERSION);
     sql.tables_and_filter(filter);
     sql.statement()
 }
@@ -905,7 +911,8 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
     ]
 }
 
-/// One page of `query`'s list in `window`.
+/// One page of `query`'s list in `window`, and the catalog version its products were read at
+/// (`None`: the answer holds at any version, as a search without words finds nothing).
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on `after` or `before` when the cursor was made for another list;
@@ -914,15 +921,16 @@ pub async fn page(
     db: &DatabaseConnection,
     query: &ProductQuery,
     window: &Window,
-) -> AppResult<Page<Listed>> {
+) -> AppResult<(Page<Listed>, Option<i64>)> {
     let backend = db.get_database_backend();
     if query.filter.matches_nothing() {
-        return Ok(Page {
+        let page = Page {
             items: vec![],
             has_next_page: false,
             has_previous_page: false,
             total_count: None,
-        });
+        };
+        return Ok((page, None));
     }
     let after = match &window.after {
         Some(cursor) => Some(position(db, query, cursor, "after").await?),
@@ -945,6 +953,7 @@ pub async fn page(
         .await?
         .ok_or_else(|| AppError::internal("a product page read no row"))?;
     let json: Option<String> = row.try_get("", "page")?;
+    let version: i64 = row.try_get("", "catalog_version")?;
     let mut items = listed_from_json(json.as_deref())?;
     let more = items.len() as u64 > window.size;
     items.truncate(window.size as usize);
@@ -972,28 +981,31 @@ pub async fn page(
             more || beyond(after.as_ref(), false).await?,
         )
     };
-    Ok(Page {
+    let page = Page {
         items,
         has_next_page,
         has_previous_page,
         total_count: None,
-    })
+    };
+    Ok((page, Some(version)))
 }
 
-/// How many products `filter` keeps.
+/// How many products `filter` keeps, and the catalog version they were counted at (`None`:
+/// at any version).
 ///
 /// # Errors
 /// Internal, on a database failure.
-pub async fn count(db: &DatabaseConnection, filter: &Filter) -> AppResult<u64> {
+pub async fn count(db: &DatabaseConnection, filter: &Filter) -> AppResult<(u64, Option<i64>)> {
     if filter.matches_nothing() {
-        return Ok(0);
+        return Ok((0, None));
     }
     let row = db
         .query_one_raw(count_statement(db.get_database_backend(), filter))
         .await?
         .ok_or_else(|| AppError::internal("COUNT returned no row"))?;
     let n: i64 = row.try_get("", "n")?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    let version: i64 = row.try_get("", "catalog_version")?;
+    Ok((u64::try_from(n).unwrap_or(0), Some(version)))
 }
 
 #[cfg(test)]
