@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Iterable, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Iterable, Statement, Value,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -550,10 +552,11 @@ fn columns(sql: &mut Sql) {
     }
 }
 
-/// `SELECT p.<every column of the entity>[, relevance]`.
+/// `SELECT p.<every column of the entity>, catalog_version[, relevance]`.
 fn select(sql: &mut Sql, query: &ProductQuery) {
     sql.push("SELECT ");
     columns(sql);
+    sql.push(", ").push(CATALOG_VERSION);
     if query.filter.search.is_some() {
         sql.push(", ");
         sql.key(SortField::Relevance, query.filter.search.as_ref())
@@ -639,6 +642,7 @@ fn search_top_statement(
     .bind(search.fts5())
     .push(") SELECT ");
     columns(&mut sql);
+    sql.push(", ").push(CATALOG_VERSION);
     sql.push(
         ", s.relevance AS relevance FROM s JOIN products p ON p.rowid = s.rid WHERE s.relevance",
     )
@@ -664,159 +668,16 @@ fn search_top_statement(
     Some(sql.statement())
 }
 
-/// [`page_statement`] read as one row: the page as a JSON array of arrays (one per product,
-/// columns in [`JsonRow`]'s order) in the page's order, so the rows cross from the database
-/// driver to the request in one piece (sqlx hands SQLite rows over one by one from its worker
-/// thread, and builds each row's values before sea-orm builds the model from them).
-///
-/// Ids are hexadecimal on SQLite (stored as 16-byte blobs). A relevance must read back as the
-/// same `f64`, so that a cursor made from it stands exactly where its row does: SQLite's is
-/// written as text with 17 significant digits (its JSON numbers have 15); PostgreSQL's as a
-/// `float8`'s text, the shortest that reads back exactly (`extra_float_digits` 1, the default
-/// since PostgreSQL 12). Both are parsed by Rust's `str::parse`, which is exact; serde_json's
-/// own number parsing is not (a 16–17-digit relevance came back a unit in the last place off).
-fn json_page_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>) -> Statement {
-    let inner = search_top_statement(backend, query, read)
-        .unwrap_or_else(|| page_statement(backend, query, read));
-    let forward = read.forward;
-    let postgres = backend == DbBackend::Postgres;
-    let mut sql = String::with_capacity(inner.sql.len() + 400);
-    if postgres {
-        sql.push_str(
-            "SELECT json_agg(json_build_array(page.id, page.name, page.name_search, \
-             page.description, page.price_cents, page.stock, page.created_by, page.created_at, \
-             page.updated_at, page.version",
-        );
-    } else {
-        sql.push_str(
-            "SELECT json_group_array(json_array(hex(page.id), page.name, page.name_search, \
-             page.description, page.price_cents, page.stock, \
-             CASE WHEN page.created_by IS NULL THEN NULL ELSE hex(page.created_by) END, \
-             page.created_at, page.updated_at, page.version",
-        );
-    }
-    if query.filter.search.is_some() {
-        sql.push_str(if postgres {
-            // As text too: serde_json (without `float_roundtrip`) reads a 17-digit number a
-            // unit in the last place off, and the cursor would stand beside its row.
-            ", page.relevance::text"
-        } else {
-            ", printf('%!.17g', page.relevance)"
-        });
-    }
-    sql.push_str(") ORDER BY ");
-    let word = |direction: SortDirection| {
-        if (direction == SortDirection::Asc) == forward {
-            " ASC, "
-        } else {
-            " DESC, "
-        }
-    };
-    for key in &query.order {
-        sql.push_str(match key.field {
-            SortField::Name if postgres => "page.name_search COLLATE \"C\"",
-            SortField::Name => "page.name_search",
-            SortField::Price => "page.price_cents",
-            SortField::Stock => "page.stock",
-            SortField::CreatedAt => "page.created_at",
-            SortField::UpdatedAt => "page.updated_at",
-            SortField::Relevance => "page.relevance",
-        });
-        sql.push_str(word(key.direction));
-    }
-    let last = query
-        .order
-        .last()
-        .map_or(SortDirection::Asc, |k| k.direction);
-    sql.push_str("page.id");
-    sql.push_str(word(last).trim_end_matches(", "));
-    // As text: sqlx reads PostgreSQL's `json` into a `String` only through a cast.
-    sql.push_str(if postgres { ")::text" } else { ")" });
-    sql.push_str(" AS page, ");
-    sql.push_str(CATALOG_VERSION);
-    sql.push_str(" FROM (");
-    sql.push_str(&inner.sql);
-    sql.push_str(") AS page");
-    Statement::from_sql_and_values(backend, sql, inner.values.map(|v| v.0).unwrap_or_default())
-}
-
 /// The catalog version as a column (`catalog_version`), read in the same statement as what
 /// it is the version of (one snapshot on both databases): what the page cache keys it by.
 const CATALOG_VERSION: &str =
     "(SELECT version FROM catalog_version WHERE id = 1) AS catalog_version";
 
-/// One product of a [`json_page_statement`]'s array.
-#[derive(serde::Deserialize)]
-struct JsonRow(
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i32,
-    Option<String>,
-    String,
-    String,
-    i32,
-    #[serde(default)] Option<JsonNumber>,
-);
-
-/// A relevance: its text (the shortest exact one on PostgreSQL, 17 digits on SQLite); a
-/// number is still read.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum JsonNumber {
-    Number(f64),
-    Text(String),
-}
-
-/// The products of a [`json_page_statement`]'s answer (`None`: no rows).
-fn listed_from_json(page: Option<&str>) -> AppResult<Vec<Listed>> {
-    let Some(page) = page else {
-        return Ok(Vec::new());
-    };
-    let bad = |what: &str| AppError::internal(format!("a product page read back wrong: {what}"));
-    let rows: Vec<JsonRow> = serde_json::from_str(page).map_err(|_| bad("not JSON rows"))?;
-    let id = |text: &str| Uuid::try_parse(text).map_err(|_| bad("an id"));
-    let at = |text: &str| parse_timestamp(text).ok_or_else(|| bad("a timestamp"));
-    rows.into_iter()
-        .map(|row| {
-            let relevance = match row.10 {
-                None => None,
-                Some(JsonNumber::Number(x)) => Some(x),
-                Some(JsonNumber::Text(text)) => {
-                    Some(text.parse::<f64>().map_err(|_| bad("a relevance"))?)
-                }
-            };
-            let product = product::Model {
-                id: id(&row.0)?,
-                name: row.1,
-                name_search: row.2,
-                description: row.3,
-                price_cents: row.4,
-                stock: row.5,
-                created_by: row.6.as_deref().map(id).transpose()?,
-                created_at: at(&row.7)?,
-                updated_at: at(&row.8)?,
-                version: row.9,
-            };
-            Ok(Listed {
-                product: Arc::new(product),
-                relevance,
-            })
-        })
-        .collect()
-}
-
-/// A timestamp as either database writes it in JSON: RFC 3339 (PostgreSQL; SQLite's text as
-/// sqlx stores it), or the `YYYY-MM-DD HH:MM:SS[.f]` form SQLite's own functions write (UTC).
-fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Some(at.with_timezone(&Utc));
-    }
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .ok()
-        .map(|at| at.and_utc())
+/// The statement of one page: [`search_top_statement`] where it applies, else
+/// [`page_statement`].
+fn read_statement(backend: DbBackend, query: &ProductQuery, read: Read<'_>) -> Statement {
+    search_top_statement(backend, query, read)
+        .unwrap_or_else(|| page_statement(backend, query, read))
 }
 
 /// Whether any row of the list lies past `position` (after it when `forward`), or at it.
@@ -876,7 +737,7 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
         id: Uuid::now_v7(),
     };
     vec![
-        json_page_statement(
+        read_statement(
             backend,
             query,
             Read {
@@ -886,7 +747,7 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
                 limit: 21,
             },
         ),
-        json_page_statement(
+        read_statement(
             backend,
             query,
             Read {
@@ -896,7 +757,7 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
                 limit: 21,
             },
         ),
-        json_page_statement(
+        read_statement(
             backend,
             query,
             Read {
@@ -912,7 +773,7 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
 }
 
 /// One page of `query`'s list in `window`, and the catalog version its products were read at
-/// (`None`: the answer holds at any version, as a search without words finds nothing).
+/// (in the same statement; `None` when no product was read, as for an empty page).
 ///
 /// # Errors
 /// `BAD_USER_INPUT` on `after` or `before` when the cursor was made for another list;
@@ -947,14 +808,28 @@ pub async fn page(
         forward,
         limit: window.size + 1,
     };
-    let statement = json_page_statement(backend, query, read);
-    let row = db
-        .query_one_raw(statement)
-        .await?
-        .ok_or_else(|| AppError::internal("a product page read no row"))?;
-    let json: Option<String> = row.try_get("", "page")?;
-    let version: i64 = row.try_get("", "catalog_version")?;
-    let mut items = listed_from_json(json.as_deref())?;
+    let statement = read_statement(backend, query, read);
+    let rows = db.query_all_raw(statement).await?;
+    let searched = query.filter.search.is_some();
+    let version = match rows.first() {
+        Some(row) => Some(row.try_get::<i64>("", "catalog_version")?),
+        None => None,
+    };
+    let mut items = rows
+        .iter()
+        .map(|row| {
+            let product = product::Model::from_query_result(row, "")?;
+            let relevance = if searched {
+                Some(row.try_get::<f64>("", "relevance")?)
+            } else {
+                None
+            };
+            Ok(Listed {
+                product: Arc::new(product),
+                relevance,
+            })
+        })
+        .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
     let more = items.len() as u64 > window.size;
     items.truncate(window.size as usize);
     if !forward {
@@ -987,7 +862,7 @@ pub async fn page(
         has_previous_page,
         total_count: None,
     };
-    Ok((page, Some(version)))
+    Ok((page, version))
 }
 
 /// How many products `filter` keeps, and the catalog version they were counted at (`None`:
