@@ -140,6 +140,16 @@ impl Filter {
         self.search.as_ref().is_some_and(|s| s.words.is_empty())
     }
 
+    /// The search, when it is the filter's only condition.
+    fn search_alone(&self) -> Option<&Search> {
+        let search = self.search.as_ref()?;
+        let alone = Filter {
+            search: Some(search.clone()),
+            ..Filter::default()
+        };
+        (*self == alone).then_some(search)
+    }
+
     /// Keeps only names containing `text`, ignoring case (blank: no condition).
     pub fn with_name_containing(mut self, text: &str) -> Self {
         self.name_contains = products::search_term(Some(text)).map(search_key);
@@ -380,10 +390,7 @@ impl Sql {
             SortField::UpdatedAt => self.push("p.updated_at"),
             // Higher is more relevant on both databases (bm25 is lower for better matches);
             // a name match weighs more than a description match.
-            SortField::Relevance if self.relevance_column.is_some() => {
-                let column = self.relevance_column.unwrap_or_default();
-                self.push(column)
-            }
+            SortField::Relevance if let Some(column) = self.relevance_column => self.push(column),
             SortField::Relevance if self.postgres() => {
                 let terms = search.map(Search::tsquery).unwrap_or_default();
                 self.push("ts_rank(p.search_vector, to_tsquery('storefront_search', ")
@@ -600,17 +607,12 @@ fn search_top_statement(
     query: &ProductQuery,
     read: Read<'_>,
 ) -> Option<Statement> {
-    let search = query.filter.search.as_ref()?;
-    let only_search = Filter {
-        search: Some(search.clone()),
-        ..Filter::default()
-    };
+    let search = query.filter.search_alone()?;
     let [key] = query.order.as_slice() else {
         return None;
     };
     if backend == DbBackend::Postgres
         || key.field != SortField::Relevance
-        || query.filter != only_search
         || (read.after.is_some() && read.before.is_some())
     {
         return None;
@@ -698,13 +700,8 @@ fn exists_statement(
 /// The statement counting the products `filter` keeps.
 fn count_statement(backend: DbBackend, filter: &Filter) -> Statement {
     let mut sql = Sql::new(backend);
-    if let Some(search) = &filter.search
+    if let Some(search) = filter.search_alone()
         && backend == DbBackend::Sqlite
-        && *filter
-            == (Filter {
-                search: Some(search.clone()),
-                ..Filter::default()
-            })
     {
         // The full-text index holds one row per product (its triggers keep it so): a search
         // alone is counted there, without reading every match's product.
