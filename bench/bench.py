@@ -458,6 +458,8 @@ def make_vocabulary(size=VOCABULARY_SIZE, seed=13):
 
 
 VOCABULARY = make_vocabulary()
+# Bulk rows store lower() as their folded search text: right for ASCII words only.
+assert all(word.isascii() for word in VOCABULARY)
 
 
 def pick_search_term(words):
@@ -542,8 +544,9 @@ def cursor_fingerprint(cursor):
 
 # The columns the bulk inserts write; a column added to `products` later must be added here too
 # (or the set-up stops), so bulk rows never silently differ from the API's.
-PRODUCT_COLUMNS = {"id", "name", "name_search", "description", "price_cents", "stock",
-                   "created_by", "created_at", "updated_at", "version"}
+PRODUCT_COLUMNS = {"id", "name", "name_search", "name_folded", "description",
+                   "description_folded", "price_cents", "stock", "created_by", "created_at",
+                   "updated_at", "version"}
 POSTGRES_GENERATED_COLUMNS = {"search_vector"}  # filled by PostgreSQL itself
 
 
@@ -557,7 +560,8 @@ def sqlite_reference_row(db_path):
         row = conn.execute(
             "SELECT typeof(id), length(id), typeof(created_at), created_at, updated_at, "
             "typeof(created_by), typeof(price_cents), typeof(stock), name, name_search, "
-            "typeof(version), version, rowid FROM products ORDER BY rowid DESC LIMIT 1"
+            "name_folded, typeof(version), version, rowid FROM products "
+            "ORDER BY rowid DESC LIMIT 1"
         ).fetchone()
         if row is None:
             raise RuntimeError("no product was created through the API")
@@ -566,7 +570,7 @@ def sqlite_reference_row(db_path):
             "SELECT rowid FROM products_fts WHERE products_fts MATCH 'reference'").fetchall()
     keys = ("id_type", "id_length", "ts_type", "created_at", "updated_at",
             "created_by_type", "price_type", "stock_type", "name", "name_search",
-            "version_type", "version", "rowid")
+            "name_folded", "version_type", "version", "rowid")
     ref = dict(zip(keys, row))
     if ref["id_type"] not in ("blob", "text") or ref["ts_type"] != "text":
         raise RuntimeError(f"unexpected storage of products in SQLite: {ref}")
@@ -575,6 +579,10 @@ def sqlite_reference_row(db_path):
         raise RuntimeError(f"unexpected timestamp format in SQLite: {ref['created_at']!r}")
     if ref["name_search"] != ref["name"].lower():
         raise RuntimeError(f"name_search is not the lower-cased name: {ref}")
+    # The server folds text for search (migration::search_fold); for the ASCII vocabulary of the
+    # bulk rows that is lower-casing, as the reference row shows.
+    if ref["name_folded"] != ref["name"].lower():
+        raise RuntimeError(f"name_folded is not the lower-cased ASCII name: {ref}")
     if ref["version_type"] != "integer" or ref["version"] != 1:
         raise RuntimeError(f"unexpected version of a new product: {ref}")
     if [r[0] for r in indexed] != [ref["rowid"]]:
@@ -600,7 +608,9 @@ def sqlite_insert_products(db_path, ref, first, last):
                 pid if as_blob else str(uuid.UUID(bytes=pid)),
                 name,
                 name.lower(),
+                name.lower(),
                 description,
+                description.lower(),
                 round(100 * math.exp(uniform(0, log_max_price))),
                 0 if randint(1, 10) == 1 else randint(1, 500),
                 created,
@@ -616,9 +626,9 @@ def sqlite_insert_products(db_path, ref, first, last):
         conn.execute("PRAGMA cache_size = -1048576")  # 1 GiB, in KiB
         with conn:
             conn.executemany(
-                "INSERT INTO products (id, name, name_search, description, price_cents, stock, "
-                "created_by, created_at, updated_at, version) "
-                "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, 1)",
+                "INSERT INTO products (id, name, name_search, name_folded, description, "
+                "description_folded, price_cents, stock, created_by, created_at, updated_at, "
+                "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 1)",
                 rows(),
             )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -662,9 +672,10 @@ def postgres_insert_products(url, first, last):
     started = time.perf_counter()
     psql(
         url,
-        "INSERT INTO products (id, name, name_search, description, price_cents, stock, "
-        "created_by, created_at, updated_at, version) "
-        "SELECT id, name, lower(name), description, price, stock, NULL, at, at, 1 FROM ("
+        "INSERT INTO products (id, name, name_search, name_folded, description, "
+        "description_folded, price_cents, stock, created_by, created_at, updated_at, version) "
+        "SELECT id, name, lower(name), lower(name), description, lower(description), price, "
+        "stock, NULL, at, at, 1 FROM ("
         "SELECT ('01900000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid AS id, "
         f"initcap({name}) AS name, initcap({description}) || '.' AS description, "
         "round(100 * exp(random() * ln(2000)))::bigint AS price, "

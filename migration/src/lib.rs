@@ -5,6 +5,9 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod fold;
+pub use fold::{is_mark, search_fold};
+
 mod m20261123_000001_create_accounts;
 mod m20261123_000002_create_products;
 mod m20261123_000003_create_app_meta;
@@ -18,6 +21,7 @@ mod m20261203_000002_create_casbin_rules;
 mod m20261204_000010_index_product_reads;
 mod m20261205_000001_add_product_version;
 mod m20261206_000001_add_refresh_successors;
+mod m20261207_000001_fold_search_text;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -39,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_index_product_reads::Migration),
             Box::new(m20261205_000001_add_product_version::Migration),
             Box::new(m20261206_000001_add_refresh_successors::Migration),
+            Box::new(m20261207_000001_fold_search_text::Migration),
         ]
     }
 }

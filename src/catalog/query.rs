@@ -58,16 +58,17 @@ pub struct Search {
 }
 
 impl Search {
-    /// The words of `text`: runs of letters and digits (combining accents included), or `None`
-    /// when the text is blank.
+    /// The words of `text` folded as the index folds the products' text
+    /// ([`migration::search_fold`]: case, accents, compatibility forms): runs of letters, digits
+    /// and the marks that belong to a letter; `None` when the text is blank.
     pub fn parse(text: &str) -> Option<Self> {
         if text.trim().is_empty() {
             return None;
         }
-        let words = text
-            .split(|c: char| !(c.is_alphanumeric() || is_combining_mark(c)))
+        let words = migration::search_fold(text)
+            .split(|c: char| !(c.is_alphanumeric() || migration::is_mark(c)))
             .filter(|word| !word.is_empty())
-            .map(str::to_lowercase)
+            .map(str::to_owned)
             .collect();
         Some(Self { words })
     }
@@ -95,10 +96,6 @@ impl Search {
         query.push_str(":*");
         query
     }
-}
-
-fn is_combining_mark(c: char) -> bool {
-    matches!(c, '\u{0300}'..='\u{036F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}')
 }
 
 /// Which products a list keeps; every condition given must hold.
@@ -886,9 +883,12 @@ mod tests {
 
     #[test]
     fn search_words_are_split_and_the_last_is_a_prefix() {
-        let search = Search::parse("  Crème  brûlée, tea").unwrap();
-        assert_eq!(search.fts5(), r#""crème" "brûlée" "tea"*"#);
-        assert_eq!(search.tsquery(), "crème & brûlée & tea:*");
+        // Folded as the index folds the products' text.
+        let search = Search::parse("  Crème  BRÛLÉE, ＴＥＡ").unwrap();
+        assert_eq!(search.fts5(), r#""creme" "brulee" "tea"*"#);
+        assert_eq!(search.tsquery(), "creme & brulee & tea:*");
+        assert_eq!(Search::parse("Straße").unwrap().words, ["strasse"]);
+        assert_eq!(Search::parse("मसाला चाय").unwrap().words, ["मसाला", "चाय"]);
         assert!(Search::parse("   ").is_none());
         assert!(Search::parse("%%'\"").unwrap().words.is_empty());
     }

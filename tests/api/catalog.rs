@@ -100,7 +100,7 @@ async fn a_change_made_outside_the_api_shows_within_a_second() {
     // An operator renames it at a SQL prompt: the database's triggers bump the catalog version.
     let renamed = at_a_sql_prompt(
         &app,
-        "UPDATE products SET name = $1, name_search = $2 WHERE id = $3",
+        "UPDATE products SET name = $1, name_search = $2, name_folded = $2 WHERE id = $3",
         vec![
             "Electric kettle".into(),
             "electric kettle".into(),

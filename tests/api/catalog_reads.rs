@@ -464,6 +464,148 @@ async fn search_finds_words_ignoring_case_and_accents_with_the_last_as_a_prefix(
     assert_eq!(search("milk").await, Vec::<String>::new());
 }
 
+/// Both databases fold text for search the same way (`migration::search_fold`), in every
+/// script: accents beyond Latin (Greek tonos, Hebrew points), letters with their accent inside
+/// (`ß`, `ø`, `ł`, `æ`, `œ`), compatibility forms (ligatures, full-width letters); marks that
+/// belong to a letter (kana voicing, Indic vowel signs) stay, and prefixes work in those
+/// scripts too.
+#[tokio::test]
+async fn search_folds_accents_and_letter_forms_in_every_script() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let add = async |name: &str, description: &str| {
+        admin
+            .add(&NewProduct::new(name, "4.00").description(description))
+            .await
+            .id
+    };
+    let coffee = add("Ελληνικός καφές", "Μπρίκι για καφέ").await;
+    let street = add("Straße map", "Berlin").await;
+    let smorrebrod = add("Smørrebrød board", "Oak").await;
+    let lodz = add("Łódź mug", "Ceramic").await;
+    let cider = add("Æble cider", "Œuvre of apples").await;
+    let flour = add("ﬁne ﬂour", "Type 00").await;
+    let wide = add("ＴＥＡ ＣＵＰ", "Full width").await;
+    let korean = add("한국어 교재", "Korean textbook").await;
+    let kana = add("がっこう bag", "School").await;
+    let hindi = add("मसाला चाय", "Spiced tea").await;
+    let hebrew = add("שָׁלוֹם sign", "Wood").await;
+    let search = async |text: &str| {
+        let (mut ids, total) = filtered(&admin, json!({ "search": text })).await;
+        assert_eq!(ids.len() as i64, total, "{text}");
+        ids.sort();
+        ids
+    };
+    let cases: [(&str, &[&String]); 22] = [
+        ("καφες", &[&coffee]),
+        ("ΚΑΦΈΣ", &[&coffee]),
+        ("ελληνικος καφ", &[&coffee]),
+        ("μπρικι", &[&coffee]),
+        ("strasse", &[&street]),
+        ("STRAẞE", &[&street]),
+        ("smorrebrod", &[&smorrebrod]),
+        ("SMØRREBRØD", &[&smorrebrod]),
+        ("lodz", &[&lodz]),
+        ("łódź", &[&lodz]),
+        ("aeble", &[&cider]),
+        ("oeuvre", &[&cider]),
+        ("fine flour", &[&flour]),
+        ("ｆｉｎｅ", &[&flour]),
+        ("tea cup", &[&wide]),
+        ("한국", &[&korean]),
+        ("がっこう", &[&kana]),
+        ("かっこう", &[]),
+        ("चाय", &[&hindi]),
+        ("मसा", &[&hindi]),
+        ("שלום", &[&hebrew]),
+        ("שָׁלוֹם", &[&hebrew]),
+    ];
+    for (text, expected) in cases {
+        let mut expected: Vec<String> = expected.iter().map(|id| (*id).clone()).collect();
+        expected.sort();
+        assert_eq!(search(text).await, expected, "search {text:?}");
+    }
+
+    // A change is folded as it is stored.
+    let rename = ProductChanges {
+        name: Some("Τσάι του βουνού".to_owned()),
+        description: Some("Ορεινό".to_owned()),
+        ..ProductChanges::default()
+    };
+    admin.update_product(&coffee, &rename).await.assert_ok();
+    assert_eq!(search("τσαι βουνου").await, vec![coffee.clone()]);
+    assert_eq!(search("ορεινο").await, vec![coffee.clone()]);
+    assert_eq!(search("καφες").await, Vec::<String>::new());
+}
+
+/// Products stored before search folded text are folded by the migration that introduced it:
+/// found with and without their accents once the server has migrated the database.
+#[tokio::test]
+async fn products_stored_before_folding_are_found_after_the_migration() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Database, Statement, Value};
+
+    let db = TestDb::new().await;
+    let conn = Database::connect(db.url.as_str()).await.unwrap();
+    let before_folding = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == "m20261207_000001_fold_search_text")
+        .expect("the folding migration exists");
+    Migrator::up(&conn, Some(before_folding as u32))
+        .await
+        .unwrap();
+    let placeholders = if TestDb::on_postgres() {
+        "$1, $2, $3, $4, 400, 1, NULL, $5, $5, 1"
+    } else {
+        "?, ?, ?, ?, 400, 1, NULL, ?, ?, 1"
+    };
+    let mut ids = Vec::new();
+    for (name, description) in [("Ελληνικός καφές", "Μπρίκι"), ("Straße map", "Łódź")]
+    {
+        let id = uuid::Uuid::now_v7();
+        let now = chrono::Utc::now();
+        let mut values: Vec<Value> = vec![
+            id.into(),
+            name.into(),
+            name.to_lowercase().into(),
+            description.into(),
+            now.into(),
+        ];
+        if !TestDb::on_postgres() {
+            values.push(now.into());
+        }
+        let sql = format!(
+            "INSERT INTO products (id, name, name_search, description, price_cents, stock, \
+             created_by, created_at, updated_at, version) VALUES ({placeholders})"
+        );
+        conn.execute_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await
+        .unwrap();
+        ids.push(id.to_string());
+    }
+    conn.close().await.unwrap();
+
+    let app = TestApp::builder().on(db).spawn().await;
+    let admin = app.admin().await;
+    for (text, expected) in [
+        ("καφες", &ids[0]),
+        ("μπρίκι", &ids[0]),
+        ("strasse", &ids[1]),
+        ("lodz", &ids[1]),
+    ] {
+        let (found, total) = filtered(&admin, json!({ "search": text })).await;
+        assert_eq!(
+            (found, total),
+            (vec![expected.clone()], 1),
+            "search {text:?}"
+        );
+    }
+}
+
 /// Relevance ties: identical documents score the same, so a list by relevance is groups of
 /// ties ordered by id. Read in one page, it is paged both ways at every size, in both
 /// directions, with the same result (on SQLite, a search ordered by relevance alone is read by
