@@ -1,6 +1,8 @@
 // Apollo Client (core, no React) against the real server, wired as a frontend wires it:
 // an auth link that adds `Authorization: Bearer <accessToken>`, an error link that trades the
-// refresh token for a new pair on UNAUTHENTICATED and retries once, over an HttpLink with fetch.
+// refresh token for a new pair on UNAUTHENTICATED and retries once, and automatic persisted
+// queries (lib/apq.mjs: hashes first, queries as GETs), over an HttpLink with a fetch that
+// records what is sent.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -14,8 +16,10 @@ import {
 import { ErrorLink } from '@apollo/client/link/error';
 import { from, switchMap } from 'rxjs';
 
+import { apolloPersistedQueries } from './lib/apq.mjs';
 import { admin, storefrontUrl, uniqueUsername, USER_PASSWORD } from './lib/env.mjs';
 import * as docs from './lib/documents.mjs';
+import { recordingFetch, shapeOf } from './lib/server.mjs';
 
 const REGISTER = gql(docs.REGISTER);
 const LOGIN = gql(docs.LOGIN);
@@ -33,7 +37,8 @@ function createSession() {
   const stats = { refreshes: 0 };
   let refreshing = null;
 
-  const httpLink = new HttpLink({ uri: `${storefrontUrl()}/graphql`, fetch });
+  const sent = recordingFetch();
+  const httpLink = new HttpLink({ uri: `${storefrontUrl()}/graphql`, fetch: sent });
 
   // Adds the Bearer token, unless the operation asks to go without (sign-in, refresh).
   const authLink = new ApolloLink((operation, forward) => {
@@ -57,7 +62,7 @@ function createSession() {
   });
 
   const client = new ApolloClient({
-    link: ApolloLink.from([refreshLink, authLink, httpLink]),
+    link: ApolloLink.from([refreshLink, authLink, apolloPersistedQueries(), httpLink]),
     cache: new InMemoryCache(),
     defaultOptions: {
       query: { fetchPolicy: 'no-cache' },
@@ -94,6 +99,7 @@ function createSession() {
     client,
     tokens,
     stats,
+    sent,
     async register(username, password, email) {
       const { data } = await client.mutate({
         mutation: REGISTER,
@@ -254,5 +260,42 @@ describe('Apollo Client', () => {
     // client's refresh attempt fails, so the error reaches the caller.
     const ended = await graphQLErrorOf(userSession.query(ACCOUNT));
     assert.deepEqual(ended.codes, ['UNAUTHENTICATED']);
+  });
+
+  test('with APQ a known query is one hash-only GET; a new one is sent once with its document', async () => {
+    const sent = adminSession.sent;
+    // A document no earlier run sent, so the server has never seen its hash.
+    const firstUse = gql(`query FirstUse_${tag} { account { id username } }`);
+    sent.take();
+    const first = await adminSession.query(firstUse);
+    assert.deepEqual(
+      sent.take().map((r) => [r.method, shapeOf(r), r.status]),
+      [
+        ['GET', 'hash', 400], // PERSISTED_QUERY_NOT_FOUND (400, as application/graphql-response+json has it)
+        ['POST', 'document+hash', 200],
+      ],
+    );
+    const again = await adminSession.query(firstUse);
+    assert.deepEqual(again, first);
+    const [get] = sent.take();
+    assert.equal(get.method, 'GET');
+    assert.equal(shapeOf(get), 'hash');
+    assert.equal(get.status, 200);
+    assert.equal(new URL(get.url).searchParams.get('query'), null, 'no document in the URL');
+    assert.equal(get.body.operationName, `FirstUse_${tag}`);
+
+    // Mutations go by hash too, over POST: the admin's sign-in (in `before`) taught the
+    // server LOGIN's hash.
+    const { username: adminName, password } = admin();
+    await adminSession.login(adminName, password);
+    assert.deepEqual(sent.take().map((r) => [r.method, shapeOf(r), r.status]), [['POST', 'hash', 200]]);
+  });
+
+  test('every operation of these tests went out with its hash', () => {
+    for (const session of [adminSession, userSession]) {
+      for (const request of session.sent.requests) {
+        assert.notEqual(shapeOf(request), 'document', `${request.method} ${request.url} had no hash`);
+      }
+    }
   });
 });

@@ -2,15 +2,19 @@
 // there as they are) against the real server: a list read a page at a time into Apollo's
 // InMemoryCache and urql's Graphcache stays right after createProduct and deleteProduct, read
 // back from the cache alone (no request is sent for it) and compared with what the server lists.
+// Both clients run with automatic persisted queries on (lib/apq.mjs), as docs/clients.md shows.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ApolloClient, HttpLink } from '@apollo/client/core';
+import { ApolloClient, ApolloLink, HttpLink } from '@apollo/client/core';
 import { Client, fetchExchange } from '@urql/core';
+
+import { apolloPersistedQueries, urqlPersistedQueries } from './lib/apq.mjs';
 
 import * as apollo from './lib/cache/apollo.mjs';
 import * as urql from './lib/cache/urql.mjs';
 import { run, signInAdmin } from './lib/accounts.mjs';
 import { storefrontUrl, uniqueUsername } from './lib/env.mjs';
+import { recordingFetch, shapeOf } from './lib/server.mjs';
 
 const SERVER_LIST = `
   query ServerList($filter: ProductFilter) {
@@ -18,14 +22,15 @@ const SERVER_LIST = `
   }
 `;
 
-/** A fetch that counts the requests it sends. */
-function countingFetch() {
-  const counted = (...args) => {
-    counted.requests += 1;
-    return fetch(...args);
-  };
-  counted.requests = 0;
-  return counted;
+/** Whether every request `sent` recorded named its document by hash, and some by hash alone. */
+function assertPersisted(sent) {
+  assert.ok(sent.requests.length > 0);
+  for (const request of sent.requests) {
+    assert.notEqual(shapeOf(request), 'document', `${request.method} ${request.url} had no hash`);
+  }
+  const hashOnlyGets = sent.requests.filter((r) => r.method === 'GET' && shapeOf(r) === 'hash');
+  assert.ok(hashOnlyGets.length > 0, 'queries the server knew went out as hash-only GETs');
+  assert.ok(hashOnlyGets.every((r) => r.status === 200 || r.status === 400));
 }
 
 /** Creates `count` products named `${tag} 1`, … in that order, with plain fetch. */
@@ -50,7 +55,7 @@ describe('Apollo Client InMemoryCache (lib/cache/apollo.mjs)', () => {
   const list = { filter: { nameContains: tag } };
   const byPrice = { ...list, orderBy: [{ field: 'PRICE', direction: 'DESC' }] };
   const otherTag = { filter: { nameContains: `${tag} none` } };
-  const counted = countingFetch();
+  const counted = recordingFetch();
   let token;
   let client;
 
@@ -61,11 +66,14 @@ describe('Apollo Client InMemoryCache (lib/cache/apollo.mjs)', () => {
     ({ token } = await signInAdmin());
     await seed(token, tag, 3);
     client = new ApolloClient({
-      link: new HttpLink({
-        uri: `${storefrontUrl()}/graphql`,
-        fetch: counted,
-        headers: { authorization: `Bearer ${token}` },
-      }),
+      link: ApolloLink.from([
+        apolloPersistedQueries(),
+        new HttpLink({
+          uri: `${storefrontUrl()}/graphql`,
+          fetch: counted,
+          headers: { authorization: `Bearer ${token}` },
+        }),
+      ]),
       cache: apollo.createCache(),
     });
   });
@@ -94,7 +102,7 @@ describe('Apollo Client InMemoryCache (lib/cache/apollo.mjs)', () => {
       price: '4.00',
       stock: 4,
     });
-    const requests = counted.requests;
+    const requests = counted.requests.length;
     const cached = cachedList();
     assert.deepEqual(
       cached.edges.map((e) => e.node.name),
@@ -103,7 +111,7 @@ describe('Apollo Client InMemoryCache (lib/cache/apollo.mjs)', () => {
     );
     assert.deepEqual(cached.edges.at(-1).node, { __typename: 'Product', ...created });
     assert.equal(cached.totalCount, 4);
-    assert.equal(counted.requests, requests, 'read from the cache alone');
+    assert.equal(counted.requests.length, requests, 'read from the cache alone');
 
     const server = await serverList(token, list.filter);
     assert.deepEqual(cached.edges.map((e) => e.node.name), server.names, 'the cache lists what the server lists');
@@ -116,16 +124,20 @@ describe('Apollo Client InMemoryCache (lib/cache/apollo.mjs)', () => {
   test('deleteProduct removes the product from the cached list and the cache', async () => {
     const victim = cachedList().edges[1].node;
     await apollo.deleteProduct(client, victim.id, victim.version);
-    const requests = counted.requests;
+    const requests = counted.requests.length;
     const cached = cachedList();
     assert.deepEqual(cached.edges.map((e) => e.node.name), [1, 3, 4].map((i) => `${tag} ${i}`));
     assert.equal(cached.totalCount, 3);
-    assert.equal(counted.requests, requests, 'read from the cache alone');
+    assert.equal(counted.requests.length, requests, 'read from the cache alone');
     assert.equal(client.cache.extract()[client.cache.identify(victim)], undefined, 'evicted');
 
     const server = await serverList(token, list.filter);
     assert.deepEqual(cached.edges.map((e) => e.node.name), server.names);
     assert.equal(cached.totalCount, server.totalCount);
+  });
+
+  test('queries went out with their hash, as hash-only GETs once the server knew them', () => {
+    assertPersisted(counted);
   });
 });
 
@@ -134,7 +146,7 @@ describe('urql Graphcache (lib/cache/urql.mjs)', () => {
   const list = { filter: { nameContains: tag } };
   const byPrice = { ...list, orderBy: [{ field: 'PRICE', direction: 'DESC' }] };
   const otherTag = { filter: { nameContains: `${tag} none` } };
-  const counted = countingFetch();
+  const counted = recordingFetch();
   let token;
   let client;
 
@@ -152,7 +164,7 @@ describe('urql Graphcache (lib/cache/urql.mjs)', () => {
     await seed(token, tag, 3);
     client = new Client({
       url: `${storefrontUrl()}/graphql`,
-      exchanges: [urql.createProductCache(), fetchExchange],
+      exchanges: [urql.createProductCache(), urqlPersistedQueries(), fetchExchange],
       fetch: counted,
       fetchOptions: { headers: { authorization: `Bearer ${token}` } },
     });
@@ -181,7 +193,7 @@ describe('urql Graphcache (lib/cache/urql.mjs)', () => {
       })
       .toPromise();
     assert.equal(result.error, undefined);
-    const requests = counted.requests;
+    const requests = counted.requests.length;
     const cached = await cachedList();
     assert.deepEqual(
       cached.nodes.map((p) => p.name),
@@ -189,7 +201,7 @@ describe('urql Graphcache (lib/cache/urql.mjs)', () => {
       'the new product last, as in the default order',
     );
     assert.deepEqual(cached.nodes.at(-1), result.data.createProduct);
-    assert.equal(counted.requests, requests, 'read from the cache alone');
+    assert.equal(counted.requests.length, requests, 'read from the cache alone');
     const server = await serverList(token, list.filter);
     assert.deepEqual(cached.nodes.map((p) => p.name), server.names, 'the cache lists what the server lists');
 
@@ -203,11 +215,15 @@ describe('urql Graphcache (lib/cache/urql.mjs)', () => {
       .mutation(urql.DELETE_PRODUCT, { id: victim.id, expectedVersion: victim.version })
       .toPromise();
     assert.equal(result.error, undefined);
-    const requests = counted.requests;
+    const requests = counted.requests.length;
     const cached = await cachedList();
     assert.deepEqual(cached.nodes.map((p) => p.name), [1, 3, 4].map((i) => `${tag} ${i}`));
-    assert.equal(counted.requests, requests, 'read from the cache alone');
+    assert.equal(counted.requests.length, requests, 'read from the cache alone');
     const server = await serverList(token, list.filter);
     assert.deepEqual(cached.nodes.map((p) => p.name), server.names);
+  });
+
+  test('queries went out with their hash, as hash-only GETs once the server knew them', () => {
+    assertPersisted(counted);
   });
 });

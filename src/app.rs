@@ -15,6 +15,7 @@ use crate::{
     graphql::{self, AppSchema},
     http,
     metrics::Metrics,
+    persisted::PersistedDocuments,
     server::{ConnectionLimits, Server, Stop},
     sessions::{RefreshPolicy, Sessions},
     signals::Signals,
@@ -44,6 +45,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    TrustedDocuments(#[from] crate::persisted::ManifestError),
     #[error("{0:?}")]
     Internal(crate::error::AppError),
 }
@@ -55,6 +58,15 @@ impl App {
     /// # Errors
     /// A [`StartError`] saying which step failed.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
+        // Read first: a bad manifest stops start-up before anything else is done.
+        let persisted = PersistedDocuments::from_config(&config.persisted)?;
+        if let Some(manifest) = persisted.manifest() {
+            tracing::info!(
+                operations = manifest.len(),
+                format = %manifest.format,
+                "trusted documents: only the manifest's operations run"
+            );
+        }
         let db = db::connect_and_migrate(config.database.url.as_str()).await?;
         tracing::info!(database = %config.database.url, "database ready");
         let (dir, dir_is_default) = (&config.policy.dir, config.policy.is_default);
@@ -115,6 +127,7 @@ impl App {
             catalog,
             audit,
             metrics,
+            persisted,
         });
         let schema: AppSchema = graphql::build_schema(state.clone(), config);
         let settings = http::HttpSettings {

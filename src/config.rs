@@ -61,6 +61,8 @@ pub struct Config {
     #[command(flatten)]
     pub caches: Caches,
     #[command(flatten)]
+    pub persisted: PersistedQueries,
+    #[command(flatten)]
     pub metrics: MetricsEndpoint,
     #[command(flatten)]
     pub audit: Audit,
@@ -347,6 +349,33 @@ pub struct Caches {
     pub catalog_poll: Duration,
 }
 
+/// Documents named by an id instead of sent in full: automatic persisted queries (APQ) and
+/// trusted documents (docs/clients.md#persisted-queries).
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Persisted queries")]
+pub struct PersistedQueries {
+    /// Documents each replica remembers for automatic persisted queries (Apollo Client's
+    /// `PersistedQueryLink`, urql's `persistedExchange`); when full, those seldom used make room.
+    /// Each replica has its own: a client that meets one that does not know a hash gets
+    /// `PERSISTED_QUERY_NOT_FOUND` and sends the document again. `0` turns APQ off: a hash-only
+    /// request gets `PERSISTED_QUERY_NOT_SUPPORTED`, and the clients stop sending hashes.
+    #[arg(long, env = "APQ_MAX_DOCUMENTS", default_value = "2000",
+        value_parser = rules::number::<usize>(0, 1_000_000))]
+    pub apq_max_documents: usize,
+    /// Bytes of document text each replica keeps for automatic persisted queries, at most.
+    #[arg(long, env = "APQ_MAX_BYTES", default_value = "8388608",
+        value_parser = rules::number::<usize>(65_536, 1_073_741_824))]
+    pub apq_max_bytes: usize,
+    /// A trusted-documents manifest (JSON): GraphQL Code Generator's `persisted-documents.json`
+    /// (`{ "<id>": "<document>" }`) or Apollo's persisted query manifest
+    /// (`"format": "apollo-persisted-query-manifest"`). When set, only its operations run,
+    /// named by id (`documentId`, `extensions.persistedQuery.sha256Hash`) or sent in full;
+    /// any other document gets `PERSISTED_QUERY_NOT_IN_LIST`, APQ stores nothing, and the
+    /// GraphiQL page is off. A manifest that cannot be read stops start-up.
+    #[arg(long, env = "TRUSTED_DOCUMENTS", value_parser = rules::file())]
+    pub trusted_documents: Option<PathBuf>,
+}
+
 /// Where `/metrics` is served and what it asks for.
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Metrics")]
@@ -471,6 +500,25 @@ impl Settings for Config {
                 }
             }
         }
+        self.resolve_trusted_documents(set)
+    }
+}
+
+impl Config {
+    /// With trusted documents, the GraphiQL page is off: the documents typed in it are not in
+    /// the manifest, so none of them would run.
+    fn resolve_trusted_documents(&mut self, set: &SetVars) -> Result<(), ConfigError> {
+        if self.persisted.trusted_documents.is_none() {
+            return Ok(());
+        }
+        if set.contains("GRAPHIQL") && self.discovery.graphiql {
+            return Err(ConfigError::invalid(
+                "GRAPHIQL",
+                "cannot be on with TRUSTED_DOCUMENTS: only the manifest's operations run, so \
+                 nothing typed in the page would",
+            ));
+        }
+        self.discovery.graphiql = false;
         Ok(())
     }
 }

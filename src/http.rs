@@ -9,6 +9,7 @@
 mod layers;
 mod metrics;
 mod negotiate;
+mod operation;
 mod playground;
 mod probes;
 
@@ -19,8 +20,8 @@ use std::{
 };
 
 use async_graphql::{
-    BatchRequest, Name, PathSegment, Request as GqlRequest, Response as GqlResponse, Value,
-    Variables, parser::types::ExecutableDocument,
+    Name, PathSegment, Request as GqlRequest, Response as GqlResponse, Value,
+    parser::types::ExecutableDocument,
 };
 use axum::{
     Router,
@@ -50,6 +51,7 @@ use crate::{
     state::AppState,
 };
 use negotiate::Format;
+use operation::{Operation, Operations};
 
 /// What the HTTP layer needs to know beyond the schema.
 #[derive(Clone, Debug)]
@@ -152,9 +154,12 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
         Ok(json) => json,
         Err(_) => return bad_request("the body is not valid JSON"),
     };
+    // Kept for the fingerprint, which may need the body as the operations were resolved.
+    let sent = key.as_ref().map(|_| json.clone());
+    let persisted = &state.app.persisted;
     let batch = match json {
-        serde_json::Value::Object(params) => match request_from_params(params) {
-            Ok(request) => BatchRequest::Single(request),
+        serde_json::Value::Object(params) => match Operation::from_params(params, persisted) {
+            Ok(operation) => Operations::Single(operation),
             Err(message) => return bad_request(&message),
         },
         serde_json::Value::Array(items) => {
@@ -168,17 +173,17 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
                     items.len()
                 ));
             }
-            let mut requests = Vec::with_capacity(items.len());
+            let mut operations = Vec::with_capacity(items.len());
             for item in items {
                 let serde_json::Value::Object(params) = item else {
                     return bad_request("each operation in a batch must be a JSON object");
                 };
-                match request_from_params(params) {
-                    Ok(request) => requests.push(request),
+                match Operation::from_params(params, persisted) {
+                    Ok(operation) => operations.push(operation),
                     Err(message) => return bad_request(&message),
                 }
             }
-            BatchRequest::Batch(requests)
+            Operations::Batch(operations)
         }
         _ => return bad_request("the body must be a JSON object (or an array of them)"),
     };
@@ -194,7 +199,7 @@ async fn graphql_post(State(state): State<HttpState>, request: Request) -> Respo
         Some(key) => {
             let request = Keyed {
                 key,
-                fingerprint: idempotency::fingerprint(&body),
+                fingerprint: operation::fingerprint(&body, sent, &batch),
                 viewer,
                 client_ip,
                 request_id,
@@ -213,7 +218,7 @@ struct Keyed {
     viewer: Viewer,
     client_ip: ClientIp,
     request_id: Option<String>,
-    batch: BatchRequest,
+    batch: Operations,
     format: Format,
 }
 
@@ -450,7 +455,11 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             .map(|(_, v)| v.as_str())
     };
 
-    if param("query").is_none() {
+    // A document, or an id for one (`documentId`, APQ's `extensions`).
+    if ["query", "documentId", "extensions"]
+        .iter()
+        .all(|name| param(name).is_none())
+    {
         if state.settings.graphiql && negotiate::accepts_html(&parts.headers) {
             return playground::page().into_response();
         }
@@ -469,6 +478,10 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             "operationName",
             param("operationName").map(|n| serde_json::Value::String(n.to_owned())),
         ),
+        (
+            "documentId",
+            param("documentId").map(|id| serde_json::Value::String(id.to_owned())),
+        ),
         ("variables", param("variables").map(parse_json_param)),
         ("extensions", param("extensions").map(parse_json_param)),
     ] {
@@ -476,12 +489,15 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
             object.insert(name.to_owned(), value);
         }
     }
-    let request = match request_from_params(object) {
-        Ok(request) => request,
+    let operation = match Operation::from_params(object, &state.app.persisted) {
+        Ok(operation) => operation,
         Err(message) => return bad_request(&message),
     };
-    // A document that does not parse is left for `execute` to report, like any other.
-    if let Ok(document) = state.documents.parse(&request.query)
+    // A document that does not parse, or could not be found, is left for `execute` to report,
+    // like any other; one found by its id is a mutation or not as if it had been sent.
+    let request = &operation.request;
+    if operation.document.is_ok()
+        && let Ok(document) = state.documents.parse(&request.query)
         && is_mutation(&document, request.operation_name.as_deref())
     {
         let mut response = error_response(
@@ -506,7 +522,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         viewer,
         client_ip,
         request_id,
-        BatchRequest::Single(request),
+        Operations::Single(operation),
         format,
         None,
     )
@@ -527,7 +543,7 @@ async fn execute(
     viewer: Viewer,
     client_ip: ClientIp,
     request_id: Option<String>,
-    batch: BatchRequest,
+    batch: Operations,
     format: Format,
     claim: Option<idempotency::Claim>,
 ) -> Response {
@@ -569,16 +585,16 @@ impl Drop for AbortOnDrop {
 /// Measures every operation against one budget, then runs those within it, in order.
 async fn run(
     state: &HttpState,
-    batch: BatchRequest,
+    batch: Operations,
     viewer: Viewer,
     client_ip: ClientIp,
     format: Format,
 ) -> Response {
     let max_bytes = state.settings.limits.max_response_bytes;
     match batch {
-        BatchRequest::Single(request) => {
+        Operations::Single(operation) => {
             let started = std::time::Instant::now();
-            let (request, prepared) = prepare(state, request).await;
+            let (request, prepared) = prepare(state, operation).await;
             let body = match prepared {
                 Ok((_, document)) => {
                     run_one(state, request, &document, viewer, client_ip, started).await
@@ -606,11 +622,11 @@ async fn run(
             rate_limit_headers(&mut response, &body.errors);
             response
         }
-        BatchRequest::Batch(requests) => {
+        Operations::Batch(operations) => {
             let started = std::time::Instant::now();
-            let mut prepared = Vec::with_capacity(requests.len());
-            for request in requests {
-                prepared.push(prepare(state, request).await);
+            let mut prepared = Vec::with_capacity(operations.len());
+            for operation in operations {
+                prepared.push(prepare(state, operation).await);
             }
             let total = Cost::sum(
                 prepared
@@ -668,9 +684,32 @@ fn rate_limit_headers<'a>(
 /// (docs/benchmarks.md#long-documents-parsed-on-a-blocking-thread).
 const PARSE_INLINE_BYTES: usize = 4 * 1024;
 
+/// Parses and measures `operation`'s document (see [`Documents::prepare`]), a long one on a
+/// blocking thread; a document sent with an APQ hash is remembered once it has passed.
+async fn prepare(
+    state: &HttpState,
+    operation: Operation,
+) -> (
+    GqlRequest,
+    Result<(Cost, Arc<ExecutableDocument>), async_graphql::ServerError>,
+) {
+    let Operation {
+        request, document, ..
+    } = operation;
+    let remember = match document {
+        Ok(remember) => remember,
+        Err(error) => return (request, Err(error)),
+    };
+    let (request, prepared) = measure(state, request).await;
+    if let (Some(hash), Ok(_)) = (remember, &prepared) {
+        state.app.persisted.remember(hash, &request.query);
+    }
+    (request, prepared)
+}
+
 /// Parses and measures `request` (see [`Documents::prepare`]), a long document on a blocking
 /// thread.
-async fn prepare(
+async fn measure(
     state: &HttpState,
     mut request: GqlRequest,
 ) -> (
@@ -855,44 +894,8 @@ fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
     }
 }
 
-/// Reads a GraphQL request from its JSON parameters.
-fn request_from_params(
-    mut params: serde_json::Map<String, serde_json::Value>,
-) -> Result<GqlRequest, String> {
-    use serde_json::Value as Json;
-    let query = match params.remove("query") {
-        Some(Json::String(query)) => query,
-        None | Some(Json::Null) => return Err("the `query` parameter is missing".to_owned()),
-        Some(_) => return Err("the `query` parameter must be a string".to_owned()),
-    };
-    let mut request = GqlRequest::new(query);
-    match params.remove("operationName") {
-        None | Some(Json::Null) => {}
-        Some(Json::String(name)) => request = request.operation_name(name),
-        Some(_) => return Err("the `operationName` parameter must be a string".to_owned()),
-    }
-    match params.remove("variables") {
-        None | Some(Json::Null) => {}
-        Some(variables @ Json::Object(_)) => {
-            request = request.variables(Variables::from_json(variables));
-        }
-        Some(_) => return Err("the `variables` parameter must be an object".to_owned()),
-    }
-    match params.remove("extensions") {
-        None | Some(Json::Null) => {}
-        Some(Json::Object(extensions)) => {
-            for (name, value) in extensions {
-                let value = Value::from_json(value).map_err(|_| "bad `extensions`".to_owned())?;
-                request.extensions.insert(name, value);
-            }
-        }
-        Some(_) => return Err("the `extensions` parameter must be an object".to_owned()),
-    }
-    Ok(request)
-}
-
 /// A JSON-encoded URL parameter; text that is not JSON stays a string (and is refused as
-/// a map by [`request_from_params`]).
+/// a map by [`Operation::from_params`]).
 fn parse_json_param(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
@@ -1058,22 +1061,4 @@ fn not_acceptable() -> Response {
         "NOT_ACCEPTABLE",
         "responses are application/graphql-response+json or application/json",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_parameters_are_type_checked() {
-        let parse = |v: serde_json::Value| {
-            request_from_params(v.as_object().unwrap().clone()).map(|r| r.query)
-        };
-        assert!(parse(serde_json::json!({"query": "{ a }", "variables": null})).is_ok());
-        assert!(parse(serde_json::json!({"query": 7})).is_err());
-        assert!(parse(serde_json::json!({})).is_err());
-        assert!(parse(serde_json::json!({"query": "{ a }", "variables": "x"})).is_err());
-        assert!(parse(serde_json::json!({"query": "{ a }", "operationName": 1})).is_err());
-        assert!(parse(serde_json::json!({"query": "{ a }", "extensions": []})).is_err());
-    }
 }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod idempotency;
 pub mod metrics;
 pub mod pagination;
+pub mod persisted;
 pub mod pruning;
 pub mod role;
 pub mod server;

@@ -110,6 +110,10 @@ pub struct Metrics {
     db_pool_connections: Family<PoolLabels, Gauge>,
     /// `storefront_policy_info{version, source}` (gauge): 1 for the loaded policy only.
     policy_info: Family<PolicyLabels, Gauge>,
+    /// `storefront_apq_documents` (gauge).
+    apq_documents: Gauge,
+    /// `storefront_apq_bytes` (gauge).
+    apq_bytes: Gauge,
     /// The series of each operation name seen, up to [`MAX_OPERATIONS`] names.
     operations: Mutex<HashMap<String, OperationSeries>>,
     registry: Registry,
@@ -133,6 +137,9 @@ pub struct Gauges {
     pub db_pool_idle: u32,
     pub policy_version: String,
     pub policy_source: String,
+    /// Documents in this replica's APQ store, and their bytes of text.
+    pub apq_documents: u64,
+    pub apq_bytes: u64,
 }
 
 impl Default for Metrics {
@@ -144,6 +151,8 @@ impl Default for Metrics {
         let hashes_in_flight = Gauge::default();
         let db_pool_connections = Family::default();
         let policy_info = Family::default();
+        let apq_documents = Gauge::default();
+        let apq_bytes = Gauge::default();
         // `prometheus-client` adds the `_total` of counters and the final `.` of help texts.
         let mut registry = Registry::default();
         registry.register(
@@ -181,6 +190,16 @@ impl Default for Metrics {
             "The loaded authorization policy (version: SHA-256 prefix of its files)",
             Family::clone(&policy_info),
         );
+        registry.register(
+            "storefront_apq_documents",
+            "Documents this replica keeps for automatic persisted queries",
+            apq_documents.clone(),
+        );
+        registry.register(
+            "storefront_apq_bytes",
+            "Bytes of document text this replica keeps for automatic persisted queries",
+            apq_bytes.clone(),
+        );
         let metrics = Self {
             requests,
             latency,
@@ -189,6 +208,8 @@ impl Default for Metrics {
             hashes_in_flight,
             db_pool_connections,
             policy_info,
+            apq_documents,
+            apq_bytes,
             operations: Mutex::default(),
             registry,
             rendering: Mutex::default(),
@@ -253,6 +274,8 @@ impl Metrics {
         self.hash_queue.set(saturating_i64(gauges.hash_queue));
         self.hashes_in_flight
             .set(saturating_i64(gauges.hashes_in_flight));
+        self.apq_documents.set(saturating_i64(gauges.apq_documents));
+        self.apq_bytes.set(saturating_i64(gauges.apq_bytes));
         for (state, connections) in [
             ("idle", gauges.db_pool_idle),
             (
@@ -315,6 +338,8 @@ mod tests {
             db_pool_idle: 3,
             policy_version: "abc".to_owned(),
             policy_source: "built-in".to_owned(),
+            apq_documents: 3,
+            apq_bytes: 120,
         }
     }
 
@@ -375,6 +400,9 @@ mod tests {
             r#"storefront_db_pool_connections{state="idle"} 3"#,
             "# TYPE storefront_policy_info gauge",
             r#"storefront_policy_info{version="abc",source="built-in"} 1"#,
+            "# TYPE storefront_apq_documents gauge",
+            "storefront_apq_documents 3",
+            "storefront_apq_bytes 120",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

@@ -14,6 +14,7 @@ use crate::{
     catalog::Catalog,
     db::{Db, DbHealth},
     metrics::Metrics,
+    persisted::PersistedDocuments,
     sessions::Sessions,
 };
 
@@ -34,6 +35,9 @@ pub struct AppState {
     /// The audit trail's reads (records are written by the services that change things).
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
+    /// The documents requests may name by id: this replica's APQ store, or the trusted
+    /// manifest.
+    pub persisted: PersistedDocuments,
 }
 
 impl AppState {

@@ -150,6 +150,11 @@ pub fn folder() -> Rule<std::path::PathBuf> {
     Rule::new("a folder", |text| Ok(text.into()))
 }
 
+/// A file (whether it can be read is checked at start-up).
+pub fn file() -> Rule<std::path::PathBuf> {
+    Rule::new("a file", |text| Ok(text.into()))
+}
+
 /// `APP_ENV`: `development` or `production`, also `dev` or `prod`, in any case.
 pub fn app_env() -> Rule<AppEnv> {
     Rule::new(

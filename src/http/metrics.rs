@@ -58,6 +58,7 @@ fn metrics_unauthorized() -> Response {
 
 fn render_metrics(app: &AppState) -> Response {
     let (db_pool_size, db_pool_idle) = pool_use(&app.db);
+    let (apq_documents, apq_bytes) = app.persisted.stored();
     let gauges = Gauges {
         hash_queue: app.passwords.queued(),
         hashes_in_flight: app.passwords.running(),
@@ -65,6 +66,8 @@ fn render_metrics(app: &AppState) -> Response {
         db_pool_idle,
         policy_version: app.authz.version().to_owned(),
         policy_source: app.authz.source().to_string(),
+        apq_documents,
+        apq_bytes,
     };
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],

@@ -1,8 +1,11 @@
 //! The client-side checks in `clients/` (`npm test`): the graphql-http GraphQL-over-HTTP audit,
-//! Apollo Client and graphql-request used as a frontend uses them, and the GraphiQL page in
-//! headless Chromium. They run against the real `storefront` binary, started here as a
+//! Apollo Client, urql and graphql-request used as a frontend uses them (automatic persisted
+//! queries on), a GraphQL Code Generator typed client type-checked with `tsc`, and the GraphiQL
+//! page in headless Chromium. They run against the real `storefront` binary, started here as a
 //! subprocess after `create-admin` and `seed`, on a fresh database (SQLite, or PostgreSQL when
-//! TEST_DATABASE_URL is set). Skipped, with a message, when `node` is not on PATH.
+//! TEST_DATABASE_URL is set); the tests that need a server of their own (restarted, or with
+//! TRUSTED_DOCUMENTS) start the same binary on the same database. Skipped, with a message, when
+//! `node` is not on PATH.
 
 use std::{
     fs::File,
@@ -145,6 +148,21 @@ fn run_npm(args: &[&str], env: &[(&str, String)], log: &Path) -> (Option<ExitSta
     (status, read_log(log))
 }
 
+/// Whether `node_modules` holds what `package-lock.json` says: npm writes
+/// `node_modules/.package-lock.json` when it installs, so one older than the lock file was
+/// installed from an earlier lock (a checkout that added a package).
+fn installed_packages_are_current() -> bool {
+    let modified = |path: PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let dir = clients_dir();
+    match (
+        modified(dir.join("node_modules").join(".package-lock.json")),
+        modified(dir.join("package-lock.json")),
+    ) {
+        (Some(installed), Some(locked)) => installed >= locked,
+        _ => false,
+    }
+}
+
 #[tokio::test]
 async fn javascript_clients_pass_against_the_real_server() {
     let Some(node) = node_version() else {
@@ -153,7 +171,7 @@ async fn javascript_clients_pass_against_the_real_server() {
     };
     let work = tempfile::tempdir().expect("a temp dir");
 
-    if !clients_dir().join("node_modules").is_dir() {
+    if !installed_packages_are_current() {
         let (status, output) = run_npm(
             &["ci", "--no-audit", "--no-fund"],
             &[],
@@ -239,6 +257,14 @@ async fn javascript_clients_pass_against_the_real_server() {
             ("ADMIN_USERNAME", ADMIN_USERNAME.to_owned()),
             ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
             ("STOREFRONT_CORS_ORIGIN", page_origin),
+            // For the tests that start a server of their own (lib/server.mjs).
+            (
+                "STOREFRONT_BIN",
+                env!("CARGO_BIN_EXE_storefront").to_owned(),
+            ),
+            ("STOREFRONT_DATABASE_URL", db.url.clone()),
+            ("STOREFRONT_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("STOREFRONT_POLICY_DIR", policy_dir().display().to_string()),
         ],
         &work.path().join("npm-test.log"),
     );

@@ -235,6 +235,51 @@ async fn request_errors_have_one_envelope_per_code() {
     );
 }
 
+/// Persisted queries: an id the server does not know (what APQ clients answer by sending the
+/// document), APQ turned off, a document a trusted-documents manifest does not list, and a hash
+/// that is not the document's.
+#[tokio::test]
+async fn persisted_query_errors_have_one_envelope_per_code() {
+    let hash_only = json!({ "extensions": { "persistedQuery": {
+        "version": 1,
+        "sha256Hash": "ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38",
+    } } });
+    let app = TestApp::spawn().await;
+    let anonymous = app.anonymous();
+    assert_envelope(
+        "persisted_query_not_found",
+        &anonymous
+            .with_header("Accept", "application/graphql-response+json")
+            .post(&hash_only)
+            .await,
+    );
+    let mut lying = hash_only.clone();
+    lying["query"] = json!("{ __typename }");
+    assert_envelope(
+        "bad_user_input_persisted_query_hash",
+        &anonymous.post(&lying).await,
+    );
+    let off = TestApp::builder().apq_max_documents(0).spawn().await;
+    assert_envelope(
+        "persisted_query_not_supported",
+        &off.anonymous().post(&hash_only).await,
+    );
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        manifest.path(),
+        r#"{ "sha256:x": "query Listed { __typename }" }"#,
+    )
+    .unwrap();
+    let trusted = TestApp::builder()
+        .trusted_documents(manifest.path())
+        .spawn()
+        .await;
+    assert_envelope(
+        "persisted_query_not_in_list",
+        &trusted.anonymous().query("{ __typename }", json!({})).await,
+    );
+}
+
 /// A failure of the database's own: the server is unavailable (the write lock held past the
 /// busy timeout on SQLite; a full disk on PostgreSQL) or fails internally (a trigger that
 /// refuses every insert); neither says anything of the database.

@@ -237,4 +237,19 @@ impl TestAppBuilder {
     pub fn max_connections(self, connections: usize) -> Self {
         self.configure(move |c| c.server.max_connections = connections)
     }
+
+    /// `APQ_MAX_DOCUMENTS` (`0` turns automatic persisted queries off).
+    pub fn apq_max_documents(self, documents: usize) -> Self {
+        self.configure(move |c| c.persisted.apq_max_documents = documents)
+    }
+
+    /// `APQ_MAX_BYTES`.
+    pub fn apq_max_bytes(self, bytes: usize) -> Self {
+        self.configure(move |c| c.persisted.apq_max_bytes = bytes)
+    }
+
+    /// `TRUSTED_DOCUMENTS`, read as the variable is (it also turns the GraphiQL page off).
+    pub fn trusted_documents(self, manifest: &Path) -> Self {
+        self.env("TRUSTED_DOCUMENTS", &manifest.display().to_string())
+    }
 }
