@@ -232,6 +232,8 @@ async fn javascript_clients_pass_against_the_real_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The GraphiQL test's screenshots go under the target directory, never into the sources.
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     let (status, output) = run_npm(
         &["test"],
         &[
@@ -239,6 +241,10 @@ async fn javascript_clients_pass_against_the_real_server() {
             ("ADMIN_USERNAME", ADMIN_USERNAME.to_owned()),
             ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
             ("STOREFRONT_CORS_ORIGIN", page_origin),
+            // playground.test.mjs signs an expired copy of a real token with it, to see the
+            // page recover from the server's TOKEN_EXPIRED.
+            ("STOREFRONT_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("SCREENSHOT_DIR", screenshots.display().to_string()),
         ],
         &work.path().join("npm-test.log"),
     );
@@ -252,7 +258,10 @@ async fn javascript_clients_pass_against_the_real_server() {
         ),
         read_log(&server_log)
     );
-    println!("npm test in clients/ (node {node}) against {url}:\n{output}");
+    println!(
+        "npm test in clients/ (node {node}) against {url} (screenshots in {}):\n{output}",
+        screenshots.display()
+    );
 
     drop(server);
     drop(db);

@@ -24,6 +24,7 @@ mod limits;
 mod login;
 mod methods;
 mod ops;
+mod playground;
 mod policy;
 mod policy_adapter;
 mod policy_store;
