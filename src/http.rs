@@ -86,6 +86,10 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
     let metrics_here = settings.metrics_on_main_router;
     let mut router = Router::new()
         .route("/", get(playground_page))
+        .route(
+            &format!("{}/{{hash}}/{{name}}", playground::ASSETS_PATH),
+            get(playground_asset),
+        )
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz));
@@ -123,10 +127,28 @@ pub fn metrics_router(app: Arc<AppState>, token: Option<MetricsToken>) -> Router
 
 async fn playground_page(State(state): State<HttpState>) -> Response {
     if state.settings.graphiql {
-        playground::page().into_response()
+        playground::page()
     } else {
-        error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
+        not_found()
     }
+}
+
+/// `GET /playground/<hash>/<name>`: a file of the GraphiQL page.
+async fn playground_asset(
+    State(state): State<HttpState>,
+    axum::extract::Path((hash, name)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !state.settings.graphiql {
+        return not_found();
+    }
+    playground::asset_response(&hash, &name, &headers)
+        .await
+        .unwrap_or_else(not_found)
+}
+
+fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "not found")
 }
 
 /// `POST /graphql`: one operation, or a batch of up to `GRAPHQL_MAX_BATCH` as a JSON array.
@@ -461,7 +483,7 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
         .all(|name| param(name).is_none())
     {
         if state.settings.graphiql && negotiate::accepts_html(&parts.headers) {
-            return playground::page().into_response();
+            return playground::page();
         }
         return bad_request("GET /graphql needs a `query` parameter");
     }

@@ -250,6 +250,8 @@ async fn javascript_clients_pass_against_the_real_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The GraphiQL test's screenshots go under the target directory, never into the sources.
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     let (status, output) = run_npm(
         &["test"],
         &[
@@ -265,6 +267,7 @@ async fn javascript_clients_pass_against_the_real_server() {
             ("STOREFRONT_DATABASE_URL", db.url.clone()),
             ("STOREFRONT_JWT_SECRET", JWT_SECRET.to_owned()),
             ("STOREFRONT_POLICY_DIR", policy_dir().display().to_string()),
+            ("SCREENSHOT_DIR", screenshots.display().to_string()),
         ],
         &work.path().join("npm-test.log"),
     );
@@ -278,7 +281,10 @@ async fn javascript_clients_pass_against_the_real_server() {
         ),
         read_log(&server_log)
     );
-    println!("npm test in clients/ (node {node}) against {url}:\n{output}");
+    println!(
+        "npm test in clients/ (node {node}) against {url} (screenshots in {}):\n{output}",
+        screenshots.display()
+    );
 
     drop(server);
     drop(db);

@@ -25,6 +25,7 @@ mod login;
 mod methods;
 mod ops;
 mod persisted;
+mod playground;
 mod policy;
 mod policy_adapter;
 mod policy_store;

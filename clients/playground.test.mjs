@@ -1,0 +1,436 @@
+// The GraphiQL page in a real (headless) Chromium, used as a person would: it loads with every
+// request to another origin blocked (everything it needs comes from the server), under its
+// content security policy with no violation, and its Account panel signs in, keeps the session
+// across a reload, renews the access token and signs out.
+//
+// Screenshots go to SCREENSHOT_DIR (the Rust harness points it into the target directory), or
+// to clients/screenshots/; each test prints where it wrote them.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+import { admin, clientsDir, storefrontUrl } from './lib/env.mjs';
+import { DEMO_PRODUCT_NAMES } from './lib/documents.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCREENSHOTS = process.env.SCREENSHOT_DIR || path.join(clientsDir, 'screenshots');
+/** The server's JWT_SECRET, to make an expired access token the server itself would accept. */
+const JWT_SECRET = process.env.STOREFRONT_JWT_SECRET;
+const SESSION_KEY = 'storefront.playground.session';
+
+const skip = existsSync(CHROMIUM)
+  ? false
+  : `skipped: no Chromium at ${CHROMIUM} (install Debian's chromium: apt-get install -y chromium)`;
+if (skip) console.log(`playground.test.mjs ${skip}`);
+
+/** Calls the API from Node, outside the browser. */
+async function graphql(query, variables, token) {
+  const response = await fetch(`${storefrontUrl()}/graphql`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify({ query, variables }),
+  });
+  return response.json();
+}
+
+const base64url = (value) => Buffer.from(value).toString('base64url');
+
+/** `token` as it would be an hour after it expired, signed again with the server's key. */
+function expiredCopy(token) {
+  const [header, payload] = token.split('.');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+  const now = Math.floor(Date.now() / 1000);
+  const lifetime = claims.exp - claims.iat;
+  Object.assign(claims, { iat: now - 3600 - lifetime, nbf: now - 3600 - lifetime, exp: now - 3600 });
+  const signed = `${header}.${base64url(JSON.stringify(claims))}`;
+  const signature = createHmac('sha256', JWT_SECRET).update(signed).digest('base64url');
+  return `${signed}.${signature}`;
+}
+
+/** The text of the CodeMirror editor inside `selector`. */
+function editorText(page, selector) {
+  return page.evaluate((sel) => document.querySelector(`${sel} .CodeMirror`).CodeMirror.getValue(), selector);
+}
+
+/** Replaces the query editor's text, as a person pasting it in. */
+async function replaceQuery(page, text) {
+  await page.locator('.graphiql-query-editor .CodeMirror').first().click();
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(text);
+  assert.equal(await editorText(page, '.graphiql-query-editor'), text);
+}
+
+/** The session the page keeps for its tab. */
+function storedSession(page) {
+  return page.evaluate((key) => JSON.parse(sessionStorage.getItem(key)), SESSION_KEY);
+}
+
+/** The error marks GraphiQL's linter puts in the query editor. */
+function lintErrors(page) {
+  return page.locator('.graphiql-query-editor .CodeMirror-lint-mark-error').count();
+}
+
+/**
+ * Runs the operation `name` of the query editor (the cursor is put in it first, as GraphiQL
+ * runs the operation under the cursor) and returns the result pane's JSON and the request.
+ */
+async function run(page, name) {
+  await page.evaluate((operation) => {
+    const editor = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+    const line = editor.getValue().split('\n').findIndex((l) => l.startsWith(`query ${operation} `));
+    editor.focus();
+    editor.setCursor({ line: line + 1, ch: 2 });
+  }, name);
+  const previous = await editorText(page, '.graphiql-response');
+  const sent = page.waitForRequest(
+    (r) => r.url().endsWith('/graphql') && (r.postData() ?? '').includes(`"operationName":"${name}"`),
+    { timeout: 15_000 },
+  );
+  await page.keyboard.press('ControlOrMeta+Enter');
+  const request = await sent;
+  await page.waitForFunction(
+    (prev) => {
+      const value = document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror.getValue();
+      return value && value !== prev && value.trim().startsWith('{');
+    },
+    previous,
+    { timeout: 15_000 },
+  );
+  const text = await editorText(page, '.graphiql-response');
+  return { text, json: JSON.parse(text), request };
+}
+
+/** The names of the fields of `Query` the Docs pane lists. */
+async function documentedQueryFields(page) {
+  const docs = page.getByRole('button', { name: /Documentation Explorer/ });
+  if ((await docs.getAttribute('aria-label')).startsWith('Show')) await docs.click();
+  const explorer = page.locator('.graphiql-doc-explorer');
+  // Back to the root of the explorer, then into Query.
+  for (let i = 0; i < 5 && (await explorer.locator('.graphiql-doc-explorer-back').count()); i += 1) {
+    await explorer.locator('.graphiql-doc-explorer-back').click();
+  }
+  await explorer.locator('a.graphiql-doc-explorer-type-name', { hasText: /^Query$/ }).first().click();
+  await explorer.locator('.graphiql-doc-explorer-field-name').first().waitFor();
+  return explorer.locator('.graphiql-doc-explorer-field-name').allTextContents();
+}
+
+describe('the GraphiQL page in Chromium', () => {
+  let browser;
+  const origin = new URL(storefrontUrl()).origin;
+
+  before(async () => {
+    if (skip) return;
+    await mkdir(SCREENSHOTS, { recursive: true });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+  });
+
+  /**
+   * A fresh browser context in which every request to another origin is refused, with what
+   * the page reports: requests it tried to make elsewhere, content security policy violations,
+   * console errors and uncaught errors.
+   */
+  async function openPage() {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const seen = { offOrigin: [], violations: [], consoleErrors: [], pageErrors: [], requests: [] };
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (new URL(url).origin === origin) return route.continue();
+      seen.offOrigin.push(url);
+      return route.abort('blockedbyclient');
+    });
+    await context.exposeBinding('reportViolation', (_source, violation) => seen.violations.push(violation));
+    await context.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) =>
+        window.reportViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}: ${e.sample}`),
+      );
+    });
+    const page = await context.newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') seen.consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (error) => seen.pageErrors.push(String(error)));
+    page.on('request', (request) => {
+      if (request.url() === `${origin}/graphql` && request.method() === 'POST') {
+        seen.requests.push({ body: request.postData() ?? '', authorization: request.headers().authorization });
+      }
+    });
+    return { context, page, seen };
+  }
+
+  /** Opens `path` and waits until GraphiQL has fetched the schema. */
+  async function load(page, path = '/') {
+    const schema = page.waitForResponse(
+      (r) => r.url() === `${origin}/graphql` && (r.request().postData() ?? '').includes('IntrospectionQuery'),
+    );
+    const response = await page.goto(`${origin}${path}`);
+    assert.equal(response.status(), 200);
+    await page.locator('.graphiql-query-editor .CodeMirror').waitFor({ timeout: 30_000 });
+    await schema;
+    return response;
+  }
+
+  /** Waits for GraphiQL's linter to have looked at the current text (it waits 500 ms). */
+  const lintSettled = (page) => page.waitForTimeout(1_500);
+
+  /** Signs in through the Account panel. */
+  async function signIn(page, username, password) {
+    await page.getByRole('form', { name: 'Sign in' }).waitFor();
+    await page.getByLabel('Username').fill(username);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+  }
+
+  /** Waits for the header's badge to name the visitor. */
+  const badge = (page, text) => page.locator('.storefront-badge', { hasText: text }).waitFor();
+
+  async function screenshot(page, name) {
+    const file = path.join(SCREENSHOTS, name);
+    await page.screenshot({ path: file });
+    console.log(`screenshot: ${file}`);
+  }
+
+  /** Runs `body`; on failure, a screenshot and what the page reported are printed first. */
+  async function withPage(name, body) {
+    const opened = await openPage();
+    try {
+      await body(opened);
+    } catch (error) {
+      await screenshot(opened.page, `${name}-failure.png`).catch(() => {});
+      const { requests, ...rest } = opened.seen;
+      console.log(JSON.stringify(rest, null, 2));
+      console.log(`requests:\n${requests.map((r) => `  ${r.authorization ? 'token ' : ''}${r.body.slice(0, 100)}`).join('\n')}`);
+      throw error;
+    } finally {
+      await opened.context.close();
+    }
+  }
+
+  function assertClean(seen) {
+    assert.deepEqual(seen.offOrigin, [], 'the page asked for nothing from another origin');
+    assert.deepEqual(seen.violations, [], 'no content security policy violation');
+    assert.deepEqual(seen.consoleErrors, [], 'no console error');
+    assert.deepEqual(seen.pageErrors, [], 'no uncaught error');
+  }
+
+  test('loads with every other origin blocked, under its policy, valid for an anonymous visitor', { skip }, async () => {
+    await withPage('anonymous', async ({ page, seen }) => {
+      const response = await load(page);
+      const policy = response.headers()['content-security-policy'] ?? '';
+      assert.match(policy, /script-src 'self';/);
+      assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval|https?:/);
+
+      // A visitor who is not signed in lands on the sign-in form and a document made for them.
+      await page.getByRole('form', { name: 'Sign in' }).waitFor();
+      await badge(page, 'not signed in');
+      const opening = await editorText(page, '.graphiql-query-editor');
+      assert.match(opening, /query MyPermissions/);
+      await lintSettled(page);
+      assert.equal(await lintErrors(page), 0, 'the opening document is valid for an anonymous visitor');
+      await screenshot(page, 'graphiql-anonymous.png');
+      // The linter does mark what an anonymous visitor may not query (so 0 above means valid).
+      await replaceQuery(page, 'query Products {\n  products(first: 1) { totalCount }\n}\n');
+      await page.locator('.graphiql-query-editor .CodeMirror-lint-mark-error').first().waitFor();
+      const fields = await documentedQueryFields(page);
+      assert.ok(!fields.includes('products'), `anonymous docs list no products: ${fields}`);
+
+      // Dialogs add a <style> element, which must carry the page's nonce.
+      await page.getByRole('button', { name: 'Open settings dialog' }).click();
+      await page.getByRole('dialog').waitFor();
+      await page.keyboard.press('Escape');
+      await page.getByRole('button', { name: 'Open short keys dialog' }).click();
+      await page.getByRole('dialog').waitFor();
+      await page.keyboard.press('Escape');
+
+      // Its own stylesheet and scripts came from this origin, not from the cache.
+      const assets = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => e.name));
+      for (const name of ['graphiql.min.js', 'graphiql.min.css', 'react.production.min.js', 'storefront-playground.js']) {
+        assert.ok(assets.some((url) => url.startsWith(`${origin}/playground/`) && url.endsWith(name)), name);
+      }
+      assertClean(seen);
+    });
+  });
+
+  test('a wrong password shows an error and signs nobody in', { skip }, async () => {
+    await withPage('wrong-password', async ({ page, seen }) => {
+      await load(page);
+      const { username } = admin();
+      await signIn(page, username, 'not the password at all');
+      const alert = page.getByRole('alert');
+      await alert.waitFor();
+      assert.equal((await alert.textContent()).trim(), 'Wrong username or password.');
+      assert.equal(await page.getByLabel('Password').inputValue(), '', 'the password field is cleared');
+      assert.equal(await storedSession(page), null);
+      await badge(page, 'not signed in');
+      await screenshot(page, 'graphiql-wrong-password.png');
+      assertClean(seen);
+    });
+  });
+
+  test('sign in, list products, stay signed in after a reload, sign out', { skip }, async () => {
+    await withPage('signed-in', async ({ page, seen }) => {
+      await load(page);
+      const { username, password } = admin();
+      const schemaAsAdmin = page.waitForRequest(
+        (r) => (r.postData() ?? '').includes('IntrospectionQuery') && Boolean(r.headers().authorization),
+      );
+      await signIn(page, username, password);
+      await page.getByText(`Signed in as ${username}`).waitFor();
+      await badge(page, `${username} · admin`);
+      const session = await storedSession(page);
+      assert.match(session.accessToken, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+      assert.equal(session.account.role, 'admin');
+
+      // The schema is fetched again as the account, and the opening document follows.
+      assert.equal((await schemaAsAdmin).headers().authorization, `Bearer ${session.accessToken}`);
+      await page.waitForFunction(() =>
+        document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue().includes('query Products'),
+      );
+      await lintSettled(page);
+      assert.equal(await lintErrors(page), 0, 'the opening document is valid for the account');
+
+      const products = await run(page, 'Products');
+      assert.equal(products.json.errors, undefined, products.text);
+      const names = products.json.data.products.edges.map((e) => e.node.name);
+      assert.ok(names.includes(DEMO_PRODUCT_NAMES[0]), `lists ${DEMO_PRODUCT_NAMES[0]}: ${products.text}`);
+      assert.equal(products.request.headers().authorization, `Bearer ${session.accessToken}`);
+      await page.getByText(DEMO_PRODUCT_NAMES[0]).first().waitFor();
+      const fields = await documentedQueryFields(page);
+      for (const field of ['products', 'account', 'users', 'auditEvents']) {
+        assert.ok(fields.includes(field), `the docs list ${field} for an admin: ${fields}`);
+      }
+      await screenshot(page, 'graphiql-signed-in.png');
+
+      // A reload keeps the session of the tab, and its token.
+      await load(page);
+      await badge(page, `${username} · admin`);
+      const reloaded = await run(page, 'Products');
+      assert.equal(reloaded.json.errors, undefined, reloaded.text);
+      assert.equal(reloaded.request.headers().authorization, `Bearer ${session.accessToken}`);
+      assert.equal((await storedSession(page)).refreshToken, session.refreshToken, 'no needless refresh');
+
+      // Sign out: the server ends the session, the page forgets it and shows the anonymous schema.
+      await page.getByRole('button', { name: /Show Account/ }).click();
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByText('Signed out.').waitFor();
+      assert.equal(await storedSession(page), null);
+      const logout = seen.requests.find((r) => r.body.includes('logout('));
+      assert.ok(logout, 'the page called logout');
+      const spent = await graphql('mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }', {
+        t: session.refreshToken,
+      });
+      assert.equal(spent.errors?.[0]?.extensions?.code, 'UNAUTHENTICATED', JSON.stringify(spent));
+      await badge(page, 'not signed in');
+      await page.waitForFunction(() =>
+        document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue().includes('query MyPermissions'),
+      );
+
+      // Still signed out after a reload.
+      await load(page);
+      await page.getByRole('form', { name: 'Sign in' }).waitFor();
+      await badge(page, 'not signed in');
+      await lintSettled(page);
+      assert.equal(await lintErrors(page), 0);
+      const anonymousFields = await documentedQueryFields(page);
+      assert.ok(!anonymousFields.includes('products'), `signed out: ${anonymousFields}`);
+      await screenshot(page, 'graphiql-signed-out.png');
+      assertClean(seen);
+    });
+  });
+
+  test('renews the access token before it expires, and after the server says TOKEN_EXPIRED', { skip }, async () => {
+    await withPage('renewal', async ({ page, seen }) => {
+      await load(page);
+      const { username, password } = admin();
+      await signIn(page, username, password);
+      await badge(page, `${username} · admin`);
+      const first = await storedSession(page);
+
+      // As if the tab came back 59.5 minutes later, half a minute before the token expires (by
+      // the page's clock): the page renews it at once and fetches the schema again with it.
+      const lifetime = first.expiresAt - first.issuedAt;
+      const later = { ...first, issuedAt: Date.now() + 30_000 - lifetime, expiresAt: Date.now() + 30_000 };
+      await page.evaluate(([key, session]) => sessionStorage.setItem(key, JSON.stringify(session)), [SESSION_KEY, later]);
+      const schemaAgain = page.waitForRequest(
+        (r) =>
+          (r.postData() ?? '').includes('IntrospectionQuery') &&
+          Boolean(r.headers().authorization) &&
+          r.headers().authorization !== `Bearer ${first.accessToken}`,
+      );
+      await load(page);
+      await page.waitForFunction(
+        ([key, old]) => JSON.parse(sessionStorage.getItem(key))?.accessToken !== old,
+        [SESSION_KEY, first.accessToken],
+      );
+      const renewed = await storedSession(page);
+      assert.notEqual(renewed.refreshToken, first.refreshToken, 'the refresh token rotated');
+      assert.ok(renewed.expiresAt > Date.now() + 30 * 60_000, 'a new hour-long token');
+      assert.equal((await schemaAgain).headers().authorization, `Bearer ${renewed.accessToken}`);
+      assert.ok(seen.requests.some((r) => r.body.includes('refreshToken(refreshToken:')));
+
+      if (!JWT_SECRET) {
+        console.log('TOKEN_EXPIRED part skipped: STOREFRONT_JWT_SECRET is not set');
+        assertClean(seen);
+        return;
+      }
+      // An access token that really expired (the page's clock does not know): the server
+      // answers TOKEN_EXPIRED, the page renews the token and runs the operation again.
+      const expired = expiredCopy(renewed.accessToken);
+      const refused = await graphql('{ account { username } }', {}, expired);
+      assert.equal(refused.errors?.[0]?.extensions?.reason, 'TOKEN_EXPIRED', JSON.stringify(refused));
+      await page.evaluate(
+        ([key, session]) => sessionStorage.setItem(key, JSON.stringify(session)),
+        [SESSION_KEY, { ...renewed, accessToken: expired, expiresAt: Date.now() + 30 * 60_000 }],
+      );
+      await load(page);
+      const before = seen.requests.length;
+      const products = await run(page, 'Products');
+      assert.equal(products.json.errors, undefined, products.text);
+      assert.ok(products.json.data.products.totalCount >= DEMO_PRODUCT_NAMES.length, products.text);
+      const after = seen.requests.slice(before);
+      const expiredTries = after.filter((r) => r.authorization === `Bearer ${expired}` && r.body.includes('Products'));
+      assert.equal(expiredTries.length, 1, 'sent once with the expired token');
+      assert.ok(after.some((r) => r.body.includes('refreshToken(refreshToken:')), 'then renewed it');
+      const last = await storedSession(page);
+      assert.notEqual(last.accessToken, expired);
+      assert.equal(products.request.headers().authorization, `Bearer ${expired}`);
+      assert.ok(
+        after.some((r) => r.body.includes('Products') && r.authorization === `Bearer ${last.accessToken}`),
+        'and ran Products again with the new token',
+      );
+      assertClean(seen);
+    });
+  });
+
+  test('GET /graphql from a browser opens the same page', { skip }, async () => {
+    await withPage('graphql-path', async ({ page, seen }) => {
+      const response = await load(page, '/graphql');
+      assert.match(response.headers()['content-type'] ?? '', /^text\/html/);
+      await page.getByRole('form', { name: 'Sign in' }).waitFor();
+      assertClean(seen);
+    });
+  });
+});
