@@ -10,9 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Iterable, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Iterable, Statement, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -556,6 +554,27 @@ fn columns(sql: &mut Sql) {
     }
 }
 
+/// The index of `catalog_version` in a page's row: after the entity's columns ([`columns`]);
+/// `relevance`, when there is a search, follows it.
+const VERSION_COLUMN: usize = 10;
+
+/// A product from a page's row, read by position: the columns are [`columns`]' (the entity's,
+/// in its order). Reading by name looked each name up in each row (a hash per value).
+fn listed_product(row: &sea_orm::QueryResult) -> Result<product::Model, sea_orm::DbErr> {
+    Ok(product::Model {
+        id: row.try_get_by_index(0)?,
+        name: row.try_get_by_index(1)?,
+        name_search: row.try_get_by_index(2)?,
+        description: row.try_get_by_index(3)?,
+        price_cents: row.try_get_by_index(4)?,
+        stock: row.try_get_by_index(5)?,
+        created_by: row.try_get_by_index(6)?,
+        created_at: row.try_get_by_index(7)?,
+        updated_at: row.try_get_by_index(8)?,
+        version: row.try_get_by_index(9)?,
+    })
+}
+
 /// `SELECT p.<every column of the entity>, catalog_version[, relevance]`.
 fn select(sql: &mut Sql, query: &ProductQuery) {
     sql.push("SELECT ");
@@ -806,15 +825,15 @@ pub async fn page(
     let rows = db.query_all_raw(statement).await?;
     let searched = query.filter.search.is_some();
     let version = match rows.first() {
-        Some(row) => Some(row.try_get::<i64>("", "catalog_version")?),
+        Some(row) => Some(row.try_get_by_index::<i64>(VERSION_COLUMN)?),
         None => None,
     };
     let mut items = rows
         .iter()
         .map(|row| {
-            let product = product::Model::from_query_result(row, "")?;
+            let product = listed_product(row)?;
             let relevance = if searched {
-                Some(row.try_get::<f64>("", "relevance")?)
+                Some(row.try_get_by_index::<f64>(VERSION_COLUMN + 1)?)
             } else {
                 None
             };
@@ -880,6 +899,31 @@ pub async fn count(db: &DatabaseConnection, filter: &Filter) -> AppResult<(u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_read_by_position_in_the_entity_s_column_order() {
+        // listed_product reads by position: a column added to, or moved in, the entity must
+        // be read there too.
+        let names: Vec<&str> = product::Column::iter()
+            .map(|c| sea_orm::IdenStatic::as_str(&c))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "id",
+                "name",
+                "name_search",
+                "description",
+                "price_cents",
+                "stock",
+                "created_by",
+                "created_at",
+                "updated_at",
+                "version"
+            ]
+        );
+        assert_eq!(VERSION_COLUMN, names.len());
+    }
 
     #[test]
     fn search_words_are_split_and_the_last_is_a_prefix() {
