@@ -199,6 +199,9 @@ pub fn permission_of(
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "Role")]
 pub struct RoleView {
+    /// `role:<name>`, as the policy names the role: a key for client caches, unique among
+    /// every type's `id` (it is no `Node` id: `node` does not take it).
+    pub id: ID,
     /// The name `setUserRole` takes (the policy writes it `role:<name>`).
     pub name: String,
     /// The roles it inherits every permission from, directly.
@@ -210,6 +213,7 @@ pub struct RoleView {
 impl From<&RoleDefinition> for RoleView {
     fn from(definition: &RoleDefinition) -> Self {
         Self {
+            id: ID(format!("role:{}", definition.role)),
             name: definition.role.to_string(),
             inherits: definition
                 .inherits
