@@ -22,6 +22,7 @@ use crate::{
     entities::audit_event,
     error::{AppError, AppResult},
     pagination::{Page, PageRequest, read_page_newest_first},
+    timestamp::{self, within_four_digit_years},
 };
 
 /// What kind of thing a record is about.
@@ -186,9 +187,27 @@ impl Change {
     }
 }
 
-/// A time as the API shows it (RFC 3339, as the `DateTime` scalar).
+/// A time as the API shows it, as the `DateTime` scalar writes it.
 pub fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339()
+    timestamp::format(at)
+}
+
+/// The fields whose values are times (written with [`timestamp`]).
+const TIME_FIELDS: &[&str] = &["deactivatedAt"];
+
+impl Change {
+    /// The change as the API shows it now: a time recorded before times were written as the
+    /// `DateTime` scalar writes them (RFC 3339 with every digit) is written that way.
+    fn shown_now(mut self) -> Self {
+        if TIME_FIELDS.contains(&self.field.as_str()) {
+            for value in [&mut self.before, &mut self.after].into_iter().flatten() {
+                if let Some(text) = timestamp::reformat(value) {
+                    *value = text;
+                }
+            }
+        }
+        self
+    }
 }
 
 /// A change to record.
@@ -284,8 +303,9 @@ impl TryFrom<audit_event::Model> for Event {
     type Error = AppError;
 
     fn try_from(row: audit_event::Model) -> AppResult<Self> {
-        let changes = serde_json::from_str(&row.changes)
+        let changes: Vec<Change> = serde_json::from_str(&row.changes)
             .map_err(|err| AppError::internal(format_args!("audit event {}: {err}", row.id)))?;
+        let changes = changes.into_iter().map(Change::shown_now).collect();
         Ok(Self {
             id: row.id,
             occurred_at: row.occurred_at,
@@ -415,8 +435,13 @@ impl Filter {
             entity,
             entity_id,
             action,
-            since: input.since,
-            until: input.until,
+            // Compared as answers show times: both ends take in every instant shown as them.
+            since: input
+                .since
+                .map(|at| within_four_digit_years(timestamp::earliest_shown_at_or_after(at))),
+            until: input
+                .until
+                .map(|at| within_four_digit_years(timestamp::latest_shown_at_or_before(at))),
         })
     }
 

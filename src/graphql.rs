@@ -7,11 +7,14 @@ mod loaders;
 mod mutation;
 mod node;
 mod query;
+mod scalars;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, Schema, SchemaBuilder, dataloader::DataLoader};
+use async_graphql::{
+    Context, EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -27,6 +30,7 @@ pub use documents::{
 };
 pub use mutation::Mutation;
 pub use query::Query;
+pub use scalars::DECIMAL_SPECIFIED_BY;
 
 /// Storefront's executable schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
@@ -74,9 +78,12 @@ pub fn documents(schema: &AppSchema, limits: &Limits) -> Documents {
     )
 }
 
-/// The schema in SDL, as `schema.graphql` holds it.
+/// The schema in SDL, as `schema.graphql` holds it: with `@specifiedBy` on the scalars that
+/// have a specification, as introspection shows them (`specifiedByURL`).
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    builder()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().include_specified_by())
 }
 
 /// Typed access to what every request carries; the only place that reads context data.

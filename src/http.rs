@@ -1,6 +1,7 @@
 //! The HTTP surface, following the GraphQL-over-HTTP spec: GraphQL at `POST /graphql` (JSON
 //! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), the GraphiQL
-//! playground at `GET /` and `GET /graphql` for browsers.
+//! playground at `GET /` and `GET /graphql` for browsers, and the specification of the
+//! `Decimal` scalar at `GET /docs/money.md`.
 //!
 //! Written here rather than with async-graphql-axum's extractor and response: they take any
 //! content type as JSON, always answer `application/graphql-response+json`, and keep the raw
@@ -43,8 +44,8 @@ use crate::{
     config::{CorsOrigins, Limits, MetricsToken},
     error::{AppError, RateLimited},
     graphql::{
-        self, AppSchema, Cost, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, VALIDATION_FAILED,
-        argument_uses_variable, is_mutation, truncated,
+        self, AppSchema, Cost, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS,
+        VALIDATION_FAILED, argument_uses_variable, is_mutation, truncated,
     },
     idempotency,
     metrics::Outcome,
@@ -92,7 +93,8 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
         )
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz));
+        .route("/readyz", get(probes::readyz))
+        .route(&format!("/{DECIMAL_SPECIFIED_BY}"), get(money_format));
     if metrics_here {
         router = router.route("/metrics", get(metrics::metrics));
     }
@@ -123,6 +125,15 @@ pub fn metrics_router(app: Arc<AppState>, token: Option<MetricsToken>) -> Router
     Router::new()
         .route("/metrics", get(metrics::metrics_only))
         .with_state((app, token))
+}
+
+/// `GET /docs/money.md`: the specification of the `Decimal` scalar, where its `@specifiedBy`
+/// URL (relative) leads from the API's URL. Plain text, so a browser shows it.
+async fn money_format() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        include_str!("../docs/money.md"),
+    )
 }
 
 async fn playground_page(State(state): State<HttpState>) -> Response {

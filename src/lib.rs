@@ -24,6 +24,7 @@ pub mod server;
 pub mod sessions;
 pub mod signals;
 pub mod state;
+pub mod timestamp;
 pub mod validation;
 
 /// The target of every audit log line (`audit=…`), whichever service writes it: the module

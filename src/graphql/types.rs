@@ -1,15 +1,14 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Context, ID, InputObject, InputValueError, InputValueResult, MaybeUndefined, Object, Scalar,
-    ScalarType, SimpleObject, Value, dataloader::DataLoader,
+    Context, ID, InputObject, MaybeUndefined, Object, SimpleObject, dataloader::DataLoader,
 };
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::ContextExt;
 use super::guard::{Can, visible};
 use super::loaders::AccountLoader;
+pub use super::scalars::{Decimal, Timestamp};
 use crate::{
     accounts::NewAccount,
     audit::{self, EntityKind, Event, Filter, FilterInput},
@@ -19,29 +18,9 @@ use crate::{
     error::{AppError, AppResult},
     pagination::{DEFAULT_PAGE_SIZE, Page, PageRequest, encode_cursor},
     sessions::SignedIn,
+    timestamp::{self, within_four_digit_years},
     validation,
 };
-
-/// An amount of money (see the scalar's description).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decimal(pub String);
-
-/// Money as a string with at most 2 decimal places, never negative, e.g. `"19.99"`.
-/// Input also accepts a JSON number, read by its decimal text.
-#[Scalar(name = "Decimal")]
-impl ScalarType for Decimal {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        match value {
-            Value::String(text) => Ok(Decimal(text)),
-            Value::Number(number) => Ok(Decimal(number.to_string())),
-            other => Err(InputValueError::expected_type(other)),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        Value::String(self.0.clone())
-    }
-}
 
 /// A person's account, as they and admins see it.
 #[derive(SimpleObject, Clone)]
@@ -54,10 +33,10 @@ pub struct Account {
     /// The account's role: one of those the `roles` query lists, or a role the policy no
     /// longer defines (which grants nothing).
     pub role: String,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Timestamp,
     /// When an admin deactivated the account (it cannot sign in until reactivated); null while
     /// it is active.
-    pub deactivated_at: Option<DateTime<Utc>>,
+    pub deactivated_at: Option<Timestamp>,
 }
 
 impl From<account::Model> for Account {
@@ -67,8 +46,8 @@ impl From<account::Model> for Account {
             username: row.username,
             email: row.email,
             role: row.role,
-            created_at: row.created_at,
-            deactivated_at: row.deactivated_at,
+            created_at: row.created_at.into(),
+            deactivated_at: row.deactivated_at.map(Timestamp),
         }
     }
 }
@@ -220,6 +199,9 @@ pub fn permission_of(
 #[derive(SimpleObject, Clone)]
 #[graphql(name = "Role")]
 pub struct RoleView {
+    /// `role:<name>`, as the policy names the role: a key for client caches, unique among
+    /// every type's `id` (it is no `Node` id: `node` does not take it).
+    pub id: ID,
     /// The name `setUserRole` takes (the policy writes it `role:<name>`).
     pub name: String,
     /// The roles it inherits every permission from, directly.
@@ -231,6 +213,7 @@ pub struct RoleView {
 impl From<&RoleDefinition> for RoleView {
     fn from(definition: &RoleDefinition) -> Self {
         Self {
+            id: ID(format!("role:{}", definition.role)),
             name: definition.role.to_string(),
             inherits: definition
                 .inherits
@@ -275,12 +258,12 @@ impl Product {
         self.0.stock
     }
 
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
     }
 
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
     }
 
     /// 1 when created, raised by 1 by every change (`updateProduct`, `adjustStock`). Pass it
@@ -417,9 +400,9 @@ pub struct ProductFilter {
     /// Only these products (at most 100 ids; ids of no product match nothing).
     pub ids: Option<Vec<ID>>,
     /// Products created after this time.
-    pub created_after: Option<DateTime<Utc>>,
+    pub created_after: Option<Timestamp>,
     /// Products created before this time (later than `createdAfter`).
-    pub created_before: Option<DateTime<Utc>>,
+    pub created_before: Option<Timestamp>,
     /// Full-text search (at most 200 characters): products whose name or description holds
     /// every word, ignoring case and accents, the last word as a prefix (`"tea"` finds
     /// "teapot"). Allows `orderBy: {field: RELEVANCE, direction: DESC}`.
@@ -485,8 +468,14 @@ pub fn product_list(
         price_max_cents: price(&filter.price_max, "filter.priceMax")?,
         in_stock: filter.in_stock,
         ids: None,
-        created_after: filter.created_after.map(within_four_digit_years),
-        created_before: filter.created_before.map(within_four_digit_years),
+        // Compared as answers show times: `createdAfter` leaves out the products shown at
+        // that millisecond, `createdBefore` those shown at it or later.
+        created_after: filter
+            .created_after
+            .map(|at| within_four_digit_years(timestamp::latest_shown_at_or_before(at.0))),
+        created_before: filter
+            .created_before
+            .map(|at| within_four_digit_years(timestamp::earliest_shown_at_or_after(at.0))),
         search: filter.search.as_deref().and_then(Search::parse),
         name_contains: None,
     };
@@ -505,19 +494,6 @@ pub fn product_list(
         parsed = parsed.with_ids(ids)?;
     }
     ProductQuery::new(order, parsed)
-}
-
-/// `at`, or the last instant of year 9999 when later: SQLite compares times as their text, in
-/// which `+10000-…` sorts before every four-digit year. Nothing is created that late, so the
-/// bound keeps the same products.
-fn within_four_digit_years(at: DateTime<Utc>) -> DateTime<Utc> {
-    let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
-        .and_then(|day| day.and_hms_nano_opt(23, 59, 59, 999_999_999))
-        .map(|at| at.and_utc());
-    match last {
-        Some(last) if at > last => last,
-        _ => at,
-    }
 }
 
 /// The same refusal, naming `field` (a rule shared with another input names its own field).
@@ -650,7 +626,7 @@ connection!(
 #[derive(SimpleObject, Clone)]
 pub struct AuditEvent {
     pub id: ID,
-    pub occurred_at: DateTime<Utc>,
+    pub occurred_at: Timestamp,
     /// Who made the change; null when it was made from the command line (`create-admin`).
     pub actor: Option<AuditActor>,
     /// What was done: `product.create`, `product.update`, `product.delete`,
@@ -694,7 +670,7 @@ impl From<Event> for AuditEvent {
     fn from(event: Event) -> Self {
         Self {
             id: ID(event.id.to_string()),
-            occurred_at: event.occurred_at,
+            occurred_at: event.occurred_at.into(),
             actor: event.actor.map(|(id, username)| AuditActor {
                 id: ID(id.to_string()),
                 username,
@@ -730,9 +706,9 @@ pub struct AuditFilter {
     /// Changes of this kind, e.g. `product.update` (see `AuditEvent.action`).
     pub action: Option<String>,
     /// Changes made at this time or later.
-    pub since: Option<DateTime<Utc>>,
+    pub since: Option<Timestamp>,
     /// Changes made at this time or earlier.
-    pub until: Option<DateTime<Utc>>,
+    pub until: Option<Timestamp>,
 }
 
 impl AuditFilter {
@@ -746,8 +722,8 @@ impl AuditFilter {
             entity: self.entity.as_deref(),
             entity_id: self.entity_id.as_ref().map(|id| id.as_str()),
             action: self.action.as_deref(),
-            since: self.since,
-            until: self.until,
+            since: self.since.map(|at| at.0),
+            until: self.until.map(|at| at.0),
         })
     }
 }

@@ -32,6 +32,7 @@ mod policy_store;
 mod readme;
 mod revocation_races;
 mod roles;
+mod scalars;
 mod schema;
 mod sessions;
 mod sign_in_lock;

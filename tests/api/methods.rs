@@ -6,8 +6,9 @@ use reqwest::Method;
 use crate::kit::*;
 
 /// Every route the API's address serves in development, with the methods it answers.
-const ROUTES: [(&str, &str); 5] = [
+const ROUTES: [(&str, &str); 6] = [
     ("/", "GET,HEAD"),
+    ("/docs/money.md", "GET,HEAD"),
     ("/graphql", "GET,HEAD,POST"),
     ("/healthz", "GET,HEAD"),
     ("/readyz", "GET,HEAD"),

@@ -90,8 +90,8 @@ async fn racing_demotions_always_leave_an_admin() {
     }
 }
 
-/// The roles a policy defines, as the `roles` query lists them: name, direct parents, and
-/// every permission with its scope.
+/// The roles a policy defines, as the `roles` query lists them: id, name, direct parents,
+/// and every permission with its scope.
 #[tokio::test]
 async fn the_roles_query_lists_what_the_policy_defines() {
     let policy = shop_policy();
@@ -99,7 +99,7 @@ async fn the_roles_query_lists_what_the_policy_defines() {
     let admin = app.admin().await;
     let r = admin
         .query(
-            "{ roles { name inherits permissions { object action scope } } }",
+            "{ roles { id name inherits permissions { object action scope } } }",
             json!({}),
         )
         .await;
@@ -110,6 +110,13 @@ async fn the_roles_query_lists_what_the_policy_defines() {
         ["user", "admin", "editor", "seller", "auditor"],
         "{r}"
     );
+    // The key a client cache keeps each role under: the policy's name for it.
+    for role in &roles {
+        assert_eq!(
+            role["id"],
+            format!("role:{}", role["name"].as_str().unwrap())
+        );
+    }
     let seller = &roles[3];
     assert_eq!(seller["inherits"], json!(["user"]));
     let grants: Vec<String> = seller["permissions"]

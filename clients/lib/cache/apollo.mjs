@@ -1,5 +1,6 @@
-// Apollo Client 4: a paginated product list kept right after createProduct and deleteProduct,
-// from the mutations' answers, without reading the list again.
+// Apollo Client 4: a cache that knows which types have no id, and a paginated product list
+// kept right after createProduct and deleteProduct, from the mutations' answers, without
+// reading the list again.
 import { InMemoryCache, gql } from '@apollo/client/core';
 import { relayStylePagination } from '@apollo/client/utilities';
 
@@ -26,13 +27,32 @@ export const DELETE_PRODUCT = gql`
   }
 `;
 
-// One cached list per order and filter; `fetchMore({ variables: { after } })` adds pages to it.
+// Every type without an `id`, kept inside its parent instead of on its own: a page inside its
+// list, a permission inside its role, a change inside its audit record, the policy inside the
+// query or mutation that answered it, a sign-in's answer. Each is merged, as an entity's
+// fields are, when another query writes the same field with other subfields (otherwise Apollo
+// drops the fields it did not get again, and warns). Every other type has an `id` and is
+// normalized: `Product`, `Account`, `AuditEvent`, `AuditActor`, `Role`.
+const keyless = { keyFields: false, merge: true };
+
+export const typePolicies = {
+  // One cached list per order and filter; `fetchMore({ variables: { after } })` adds pages to it.
+  Query: { fields: { products: relayStylePagination(['orderBy', 'filter']) } },
+  AccountConnection: keyless,
+  AccountEdge: keyless,
+  AuditChange: keyless,
+  AuditEventConnection: keyless,
+  AuditEventEdge: keyless,
+  AuthPayload: keyless,
+  PageInfo: keyless,
+  Permission: keyless,
+  Policy: keyless,
+  ProductConnection: keyless,
+  ProductEdge: keyless,
+};
+
 export function createCache() {
-  return new InMemoryCache({
-    typePolicies: {
-      Query: { fields: { products: relayStylePagination(['orderBy', 'filter']) } },
-    },
-  });
+  return new InMemoryCache({ typePolicies });
 }
 
 /**

@@ -1,5 +1,6 @@
-// urql with Graphcache: a paginated product list kept right after createProduct and
-// deleteProduct, from the mutations' answers, without reading the list again.
+// urql with Graphcache: a cache that knows which types have no id, and a paginated product
+// list kept right after createProduct and deleteProduct, from the mutations' answers, without
+// reading the list again.
 import { gql } from '@urql/core';
 import { cacheExchange } from '@urql/exchange-graphcache';
 import { relayPagination } from '@urql/exchange-graphcache/extras';
@@ -51,15 +52,28 @@ function productPages(cache) {
     .filter((page) => page.connection);
 }
 
+// Every type without an `id`, stored inside its parent instead of on its own: a page inside
+// its list, a permission inside its role, a change inside its audit record, the policy inside
+// the query or mutation that answered it, a sign-in's answer. Graphcache warns about a type
+// with no `id` that is not listed. Every other type has an `id` and is normalized: `Product`,
+// `Account`, `AuditEvent`, `AuditActor`, `Role`.
+export const keys = {
+  AccountConnection: () => null,
+  AccountEdge: () => null,
+  AuditChange: () => null,
+  AuditEventConnection: () => null,
+  AuditEventEdge: () => null,
+  AuthPayload: () => null,
+  PageInfo: () => null,
+  Permission: () => null,
+  Policy: () => null,
+  ProductConnection: () => null,
+  ProductEdge: () => null,
+};
+
 export function createProductCache() {
   return cacheExchange({
-    // Types without an id are stored inside their parent.
-    keys: {
-      PageInfo: () => null,
-      ProductConnection: () => null,
-      ProductEdge: () => null,
-      Permission: () => null,
-    },
+    keys,
     resolvers: { Query: { products: relayPagination() } },
     updates: {
       Mutation: {
