@@ -425,6 +425,49 @@ describe('the GraphiQL page in Chromium', () => {
     });
   });
 
+  test('what is typed in the editors stays in the tab, never in localStorage', { skip }, async () => {
+    await withPage('tab-storage', async ({ context, page, seen }) => {
+      // What an earlier version of the page let GraphiQL keep in localStorage is removed;
+      // other keys of this origin are left alone.
+      await page.goto(`${origin}/docs/money.md`);
+      await page.evaluate(() => {
+        localStorage.setItem('graphiql:tabState', '{"tabs":[{"query":"old secret"}]}');
+        localStorage.setItem('graphiql:query', 'old secret');
+        localStorage.setItem('not-graphiql', 'kept');
+      });
+      await load(page);
+      const secret = 'a password typed into the editor 7c1e';
+      const typed = `mutation ChangePassword {\n  changePassword(input: { currentPassword: "${secret}", newPassword: "x" }) { accessToken }\n}\n`;
+      await replaceQuery(page, typed);
+      // GraphiQL writes its tab state after a short debounce.
+      await page.waitForFunction(
+        (text) => Object.keys(sessionStorage).some((k) => k.startsWith('graphiql:') && sessionStorage.getItem(k).includes(text)),
+        secret,
+        { timeout: 10_000 },
+      );
+      const inLocalStorage = () =>
+        page.evaluate(() => Object.fromEntries(Object.keys(localStorage).map((k) => [k, localStorage.getItem(k)])));
+      assert.deepEqual(await inLocalStorage(), { 'not-graphiql': 'kept' });
+
+      // A reload of the tab keeps the editor's text (sessionStorage lives as long as the tab)...
+      await load(page);
+      assert.equal(await editorText(page, '.graphiql-query-editor'), typed);
+      assert.deepEqual(await inLocalStorage(), { 'not-graphiql': 'kept' });
+
+      // ...and a new tab starts afresh, with nothing of the other tab's text.
+      const other = await context.newPage();
+      try {
+        await load(other);
+        const opening = await editorText(other, '.graphiql-query-editor');
+        assert.doesNotMatch(opening, /password typed/);
+        assert.match(opening, /query MyPermissions/);
+      } finally {
+        await other.close();
+      }
+      assertClean(seen);
+    });
+  });
+
   test('GET /graphql from a browser opens the same page', { skip }, async () => {
     await withPage('graphql-path', async ({ page, seen }) => {
       const response = await load(page, '/graphql');

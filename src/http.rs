@@ -469,7 +469,31 @@ fn app_error_body(err: AppError) -> serde_json::Value {
 }
 
 /// `GET /graphql`: the playground for browsers, or a query from the URL's parameters.
-async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+async fn graphql_get(state: State<HttpState>, request: Request) -> Response {
+    let signed_in = request.headers().contains_key(header::AUTHORIZATION);
+    let mut response = graphql_get_answer(state, request).await;
+    get_caching(response.headers_mut(), signed_in);
+    response
+}
+
+/// What caches may do with an answer to a GET of `/graphql`. The URL of a query (an APQ hash
+/// above all) is the same for every caller, so a shared cache keyed on the URL alone could hand
+/// one account's answer to another: every GET answer varies with the caller and the format asked
+/// for, and one given to a signed-in caller is never stored (`private, no-store`).
+fn get_caching(headers: &mut HeaderMap, signed_in: bool) {
+    headers.append(
+        header::VARY,
+        HeaderValue::from_static("authorization, accept"),
+    );
+    if signed_in {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
+}
+
+async fn graphql_get_answer(State(state): State<HttpState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let params: Vec<(String, String)> = parts
         .uri

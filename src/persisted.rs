@@ -49,10 +49,14 @@ fn parse_hex(hex: &str) -> Option<Hash> {
     if hex.len() != 64 {
         return None;
     }
+    // Hexadecimal digits only: `u8::from_str_radix` would also take a sign (`+f`), so a
+    // 64-character string that is not a hash could name a stored document.
+    fn digit(c: u8) -> Option<u8> {
+        (c as char).to_digit(16).map(|d| d as u8)
+    }
     let mut hash = [0; 32];
     for (byte, pair) in hash.iter_mut().zip(hex.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(hash)
 }
@@ -560,6 +564,26 @@ mod tests {
             document_id: Some(format!("sha256:{hash}")),
         };
         assert_eq!(documents.resolve(None, &by_id).unwrap().text, text);
+    }
+
+    #[test]
+    fn a_hash_is_sixty_four_hexadecimal_digits_and_nothing_else() {
+        let hash: Hash = std::array::from_fn(|i| i as u8 * 8);
+        let text = hex(&hash);
+        assert_eq!(parse_hex(&text), Some(hash));
+        assert_eq!(parse_hex(&text.to_uppercase()), Some(hash));
+        // `00` -> `+0`, `08` -> `+8`: the same bytes to `u8::from_str_radix`.
+        for fake in [
+            format!("+{}", &text[1..]),
+            format!("{}+8{}", &text[..2], &text[4..]),
+            format!("-{}", &text[1..]),
+            format!("{} ", &text[..63]),
+            format!("{}g", &text[..63]),
+            format!("{}é", &text[..62]),
+            text[..62].to_owned(),
+        ] {
+            assert_eq!(parse_hex(&fake), None, "{fake:?}");
+        }
     }
 
     #[test]

@@ -163,39 +163,46 @@ fn refusal_error(refusal: &Refusal) -> ServerError {
     server_error
 }
 
-/// The `Idempotency-Key` fingerprint of a request: the SHA-256 of its body as sent, except that
-/// a request that named a document by an id counts as if it had sent the document (and no id),
-/// so that a retry that sends the hash where the first attempt sent the document (as APQ
-/// clients do), or the other way round, is the same request.
+/// The `Idempotency-Key` fingerprint of a request: the SHA-256 of its JSON body read as JSON
+/// (so the order of keys and white space do not count), each operation as if it had sent its
+/// document in full and named it by no id, and with empty `variables`/`extensions` and a null
+/// `operationName` as if absent. A retry that sends the hash where the first attempt sent the
+/// document (as APQ clients do), or drops the hash once the server said it does not know it,
+/// is the same request; another document, other variables or another operation are not. A
+/// body that is not JSON counts byte for byte.
 pub fn fingerprint(body: &[u8], json: Option<Json>, operations: &Operations) -> String {
+    let Some(mut json) = json else {
+        return crate::idempotency::fingerprint(body);
+    };
     let ops: Vec<&Operation> = match operations {
         Operations::Single(operation) => vec![operation],
         Operations::Batch(operations) => operations.iter().collect(),
-    };
-    let Some(mut json) = json.filter(|_| ops.iter().any(|op| op.named)) else {
-        return crate::idempotency::fingerprint(body);
     };
     let items: Vec<&mut Json> = match &mut json {
         Json::Array(items) => items.iter_mut().collect(),
         one => vec![one],
     };
     for (item, operation) in items.into_iter().zip(ops) {
-        let (Json::Object(params), true, Ok(_)) = (item, operation.named, &operation.document)
-        else {
+        let Json::Object(params) = item else {
             continue;
         };
-        params.insert(
-            "query".to_owned(),
-            Json::String(operation.request.query.clone()),
-        );
-        params.remove("documentId");
-        if let Some(Json::Object(extensions)) = params.get_mut("extensions") {
-            extensions.remove("persistedQuery");
-            if extensions.is_empty() {
-                params.remove("extensions");
+        if operation.named && operation.document.is_ok() {
+            params.insert(
+                "query".to_owned(),
+                Json::String(operation.request.query.clone()),
+            );
+            params.remove("documentId");
+            if let Some(Json::Object(extensions)) = params.get_mut("extensions") {
+                extensions.remove("persistedQuery");
             }
         }
+        params.retain(|name, value| match (name.as_str(), &*value) {
+            ("variables" | "extensions", Json::Object(map)) => !map.is_empty(),
+            ("variables" | "extensions" | "operationName", Json::Null) => false,
+            _ => true,
+        });
     }
+    // serde_json's maps are ordered by key, so this is the same text for the same JSON.
     let canonical = serde_json::to_vec(&json).unwrap_or_default();
     crate::idempotency::fingerprint(&canonical)
 }

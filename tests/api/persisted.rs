@@ -136,6 +136,62 @@ async fn get_with_extensions_runs_hashed_queries_and_refuses_hashed_mutations() 
     assert_eq!(admin.product_count().await, 2, "POST runs it by hash");
 }
 
+/// Every `Vary` the answer names, lower-cased, across all its `Vary` headers.
+fn varies_with(r: &Response) -> Vec<String> {
+    r.headers
+        .get_all("vary")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signed_in_answer_to_a_get_is_kept_by_no_cache_and_every_get_varies_with_the_caller() {
+    let app = TestApp::spawn().await;
+    let user = app.user("apq_cache").await;
+    user.post(&with_hash(COUNT, json!({}))).await.assert_ok();
+    let url_of_the_hash = hash_only_params(COUNT, json!({}));
+
+    // The same URL for a signed-in caller and an anonymous one: a cache keyed on the URL alone
+    // would give the first caller's answer to the second.
+    let signed_in = Response::send(
+        app.request(Method::GET, "/graphql")
+            .query(&url_of_the_hash)
+            .header("Accept", GRAPHQL_RESPONSE)
+            .header("Authorization", format!("Bearer {}", user.token())),
+    )
+    .await;
+    signed_in.assert_ok();
+    assert_eq!(
+        signed_in.header("cache-control"),
+        Some("private, no-store"),
+        "{signed_in:?}"
+    );
+    let anonymous = get(&app, &url_of_the_hash, GRAPHQL_RESPONSE).await;
+    assert_eq!(anonymous.codes(), ["UNAUTHENTICATED"], "{anonymous:?}");
+    for r in [&signed_in, &anonymous] {
+        let vary = varies_with(r);
+        assert!(
+            vary.contains(&"authorization".to_owned()) && vary.contains(&"accept".to_owned()),
+            "{vary:?}"
+        );
+    }
+
+    // Refusals and documents sent in full vary the same way.
+    let mut with_document = url_of_the_hash.clone();
+    with_document.push(("query", COUNT.to_owned()));
+    let sent_in_full = get(&app, &with_document, JSON).await;
+    let not_acceptable = get(&app, &url_of_the_hash, "text/csv").await;
+    assert_eq!(not_acceptable.status, 406);
+    for r in [&sent_in_full, &not_acceptable] {
+        assert!(
+            varies_with(r).contains(&"authorization".to_owned()),
+            "{r:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_hash_that_is_not_the_documents_or_a_bad_version_is_refused_and_registers_nothing() {
     let app = TestApp::spawn().await;
@@ -178,6 +234,55 @@ async fn a_hash_that_is_not_the_documents_or_a_bad_version_is_refused_and_regist
         .post(&json!({ "query": COUNT, "documentId": sha256_hex(COUNT) }))
         .await;
     assert_eq!((r.status, r.codes()), (400, vec!["BAD_REQUEST"]), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_hash_is_read_as_hexadecimal_digits_only() {
+    let app = TestApp::spawn().await;
+    let user = app.user("apq_hex").await;
+    // A document whose hash has a byte below 0x10, written `0x` in hex: a lenient number parser
+    // reads `+x` as the same byte.
+    let (document, hash, zero) = (0..)
+        .map(|n| {
+            let document = format!("query Hex{n} {{ __typename }}");
+            let hash = sha256_hex(&document);
+            (document, hash)
+        })
+        .find_map(|(document, hash)| {
+            let zero = (0..64).step_by(2).find(|&i| hash.as_bytes()[i] == b'0')?;
+            Some((document, hash, zero))
+        })
+        .unwrap();
+    user.post(&with_hash(&document, json!({})))
+        .await
+        .assert_ok();
+    user.post(&hash_only(&document, json!({})))
+        .await
+        .assert_ok();
+
+    // Strings of the right length that are not 64 hexadecimal digits name nothing.
+    let mut signed = hash.clone();
+    signed.replace_range(zero..zero + 1, "+");
+    let cases = [
+        signed,
+        format!("{} ", &hash[..63]),
+        format!("g{}", &hash[1..]),
+        format!("-{}", &hash[1..]),
+        format!("0x{}", &hash[2..]),
+    ];
+    for fake in cases {
+        assert_eq!(fake.len(), 64);
+        let body =
+            json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": fake } } });
+        let r = user.post(&body).await;
+        assert_eq!(r.codes(), ["BAD_USER_INPUT"], "{fake:?}: {r:?}");
+        assert_eq!(
+            r.error().field(),
+            Some("extensions.persistedQuery.sha256Hash"),
+            "{fake:?}"
+        );
+        assert!(r.is_request_error(), "nothing ran for {fake:?}: {r:?}");
+    }
 }
 
 /// Two product lists under aliases, each `$first` long: cheap with `first: 1`, over a budget of
@@ -369,23 +474,45 @@ async fn an_idempotency_key_covers_a_mutation_sent_by_hash_and_by_document_alike
     let first = keyed.post(&with_hash(create, variables.clone())).await;
     first.assert_ok();
     assert_eq!(first.header("idempotent-replayed"), None);
+    // The same operation however it is named and written: by hash, with the hash, without it
+    // (a client that turned APQ off after a failure), keys in another order, white space, a
+    // null operation name or empty extensions.
+    let plain = json!({ "query": create, "variables": variables });
+    let by_hand = format!(
+        "{{ \"variables\" : {variables} ,\n \"extensions\": {{}}, \"operationName\": null, \"query\": {} }}",
+        json!(create)
+    );
     for retry in [
-        hash_only(create, variables.clone()),
-        with_hash(create, variables.clone()),
+        hash_only(create, variables.clone()).to_string(),
+        with_hash(create, variables.clone()).to_string(),
+        plain.to_string(),
+        by_hand,
     ] {
-        let again = keyed.post(&retry).await;
+        let again = keyed.post_raw(Some(JSON), None, &retry).await;
         assert_eq!(
             again.header("idempotent-replayed"),
             Some("true"),
-            "{again:?}"
+            "{retry}: {again:?}"
         );
         assert_eq!(again.body, first.body);
     }
     assert_eq!(admin.product_count().await, 1, "created once");
-    // Another operation under the same key is still another request.
+    // Another operation under the same key is still another request, however it is sent.
     let other = json!({ "input": NewProduct::new("Twice", "1.00") });
-    let r = keyed.post(&hash_only(create, other)).await;
-    assert_eq!(r.status, 422, "{r:?}");
+    for retry in [
+        hash_only(create, other.clone()),
+        json!({ "query": create, "variables": other }),
+        json!({ "query": format!("{create} "), "variables": variables }),
+    ] {
+        let r = keyed.post(&retry).await;
+        assert_eq!(r.status, 422, "{retry}: {r:?}");
+        assert_eq!(r.codes(), ["CONFLICT"], "{r:?}");
+    }
+    assert_eq!(
+        admin.product_count().await,
+        1,
+        "nothing ran under the reused key"
+    );
 }
 
 /// Products in the database (read past the API, which runs only listed documents here).

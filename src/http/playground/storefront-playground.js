@@ -40,6 +40,35 @@
 }`;
 
   // ---------------------------------------------------------------------------------------
+  // What GraphiQL keeps (editor tabs, variables, headers, history) lives as long as the tab,
+  // like the session: the editors hold passwords typed into `register` or `changePassword` and
+  // tokens pasted into the Headers pane, which must not outlive the tab in localStorage, where
+  // GraphiQL keeps them unless given a storage. Its keys start with `graphiql:`.
+
+  const GRAPHIQL_PREFIX = 'graphiql:';
+  const graphiqlKeys = (storage) =>
+    Array.from({ length: storage.length }, (_, i) => storage.key(i)).filter((key) =>
+      key?.startsWith(GRAPHIQL_PREFIX),
+    );
+  const TAB_STORAGE = {
+    getItem: (key) => sessionStorage.getItem(key),
+    setItem: (key, value) => sessionStorage.setItem(key, value),
+    removeItem: (key) => sessionStorage.removeItem(key),
+    get length() {
+      return graphiqlKeys(sessionStorage).length;
+    },
+    clear() {
+      for (const key of graphiqlKeys(sessionStorage)) sessionStorage.removeItem(key);
+    },
+  };
+  // What an earlier version of this page let GraphiQL leave in localStorage goes now.
+  try {
+    for (const key of graphiqlKeys(localStorage)) localStorage.removeItem(key);
+  } catch {
+    // Storage blocked by the browser: nothing was kept there either.
+  }
+
+  // ---------------------------------------------------------------------------------------
   // The session of this tab: `{ accessToken, refreshToken, issuedAt, expiresAt, account }`.
 
   let state = { session: readSession(), busy: false, notice: null };
@@ -435,6 +464,7 @@
         fetcher,
         defaultQuery: startedSignedIn ? docs.signedIn : docs.anonymous,
         plugins: PLUGINS,
+        storage: TAB_STORAGE,
       },
       h(GraphiQL.Logo, null, h(Viewer)),
     );
