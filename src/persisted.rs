@@ -289,9 +289,14 @@ struct Store {
     documents: Cache<Hash, Arc<str>, TextWeight>,
 }
 
+/// The share of the store's bytes that its documents in use may hold (quick_cache's default);
+/// a document longer than this share of `APQ_MAX_BYTES` is not kept.
+const HOT_ALLOCATION: f64 = 0.97;
+
 /// A document's weight: its length, but at least `floor`, the budget's bytes over its number
-/// of documents. So the weights add up to at most the byte budget only while both the bytes
-/// and the number of documents are within theirs.
+/// of documents (or the heaviest weight the store admits, if less). So the weights add up to
+/// at most the byte budget only while both the bytes and the number of documents are within
+/// theirs.
 #[derive(Clone)]
 struct TextWeight {
     floor: u64,
@@ -306,11 +311,16 @@ impl Weighter<Hash, Arc<str>> for TextWeight {
 impl Store {
     fn new(max_documents: usize, max_bytes: usize) -> Self {
         let max_bytes = max_bytes as u64;
-        let floor = max_bytes.div_ceil(max_documents as u64).max(1);
+        // quick_cache admits no entry heavier than its hot section: with a floor above that
+        // (a store of one document), nothing would ever be kept.
+        let heaviest = ((max_bytes as f64 * HOT_ALLOCATION) as u64).max(1);
+        let floor = max_bytes.div_ceil(max_documents as u64).clamp(1, heaviest);
         let options = quick_cache::OptionsBuilder::new()
             .estimated_items_capacity(max_documents)
             .weight_capacity(max_bytes)
-            // One shard: the bounds hold for the whole store, and a document may use all of it.
+            .hot_allocation(HOT_ALLOCATION)
+            // One shard: the bounds hold for the whole store, and a document may use nearly
+            // all of it.
             .shards(1)
             .build()
             .expect("valid cache options");
@@ -620,6 +630,24 @@ mod tests {
         let (count, bytes) = store.size();
         assert!(bytes <= 65_536, "{bytes}");
         assert!(count >= 8, "{count}");
+    }
+
+    #[test]
+    fn a_store_of_one_document_keeps_one() {
+        for max_bytes in [1, 100, 65_536] {
+            let store = Store::new(1, max_bytes);
+            let mut kept = Vec::new();
+            for i in 0..3 {
+                let text = format!("{{ a{i}: __typename }}");
+                let text = &text[..text.len().min(max_bytes)];
+                store.insert(hash_of(text), text);
+                kept.push(store.get(&hash_of(text)).is_some());
+                assert!(store.size().0 <= 1, "{max_bytes}: {:?}", store.size());
+            }
+            if max_bytes > 30 {
+                assert_eq!(kept, [true; 3], "{max_bytes}: the newest is kept");
+            }
+        }
     }
 
     #[test]

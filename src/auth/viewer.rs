@@ -35,7 +35,12 @@ impl Viewer {
         tokens: &TokenService,
         revocations: &Revocations,
     ) -> Self {
-        let Some(value) = headers.get(AUTHORIZATION) else {
+        // An empty header is no header: clients send `authorization: ""` for a visitor who is
+        // not signed in (Apollo Client's own authentication example does).
+        let Some(value) = headers
+            .get(AUTHORIZATION)
+            .filter(|value| !value.as_bytes().trim_ascii().is_empty())
+        else {
             return Viewer::Anonymous;
         };
         let Some(token) = value.to_str().ok().and_then(bearer_token) else {

@@ -164,12 +164,13 @@ fn refusal_error(refusal: &Refusal) -> ServerError {
 }
 
 /// The `Idempotency-Key` fingerprint of a request: the SHA-256 of its JSON body read as JSON
-/// (so the order of keys and white space do not count), each operation as if it had sent its
-/// document in full and named it by no id, and with empty `variables`/`extensions` and a null
-/// `operationName` as if absent. A retry that sends the hash where the first attempt sent the
-/// document (as APQ clients do), or drops the hash once the server said it does not know it,
-/// is the same request; another document, other variables or another operation are not. A
-/// body that is not JSON counts byte for byte.
+/// (so the order of keys and white space do not count), each operation's document given by
+/// its SHA-256 however the client sent or named it, and with empty `variables`/`extensions`
+/// and a null `operationName` as if absent. A retry that sends the hash where the first
+/// attempt sent the document (as APQ clients do), even to a replica that does not know the
+/// hash, or drops the hash once the server said it does not know it, is the same request;
+/// another document, other variables or another operation are not. A body that is not JSON
+/// counts byte for byte.
 pub fn fingerprint(body: &[u8], json: Option<Json>, operations: &Operations) -> String {
     let Some(mut json) = json else {
         return crate::idempotency::fingerprint(body);
@@ -186,25 +187,56 @@ pub fn fingerprint(body: &[u8], json: Option<Json>, operations: &Operations) -> 
         let Json::Object(params) = item else {
             continue;
         };
-        if operation.named && operation.document.is_ok() {
-            params.insert(
-                "query".to_owned(),
-                Json::String(operation.request.query.clone()),
-            );
-            params.remove("documentId");
-            if let Some(Json::Object(extensions)) = params.get_mut("extensions") {
-                extensions.remove("persistedQuery");
-            }
+        let document = document_key(params, operation);
+        params.remove("query");
+        params.remove("documentId");
+        if let Some(Json::Object(extensions)) = params.get_mut("extensions") {
+            extensions.remove("persistedQuery");
         }
         params.retain(|name, value| match (name.as_str(), &*value) {
             ("variables" | "extensions", Json::Object(map)) => !map.is_empty(),
             ("variables" | "extensions" | "operationName", Json::Null) => false,
             _ => true,
         });
+        params.insert("document".to_owned(), Json::String(document));
     }
     // serde_json's maps are ordered by key, so this is the same text for the same JSON.
     let canonical = serde_json::to_vec(&json).unwrap_or_default();
     crate::idempotency::fingerprint(&canonical)
+}
+
+/// The document an operation runs, as the fingerprint names it: the lower-case hex SHA-256 of
+/// its text, whether the text was sent (`query`), found by an id, or only named by an APQ hash
+/// this replica may not know. An id that names no document stays itself (`id:<documentId>`).
+fn document_key(params: &serde_json::Map<String, Json>, operation: &Operation) -> String {
+    let hash_of = |text: &str| hex(&persisted::hash_of(text));
+    if let Some(Json::String(text)) = params.get("query") {
+        return hash_of(text);
+    }
+    if operation.named && operation.document.is_ok() {
+        return hash_of(&operation.request.query);
+    }
+    let apq_hash = params
+        .get("extensions")
+        .and_then(|extensions| extensions.get("persistedQuery"))
+        .and_then(|apq| apq.get("sha256Hash"))
+        .and_then(Json::as_str);
+    if let Some(hash) = apq_hash {
+        let hash = hash.strip_prefix("sha256:").unwrap_or(hash);
+        return hash.to_ascii_lowercase();
+    }
+    match params.get("documentId").and_then(Json::as_str) {
+        Some(id) => format!("id:{id}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    })
 }
 
 #[cfg(test)]

@@ -189,7 +189,17 @@ async fn unauthenticated_errors_say_why() {
     };
 
     assert_eq!(reason(&app.anonymous()).await, "MISSING");
+    // The empty header that clients send for a visitor who is not signed in (Apollo Client's
+    // authentication example) is no header: the visitor is anonymous, not holding a bad token.
+    for empty in ["", " ", "\t"] {
+        let visitor = app.anonymous().with_header("Authorization", empty);
+        assert_eq!(reason(&visitor).await, "MISSING", "{empty:?}");
+        let r = visitor.my_permissions().await;
+        assert_eq!(r.codes(), Vec::<&str>::new(), "anonymous, not refused: {r}");
+    }
     assert_eq!(reason(&app.bearer("not a jwt")).await, "TOKEN_INVALID");
+    let no_token = app.anonymous().with_header("Authorization", "Bearer ");
+    assert_eq!(reason(&no_token).await, "TOKEN_INVALID");
     let wrong_key = forge_jwt(
         &header_of(user.token()),
         &claims_of(user.token()),

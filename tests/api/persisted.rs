@@ -515,6 +515,54 @@ async fn an_idempotency_key_covers_a_mutation_sent_by_hash_and_by_document_alike
     );
 }
 
+#[tokio::test]
+async fn a_keyed_retry_by_a_hash_the_replica_does_not_know_gets_the_stored_answer() {
+    let app = TestApp::spawn().await;
+    // Another replica, which never saw the document, and one with APQ off.
+    let knows_nothing = app.replica().await;
+    let apq_off = app
+        .replica_with(TestApp::builder().apq_max_documents(0))
+        .await;
+    let admin = app.admin().await;
+    let create = CREATE_PRODUCT.document;
+    let variables = json!({ "input": NewProduct::new("Retried", "1.00") });
+    for (i, replica) in [&knows_nothing, &apq_off].into_iter().enumerate() {
+        let key = format!("apq-retry-{i}");
+        let keyed = admin.with_header("Idempotency-Key", &key);
+        let first = keyed.post(&with_hash(create, variables.clone())).await;
+        first.assert_ok();
+        // The answer was lost; the client retries by hash alone, and a load balancer sends the
+        // retry to a replica that does not know the hash: the key still names the request that
+        // ran, and its answer comes back instead of a conflict.
+        let again = keyed
+            .on(replica)
+            .post(&hash_only(create, variables.clone()))
+            .await;
+        assert_eq!(again.status, 200, "replica {i}: {again:?}");
+        assert_eq!(
+            again.header("idempotent-replayed"),
+            Some("true"),
+            "{again:?}"
+        );
+        assert_eq!(again.body, first.body);
+    }
+    // Read from the database: the replicas' catalog caches catch up only at their poll.
+    assert_eq!(stored_products(&app).await, 2, "each created once");
+
+    // A hash the replica does not know under a fresh key: nothing ran, the key is given back,
+    // and the document sent next runs under it.
+    let keyed = admin
+        .with_header("Idempotency-Key", "apq-fresh")
+        .on(&knows_nothing);
+    let other = json!({ "input": NewProduct::new("Fresh", "1.00") });
+    let miss = keyed.post(&hash_only(create, other.clone())).await;
+    assert_eq!(miss.codes(), ["PERSISTED_QUERY_NOT_FOUND"], "{miss:?}");
+    let ran = keyed.post(&with_hash(create, other)).await;
+    ran.assert_ok();
+    assert_eq!(ran.header("idempotent-replayed"), None);
+    assert_eq!(stored_products(&app).await, 3);
+}
+
 /// Products in the database (read past the API, which runs only listed documents here).
 async fn stored_products(app: &TestApp) -> i64 {
     app.sql_count("SELECT COUNT(*) AS n FROM products", vec![])
