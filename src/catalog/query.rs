@@ -7,7 +7,7 @@
 //! first term bounds the index range. `search` goes through the full-text index of each
 //! database (FTS5 on SQLite, a GIN-indexed `tsvector` on PostgreSQL).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Iterable, Statement, Value};
@@ -153,11 +153,29 @@ impl Filter {
 }
 
 /// An order and a filter: what a cursor is made for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub struct ProductQuery {
     order: Vec<SortKey>,
     filter: Filter,
-    fingerprint: [u8; 8],
+    /// What a cursor carries of the order and filter it was made for: the first 8 bytes of
+    /// their SHA-256, computed when a cursor is first made or read (most lists never need it).
+    fingerprint: OnceLock<[u8; 8]>,
+}
+
+/// Lists are the same when their order and filter are (the fingerprint follows from them).
+impl PartialEq for ProductQuery {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order && self.filter == other.filter
+    }
+}
+
+impl Eq for ProductQuery {}
+
+impl std::hash::Hash for ProductQuery {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.order.hash(state);
+        self.filter.hash(state);
+    }
 }
 
 /// Today's order, and the one a list without `orderBy` has.
@@ -208,13 +226,19 @@ impl ProductQuery {
                 "filter.createdBefore must be later than filter.createdAfter",
             ));
         }
-        let digest = Sha256::digest(format!("{order:?}|{filter:?}").as_bytes());
-        let mut fingerprint = [0; 8];
-        fingerprint.copy_from_slice(&digest[..8]);
         Ok(Self {
             order,
             filter,
-            fingerprint,
+            fingerprint: OnceLock::new(),
+        })
+    }
+
+    fn fingerprint(&self) -> [u8; 8] {
+        *self.fingerprint.get_or_init(|| {
+            let digest = Sha256::digest(format!("{:?}|{:?}", self.order, self.filter).as_bytes());
+            let mut fingerprint = [0; 8];
+            fingerprint.copy_from_slice(&digest[..8]);
+            fingerprint
         })
     }
 
@@ -244,7 +268,7 @@ impl ProductQuery {
             })
             .collect();
         Cursor::Keyset {
-            fingerprint: self.fingerprint,
+            fingerprint: self.fingerprint(),
             keys,
             id: row.id,
         }
@@ -300,7 +324,7 @@ async fn position(
             keys,
             id,
         } => {
-            if *fingerprint != query.fingerprint || keys.len() != query.order.len() {
+            if *fingerprint != query.fingerprint() || keys.len() != query.order.len() {
                 return Err(foreign());
             }
             let values = query
