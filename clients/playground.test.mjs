@@ -361,6 +361,45 @@ describe('the GraphiQL page in Chromium', () => {
     });
   });
 
+  test('sign-out ends the session with the access token when the refresh token is refused', { skip }, async () => {
+    await withPage('sign-out-fallback', async ({ page, seen }) => {
+      await load(page);
+      const { username, password } = admin();
+      await signIn(page, username, password);
+      await badge(page, `${username} · admin`);
+      const session = await storedSession(page);
+      // The refresh-token logout answered as a server whose sign-in rate limit is spent would.
+      let refused = 0;
+      await page.route(`${origin}/graphql`, (route) => {
+        if (!(route.request().postData() ?? '').includes('StorefrontPlaygroundLogout(')) return route.continue();
+        refused += 1;
+        return route.fulfill({
+          status: 200,
+          contentType: 'application/json',
+          body: JSON.stringify({
+            data: null,
+            errors: [{ message: 'too many attempts', extensions: { code: 'TOO_MANY_REQUESTS', retryAfter: 30 } }],
+          }),
+        });
+      });
+      // The Account panel stays open after signing in.
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await page.getByText('Signed out.').waitFor();
+      assert.equal(refused, 1, 'the refresh-token logout was tried first');
+      const fallback = seen.requests.find((r) => r.body.includes('StorefrontPlaygroundLogoutByAccessToken'));
+      assert.equal(fallback?.authorization, `Bearer ${session.accessToken}`);
+      // The session really ended on the server: neither of its tokens works any more.
+      const account = await graphql('{ account { username } }', {}, session.accessToken);
+      assert.equal(account.errors?.[0]?.extensions?.reason, 'SESSION_ENDED', JSON.stringify(account));
+      const spent = await graphql('mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }', {
+        t: session.refreshToken,
+      });
+      assert.equal(spent.errors?.[0]?.extensions?.code, 'UNAUTHENTICATED', JSON.stringify(spent));
+      assert.equal(await storedSession(page), null);
+      await badge(page, 'not signed in');
+    });
+  });
+
   test('renews the access token before it expires, and after the server says TOKEN_EXPIRED', { skip }, async () => {
     await withPage('renewal', async ({ page, seen }) => {
       await load(page);

@@ -38,6 +38,10 @@
   const LOGOUT = `mutation StorefrontPlaygroundLogout($refreshToken: String!) {
   logout(refreshToken: $refreshToken)
 }`;
+  /** Ends the session of the access token sent with it. */
+  const LOGOUT_BY_ACCESS_TOKEN = `mutation StorefrontPlaygroundLogoutByAccessToken {
+  logout
+}`;
 
   // ---------------------------------------------------------------------------------------
   // What GraphiQL keeps (editor tabs, variables, headers, history) lives as long as the tab,
@@ -140,10 +144,14 @@
    * cannot get in the way). Resolves to the GraphQL answer, or null when the answer is not one;
    * rejects when the server cannot be reached.
    */
-  async function post(query, variables) {
+  async function post(query, variables, accessToken) {
     const response = await fetch(config.endpoint, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: ACCEPT },
+      headers: {
+        'content-type': 'application/json',
+        accept: ACCEPT,
+        ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}),
+      },
       body: JSON.stringify({ query, variables }),
       credentials: 'omit',
     });
@@ -232,6 +240,15 @@
       ended = (await post(LOGOUT, { refreshToken: ending.refreshToken }))?.data?.logout === true;
     } catch {
       ended = false;
+    }
+    // Refused (the sign-in rate limit counts it, or the network failed): the access token,
+    // while it lasts, ends the same session.
+    if (!ended && Date.now() < ending.expiresAt) {
+      try {
+        ended = (await post(LOGOUT_BY_ACCESS_TOKEN, {}, ending.accessToken))?.data?.logout === true;
+      } catch {
+        ended = false;
+      }
     }
     update({
       session: null,
