@@ -13,6 +13,7 @@ mod negotiate;
 mod operation;
 mod playground;
 mod probes;
+mod ws;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -45,7 +46,7 @@ use crate::{
     error::{AppError, RateLimited},
     graphql::{
         self, AppSchema, Cost, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS,
-        VALIDATION_FAILED, argument_uses_variable, is_mutation, truncated,
+        VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, truncated,
     },
     idempotency,
     metrics::Outcome,
@@ -58,6 +59,8 @@ use operation::{Operation, Operations};
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     pub limits: Limits,
+    /// `WS_INIT_TIMEOUT_SECS`.
+    pub ws_init_timeout: Duration,
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
@@ -468,9 +471,13 @@ fn app_error_body(err: AppError) -> serde_json::Value {
     serde_json::json!({ "errors": [{ "message": error.message, "extensions": extensions }] })
 }
 
-/// `GET /graphql`: the playground for browsers, or a query from the URL's parameters.
+/// `GET /graphql`: subscriptions over WebSocket (an upgrade), the playground for browsers, or
+/// a query from the URL's parameters.
 async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
+    if ws::is_upgrade(&parts.headers) {
+        return ws::upgrade(state, parts).await;
+    }
     let params: Vec<(String, String)> = parts
         .uri
         .query()
@@ -783,6 +790,18 @@ async fn run_one(
     started: std::time::Instant,
 ) -> ResponseBody {
     let name = request.operation_name.clone();
+    if is_subscription(document, name.as_deref()) {
+        let mut error = async_graphql::ServerError::new(
+            "subscriptions run over WebSocket: open /graphql with the graphql-transport-ws \
+             subprotocol",
+            None,
+        );
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", "BAD_REQUEST");
+        return refuse(state, &request, error, started);
+    }
     let response = match probes::database_gate(&state.app) {
         Ok(()) => {
             state
