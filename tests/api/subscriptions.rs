@@ -451,6 +451,53 @@ async fn a_change_that_rolled_back_publishes_nothing() {
     client.assert_silent(Duration::from_millis(300)).await;
 }
 
+#[tokio::test]
+async fn concurrent_changes_reach_every_subscriber_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let user = app.user("ursula").await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut client = WsClient::signed_in(&app, &user).await;
+        client.subscribe("all", PRODUCT_CHANGED, json!({})).await;
+        clients.push(client);
+    }
+    until_subscribers(&app, 4).await;
+
+    for round in 0..3 {
+        let created = join_all((0..15).map(|i| {
+            let admin = admin.clone();
+            async move {
+                admin
+                    .add_product(&format!("Item {round}-{i}"), "1.00")
+                    .await
+                    .id
+            }
+        }))
+        .await;
+        let mut expected = created.clone();
+        expected.sort();
+        for client in &mut clients {
+            let mut received = Vec::new();
+            for _ in 0..created.len() {
+                let event = client.next_of("all").await;
+                assert_eq!(event["data"]["productChanged"]["kind"], "CREATED");
+                received.push(
+                    event["data"]["productChanged"]["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            received.sort();
+            assert_eq!(received, expected, "round {round}");
+        }
+    }
+    for client in &mut clients {
+        client.assert_silent(Duration::from_millis(200)).await;
+    }
+}
+
 /// Subscribes `actor` on a socket of its own and returns it, listening.
 async fn listening(app: &TestApp, actor: &Actor) -> WsClient {
     let before = app.subscriber_count();
