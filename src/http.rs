@@ -1,7 +1,8 @@
 //! The HTTP surface, following the GraphQL-over-HTTP spec: GraphQL at `POST /graphql` (JSON
-//! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), the GraphiQL
-//! playground at `GET /` and `GET /graphql` for browsers, and the specification of the
-//! `Decimal` scalar at `GET /docs/money.md`.
+//! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), subscriptions over
+//! WebSocket when `GET /graphql` asks for an upgrade (`ws.rs`), the GraphiQL playground at
+//! `GET /` and `GET /graphql` for browsers, and the specification of the `Decimal` scalar at
+//! `GET /docs/money.md`.
 //!
 //! Written here rather than with async-graphql-axum's extractor and response: they take any
 //! content type as JSON, always answer `application/graphql-response+json`, and keep the raw

@@ -498,6 +498,49 @@ async fn concurrent_changes_reach_every_subscriber_once() {
     }
 }
 
+#[tokio::test]
+async fn the_http_timeouts_leave_an_open_socket_alone_and_sockets_count_as_connections() {
+    let app = TestApp::builder()
+        .idle_timeout(Duration::from_secs(1))
+        .header_read_timeout(Duration::from_secs(1))
+        .max_connections(3)
+        .spawn()
+        .await;
+    let admin = app.admin().await;
+    let user = app.user("ursula").await;
+    let mut client = listening(&app, &user).await;
+
+    // Well past the idle and header-read timeouts, the socket still gets events.
+    client.assert_silent(Duration::from_millis(2500)).await;
+    admin.add_product("Kettle", "10.00").await;
+    assert_eq!(
+        client.next_of("live").await["data"]["productChanged"]["kind"],
+        "CREATED"
+    );
+
+    // With three connections at most, two sockets leave room for one more connection: a
+    // third socket waits in the backlog until one of them closes.
+    let _second = WsClient::anonymous(&app).await;
+    let third = tokio::spawn({
+        let request = WsClient::request(&app);
+        async move { WsClient::connect_request(request).await.unwrap() }
+    });
+    // Room for the third: the HTTP connections of the calls above have gone idle and closed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting = tokio::spawn({
+        let request = WsClient::request(&app);
+        async move { WsClient::connect_request(request).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a fourth connection was served");
+    drop(client);
+    let _fourth = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .expect("the waiting socket was never served once one closed")
+        .unwrap();
+    let _third = third.await.unwrap();
+}
+
 /// Subscribes `actor` on a socket of its own and returns it, listening.
 async fn listening(app: &TestApp, actor: &Actor) -> WsClient {
     let before = app.subscriber_count();
