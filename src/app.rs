@@ -20,6 +20,7 @@ use crate::{
     sessions::{RefreshPolicy, Sessions},
     signals::Signals,
     state::AppState,
+    subscriptions::{Hub, SubscriptionLimits},
 };
 
 /// A built server: connected, migrated, policy loaded, schema built and port bound.
@@ -95,7 +96,20 @@ impl App {
         let revocations = Revocations::load(&db).await?;
         revocations.spawn_poller(db.reader().clone(), config.auth.revocation_poll);
         let caches = &config.caches;
-        let catalog = Catalog::load(db.clone(), caches.catalog_bytes, caches.catalog_poll).await?;
+        let ws = &config.subscriptions;
+        let limits = SubscriptionLimits {
+            per_connection: ws.max_per_connection,
+            per_account: ws.max_per_account,
+            queued_events: ws.max_queued_events,
+        };
+        let events = Hub::new(limits, revocations.clone(), authz.clone());
+        let catalog = Catalog::load(
+            db.clone(),
+            caches.catalog_bytes,
+            caches.catalog_poll,
+            events.clone(),
+        )
+        .await?;
         crate::pruning::spawn_pruner(db.clone(), config.audit.retention);
         db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));
@@ -128,10 +142,12 @@ impl App {
             audit,
             metrics,
             persisted,
+            events,
         });
         let schema: AppSchema = graphql::build_schema(state.clone(), config);
         let settings = http::HttpSettings {
             limits: config.limits.clone(),
+            ws_init_timeout: config.subscriptions.init_timeout,
             graphiql: config.discovery.graphiql,
             trust_proxy_headers: config.server.trust_proxy_headers,
             cors_allowed_origins: config.server.cors_allowed_origins.clone(),

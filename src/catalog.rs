@@ -9,28 +9,54 @@ use std::{sync::Arc, time::Duration};
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use crate::{authz::Rows, db::Db, entities::product, error::AppResult, pagination::Window};
+use crate::{
+    authz::Rows,
+    db::Db,
+    entities::product,
+    error::AppResult,
+    pagination::Window,
+    subscriptions::{CatalogEvent, ChangeKind, Hub},
+};
 pub use pages::{CatalogPage, PageCache};
 pub use products::{NewProduct, ProductChanges};
 pub use query::{Filter, Listed, ProductQuery, Search, SortDirection, SortField, SortKey};
 
 /// The catalog service: product reads and writes (each with its audit record), the page cache
-/// kept in step with every change, and the audit log lines of admins' changes.
+/// kept in step with every change, the audit log lines of admins' changes, and the events
+/// subscriptions receive (published once a change has committed).
 pub struct Catalog {
     db: Db,
     pages: Arc<PageCache>,
+    events: Arc<Hub>,
 }
 
 impl Catalog {
     /// Reads the catalog version and starts polling it every `poll` (see [`PageCache`]), with
-    /// `cache_bytes` of memory for pages (0: no cache).
+    /// `cache_bytes` of memory for pages (0: no cache); committed changes are published to
+    /// `events`.
     ///
     /// # Errors
     /// On a database failure.
-    pub async fn load(db: Db, cache_bytes: usize, poll: Duration) -> Result<Self, DbErr> {
+    pub async fn load(
+        db: Db,
+        cache_bytes: usize,
+        poll: Duration,
+        events: Arc<Hub>,
+    ) -> Result<Self, DbErr> {
         let pages = PageCache::load(&db, cache_bytes, poll).await?;
         pages.spawn_poller(db.reader().clone(), poll);
-        Ok(Self { db, pages })
+        Ok(Self { db, pages, events })
+    }
+
+    /// Publishes a committed change to `product` (after the page cache learnt of it, so a
+    /// subscriber that reads the list on an event sees the change).
+    fn publish(&self, kind: ChangeKind, product: product::Model, stock_changed: bool) {
+        self.events.publish(CatalogEvent {
+            kind,
+            id: product.id,
+            product: Some(Arc::new(product)),
+            stock_changed,
+        });
     }
 
     /// Adds a product, created by `actor`.
@@ -45,6 +71,7 @@ impl Catalog {
         let product = products::create(&self.db, new, actor).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "create_product", ?actor, product_id = %product.id, "product created");
+        self.publish(ChangeKind::Created, product.clone(), true);
         Ok(product)
     }
 
@@ -61,10 +88,15 @@ impl Catalog {
         changes: ProductChanges<'_>,
         expected_version: Option<i32>,
     ) -> AppResult<product::Model> {
-        let product =
+        let (before, product) =
             products::update(&self.db, actor, rows, id, changes, expected_version).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
+        // An update that changed nothing wrote nothing (its version stayed): no event.
+        if before.version != product.version {
+            let stock_changed = before.stock != product.stock;
+            self.publish(ChangeKind::Updated, product.clone(), stock_changed);
+        }
         Ok(product)
     }
 
@@ -82,6 +114,12 @@ impl Catalog {
         products::delete(&self.db, actor, rows, id, expected_version).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
+        self.events.publish(CatalogEvent {
+            kind: ChangeKind::Deleted,
+            id,
+            product: None,
+            stock_changed: false,
+        });
         Ok(())
     }
 
@@ -99,6 +137,7 @@ impl Catalog {
         let product = products::adjust_stock(&self.db, actor, rows, id, delta).await?;
         self.pages.note_change(&self.db).await;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "adjust_stock", ?actor, product_id = %id, delta, stock = product.stock, "product stock adjusted");
+        self.publish(ChangeKind::Updated, product.clone(), true);
         Ok(product)
     }
 

@@ -57,6 +57,8 @@ pub struct Config {
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]
+    pub subscriptions: Subscriptions,
+    #[command(flatten)]
     pub discovery: Discovery,
     #[command(flatten)]
     pub caches: Caches,
@@ -311,6 +313,30 @@ pub struct Limits {
     #[arg(long, env = "MAX_RESPONSE_BYTES", default_value = "4194304",
         value_parser = rules::number::<usize>(1024, 1_073_741_824))]
     pub max_response_bytes: usize,
+}
+
+/// GraphQL subscriptions over WebSocket (`graphql-transport-ws` at `/graphql`).
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Subscriptions")]
+pub struct Subscriptions {
+    /// Seconds a new WebSocket has to send `connection_init`; then it is closed with 4408.
+    #[arg(long, env = "WS_INIT_TIMEOUT_SECS", default_value = "10",
+        value_parser = rules::seconds(1, 300))]
+    pub init_timeout: Duration,
+    /// Subscriptions open at once on one WebSocket; a further `subscribe` gets an `error`
+    /// message (`TOO_MANY_REQUESTS`).
+    #[arg(long, env = "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value = "20",
+        value_parser = rules::number::<usize>(1, 1000))]
+    pub max_per_connection: usize,
+    /// Subscriptions open at once for one account, over all its WebSockets on this replica.
+    #[arg(long, env = "WS_MAX_SUBSCRIPTIONS_PER_ACCOUNT", default_value = "100",
+        value_parser = rules::number::<usize>(1, 100_000))]
+    pub max_per_account: usize,
+    /// Events queued for one subscription while its client has not read them; when more
+    /// come, its WebSocket is closed with 1008 rather than buffered without end.
+    #[arg(long, env = "WS_MAX_QUEUED_EVENTS", default_value = "256",
+        value_parser = rules::number::<usize>(1, 65_536))]
+    pub max_queued_events: usize,
 }
 
 /// What the API tells a caller about its schema.

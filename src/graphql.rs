@@ -8,13 +8,12 @@ mod mutation;
 mod node;
 mod query;
 mod scalars;
+mod subscription;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Context, EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader,
-};
+use async_graphql::{Context, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
 use uuid::Uuid;
 
 use crate::{
@@ -22,21 +21,23 @@ use crate::{
     config::{Config, Limits},
     error::{AppError, AppResult, AuthFailure},
     state::AppState,
+    subscriptions::Channel,
 };
 pub use cost::{Cost, CostModel};
 pub use documents::{
     DocumentLimits, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, PARSE_FAILED, TOO_COMPLEX,
-    VALIDATION_FAILED, argument_uses_variable, is_mutation, truncated,
+    VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, truncated,
 };
 pub use mutation::Mutation;
 pub use query::Query;
 pub use scalars::DECIMAL_SPECIFIED_BY;
+pub use subscription::Subscription;
 
 /// Storefront's executable schema.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query, Mutation, EmptySubscription)
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query, Mutation, Subscription)
 }
 
 /// The schema with its shared state and the configured limits, ready to execute requests.
@@ -90,6 +91,8 @@ pub fn sdl() -> String {
 pub trait ContextExt {
     /// The shared application state.
     fn state(&self) -> &AppState;
+    /// The WebSocket connection a subscription runs on (none over HTTP).
+    fn channel(&self) -> Option<&Arc<Channel>>;
     /// Who is calling.
     fn viewer(&self) -> &Viewer;
     /// The signed-in caller's account id.
@@ -111,6 +114,10 @@ pub trait ContextExt {
 impl ContextExt for Context<'_> {
     fn state(&self) -> &AppState {
         self.data_unchecked::<Arc<AppState>>()
+    }
+
+    fn channel(&self) -> Option<&Arc<Channel>> {
+        self.data_opt::<Arc<Channel>>()
     }
 
     fn viewer(&self) -> &Viewer {

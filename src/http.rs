@@ -1,7 +1,8 @@
 //! The HTTP surface, following the GraphQL-over-HTTP spec: GraphQL at `POST /graphql` (JSON
-//! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), the GraphiQL
-//! playground at `GET /` and `GET /graphql` for browsers, and the specification of the
-//! `Decimal` scalar at `GET /docs/money.md`.
+//! bodies only) and `GET /graphql?query=…` (queries only; mutations get 405), subscriptions over
+//! WebSocket when `GET /graphql` asks for an upgrade (`ws.rs`), the GraphiQL playground at
+//! `GET /` and `GET /graphql` for browsers, and the specification of the `Decimal` scalar at
+//! `GET /docs/money.md`.
 //!
 //! Written here rather than with async-graphql-axum's extractor and response: they take any
 //! content type as JSON, always answer `application/graphql-response+json`, and keep the raw
@@ -13,6 +14,7 @@ mod negotiate;
 mod operation;
 mod playground;
 mod probes;
+mod ws;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -45,7 +47,7 @@ use crate::{
     error::{AppError, RateLimited},
     graphql::{
         self, AppSchema, Cost, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS,
-        VALIDATION_FAILED, argument_uses_variable, is_mutation, truncated,
+        VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, truncated,
     },
     idempotency,
     metrics::Outcome,
@@ -58,6 +60,8 @@ use operation::{Operation, Operations};
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     pub limits: Limits,
+    /// `WS_INIT_TIMEOUT_SECS`.
+    pub ws_init_timeout: Duration,
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
@@ -468,10 +472,15 @@ fn app_error_body(err: AppError) -> serde_json::Value {
     serde_json::json!({ "errors": [{ "message": error.message, "extensions": extensions }] })
 }
 
-/// `GET /graphql`: the playground for browsers, or a query from the URL's parameters.
-async fn graphql_get(state: State<HttpState>, request: Request) -> Response {
-    let signed_in = request.headers().contains_key(header::AUTHORIZATION);
-    let mut response = graphql_get_answer(state, request).await;
+/// `GET /graphql`: subscriptions over WebSocket (an upgrade), the playground for browsers, or
+/// a query from the URL's parameters.
+async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if ws::is_upgrade(&parts.headers) {
+        return ws::upgrade(state, parts).await;
+    }
+    let signed_in = parts.headers.contains_key(header::AUTHORIZATION);
+    let mut response = graphql_get_answer(state, parts).await;
     get_caching(response.headers_mut(), signed_in);
     response
 }
@@ -493,8 +502,8 @@ fn get_caching(headers: &mut HeaderMap, signed_in: bool) {
     }
 }
 
-async fn graphql_get_answer(State(state): State<HttpState>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
+/// A query (or the playground) from a GET's URL parameters.
+async fn graphql_get_answer(state: HttpState, parts: axum::http::request::Parts) -> Response {
     let params: Vec<(String, String)> = parts
         .uri
         .query()
@@ -807,6 +816,18 @@ async fn run_one(
     started: std::time::Instant,
 ) -> ResponseBody {
     let name = request.operation_name.clone();
+    if is_subscription(document, name.as_deref()) {
+        let mut error = async_graphql::ServerError::new(
+            "subscriptions run over WebSocket: open /graphql with the graphql-transport-ws \
+             subprotocol",
+            None,
+        );
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", "BAD_REQUEST");
+        return refuse(state, &request, error, started);
+    }
     let response = match probes::database_gate(&state.app) {
         Ok(()) => {
             state

@@ -24,6 +24,7 @@ pub mod server;
 pub mod sessions;
 pub mod signals;
 pub mod state;
+pub mod subscriptions;
 pub mod timestamp;
 pub mod validation;
 

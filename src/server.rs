@@ -29,7 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Notify, Semaphore, watch},
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
     time::{Instant, Sleep},
 };
 use tower_service::Service;
@@ -196,11 +196,11 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let router = router.clone();
-            let stopped = stop.subscribe();
-            tokio::spawn(async move {
-                serve_connection(stream, peer, router, limits, stopped).await;
-                drop(permit);
-            });
+            let upgrade = UpgradeHandle {
+                _permit: Arc::new(permit),
+                stopped: stop.subscribe(),
+            };
+            tokio::spawn(serve_connection(stream, peer, router, limits, upgrade));
         }
         drop(listener);
         async move {
@@ -221,14 +221,34 @@ fn is_connection_error(err: &std::io::Error) -> bool {
     )
 }
 
+/// What a connection upgraded to another protocol (a WebSocket) keeps of the HTTP connection
+/// it came from, found in the upgrade request's extensions: its place among the open
+/// connections (`MAX_CONNECTIONS`), and the server's stop signal, so that a drain closes it
+/// too. Its deadlines (headers, idle) end with the upgrade; the protocol keeps its own.
+#[derive(Clone)]
+pub struct UpgradeHandle {
+    _permit: Arc<OwnedSemaphorePermit>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl UpgradeHandle {
+    /// Resolves once the server is told to stop.
+    pub async fn stopping(&mut self) {
+        let _ = self.stopped.wait_for(|stop| *stop).await;
+    }
+}
+
 /// Serves one connection until the client closes it, a deadline passes, or the server stops.
+/// A connection upgraded (to a WebSocket) leaves this loop at the upgrade; its handler holds
+/// the [`UpgradeHandle`] from then on.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
-    mut stopped: watch::Receiver<bool>,
+    upgrade: UpgradeHandle,
 ) {
+    let mut stopped = upgrade.stopped.clone();
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TrackedStream {
         inner: stream,
@@ -242,6 +262,7 @@ async fn serve_connection(
             let mut request =
                 request.map(|body| Body::new(DeadlineBody::new(body, limits.body_read_timeout)));
             request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(upgrade.clone());
             async move {
                 let response = router.call(request).await;
                 drop(in_flight);
@@ -251,7 +272,8 @@ async fn serve_connection(
     };
     let connection = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(connection);
     let mut draining = false;
     loop {

@@ -16,6 +16,7 @@ use crate::{
     metrics::Metrics,
     persisted::PersistedDocuments,
     sessions::Sessions,
+    subscriptions::Hub,
 };
 
 /// What every request shares.
@@ -38,6 +39,8 @@ pub struct AppState {
     /// The documents requests may name by id: this replica's APQ store, or the trusted
     /// manifest.
     pub persisted: PersistedDocuments,
+    /// Committed catalog changes, for subscriptions (the catalog publishes to it).
+    pub events: Arc<Hub>,
 }
 
 impl AppState {

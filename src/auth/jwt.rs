@@ -48,6 +48,8 @@ pub struct VerifiedToken {
     pub role: Role,
     pub session_id: Uuid,
     pub version: i32,
+    /// Its `exp` (Unix seconds): when it stops being valid, leeway aside.
+    pub expires_at: i64,
 }
 
 /// A freshly issued access token.
@@ -247,6 +249,7 @@ impl TokenService {
             role,
             session_id,
             version: claims.ver,
+            expires_at: claims.exp,
         };
         self.verified
             .put(token, verified.clone(), claims.nbf, claims.exp);
@@ -309,6 +312,7 @@ mod tests {
             role: Role::parse("user").unwrap(),
             session_id: Uuid::now_v7(),
             version: 3,
+            expires_at: 4_600,
         };
         let (nbf, exp) = (1_000, 4_600);
         assert!(
@@ -332,6 +336,7 @@ mod tests {
             role: Role::parse("user").unwrap(),
             session_id: Uuid::now_v7(),
             version: 1,
+            expires_at: 100,
         };
         tokens.put("in use", verified.clone(), 0, 100);
         for i in 0..3 * MAX_VERIFIED_TOKENS {

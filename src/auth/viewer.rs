@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, header::AUTHORIZATION};
 use uuid::Uuid;
 
-use super::{Revocations, TokenService};
+use super::{Revocations, TokenService, jwt::VerifiedToken};
 use crate::{error::AuthFailure, role::Role};
 
 /// The IP address a request came from: the socket's peer, or the last `X-Forwarded-For` hop
@@ -37,34 +37,54 @@ impl Viewer {
     ) -> Self {
         // An empty header is no header: clients send `authorization: ""` for a visitor who is
         // not signed in (Apollo Client's own authentication example does).
-        let Some(value) = headers
-            .get(AUTHORIZATION)
-            .filter(|value| !value.as_bytes().trim_ascii().is_empty())
-        else {
-            return Viewer::Anonymous;
+        let value = match headers.get(AUTHORIZATION) {
+            None => None,
+            Some(value) => match value.to_str() {
+                Ok(value) => Some(value),
+                Err(_) => return Viewer::InvalidToken(AuthFailure::TokenInvalid),
+            },
         };
-        let Some(token) = value.to_str().ok().and_then(bearer_token) else {
-            return Viewer::InvalidToken(AuthFailure::TokenInvalid);
+        Self::from_authorization(value, tokens, revocations).0
+    }
+
+    /// Who an `Authorization` value (`None`: none was sent) names, as [`Viewer::from_headers`]
+    /// decides it, with the verified token when there is one: what a WebSocket's
+    /// `connection_init` payload carries is checked exactly as a header is. An empty (or
+    /// blank) value is none.
+    pub fn from_authorization(
+        value: Option<&str>,
+        tokens: &TokenService,
+        revocations: &Revocations,
+    ) -> (Self, Option<VerifiedToken>) {
+        let Some(value) = value.filter(|value| !value.trim().is_empty()) else {
+            return (Viewer::Anonymous, None);
+        };
+        let Some(token) = bearer_token(value) else {
+            return (Viewer::InvalidToken(AuthFailure::TokenInvalid), None);
         };
         match tokens.verify_access_token(token) {
             Ok(claims)
                 if revocations.is_revoked(claims.account_id, claims.session_id, claims.version) =>
             {
                 tracing::debug!("rejected a revoked access token");
-                Viewer::InvalidToken(AuthFailure::SessionEnded)
+                (Viewer::InvalidToken(AuthFailure::SessionEnded), None)
             }
-            Ok(claims) => Viewer::Account {
-                id: claims.account_id,
-                role: claims.role,
-                session_id: claims.session_id,
-            },
+            Ok(claims) => (
+                Viewer::Account {
+                    id: claims.account_id,
+                    role: claims.role.clone(),
+                    session_id: claims.session_id,
+                },
+                Some(claims),
+            ),
             Err(reason) => {
                 tracing::debug!(%reason, "rejected access token");
-                Viewer::InvalidToken(if reason.is_expiry() {
+                let failure = if reason.is_expiry() {
                     AuthFailure::TokenExpired
                 } else {
                     AuthFailure::TokenInvalid
-                })
+                };
+                (Viewer::InvalidToken(failure), None)
             }
         }
     }

@@ -108,6 +108,8 @@ pub async fn create(
 /// `BAD_USER_INPUT` when a change breaks a rule (nothing is changed then); `NOT_FOUND` when there
 /// is no such product; `CONFLICT` (`StaleVersion`) when it is not at `expected_version`;
 /// `SERVICE_UNAVAILABLE` when it could not be stored.
+///
+/// Returns the product as it was before, and as committed (the same when nothing changed).
 pub async fn update(
     db: &Db,
     actor: Option<Uuid>,
@@ -115,7 +117,7 @@ pub async fn update(
     id: Uuid,
     changes: ProductChanges<'_>,
     expected_version: Option<i32>,
-) -> AppResult<product::Model> {
+) -> AppResult<(product::Model, product::Model)> {
     let name = changes.name.map(validation::product_name).transpose()?;
     if let Some(description) = changes.description {
         validation::description(description)?;
@@ -149,7 +151,7 @@ pub async fn update(
             active.stock = Set(stock);
         }
         if !active.is_changed() {
-            return Ok(existing);
+            return Ok((existing.clone(), existing));
         }
         active.updated_at = Set(Utc::now());
         let updated = product::Entity::update_many()
@@ -173,7 +175,7 @@ pub async fn update(
             changes: Change::between(audited_fields(&existing), audited_fields(&product)),
         };
         audit::record(txn, entry).await?;
-        Ok(product)
+        Ok((existing, product))
     })
     .await
 }

@@ -436,6 +436,11 @@ pub fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) 
     selected(document, operation_name).is_some_and(|op| op.ty == OperationType::Mutation)
 }
 
+/// Whether the operation that would run is a subscription.
+pub fn is_subscription(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    selected(document, operation_name).is_some_and(|op| op.ty == OperationType::Subscription)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

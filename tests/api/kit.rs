@@ -16,6 +16,7 @@ mod process;
 mod response;
 pub mod types;
 mod wait;
+mod ws;
 
 pub use actor::{Actor, Server};
 pub use app::{ADMIN_PASSWORD, JWT_SECRET, Replica, TestApp, password_of};
@@ -31,3 +32,4 @@ pub use types::{
     ProductChanges, Role,
 };
 pub use wait::{join_all, join_tasks, within};
+pub use ws::{PATIENCE, WsClient};

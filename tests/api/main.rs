@@ -37,6 +37,7 @@ mod schema;
 mod sessions;
 mod sign_in_lock;
 mod sqlite;
+mod subscriptions;
 mod throttling;
 mod validation;
 mod visibility;

@@ -15,7 +15,7 @@
 //!   `POST /graphql` as the admin, and the `response` block after it shows the answer (for a
 //!   batch, the answer of each operation). Any other `json` block must parse.
 //! - `js`: the GraphQL documents in its template literals must parse and validate (a block
-//!   without one fails).
+//!   without one fails); subscriptions are sent over a WebSocket, as clients send them.
 //! - `sh`: `bash -n` must accept it; the GraphQL in `"query":"…"` strings and `query=…`
 //!   parameters must parse and validate; every `storefront …` / `cargo run -- …` command must
 //!   exist (`--help` succeeds).
@@ -373,6 +373,16 @@ fn shape(document: &str, at: &str) -> Shape {
 }
 
 /// Asserts that an answer is not a request error: the document parsed and validated.
+/// Whether `document` holds a subscription.
+fn is_subscription(document: &str) -> bool {
+    parse_query(document).is_ok_and(|document| {
+        document
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Subscription)
+    })
+}
+
 fn assert_validated(response: &Response, at: &str, document: &str) {
     let request_errors = response.errors.iter().filter(|e| e.path.is_none()).count();
     assert!(
@@ -758,11 +768,27 @@ async fn readme_graphql_in_code_examples_validates() {
                 "{at}: GraphQL with interpolation cannot be checked"
             );
             shape(&document, at);
+            checked += 1;
+            if is_subscription(&document) {
+                // Over the socket, as clients send it: a document refused by the limits gets
+                // an `error` message, one that does not validate a `next` with errors on no
+                // path; a valid one runs (an anonymous caller is refused by the guard).
+                let mut client = WsClient::anonymous(&app).await;
+                client.subscribe("doc", &document, json!({})).await;
+                let message = client.message().await;
+                let request_errors = message["payload"]["errors"].as_array().map_or(0, |errors| {
+                    errors.iter().filter(|e| e.get("path").is_none()).count()
+                });
+                assert!(
+                    message["type"] == "next" && request_errors == 0,
+                    "{at}: the subscription does not parse or validate: {message}\n{document}"
+                );
+                continue;
+            }
             // Anonymous and without variables: the document is validated, but nothing that
             // needs a token or a variable runs.
             let response = app.anonymous().query(&document, json!({})).await;
             assert_validated(&response, at, &document);
-            checked += 1;
         }
     }
     assert!(

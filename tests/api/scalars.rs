@@ -103,7 +103,8 @@ async fn every_date_time_in_an_answer_is_written_as_to_iso_string_writes_it() {
             "Account.deactivatedAt",
             "AuditEvent.occurredAt",
             "Product.createdAt",
-            "Product.updatedAt"
+            "Product.updatedAt",
+            "StockChange.updatedAt"
         ]
     );
 
@@ -132,6 +133,17 @@ async fn every_date_time_in_an_answer_is_written_as_to_iso_string_writes_it() {
     let product_id = created["createProduct"]["id"].as_str().unwrap().to_owned();
     answers.push(created);
     let vars = json!({ "product": product_id, "user": user_id });
+    // The stock events of the two changes below, over a WebSocket.
+    let mut stock = WsClient::signed_in(&app, &admin).await;
+    stock
+        .subscribe(
+            "stock",
+            "subscription($product: ID!) { stockChanged(productIds: [$product]) { updatedAt } }",
+            vars.clone(),
+        )
+        .await;
+    let listening = within(PATIENCE, async || app.subscriber_count() == 1).await;
+    assert!(listening.is_some(), "the subscription did not start");
     for mutation in [
         "mutation($product: ID!) { updateProduct(id: $product, input: {stock: 3}) { createdAt updatedAt } }",
         "mutation($product: ID!) { adjustStock(id: $product, delta: 2) { createdAt updatedAt } }",
@@ -161,6 +173,11 @@ async fn every_date_time_in_an_answer_is_written_as_to_iso_string_writes_it() {
         .await
         .ok();
     answers.push(read.clone());
+    let stock_events = [
+        stock.next_of("stock").await["data"].clone(),
+        stock.next_of("stock").await["data"].clone(),
+    ];
+    answers.extend(stock_events.iter().cloned());
 
     let mut found = Vec::new();
     for (i, answer) in answers.iter().enumerate() {
@@ -220,6 +237,14 @@ async fn every_date_time_in_an_answer_is_written_as_to_iso_string_writes_it() {
         iso(product_created)
     );
     assert_eq!(answers[3]["adjustStock"]["updatedAt"], iso(product_updated));
+    assert_eq!(
+        stock_events[0]["stockChanged"]["updatedAt"],
+        answers[2]["updateProduct"]["updatedAt"]
+    );
+    assert_eq!(
+        stock_events[1]["stockChanged"]["updatedAt"],
+        iso(product_updated)
+    );
     assert_eq!(
         answers[0]["register"]["account"]["createdAt"],
         iso(user_created)

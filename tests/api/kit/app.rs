@@ -70,6 +70,18 @@ impl TestApp {
         }
     }
 
+    /// Tells the server to drain and stop, as SIGTERM does; the database stays.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The live subscriptions the server's event hub holds.
+    pub fn subscriber_count(&self) -> usize {
+        internals::subscriber_count(&self.state)
+    }
+
     /// Stops the server and keeps its database, to start another server on it.
     pub fn into_db(mut self) -> TestDb {
         std::mem::replace(&mut self.db, TestDb::none())

@@ -114,6 +114,26 @@ impl TestAppBuilder {
         internals::start(&config).await.err()
     }
 
+    /// `WS_INIT_TIMEOUT_SECS`.
+    pub fn ws_init_timeout(self, timeout: Duration) -> Self {
+        self.configure(move |c| c.subscriptions.init_timeout = timeout)
+    }
+
+    /// `WS_MAX_SUBSCRIPTIONS_PER_CONNECTION`.
+    pub fn ws_max_per_connection(self, subscriptions: usize) -> Self {
+        self.configure(move |c| c.subscriptions.max_per_connection = subscriptions)
+    }
+
+    /// `WS_MAX_SUBSCRIPTIONS_PER_ACCOUNT`.
+    pub fn ws_max_per_account(self, subscriptions: usize) -> Self {
+        self.configure(move |c| c.subscriptions.max_per_account = subscriptions)
+    }
+
+    /// `WS_MAX_QUEUED_EVENTS`.
+    pub fn ws_max_queued_events(self, events: usize) -> Self {
+        self.configure(move |c| c.subscriptions.max_queued_events = events)
+    }
+
     /// `MAX_BODY_BYTES`.
     pub fn max_body_bytes(self, bytes: usize) -> Self {
         self.configure(move |c| c.limits.max_body_bytes = bytes)

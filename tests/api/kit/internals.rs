@@ -61,6 +61,11 @@ pub async fn start(config: &Config) -> Result<Started, String> {
     Ok(Started { addr, state, stop })
 }
 
+/// The subscribers the event hub holds (one per live subscription).
+pub fn subscriber_count(state: &AppState) -> usize {
+    state.events.subscriber_count()
+}
+
 /// Creates (or promotes) an admin the way `storefront create-admin` does.
 ///
 /// # Errors

@@ -1,0 +1,473 @@
+//! GraphQL subscriptions over WebSocket at `GET /graphql`, with the `graphql-transport-ws`
+//! protocol (the `graphql-ws` library's, which Apollo Client and urql use), run by
+//! async-graphql-axum's connection over a gate of our own:
+//!
+//! - the upgrade is refused unless the client offers `graphql-transport-ws`, and a browser's
+//!   upgrade from an origin that `CORS_ALLOWED_ORIGINS` does not allow (or, with none allowed,
+//!   from another origin than the server's) is refused (cross-site WebSocket hijacking);
+//! - `connection_init` carries the access token in its payload (`Authorization`, or
+//!   `authorization`), checked as the header is: a bad, expired or revoked token closes the
+//!   socket with 4403, none makes an anonymous caller; no `connection_init` within
+//!   `WS_INIT_TIMEOUT_SECS` closes it with 4408;
+//! - each `subscribe` is parsed and measured as an HTTP request is (depth, cost, aliases,
+//!   directives; see `graphql::documents`) and counted against the per-connection and
+//!   per-account limits before it runs; a refusal is an `error` message (`QUERY_TOO_COMPLEX`,
+//!   `TOO_MANY_REQUESTS`, …). Only subscriptions run here: queries and mutations go over HTTP,
+//!   where their timeouts, idempotency keys and rate limits apply;
+//! - the connection is closed (see [`Close`]) when its token expires or is revoked, when the
+//!   policy stops granting what it subscribed to, when a subscriber falls
+//!   `WS_MAX_QUEUED_EVENTS` behind, and, with 1001, when the server drains.
+
+use std::{sync::Arc, time::Duration};
+
+use async_graphql::{Data, http::ClientMessage};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::{
+    extract::{
+        FromRequestParts, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket},
+    },
+    http::{HeaderMap, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use futures_util::{SinkExt, StreamExt, stream::SplitStream};
+use tokio::sync::{mpsc, watch};
+
+use super::{HttpState, client_ip, error_response, operation::Operation, prepare};
+use crate::{
+    auth::{ClientIp, Viewer},
+    config::CorsOrigins,
+    graphql::is_subscription,
+    server::UpgradeHandle,
+    state::AppState,
+    subscriptions::{CHECK_INTERVAL, Channel, Close, Closer, Refusal},
+};
+
+/// The one subprotocol served.
+pub const PROTOCOL: &str = "graphql-transport-ws";
+/// Messages waiting to be written to one socket; beyond, the connection stops reading events
+/// (and its subscribers' own queues fill instead, which are bounded).
+const OUTGOING_BUFFER: usize = 16;
+/// How long a close frame may take to be written before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether a request asks to upgrade to a WebSocket.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /graphql` with `Upgrade: websocket`: the handshake, then the connection.
+pub async fn upgrade(state: HttpState, mut parts: Parts) -> Response {
+    if !origin_allowed(&parts.headers, &state.settings.cors_allowed_origins) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "WebSocket connections from this origin are not allowed (CORS_ALLOWED_ORIGINS)",
+        );
+    }
+    if !offers(&parts.headers, PROTOCOL) {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "GraphQL over WebSocket needs the graphql-transport-ws subprotocol \
+             (Sec-WebSocket-Protocol)",
+        );
+    }
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let client_ip = client_ip(
+        &parts.headers,
+        &parts.extensions,
+        state.settings.trust_proxy_headers,
+    );
+    let handle = parts.extensions.get::<UpgradeHandle>().cloned();
+    let max_message = state.settings.limits.max_body_bytes;
+    upgrade
+        .protocols([PROTOCOL])
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| serve(socket, state, client_ip, handle))
+}
+
+/// Whether `headers` offer `protocol` in `Sec-WebSocket-Protocol`.
+fn offers(headers: &HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|offered| offered.trim().eq_ignore_ascii_case(protocol))
+}
+
+/// Whether a browser on the request's `Origin` may open a socket: always without an `Origin`
+/// (not a browser), else when CORS would let that origin read answers, or when it is the
+/// server's own origin (GraphiQL, served from here).
+fn origin_allowed(headers: &HeaderMap, allowed: &CorsOrigins) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let same_origin = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+        });
+    same_origin
+        || match allowed {
+            CorsOrigins::None => false,
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+}
+
+/// async-graphql-axum's protocol value for graphql-transport-ws; its extractor is the only
+/// way to make one, and it would pick the legacy `graphql-ws` when a client offers it first.
+async fn transport_ws() -> Option<GraphQLProtocol> {
+    let (mut parts, ()) = axum::http::Request::builder()
+        .header(header::SEC_WEBSOCKET_PROTOCOL, PROTOCOL)
+        .body(())
+        .ok()?
+        .into_parts();
+    GraphQLProtocol::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+}
+
+/// One connection: async-graphql-axum runs the protocol on the messages the [`Gate`] lets
+/// through, and this loop writes what it answers, watches the connection's deadline and
+/// checks, and closes it.
+async fn serve(
+    socket: WebSocket,
+    state: HttpState,
+    client_ip: ClientIp,
+    handle: Option<UpgradeHandle>,
+) {
+    let Some(protocol) = transport_ws().await else {
+        tracing::error!("could not make the graphql-transport-ws protocol value");
+        return;
+    };
+    let (closer, mut closing) = Closer::new();
+    // Kept here so that `closing` lives as long as the connection.
+    let _closer = closer.clone();
+    let (session_tx, session) = watch::channel::<Option<Arc<Channel>>>(None);
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING_BUFFER);
+    let (mut sink, source) = socket.split();
+
+    let gate = Gate {
+        state: state.clone(),
+        closer,
+        session: session_tx,
+        out: out_tx.clone(),
+    };
+    let input = incoming(source, gate);
+    let output =
+        futures_util::sink::unfold(out_tx, |out: mpsc::Sender<Message>, message| async move {
+            out.send(message).await.map(|()| out)
+        });
+    let init_session = session.clone();
+    let mut connection_data = Data::default();
+    connection_data.insert(client_ip);
+    let graphql = GraphQLWebSocket::new_with_pair(output, input, state.schema.clone(), protocol)
+        .with_data(connection_data)
+        .on_connection_init(move |_payload| {
+            // The gate checked the payload and opened the channel before letting it through.
+            let channel = init_session.borrow().clone();
+            async move {
+                let channel = channel.ok_or_else(|| async_graphql::Error::new("Forbidden"))?;
+                let mut data = Data::default();
+                data.insert(channel.viewer().clone());
+                data.insert(channel);
+                Ok(data)
+            }
+        })
+        .serve();
+    let mut graphql = Some(Box::pin(graphql));
+
+    let init_deadline = tokio::time::Instant::now() + state.settings.ws_init_timeout;
+    let mut checks = tokio::time::interval(CHECK_INTERVAL);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = handle;
+    let closed = loop {
+        let initialised = session.borrow().is_some();
+        let message = tokio::select! {
+            biased;
+            _ = closing.changed() => break *closing.borrow(),
+            () = stopping(&mut stop) => break Some(Close::GoingAway),
+            () = tokio::time::sleep_until(init_deadline), if !initialised => {
+                break Some(Close::InitTimeout)
+            }
+            _ = checks.tick() => {
+                let channel = session.borrow().clone();
+                match channel.and_then(|channel| channel.verdict()) {
+                    Some(reason) => break Some(reason),
+                    None => continue,
+                }
+            }
+            message = out_rx.recv() => match message {
+                Some(message) => message,
+                // The protocol ended (the client went away or closed) and all is written.
+                None => break None,
+            },
+            () = async { graphql.as_mut().expect("polled while running").await },
+                if graphql.is_some() => {
+                // Dropping it drops its senders, so `out_rx` ends once drained.
+                graphql = None;
+                continue;
+            }
+        };
+        if let Message::Text(text) = &message
+            && let Some(id) = completed(text.as_str())
+            && let Some(channel) = session.borrow().as_ref()
+        {
+            channel.finish(&id);
+        }
+        let last = matches!(message, Message::Close(_));
+        // A client that does not read blocks this write; a close (its subscriber fell too
+        // far behind, a revocation, the drain) still gets through.
+        tokio::select! {
+            biased;
+            _ = closing.changed() => break *closing.borrow(),
+            () = stopping(&mut stop) => break Some(Close::GoingAway),
+            sent = sink.send(message) => {
+                if sent.is_err() || last {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(reason) = closed {
+        tracing::debug!(
+            code = reason.code(),
+            reason = reason.reason(),
+            "closing a WebSocket"
+        );
+        let frame = Message::Close(Some(CloseFrame {
+            code: reason.code(),
+            reason: reason.reason().into(),
+        }));
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+    }
+    // Completes the closing handshake (a close frame, if none was sent yet), within the grace.
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+    drop(graphql);
+}
+
+/// Resolves when the server drains (never without a handle).
+async fn stopping(handle: &mut Option<UpgradeHandle>) {
+    match handle {
+        Some(handle) => handle.stopping().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The id of a `complete` message the server sends.
+fn completed(text: &str) -> Option<String> {
+    if !text.starts_with(r#"{"type":"complete""#) {
+        return None;
+    }
+    let message: serde_json::Value = serde_json::from_str(text).ok()?;
+    message["id"].as_str().map(str::to_owned)
+}
+
+/// What comes from the client, through the [`Gate`].
+fn incoming(
+    source: SplitStream<WebSocket>,
+    gate: Gate,
+) -> impl futures_util::Stream<Item = Result<Message, axum::Error>> + Send + 'static {
+    futures_util::stream::unfold((source, gate), |(mut source, gate)| async move {
+        loop {
+            let message = match source.next().await? {
+                Ok(message) => message,
+                Err(err) => return Some((Err(err), (source, gate))),
+            };
+            let bytes = match &message {
+                Message::Text(text) => text.as_bytes(),
+                Message::Binary(bytes) => bytes,
+                // Pings are answered by the socket itself; a close ends `source`.
+                _ => continue,
+            };
+            match gate.admit(bytes).await {
+                Admit::Forward => return Some((Ok(message), (source, gate))),
+                Admit::Replace(message) => return Some((Ok(message), (source, gate))),
+                Admit::Handled => {}
+                Admit::Close => return None,
+            }
+        }
+    })
+}
+
+/// What the gate decided about one client message.
+enum Admit {
+    /// Let the protocol handle it.
+    Forward,
+    /// Let the protocol handle this instead (a `subscribe` with its document resolved).
+    Replace(Message),
+    /// Answered here (an `error` message); nothing for the protocol.
+    Handled,
+    /// The connection closes (the frame is on its way); read nothing more.
+    Close,
+}
+
+/// Checks what the client sends before the protocol sees it: the token of `connection_init`,
+/// and each `subscribe`'s document and limits.
+struct Gate {
+    state: HttpState,
+    closer: Closer,
+    session: watch::Sender<Option<Arc<Channel>>>,
+    out: mpsc::Sender<Message>,
+}
+
+impl Gate {
+    async fn admit(&self, bytes: &[u8]) -> Admit {
+        let invalid = "Invalid message received";
+        let Ok(serde_json::Value::Object(mut message)) = serde_json::from_slice(bytes) else {
+            return self.close(4400, invalid).await;
+        };
+        if message.get("type").and_then(|t| t.as_str()) == Some("subscribe") {
+            let (Some(serde_json::Value::String(id)), Some(serde_json::Value::Object(payload))) =
+                (message.remove("id"), message.remove("payload"))
+            else {
+                return self.close(4400, invalid).await;
+            };
+            return self.subscribe(id, payload).await;
+        }
+        let Ok(message) = ClientMessage::from_bytes(bytes) else {
+            return self.close(4400, invalid).await;
+        };
+        match message {
+            ClientMessage::ConnectionInit { payload } => self.init(payload.as_ref()).await,
+            // `start`, the legacy protocol's: not this one's.
+            ClientMessage::Start { .. } => self.close(4400, invalid).await,
+            ClientMessage::Stop { id } => {
+                if let Some(channel) = self.session.borrow().as_ref() {
+                    channel.finish(&id);
+                }
+                Admit::Forward
+            }
+            _ => Admit::Forward,
+        }
+    }
+
+    async fn init(&self, payload: Option<&serde_json::Value>) -> Admit {
+        if self.session.borrow().is_some() {
+            // A second one: the protocol closes with 4429.
+            return Admit::Forward;
+        }
+        let app: &AppState = &self.state.app;
+        let value = payload.and_then(|payload| {
+            payload
+                .get("Authorization")
+                .or_else(|| payload.get("authorization"))
+        });
+        let authorization = match value {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(value)) => Some(value.as_str()),
+            Some(_) => return self.close(4403, "Forbidden").await,
+        };
+        let (viewer, token) =
+            Viewer::from_authorization(authorization, &app.tokens, &app.revocations);
+        if matches!(viewer, Viewer::InvalidToken(_)) {
+            return self.close(4403, "Forbidden").await;
+        }
+        let channel = Channel::new(viewer, token, self.closer.clone(), app.events.clone());
+        self.session.send_replace(Some(Arc::new(channel)));
+        Admit::Forward
+    }
+
+    async fn subscribe(
+        &self,
+        id: String,
+        payload: serde_json::Map<String, serde_json::Value>,
+    ) -> Admit {
+        let Some(channel) = self.session.borrow().clone() else {
+            return self.close(4401, "Unauthorized").await;
+        };
+        // Read as an HTTP request's parameters are, persisted documents included.
+        let operation = match Operation::from_params(payload, &self.state.app.persisted) {
+            Ok(operation) => operation,
+            Err(message) => return self.error(&id, "BAD_REQUEST", &message).await,
+        };
+        let (request, prepared) = prepare(&self.state, operation).await;
+        let document = match prepared {
+            Ok((_, document)) => document,
+            Err(error) => return self.refuse(&id, vec![error]).await,
+        };
+        if !is_subscription(&document, request.operation_name.as_deref()) {
+            return self
+                .error(
+                    &id,
+                    "BAD_REQUEST",
+                    "only subscriptions run over WebSocket: send queries and mutations over HTTP",
+                )
+                .await;
+        }
+        let forwarded = serde_json::json!({
+            "type": "subscribe",
+            "id": id,
+            "payload": {
+                "query": request.query,
+                "operationName": request.operation_name,
+                "variables": request.variables,
+            },
+        });
+        match channel.open(&id) {
+            Ok(()) => Admit::Replace(Message::Text(forwarded.to_string().into())),
+            Err(Refusal::Duplicate) => {
+                self.close(4409, &format!("Subscriber for {id} already exists"))
+                    .await
+            }
+            Err(Refusal::TooManyOnConnection(limit)) => {
+                let message = format!(
+                    "at most {limit} subscriptions at once on one connection \
+                     (WS_MAX_SUBSCRIPTIONS_PER_CONNECTION)"
+                );
+                self.error(&id, "TOO_MANY_REQUESTS", &message).await
+            }
+            Err(Refusal::TooManyForAccount(limit)) => {
+                let message = format!(
+                    "at most {limit} subscriptions at once for one account \
+                     (WS_MAX_SUBSCRIPTIONS_PER_ACCOUNT)"
+                );
+                self.error(&id, "TOO_MANY_REQUESTS", &message).await
+            }
+        }
+    }
+
+    /// An `error` message for operation `id`: it ends without running.
+    async fn error(&self, id: &str, code: &str, message: &str) -> Admit {
+        let mut error = async_graphql::ServerError::new(message, None);
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+        self.refuse(id, vec![error]).await
+    }
+
+    async fn refuse(&self, id: &str, errors: Vec<async_graphql::ServerError>) -> Admit {
+        let message = serde_json::json!({ "type": "error", "id": id, "payload": errors });
+        let _ = self
+            .out
+            .send(Message::Text(message.to_string().into()))
+            .await;
+        Admit::Handled
+    }
+
+    async fn close(&self, code: u16, reason: &str) -> Admit {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        let _ = self.out.send(frame).await;
+        Admit::Close
+    }
+}

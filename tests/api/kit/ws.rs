@@ -1,0 +1,207 @@
+//! A small graphql-transport-ws client over a real WebSocket (tokio-tungstenite), for the
+//! subscription tests.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+use super::{actor::Actor, app::TestApp};
+
+/// How long a test waits for a message that should come.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// One WebSocket to `/graphql`.
+pub struct WsClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the server sent, as the client reads it.
+#[derive(Debug, PartialEq)]
+pub enum Received {
+    /// A protocol message (`connection_ack`, `next`, `error`, `complete`, `pong`).
+    Message(Value),
+    /// A close frame: its code and reason.
+    Closed(u16, String),
+    /// The connection ended without a close frame.
+    Dropped,
+}
+
+impl WsClient {
+    /// The upgrade request to `app`'s `/graphql` offering graphql-transport-ws, for a test to
+    /// change before [`WsClient::connect_request`].
+    pub fn request(app: &TestApp) -> tungstenite::handshake::client::Request {
+        let url = format!("ws://{}/graphql", app.addr());
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        request
+    }
+
+    /// Opens a socket with `request`.
+    ///
+    /// # Errors
+    /// The handshake's failure (an HTTP answer other than 101 among them).
+    pub async fn connect_request(
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<Self, tungstenite::Error> {
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        assert_eq!(
+            response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("graphql-transport-ws"),
+            "the server picks graphql-transport-ws"
+        );
+        Ok(Self { socket })
+    }
+
+    /// Opens a socket to `app`, not yet initialised.
+    pub async fn connect(app: &TestApp) -> Self {
+        Self::connect_request(Self::request(app)).await.unwrap()
+    }
+
+    /// Opens a socket to `app` and initialises it as `actor` (its token in the payload's
+    /// `Authorization`), asserting the `connection_ack`.
+    pub async fn signed_in(app: &TestApp, actor: &Actor) -> Self {
+        let payload = json!({ "Authorization": format!("Bearer {}", actor.token()) });
+        Self::initialised(app, payload).await
+    }
+
+    /// Opens a socket to `app` and initialises it with no token, asserting the
+    /// `connection_ack`.
+    pub async fn anonymous(app: &TestApp) -> Self {
+        Self::initialised(app, json!({})).await
+    }
+
+    /// Opens a socket to `app` and initialises it with `payload`, asserting the
+    /// `connection_ack`.
+    pub async fn initialised(app: &TestApp, payload: Value) -> Self {
+        let mut client = Self::connect(app).await;
+        client.init(payload).await;
+        let ack = client.receive().await;
+        assert_eq!(
+            ack,
+            Received::Message(json!({"type": "connection_ack"})),
+            "initialised"
+        );
+        client
+    }
+
+    /// Sends `connection_init` with `payload`.
+    pub async fn init(&mut self, payload: Value) {
+        self.send(json!({"type": "connection_init", "payload": payload}))
+            .await;
+    }
+
+    /// Starts operation `id`.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({
+            "type": "subscribe",
+            "id": id,
+            "payload": {"query": query, "variables": variables},
+        }))
+        .await;
+    }
+
+    /// Ends operation `id`.
+    pub async fn complete(&mut self, id: &str) {
+        self.send(json!({"type": "complete", "id": id})).await;
+    }
+
+    /// Sends one JSON message.
+    pub async fn send(&mut self, message: Value) {
+        self.send_text(&message.to_string()).await;
+    }
+
+    /// Sends one text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next thing the server sends, waiting at most [`PATIENCE`].
+    ///
+    /// # Panics
+    /// When nothing comes in time.
+    pub async fn receive(&mut self) -> Received {
+        self.receive_within(PATIENCE)
+            .await
+            .expect("the server sent nothing in time")
+    }
+
+    /// The next thing the server sends within `limit`, if anything.
+    pub async fn receive_within(&mut self, limit: Duration) -> Option<Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = tokio::time::timeout(left, self.socket.next()).await.ok()?;
+            return Some(match next {
+                Some(Ok(Message::Text(text))) => {
+                    Received::Message(serde_json::from_str(text.as_str()).unwrap())
+                }
+                Some(Ok(Message::Close(frame))) => match frame {
+                    Some(frame) => Received::Closed(frame.code.into(), frame.reason.to_string()),
+                    None => Received::Closed(1005, String::new()),
+                },
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => Received::Dropped,
+            });
+        }
+    }
+
+    /// The next protocol message, asserting that one comes.
+    pub async fn message(&mut self) -> Value {
+        match self.receive().await {
+            Received::Message(message) => message,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// The payload of the next message, asserting it is operation `id`'s `next`.
+    pub async fn next_of(&mut self, id: &str) -> Value {
+        let message = self.message().await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert_eq!(message["id"], id, "{message}");
+        message["payload"].clone()
+    }
+
+    /// Waits for the close frame (skipping messages) and returns its code and reason; how long
+    /// it took comes second.
+    pub async fn closed_within(&mut self, limit: Duration) -> Option<((u16, String), Duration)> {
+        let started = Instant::now();
+        loop {
+            let left = limit.saturating_sub(started.elapsed());
+            match self.receive_within(left).await? {
+                Received::Closed(code, reason) => return Some(((code, reason), started.elapsed())),
+                Received::Dropped => return Some(((1006, String::new()), started.elapsed())),
+                Received::Message(_) => {}
+            }
+        }
+    }
+
+    /// The close frame's code and reason, asserting it comes within [`PATIENCE`].
+    pub async fn closed(&mut self) -> (u16, String) {
+        self.closed_within(PATIENCE)
+            .await
+            .expect("the server did not close the socket")
+            .0
+    }
+
+    /// Asserts that nothing arrives for `quiet`.
+    pub async fn assert_silent(&mut self, quiet: Duration) {
+        if let Some(received) = self.receive_within(quiet).await {
+            panic!("expected nothing, got {received:?}");
+        }
+    }
+}
