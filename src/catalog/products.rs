@@ -4,8 +4,8 @@ use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, Statement,
     sea_query::{Alias, Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -82,7 +82,7 @@ pub async fn create(
         let product = find(txn, id)
             .await?
             .ok_or_else(|| AppError::internal("an inserted product was not found"))?;
-        store_folded(txn, &product).await?;
+        store_folded(txn, product.id, &product.name, &product.description).await?;
         let entry = Entry {
             actor: created_by,
             action: Action::ProductCreate,
@@ -166,7 +166,7 @@ pub async fn update(
         }
         let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
         if (&product.name, &product.description) != (&existing.name, &existing.description) {
-            store_folded(txn, &product).await?;
+            store_folded(txn, id, &product.name, &product.description).await?;
         }
         let entry = Entry {
             actor,
@@ -503,10 +503,7 @@ async fn insert_demo(db: &impl ConnectionTrait) -> AppResult<u64> {
             .await?;
         if let sea_orm::TryInsertResult::Inserted(rows) = inserted {
             added += rows;
-            let product = find(db, Uuid::from_u128(id))
-                .await?
-                .ok_or_else(|| AppError::internal("an inserted product was not found"))?;
-            store_folded(db, &product).await?;
+            store_folded(db, Uuid::from_u128(id), name, description).await?;
         }
     }
     Ok(added)
@@ -515,26 +512,25 @@ async fn insert_demo(db: &impl ConnectionTrait) -> AppResult<u64> {
 /// Stores what full-text search indexes of `product` (`name_folded`, `description_folded`:
 /// [`migration::search_fold`] of its name and description), in the transaction that stored
 /// the product. The columns are not in the entity, so reading a product never copies them.
-async fn store_folded(db: &impl ConnectionTrait, product: &product::Model) -> AppResult<()> {
-    let sql = match db.get_database_backend() {
-        DbBackend::Postgres => {
-            "UPDATE products SET name_folded = $1, description_folded = $2 WHERE id = $3"
-        }
-        _ => "UPDATE products SET name_folded = ?, description_folded = ? WHERE id = ?",
-    };
-    let values: [sea_orm::Value; 3] = [
-        migration::search_fold(&product.name).into(),
-        migration::search_fold(&product.description).into(),
-        product.id.into(),
-    ];
-    let stored = db
-        .execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            values,
-        ))
+async fn store_folded(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    name: &str,
+    description: &str,
+) -> AppResult<()> {
+    let stored = product::Entity::update_many()
+        .col_expr(
+            Alias::new("name_folded"),
+            Expr::value(migration::search_fold(name)),
+        )
+        .col_expr(
+            Alias::new("description_folded"),
+            Expr::value(migration::search_fold(description)),
+        )
+        .filter(product::Column::Id.eq(id))
+        .exec(db)
         .await?;
-    if stored.rows_affected() == 1 {
+    if stored.rows_affected == 1 {
         Ok(())
     } else {
         Err(AppError::internal(

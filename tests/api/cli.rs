@@ -128,6 +128,17 @@ async fn seed_is_idempotent_and_migrate_prepares_a_new_database() {
     let user = app.user_with("shopper", "shopper passphrase").await;
     let products = user.products(Page::default()).await.ok();
     assert_eq!(products.total_count, 3);
+    // Full-text search finds the seeded products by their name and description, folded as
+    // the API stores its own (case and accents ignored, the last word a prefix).
+    for (search, name) in [
+        ("ESPRESSO", "Espresso cup"),
+        ("porcelain crém", "Espresso cup"),
+    ] {
+        let args = ListArgs::default().filter(serde_json::json!({ "search": search }));
+        let found = user.product_list(&args).await.ok();
+        let names: Vec<_> = found.edges.iter().map(|e| e.node.name.as_str()).collect();
+        assert_eq!(names, [name], "{search}");
+    }
 }
 
 #[tokio::test]
