@@ -26,7 +26,8 @@ use crate::{
 pub use cost::{Cost, CostModel};
 pub use documents::{
     DocumentLimits, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS, PARSE_FAILED, TOO_COMPLEX,
-    VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, truncated,
+    VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, root_fields,
+    truncated,
 };
 pub use mutation::Mutation;
 pub use query::Query;

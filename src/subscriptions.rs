@@ -71,9 +71,11 @@ impl Interest {
 /// How and why the server closes a WebSocket connection (graphql-transport-ws close codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Close {
-    /// 4401: the connection's token expired, or its session or account's tokens were revoked
-    /// (logout, a password or role change). The client signs in again (or refreshes) and
-    /// reconnects.
+    /// 4403 with the reason (`token expired`, `session ended`): the connection's token expired,
+    /// or its session or account's tokens were revoked (logout, a password or role change).
+    /// Not 4401: graphql-ws (Apollo Client's and urql's socket client) takes 4401 as fatal and
+    /// never reconnects, while after 4403 it reconnects, asking `connectionParams` again, and
+    /// resubscribes; a client that refreshed its token meanwhile (in `on.closed`) carries on.
     Unauthorized(&'static str),
     /// 4403: the `connection_init` token was not valid, or the policy in force no longer lets
     /// the connection's caller read what it subscribed to.
@@ -91,7 +93,7 @@ impl Close {
     /// The close code.
     pub fn code(self) -> u16 {
         match self {
-            Close::Unauthorized(_) => 4401,
+            Close::Unauthorized(_) => 4403,
             Close::Forbidden => 4403,
             Close::InitTimeout => 4408,
             Close::SlowConsumer => 1008,
@@ -402,7 +404,7 @@ impl Channel {
     }
 
     /// Why the connection must close now, if it must: its token expired or was revoked
-    /// (4401), or, while a subscription is live, the policy in force no longer grants its
+    /// (4403, `token expired` or `session ended`), or, while a subscription is live, the policy in force no longer grants its
     /// caller `product read` (4403). Checked every [`CHECK_INTERVAL`] and before each event.
     pub fn verdict(&self) -> Option<Close> {
         if let Some(token) = &self.token {

@@ -441,6 +441,41 @@ pub fn is_subscription(document: &ExecutableDocument, operation_name: Option<&st
     selected(document, operation_name).is_some_and(|op| op.ty == OperationType::Subscription)
 }
 
+/// The fields at the root of the operation that would run, fragments (spread or inline)
+/// counted by what they select, each fragment at most once (as [`super::cost`] bounds them,
+/// a fragment cycle is refused before this runs). A subscription must select exactly one (the
+/// GraphQL spec's "Single root field" rule): one `subscribe` is one stream of events.
+pub fn root_fields(document: &ExecutableDocument, operation_name: Option<&str>) -> usize {
+    fn count<'a>(
+        document: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        seen: &mut Vec<&'a str>,
+    ) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(_) => 1,
+                Selection::InlineFragment(inline) => {
+                    count(document, &inline.node.selection_set.node, seen)
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    match document.fragments.get(name) {
+                        Some(fragment) if !seen.contains(&name) => {
+                            seen.push(name);
+                            count(document, &fragment.node.selection_set.node, seen)
+                        }
+                        _ => 0,
+                    }
+                }
+            })
+            .sum()
+    }
+    selected(document, operation_name).map_or(0, |op| {
+        count(document, &op.selection_set.node, &mut Vec::new())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ use super::{HttpState, client_ip, error_response, operation::Operation, prepare}
 use crate::{
     auth::{ClientIp, Viewer},
     config::CorsOrigins,
-    graphql::is_subscription,
+    graphql::{is_subscription, root_fields},
     server::UpgradeHandle,
     state::AppState,
     subscriptions::{CHECK_INTERVAL, Channel, Close, Closer, Refusal},
@@ -408,6 +408,17 @@ impl Gate {
                     &id,
                     "BAD_REQUEST",
                     "only subscriptions run over WebSocket: send queries and mutations over HTTP",
+                )
+                .await;
+        }
+        // Several root fields would be several streams counted as one subscription against
+        // the limits (the spec allows one).
+        if root_fields(&document, request.operation_name.as_deref()) != 1 {
+            return self
+                .error(
+                    &id,
+                    "BAD_REQUEST",
+                    "a subscription selects exactly one root field: send one `subscribe` for each",
                 )
                 .await;
         }
