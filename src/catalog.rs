@@ -48,15 +48,15 @@ impl Catalog {
         Ok(Self { db, pages, events })
     }
 
-    /// Publishes a committed change to `product` (after the page cache learnt of it, so a
-    /// subscriber that reads the list on an event sees the change).
-    fn publish(&self, kind: ChangeKind, product: product::Model, stock_changed: bool) {
-        self.events.publish(CatalogEvent {
-            kind,
-            id: product.id,
-            product: Some(Arc::new(product)),
-            stock_changed,
-        });
+    /// What follows a committed change, in the task that committed it (see
+    /// [`crate::db::write_then`]): so a request cancelled once its commit began still
+    /// announces its change.
+    fn announcer(&self) -> Announcer {
+        Announcer {
+            db: self.db.clone(),
+            pages: self.pages.clone(),
+            events: self.events.clone(),
+        }
     }
 
     /// Adds a product, created by `actor`.
@@ -68,10 +68,12 @@ impl Catalog {
         actor: Option<Uuid>,
         new: NewProduct<'_>,
     ) -> AppResult<product::Model> {
-        let product = products::create(&self.db, new, actor).await?;
-        self.pages.note_change(&self.db).await;
+        let announcer = self.announcer();
+        let product = products::create(&self.db, new, actor, move |product| {
+            announcer.announce(ChangeKind::Created, product.id, Some(product), true)
+        })
+        .await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "create_product", ?actor, product_id = %product.id, "product created");
-        self.publish(ChangeKind::Created, product.clone(), true);
         Ok(product)
     }
 
@@ -88,15 +90,32 @@ impl Catalog {
         changes: ProductChanges<'_>,
         expected_version: Option<i32>,
     ) -> AppResult<product::Model> {
-        let (before, product) =
-            products::update(&self.db, actor, rows, id, changes, expected_version).await?;
-        self.pages.note_change(&self.db).await;
+        let announcer = self.announcer();
+        let announce = move |(before, product): (product::Model, product::Model)| async move {
+            // An update that changed nothing wrote nothing (its version stayed): no event.
+            if before.version != product.version {
+                let stock_changed = before.stock != product.stock;
+                announcer
+                    .announce(
+                        ChangeKind::Updated,
+                        product.id,
+                        Some(product),
+                        stock_changed,
+                    )
+                    .await;
+            }
+        };
+        let (_, product) = products::update(
+            &self.db,
+            actor,
+            rows,
+            id,
+            changes,
+            expected_version,
+            announce,
+        )
+        .await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
-        // An update that changed nothing wrote nothing (its version stayed): no event.
-        if before.version != product.version {
-            let stock_changed = before.stock != product.stock;
-            self.publish(ChangeKind::Updated, product.clone(), stock_changed);
-        }
         Ok(product)
     }
 
@@ -111,15 +130,12 @@ impl Catalog {
         id: Uuid,
         expected_version: Option<i32>,
     ) -> AppResult<()> {
-        products::delete(&self.db, actor, rows, id, expected_version).await?;
-        self.pages.note_change(&self.db).await;
+        let announcer = self.announcer();
+        products::delete(&self.db, actor, rows, id, expected_version, move |()| {
+            announcer.announce(ChangeKind::Deleted, id, None, false)
+        })
+        .await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
-        self.events.publish(CatalogEvent {
-            kind: ChangeKind::Deleted,
-            id,
-            product: None,
-            stock_changed: false,
-        });
         Ok(())
     }
 
@@ -134,10 +150,12 @@ impl Catalog {
         id: Uuid,
         delta: i32,
     ) -> AppResult<product::Model> {
-        let product = products::adjust_stock(&self.db, actor, rows, id, delta).await?;
-        self.pages.note_change(&self.db).await;
+        let announcer = self.announcer();
+        let product = products::adjust_stock(&self.db, actor, rows, id, delta, move |product| {
+            announcer.announce(ChangeKind::Updated, product.id, Some(product), true)
+        })
+        .await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "adjust_stock", ?actor, product_id = %id, delta, stock = product.stock, "product stock adjusted");
-        self.publish(ChangeKind::Updated, product.clone(), true);
         Ok(product)
     }
 
@@ -169,5 +187,32 @@ impl Catalog {
         with_total: bool,
     ) -> AppResult<CatalogPage> {
         self.pages.page(&self.db, query, window, with_total).await
+    }
+}
+
+/// Announces a committed change: to the page cache first (so a subscriber that reads the list
+/// on an event sees the change), then to subscribers.
+#[derive(Clone)]
+struct Announcer {
+    db: Db,
+    pages: Arc<PageCache>,
+    events: Arc<Hub>,
+}
+
+impl Announcer {
+    async fn announce(
+        self,
+        kind: ChangeKind,
+        id: Uuid,
+        product: Option<product::Model>,
+        stock_changed: bool,
+    ) {
+        self.pages.note_change(&self.db).await;
+        self.events.publish(CatalogEvent {
+            kind,
+            id,
+            product: product.map(Arc::new),
+            stock_changed,
+        });
     }
 }

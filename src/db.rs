@@ -305,6 +305,44 @@ pub async fn write<T>(
     db: &Db,
     work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>,
 ) -> AppResult<T> {
+    let (value, txn) = begin_and_work(db, work).await?;
+    uncancellable(commit(txn)).await??;
+    Ok(value)
+}
+
+/// As [`write`], and then `after_commit` with the committed value, in the task that commits:
+/// once the commit has begun, the step after it runs even if the request is cancelled (its
+/// client went away, its deadline passed), so what must follow every committed change (the
+/// catalog announcing it to subscribers) is never skipped.
+///
+/// # Errors
+/// As [`write`]; `after_commit` runs only after a successful commit.
+pub async fn write_then<T, F, Fut>(
+    db: &Db,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>,
+    after_commit: F,
+) -> AppResult<T>
+where
+    T: Clone + Send + 'static,
+    F: FnOnce(T) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (value, txn) = begin_and_work(db, work).await?;
+    let committed = value.clone();
+    uncancellable(async move {
+        commit(txn).await?;
+        after_commit(committed).await;
+        Ok::<(), DbErr>(())
+    })
+    .await??;
+    Ok(value)
+}
+
+/// Begins a write transaction and runs `work` in it; on `work`'s failure, rolls back.
+async fn begin_and_work<T>(
+    db: &Db,
+    work: impl AsyncFnOnce(&DatabaseTransaction) -> AppResult<T>,
+) -> AppResult<(T, DatabaseTransaction)> {
     let options = TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
@@ -330,15 +368,13 @@ pub async fn write<T>(
     // this request is cancelled (its client went away, its deadline passed): stopped half-way
     // through the sequences below, SQLite and sqlx would disagree about whether a transaction
     // is open, and every later write on that connection would go wrong.
-    let value = match worked {
-        Ok(value) => value,
+    match worked {
+        Ok(value) => Ok((value, txn)),
         Err(err) => {
             uncancellable(abandon(txn)).await?;
-            return Err(err);
+            Err(err)
         }
-    };
-    uncancellable(commit(txn)).await??;
-    Ok(value)
+    }
 }
 
 /// Runs `future` in a task of its own and waits for it: dropping the waiting future does not

@@ -349,7 +349,9 @@ mod tests {
                 price: "1.00",
                 stock: 1,
             };
-            products::create(&db, new, None).await.unwrap();
+            products::create(&db, new, None, |_| async {})
+                .await
+                .unwrap();
         }
         // Room for a few one-product pages only.
         let budget = 8_000;
@@ -383,7 +385,9 @@ mod tests {
             price: "1.00",
             stock: 1,
         };
-        products::create(&db, new, None).await.unwrap();
+        products::create(&db, new, None, |_| async {})
+            .await
+            .unwrap();
         catalog.note_change(&db).await;
         let page = catalog.page(&db, &list, &first, true).await.unwrap();
         assert_eq!(page.total_count, Some(31));

@@ -41,11 +41,16 @@ pub struct ProductChanges<'a> {
 /// # Errors
 /// `BAD_USER_INPUT` on the first field that breaks a rule; `SERVICE_UNAVAILABLE` when it could
 /// not be stored.
-pub async fn create(
+pub async fn create<F, Fut>(
     db: &Db,
     new: NewProduct<'_>,
     created_by: Option<Uuid>,
-) -> AppResult<product::Model> {
+    after_commit: F,
+) -> AppResult<product::Model>
+where
+    F: FnOnce(product::Model) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let name = validation::product_name(new.name)?;
     validation::description(new.description)?;
     let price_cents = validation::price_cents(new.price)?;
@@ -64,34 +69,38 @@ pub async fn create(
         updated_at: Set(now),
         version: Set(1),
     };
-    db::write(db, async |txn| {
-        product::Entity::insert(product)
-            .exec_without_returning(txn)
-            .await
-            .map_err(|err| match err.sql_err() {
-                // The only foreign key is the creator: its account went while its token was
-                // still being honoured (deleted, on another replica, a moment ago).
-                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
-                    AppError::Unauthenticated(
-                        crate::error::AuthFailure::SessionEnded,
-                        crate::accounts::GONE,
-                    )
-                }
-                _ => err.into(),
-            })?;
-        let product = find(txn, id)
-            .await?
-            .ok_or_else(|| AppError::internal("an inserted product was not found"))?;
-        store_folded(txn, product.id, &product.name, &product.description).await?;
-        let entry = Entry {
-            actor: created_by,
-            action: Action::ProductCreate,
-            entity_id: id.to_string(),
-            changes: Change::created(audited_fields(&product)),
-        };
-        audit::record(txn, entry).await?;
-        Ok(product)
-    })
+    db::write_then(
+        db,
+        async |txn| {
+            product::Entity::insert(product)
+                .exec_without_returning(txn)
+                .await
+                .map_err(|err| match err.sql_err() {
+                    // The only foreign key is the creator: its account went while its token was
+                    // still being honoured (deleted, on another replica, a moment ago).
+                    Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
+                        AppError::Unauthenticated(
+                            crate::error::AuthFailure::SessionEnded,
+                            crate::accounts::GONE,
+                        )
+                    }
+                    _ => err.into(),
+                })?;
+            let product = find(txn, id)
+                .await?
+                .ok_or_else(|| AppError::internal("an inserted product was not found"))?;
+            store_folded(txn, product.id, &product.name, &product.description).await?;
+            let entry = Entry {
+                actor: created_by,
+                action: Action::ProductCreate,
+                entity_id: id.to_string(),
+                changes: Change::created(audited_fields(&product)),
+            };
+            audit::record(txn, entry).await?;
+            Ok(product)
+        },
+        after_commit,
+    )
     .await
 }
 
@@ -110,14 +119,19 @@ pub async fn create(
 /// `SERVICE_UNAVAILABLE` when it could not be stored.
 ///
 /// Returns the product as it was before, and as committed (the same when nothing changed).
-pub async fn update(
+pub async fn update<F, Fut>(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     changes: ProductChanges<'_>,
     expected_version: Option<i32>,
-) -> AppResult<(product::Model, product::Model)> {
+    after_commit: F,
+) -> AppResult<(product::Model, product::Model)>
+where
+    F: FnOnce((product::Model, product::Model)) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let name = changes.name.map(validation::product_name).transpose()?;
     if let Some(description) = changes.description {
         validation::description(description)?;
@@ -125,58 +139,62 @@ pub async fn update(
     let price_cents = changes.price.map(validation::price_cents).transpose()?;
     let stock = changes.stock.map(validation::stock).transpose()?;
 
-    db::write(db, async |txn| {
-        let existing = find_for_update(txn, id)
-            .await?
-            .ok_or(AppError::NotFound("product"))?;
-        if !rows.cover(existing.created_by) {
-            return Err(not_theirs("update"));
-        }
-        check_version(expected_version, existing.version)?;
-        let mut active: product::ActiveModel = existing.clone().into();
-        if let Some(name) = name.filter(|name| *name != existing.name) {
-            active.name_search = Set(search_key(&name));
-            active.name = Set(name);
-        }
-        if let Some(description) = changes
-            .description
-            .filter(|description| *description != existing.description)
-        {
-            active.description = Set(description.to_owned());
-        }
-        if let Some(price_cents) = price_cents.filter(|price| *price != existing.price_cents) {
-            active.price_cents = Set(price_cents);
-        }
-        if let Some(stock) = stock.filter(|stock| *stock != existing.stock) {
-            active.stock = Set(stock);
-        }
-        if !active.is_changed() {
-            return Ok((existing.clone(), existing));
-        }
-        active.updated_at = Set(Utc::now());
-        let updated = product::Entity::update_many()
-            .set(active)
-            .col_expr(product::Column::Version, bumped_version())
-            .filter(product::Column::Id.eq(id))
-            .filter(at_version(expected_version))
-            .exec(txn)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Err(missing_or_stale(txn, id).await);
-        }
-        let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
-        if (&product.name, &product.description) != (&existing.name, &existing.description) {
-            store_folded(txn, id, &product.name, &product.description).await?;
-        }
-        let entry = Entry {
-            actor,
-            action: Action::ProductUpdate,
-            entity_id: id.to_string(),
-            changes: Change::between(audited_fields(&existing), audited_fields(&product)),
-        };
-        audit::record(txn, entry).await?;
-        Ok((existing, product))
-    })
+    db::write_then(
+        db,
+        async |txn| {
+            let existing = find_for_update(txn, id)
+                .await?
+                .ok_or(AppError::NotFound("product"))?;
+            if !rows.cover(existing.created_by) {
+                return Err(not_theirs("update"));
+            }
+            check_version(expected_version, existing.version)?;
+            let mut active: product::ActiveModel = existing.clone().into();
+            if let Some(name) = name.filter(|name| *name != existing.name) {
+                active.name_search = Set(search_key(&name));
+                active.name = Set(name);
+            }
+            if let Some(description) = changes
+                .description
+                .filter(|description| *description != existing.description)
+            {
+                active.description = Set(description.to_owned());
+            }
+            if let Some(price_cents) = price_cents.filter(|price| *price != existing.price_cents) {
+                active.price_cents = Set(price_cents);
+            }
+            if let Some(stock) = stock.filter(|stock| *stock != existing.stock) {
+                active.stock = Set(stock);
+            }
+            if !active.is_changed() {
+                return Ok((existing.clone(), existing));
+            }
+            active.updated_at = Set(Utc::now());
+            let updated = product::Entity::update_many()
+                .set(active)
+                .col_expr(product::Column::Version, bumped_version())
+                .filter(product::Column::Id.eq(id))
+                .filter(at_version(expected_version))
+                .exec(txn)
+                .await?;
+            if updated.rows_affected != 1 {
+                return Err(missing_or_stale(txn, id).await);
+            }
+            let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+            if (&product.name, &product.description) != (&existing.name, &existing.description) {
+                store_folded(txn, id, &product.name, &product.description).await?;
+            }
+            let entry = Entry {
+                actor,
+                action: Action::ProductUpdate,
+                entity_id: id.to_string(),
+                changes: Change::between(audited_fields(&existing), audited_fields(&product)),
+            };
+            audit::record(txn, entry).await?;
+            Ok((existing, product))
+        },
+        after_commit,
+    )
     .await
 }
 
@@ -187,37 +205,46 @@ pub async fn update(
 /// # Errors
 /// `NOT_FOUND` when there is no such product; `CONFLICT` (`StaleVersion`) when it is not at
 /// `expected_version`; `SERVICE_UNAVAILABLE` when the deletion could not be stored.
-pub async fn delete(
+pub async fn delete<F, Fut>(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     expected_version: Option<i32>,
-) -> AppResult<()> {
-    db::write(db, async |txn| {
-        let existing = find_for_update(txn, id)
-            .await?
-            .ok_or(AppError::NotFound("product"))?;
-        if !rows.cover(existing.created_by) {
-            return Err(not_theirs("delete"));
-        }
-        check_version(expected_version, existing.version)?;
-        let result = product::Entity::delete_many()
-            .filter(product::Column::Id.eq(id))
-            .filter(at_version(expected_version))
-            .exec(txn)
-            .await?;
-        if result.rows_affected == 0 {
-            return Err(missing_or_stale(txn, id).await);
-        }
-        let entry = Entry {
-            actor,
-            action: Action::ProductDelete,
-            entity_id: id.to_string(),
-            changes: Change::deleted(audited_fields(&existing)),
-        };
-        audit::record(txn, entry).await
-    })
+    after_commit: F,
+) -> AppResult<()>
+where
+    F: FnOnce(()) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    db::write_then(
+        db,
+        async |txn| {
+            let existing = find_for_update(txn, id)
+                .await?
+                .ok_or(AppError::NotFound("product"))?;
+            if !rows.cover(existing.created_by) {
+                return Err(not_theirs("delete"));
+            }
+            check_version(expected_version, existing.version)?;
+            let result = product::Entity::delete_many()
+                .filter(product::Column::Id.eq(id))
+                .filter(at_version(expected_version))
+                .exec(txn)
+                .await?;
+            if result.rows_affected == 0 {
+                return Err(missing_or_stale(txn, id).await);
+            }
+            let entry = Entry {
+                actor,
+                action: Action::ProductDelete,
+                entity_id: id.to_string(),
+                changes: Change::deleted(audited_fields(&existing)),
+            };
+            audit::record(txn, entry).await
+        },
+        after_commit,
+    )
     .await
 }
 
@@ -231,13 +258,18 @@ pub async fn delete(
 /// 2147483647 (nothing is changed then); `NOT_FOUND` when there is no such product; `FORBIDDEN`
 /// when `rows` does not cover it; `CONFLICT` on `delta` when other changes kept making a refusal
 /// wrong five times over; `SERVICE_UNAVAILABLE` when it could not be stored.
-pub async fn adjust_stock(
+pub async fn adjust_stock<F, Fut>(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     delta: i32,
-) -> AppResult<product::Model> {
+    after_commit: F,
+) -> AppResult<product::Model>
+where
+    F: FnOnce(product::Model) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     if delta == 0 {
         return Err(AppError::bad_input("delta", "delta must not be 0"));
     }
@@ -247,7 +279,9 @@ pub async fn adjust_stock(
     // lock, and waiting for the product's row while holding it could deadlock), until the row
     // read agrees with the refusal.
     for _ in 0..5 {
-        if let Some(product) = adjust_stock_once(db, actor, rows, id, delta).await? {
+        if let Some(product) =
+            adjust_stock_once(db, actor, rows, id, delta, after_commit.clone()).await?
+        {
             return Ok(product);
         }
     }
@@ -259,48 +293,63 @@ pub async fn adjust_stock(
 
 /// One attempt of [`adjust_stock`]: the product changed, or `None` when a change committed in
 /// between made the refusal wrong.
-async fn adjust_stock_once(
+async fn adjust_stock_once<F, Fut>(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     delta: i32,
-) -> AppResult<Option<product::Model>> {
-    db::write(db, async |txn| {
-        if !try_adjust_stock(txn, rows, id, delta).await? {
-            let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
-            if !rows.cover(existing.created_by) {
-                return Err(not_theirs("adjust_stock"));
-            }
-            let after = i64::from(existing.stock) + i64::from(delta);
-            if (0..=i64::from(i32::MAX)).contains(&after) {
-                return Ok(None);
-            }
-            let message = if delta < 0 {
-                format!(
-                    "only {} in stock: the stock cannot go below 0",
-                    existing.stock
-                )
-            } else {
-                "the stock cannot go beyond 2147483647".to_owned()
-            };
-            return Err(AppError::bad_input("delta", message));
+    after_commit: F,
+) -> AppResult<Option<product::Model>>
+where
+    F: FnOnce(product::Model) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // An attempt that found its refusal wrong committed nothing: nothing to follow it.
+    let after_commit = move |changed: Option<product::Model>| async move {
+        if let Some(product) = changed {
+            after_commit(product).await;
         }
-        let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
-        let before = i64::from(product.stock) - i64::from(delta);
-        let entry = Entry {
-            actor,
-            action: Action::ProductAdjustStock,
-            entity_id: id.to_string(),
-            changes: vec![Change::new(
-                "stock",
-                Some(before.to_string()),
-                Some(product.stock.to_string()),
-            )],
-        };
-        audit::record(txn, entry).await?;
-        Ok(Some(product))
-    })
+    };
+    db::write_then(
+        db,
+        async |txn| {
+            if !try_adjust_stock(txn, rows, id, delta).await? {
+                let existing = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+                if !rows.cover(existing.created_by) {
+                    return Err(not_theirs("adjust_stock"));
+                }
+                let after = i64::from(existing.stock) + i64::from(delta);
+                if (0..=i64::from(i32::MAX)).contains(&after) {
+                    return Ok(None);
+                }
+                let message = if delta < 0 {
+                    format!(
+                        "only {} in stock: the stock cannot go below 0",
+                        existing.stock
+                    )
+                } else {
+                    "the stock cannot go beyond 2147483647".to_owned()
+                };
+                return Err(AppError::bad_input("delta", message));
+            }
+            let product = find(txn, id).await?.ok_or(AppError::NotFound("product"))?;
+            let before = i64::from(product.stock) - i64::from(delta);
+            let entry = Entry {
+                actor,
+                action: Action::ProductAdjustStock,
+                entity_id: id.to_string(),
+                changes: vec![Change::new(
+                    "stock",
+                    Some(before.to_string()),
+                    Some(product.stock.to_string()),
+                )],
+            };
+            audit::record(txn, entry).await?;
+            Ok(Some(product))
+        },
+        after_commit,
+    )
     .await
 }
 

@@ -32,4 +32,4 @@ pub use types::{
     ProductChanges, Role,
 };
 pub use wait::{join_all, join_tasks, within};
-pub use ws::{PATIENCE, WsClient};
+pub use ws::{PATIENCE, Received, WsClient};

@@ -838,3 +838,67 @@ async fn the_drain_closes_sockets_with_going_away() {
     assert_eq!(code, 1001);
     assert_eq!(idle.closed().await.0, 1001);
 }
+
+/// A request cancelled once its commit has begun (its client went away, its deadline passed)
+/// still announces its change: what follows a commit runs in the task that commits. Requests
+/// whose clients give up after 1 to 300 ms are cut at every stage, before, during and after
+/// their commit; every change that committed arrives, once.
+#[tokio::test]
+async fn a_change_whose_request_is_cancelled_after_it_committed_is_still_announced() {
+    const REQUESTS: u64 = 150;
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let product = admin.add_product("Cancelled", "1.00").await;
+    let mut client = WsClient::signed_in(&app, &admin).await;
+    client
+        .subscribe("stock", STOCK_CHANGED, json!({"ids": [product.id]}))
+        .await;
+    until_subscribers(&app, 1).await;
+
+    let body = json!({
+        "query": "mutation($id: ID!) { adjustStock(id: $id, delta: 1) { stock } }",
+        "variables": {"id": product.id},
+    });
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..REQUESTS {
+        let request = admin
+            .request()
+            .json(&body)
+            .timeout(Duration::from_millis(1 + i * 7 % 300));
+        requests.spawn(async move {
+            let _ = request.send().await;
+        });
+    }
+    while requests.join_next().await.is_some() {}
+
+    // The version stops moving once the commits under way are done.
+    let mut version = 0;
+    within(PATIENCE, async || {
+        let now = admin.product(&product.id).await.ok().unwrap().version;
+        let settled = now == version;
+        version = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        settled
+    })
+    .await
+    .expect("the version settled");
+    let committed = version - product.version;
+    println!("{committed} of {REQUESTS} cancelled adjustments committed");
+    assert!(committed > 0, "some adjustments committed");
+
+    let mut announced = Vec::new();
+    while let Some(Received::Message(message)) = client.receive_within(PATIENCE).await {
+        announced.push(
+            message["payload"]["data"]["stockChanged"]["version"]
+                .as_i64()
+                .unwrap(),
+        );
+        if announced.len() as i64 == committed {
+            break;
+        }
+    }
+    announced.sort_unstable();
+    let expected: Vec<i64> = (product.version + 1..=version).collect();
+    assert_eq!(announced, expected, "each committed change announced once");
+    client.assert_silent(Duration::from_millis(300)).await;
+}
