@@ -16,6 +16,7 @@ use crate::{
     http,
     metrics::Metrics,
     persisted::PersistedDocuments,
+    replicas,
     server::{ConnectionLimits, Server, Stop},
     sessions::{RefreshPolicy, Sessions},
     signals::Signals,
@@ -84,7 +85,8 @@ impl App {
             .check_someone_manages()
             .await
             .map_err(StartError::Internal)?;
-        authz.spawn_watcher(config.policy.poll);
+        let wakes = replicas::Wakes::default();
+        authz.spawn_watcher(config.policy.poll, wakes.policy.clone());
         tracing::info!(
             source = %authz.source(),
             version = authz.version(),
@@ -94,7 +96,11 @@ impl App {
             .await
             .map_err(StartError::Internal)?;
         let revocations = Revocations::load(&db).await?;
-        revocations.spawn_poller(db.reader().clone(), config.auth.revocation_poll);
+        revocations.spawn_poller(
+            db.reader().clone(),
+            config.auth.revocation_poll,
+            wakes.revocations.clone(),
+        );
         let caches = &config.caches;
         let ws = &config.subscriptions;
         let limits = SubscriptionLimits {
@@ -102,14 +108,18 @@ impl App {
             per_account: ws.max_per_account,
             queued_events: ws.max_queued_events,
         };
-        let events = Hub::new(limits, revocations.clone(), authz.clone());
+        let events = Hub::new(limits, revocations.clone(), authz.clone(), db.reader());
         let catalog = Catalog::load(
             db.clone(),
             caches.catalog_bytes,
             caches.catalog_poll,
+            wakes.catalog.clone(),
             events.clone(),
         )
         .await?;
+        let listen_url = config.database.listen_url.as_ref();
+        let listen_url = listen_url.unwrap_or(&config.database.url).as_str();
+        replicas::listen(&db, listen_url, &catalog, events.clone(), wakes).await?;
         crate::pruning::spawn_pruner(db.clone(), config.audit.retention);
         db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));

@@ -3,19 +3,20 @@
 mod pages;
 pub mod products;
 pub mod query;
+pub mod relay;
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::DbErr;
+use sea_orm::{DatabaseTransaction, DbBackend, DbErr};
 use uuid::Uuid;
 
 use crate::{
     authz::Rows,
-    db::Db,
+    db::{Db, Wake},
     entities::product,
     error::AppResult,
     pagination::Window,
-    subscriptions::{CatalogEvent, ChangeKind, Hub},
+    subscriptions::{CatalogEvent, Hub},
 };
 pub use pages::{CatalogPage, PageCache};
 pub use products::{NewProduct, ProductChanges};
@@ -23,11 +24,14 @@ pub use query::{Filter, Listed, ProductQuery, Search, SortDirection, SortField, 
 
 /// The catalog service: product reads and writes (each with its audit record), the page cache
 /// kept in step with every change, the audit log lines of admins' changes, and the events
-/// subscriptions receive (published once a change has committed).
+/// subscriptions receive (published once a change has committed: see [`relay`]).
 pub struct Catalog {
     db: Db,
     pages: Arc<PageCache>,
     events: Arc<Hub>,
+    /// Whether changes are announced through the database's notifications (PostgreSQL), which
+    /// every replica's [`relay::Relay`] hears, rather than in process.
+    relayed: bool,
 }
 
 impl Catalog {
@@ -41,21 +45,35 @@ impl Catalog {
         db: Db,
         cache_bytes: usize,
         poll: Duration,
+        wake: Wake,
         events: Arc<Hub>,
     ) -> Result<Self, DbErr> {
         let pages = PageCache::load(&db, cache_bytes, poll).await?;
-        pages.spawn_poller(db.reader().clone(), poll);
-        Ok(Self { db, pages, events })
+        pages.spawn_poller(db.reader().clone(), poll, wake);
+        let relayed = db.get_database_backend() == DbBackend::Postgres;
+        Ok(Self {
+            db,
+            pages,
+            events,
+            relayed,
+        })
     }
 
-    /// What follows a committed change, in the task that committed it (see
-    /// [`crate::db::write_then`]): so a request cancelled once its commit began still
-    /// announces its change.
+    /// What hands the changes this replica hears of to its subscribers (PostgreSQL).
+    pub fn relay(&self) -> relay::Relay {
+        relay::Relay::new(
+            self.db.reader().clone(),
+            self.pages.clone(),
+            self.events.clone(),
+        )
+    }
+
     fn announcer(&self) -> Announcer {
         Announcer {
             db: self.db.clone(),
             pages: self.pages.clone(),
             events: self.events.clone(),
+            relayed: self.relayed,
         }
     }
 
@@ -68,11 +86,7 @@ impl Catalog {
         actor: Option<Uuid>,
         new: NewProduct<'_>,
     ) -> AppResult<product::Model> {
-        let announcer = self.announcer();
-        let product = products::create(&self.db, new, actor, move |product| {
-            announcer.announce(ChangeKind::Created, product.id, Some(product), true)
-        })
-        .await?;
+        let product = products::create(&self.db, new, actor, self.announcer()).await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "create_product", ?actor, product_id = %product.id, "product created");
         Ok(product)
     }
@@ -90,21 +104,6 @@ impl Catalog {
         changes: ProductChanges<'_>,
         expected_version: Option<i32>,
     ) -> AppResult<product::Model> {
-        let announcer = self.announcer();
-        let announce = move |(before, product): (product::Model, product::Model)| async move {
-            // An update that changed nothing wrote nothing (its version stayed): no event.
-            if before.version != product.version {
-                let stock_changed = before.stock != product.stock;
-                announcer
-                    .announce(
-                        ChangeKind::Updated,
-                        product.id,
-                        Some(product),
-                        stock_changed,
-                    )
-                    .await;
-            }
-        };
         let (_, product) = products::update(
             &self.db,
             actor,
@@ -112,7 +111,7 @@ impl Catalog {
             id,
             changes,
             expected_version,
-            announce,
+            self.announcer(),
         )
         .await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "update_product", ?actor, product_id = %product.id, "product updated");
@@ -130,10 +129,14 @@ impl Catalog {
         id: Uuid,
         expected_version: Option<i32>,
     ) -> AppResult<()> {
-        let announcer = self.announcer();
-        products::delete(&self.db, actor, rows, id, expected_version, move |()| {
-            announcer.announce(ChangeKind::Deleted, id, None, false)
-        })
+        products::delete(
+            &self.db,
+            actor,
+            rows,
+            id,
+            expected_version,
+            self.announcer(),
+        )
         .await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "delete_product", ?actor, product_id = %id, "product deleted");
         Ok(())
@@ -150,11 +153,8 @@ impl Catalog {
         id: Uuid,
         delta: i32,
     ) -> AppResult<product::Model> {
-        let announcer = self.announcer();
-        let product = products::adjust_stock(&self.db, actor, rows, id, delta, move |product| {
-            announcer.announce(ChangeKind::Updated, product.id, Some(product), true)
-        })
-        .await?;
+        let product =
+            products::adjust_stock(&self.db, actor, rows, id, delta, self.announcer()).await?;
         tracing::info!(target: crate::AUDIT_TARGET, audit = "adjust_stock", ?actor, product_id = %id, delta, stock = product.stock, "product stock adjusted");
         Ok(product)
     }
@@ -190,29 +190,30 @@ impl Catalog {
     }
 }
 
-/// Announces a committed change: to the page cache first (so a subscriber that reads the list
-/// on an event sees the change), then to subscribers.
+/// Announces a committed change: to the page cache first (so this replica's next reads see
+/// it, and a subscriber that reads the list on an event sees the change), then to
+/// subscribers: in process on SQLite; on PostgreSQL through the notification staged in the
+/// change's transaction, which every replica's relay hears (this one's too).
 #[derive(Clone)]
 struct Announcer {
     db: Db,
     pages: Arc<PageCache>,
     events: Arc<Hub>,
+    relayed: bool,
 }
 
-impl Announcer {
-    async fn announce(
-        self,
-        kind: ChangeKind,
-        id: Uuid,
-        product: Option<product::Model>,
-        stock_changed: bool,
-    ) {
+impl products::Announce for Announcer {
+    async fn stage(&self, txn: &DatabaseTransaction, event: &CatalogEvent) -> AppResult<()> {
+        if self.relayed {
+            relay::stage(txn, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn announce(self, event: CatalogEvent) {
         self.pages.note_change(&self.db).await;
-        self.events.publish(CatalogEvent {
-            kind,
-            id,
-            product: product.map(Arc::new),
-            stock_changed,
-        });
+        if !self.relayed {
+            self.events.publish(event);
+        }
     }
 }

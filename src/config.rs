@@ -174,6 +174,13 @@ pub struct Database {
     #[arg(long = "database-url", env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL,
         value_parser = rules::database_url())]
     pub url: DatabaseUrl,
+    /// PostgreSQL only: where each replica keeps the one connection that `LISTEN`s for the
+    /// others' changes (subscription events, revocations, policy changes), when that is not
+    /// `DATABASE_URL`: behind PgBouncer in transaction mode, which cannot hold a `LISTEN`,
+    /// name the database directly or a PgBouncer pool in session mode.
+    #[arg(long = "database-listen-url", env = "DATABASE_LISTEN_URL",
+        value_parser = rules::database_url())]
+    pub listen_url: Option<DatabaseUrl>,
     /// True when `DATABASE_URL` was not set and the embedded SQLite default is in use.
     #[arg(skip)]
     pub is_default: bool,

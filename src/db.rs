@@ -21,8 +21,10 @@ use crate::error::{AppError, AppResult, Unavailable};
 
 pub mod checkpoint;
 mod health;
+pub mod listen;
 pub mod observe;
 pub use health::DbHealth;
+pub use listen::Wake;
 
 /// How long a SQLite connection waits for a lock (the writer: another process's write) before
 /// failing.
@@ -428,13 +430,15 @@ async fn abandon(txn: DatabaseTransaction) {
 /// The cause of a timeout waiting for SQLite's writer connection.
 const WRITER_BUSY: &str = "the write connection stayed busy: writes are queued behind a lock";
 
-/// Calls `poll` every `interval` with `target` and the database, for as long as something else
+/// Calls `poll` every `interval`, and at once whenever `wake` is woken (a notification said
+/// that what it reads changed), with `target` and the database, for as long as something else
 /// holds `target` (the task ends once its last other `Arc` is dropped). A failed poll is
 /// logged, naming `what` it reads, and retried at the next tick.
 pub fn poll_every<T, F, Fut>(
     target: &Arc<T>,
     db: DatabaseConnection,
     interval: Duration,
+    wake: Wake,
     what: &'static str,
     poll: F,
 ) -> tokio::task::JoinHandle<()>
@@ -448,7 +452,10 @@ where
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = wake.woken() => {}
+            }
             let Some(target) = target.upgrade() else {
                 return;
             };

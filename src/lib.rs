@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod persisted;
 pub mod pruning;
+pub mod replicas;
 pub mod role;
 pub mod server;
 pub mod sessions;

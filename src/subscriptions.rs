@@ -2,11 +2,11 @@
 //! to the subscribers that asked for it, and the [`Channel`] one WebSocket connection shares
 //! with the subscriptions it runs (who is on it, its limits, and how it is closed).
 //!
-//! A change is published only once its transaction has committed (the catalog publishes after
-//! [`crate::db::write`] returned), so a change that rolled back is never seen. Publishing goes
-//! through [`Hub::publish`] alone: delivery to other replicas (PostgreSQL `LISTEN`/`NOTIFY`)
-//! can take its place there, each replica's listener then handing what it hears to
-//! [`Hub::deliver`].
+//! A change is published only once its transaction has committed, so a change that rolled back
+//! is never seen. On SQLite the catalog publishes in process ([`Hub::publish`]) once the commit
+//! succeeded; on PostgreSQL it sends the change with `NOTIFY` in its transaction, and every
+//! replica's listener (this one's too) hands what it hears to [`Hub::deliver`], in commit
+//! order (see `catalog::relay`).
 //!
 //! Each subscriber has a queue of its own, bounded by `WS_MAX_QUEUED_EVENTS`: a subscriber
 //! whose queue is full when an event arrives (its client reads more slowly than the catalog
@@ -21,6 +21,7 @@ use std::{
     },
 };
 
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -43,10 +44,80 @@ pub enum ChangeKind {
 pub struct CatalogEvent {
     pub kind: ChangeKind,
     pub id: Uuid,
+    /// The product's version after the change; for a deletion, the version it had when it was
+    /// deleted (so a client can tell that an update at that version or below came before it).
+    pub version: i32,
     /// The product as committed; `None` once deleted.
     pub product: Option<Arc<product::Model>>,
     /// Whether its stock changed (an `adjustStock`, or an update that set the stock).
     pub stock_changed: bool,
+    /// PostgreSQL: the id of the transaction that made the change, as relayed (see
+    /// [`Snapshot`]).
+    pub xid: Option<u64>,
+}
+
+impl CatalogEvent {
+    /// `product` as it was committed by a change of `kind`.
+    pub fn of(kind: ChangeKind, product: &product::Model, stock_changed: bool) -> Self {
+        Self {
+            kind,
+            id: product.id,
+            version: product.version,
+            product: Some(Arc::new(product.clone())),
+            stock_changed,
+            xid: None,
+        }
+    }
+
+    /// The deletion of `product`, which was at its version.
+    pub fn deleted(product: &product::Model) -> Self {
+        Self {
+            kind: ChangeKind::Deleted,
+            id: product.id,
+            version: product.version,
+            product: None,
+            stock_changed: false,
+            xid: None,
+        }
+    }
+}
+
+/// The transactions that had ended when a subscription began (PostgreSQL's
+/// `pg_current_snapshot()`): a change relayed through the database can be heard after a
+/// subscription began though it committed before; its transaction is in the snapshot, and
+/// the subscription skips it. So a subscription receives exactly the changes that commit after
+/// it began, on every replica, as on SQLite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    running: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Reads `pg_snapshot`'s text form, `xmin:xmax:xip,…`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().splitn(3, ':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let running = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|xid| xid.parse().ok())
+                .collect::<Option<_>>()?,
+        };
+        Some(Self {
+            xmin,
+            xmax,
+            running,
+        })
+    }
+
+    /// Whether transaction `xid` had ended when the snapshot was taken.
+    pub fn ended(&self, xid: u64) -> bool {
+        xid < self.xmin || (xid < self.xmax && !self.running.contains(&xid))
+    }
 }
 
 /// Which events a subscriber wants.
@@ -87,6 +158,10 @@ pub enum Close {
     SlowConsumer,
     /// 1001: the server is shutting down.
     GoingAway,
+    /// 1012: this replica lost its connection to the database's notifications for a moment,
+    /// so events may have been missed: the client reconnects, subscribes again and reads
+    /// afresh what it shows (graphql-ws reconnects after 1012).
+    EventsMissed,
 }
 
 impl Close {
@@ -98,6 +173,7 @@ impl Close {
             Close::InitTimeout => 4408,
             Close::SlowConsumer => 1008,
             Close::GoingAway => 1001,
+            Close::EventsMissed => 1012,
         }
     }
 
@@ -109,6 +185,7 @@ impl Close {
             Close::InitTimeout => "Connection initialisation timeout",
             Close::SlowConsumer => "too slow: more events queued than WS_MAX_QUEUED_EVENTS",
             Close::GoingAway => "the server is shutting down",
+            Close::EventsMissed => "events may have been missed: subscribe again",
         }
     }
 }
@@ -155,20 +232,27 @@ pub struct Hub {
     per_account: Mutex<HashMap<Uuid, usize>>,
     revocations: Arc<Revocations>,
     authz: Arc<SharedAuthorizer>,
+    /// PostgreSQL: where a subscription reads its [`Snapshot`].
+    snapshots: Option<DatabaseConnection>,
 }
 
 struct Entry {
     interest: Interest,
     queue: mpsc::Sender<Arc<CatalogEvent>>,
     closer: Closer,
+    /// Whether its snapshot has been taken (events queue for it before that too).
+    begun: bool,
 }
 
 impl Hub {
+    /// The hub; `db`, on PostgreSQL, is where subscriptions read their [`Snapshot`].
     pub fn new(
         limits: SubscriptionLimits,
         revocations: Arc<Revocations>,
         authz: Arc<SharedAuthorizer>,
+        db: &DatabaseConnection,
     ) -> Arc<Self> {
+        let postgres = db.get_database_backend() == DbBackend::Postgres;
         Arc::new(Self {
             subscribers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -176,7 +260,28 @@ impl Hub {
             per_account: Mutex::new(HashMap::new()),
             revocations,
             authz,
+            snapshots: postgres.then(|| db.clone()),
         })
+    }
+
+    /// The transactions that have ended now (PostgreSQL); `None` on SQLite, where events are
+    /// published in process as their transaction commits, or when it cannot be read (then a
+    /// change committed just before the subscription began may be delivered to it).
+    async fn snapshot(&self) -> Option<Snapshot> {
+        let db = self.snapshots.as_ref()?;
+        let statement = Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_current_snapshot()::text AS snapshot",
+        );
+        let row = match db.query_one_raw(statement).await {
+            Ok(row) => row?,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read a snapshot for a subscription");
+                return None;
+            }
+        };
+        let text: String = row.try_get("", "snapshot").ok()?;
+        Snapshot::parse(&text)
     }
 
     /// The limits it was made with.
@@ -214,34 +319,63 @@ impl Hub {
         });
     }
 
-    /// A new subscriber to the events `interest` names, on the connection `closer` closes.
-    pub fn subscribe(self: &Arc<Self>, interest: Interest, closer: Closer) -> Subscriber {
+    /// A new subscriber to the events `interest` names, on the connection `closer` closes: it
+    /// receives the changes that commit from the moment it has begun (see [`Snapshot`]).
+    pub async fn subscribe(self: &Arc<Self>, interest: Interest, closer: Closer) -> Subscriber {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, events) = mpsc::channel(self.limits.queued_events.max(1));
+        let entry = Entry {
+            interest,
+            queue,
+            closer,
+            begun: false,
+        };
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                id,
-                Entry {
-                    interest,
-                    queue,
-                    closer,
-                },
-            );
-        Subscriber {
+            .insert(id, entry);
+        // Listening first, then the snapshot: a change that commits after the snapshot was
+        // taken is heard after the subscriber listens, and one heard before is skipped.
+        // Made before the wait, so that a subscribe cancelled meanwhile leaves the hub.
+        let mut subscriber = Subscriber {
             id,
             hub: self.clone(),
             events,
+            before: None,
+        };
+        subscriber.before = self.snapshot().await;
+        if let Some(entry) = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&id)
+        {
+            entry.begun = true;
+        }
+        subscriber
+    }
+
+    /// Closes the connection of every subscriber, for `reason` (events were missed: they
+    /// subscribe again, and read afresh what they show).
+    pub fn close_subscribers(&self, reason: Close) {
+        let subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for entry in subscribers.values() {
+            entry.closer.close(reason);
         }
     }
 
     /// The number of subscribers (for tests and metrics).
+    /// Subscribers that have begun: each receives every change that commits from now on.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .values()
+            .filter(|entry| entry.begun)
+            .count()
     }
 
     /// Takes one of `account`'s `WS_MAX_SUBSCRIPTIONS_PER_ACCOUNT` places, if one is free;
@@ -268,12 +402,23 @@ pub struct Subscriber {
     id: u64,
     hub: Arc<Hub>,
     events: mpsc::Receiver<Arc<CatalogEvent>>,
+    /// The transactions that had ended when it began: their changes are not its to receive.
+    before: Option<Snapshot>,
 }
 
 impl Subscriber {
-    /// The next event, in publishing order.
+    /// The next event, in publishing order, of a change that committed after it began.
     pub async fn next(&mut self) -> Option<Arc<CatalogEvent>> {
-        self.events.recv().await
+        loop {
+            let event = self.events.recv().await?;
+            let before_it_began = event
+                .xid
+                .zip(self.before.as_ref())
+                .is_some_and(|(xid, before)| before.ended(xid));
+            if !before_it_began {
+                return Some(event);
+            }
+        }
     }
 }
 
@@ -395,10 +540,12 @@ impl Channel {
 
     /// A subscriber to `interest` for a subscription on this connection; counted as live
     /// (subject to the policy checks of [`Channel::verdict`]) while the returned value lives.
-    pub fn subscribe(self: &Arc<Self>, interest: Interest) -> LiveSubscription {
+    /// It receives the changes that commit from now on (see [`Snapshot`]).
+    pub async fn subscribe(self: &Arc<Self>, interest: Interest) -> LiveSubscription {
+        let subscriber = self.hub.subscribe(interest, self.closer.clone()).await;
         self.live.fetch_add(1, Ordering::Relaxed);
         LiveSubscription {
-            subscriber: self.hub.subscribe(interest, self.closer.clone()),
+            subscriber,
             channel: self.clone(),
         }
     }
@@ -460,5 +607,26 @@ impl LiveSubscription {
 impl Drop for LiveSubscription {
     fn drop(&mut self) {
         self.channel.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snapshot;
+
+    #[test]
+    fn a_snapshot_tells_the_transactions_that_had_ended() {
+        let snapshot = Snapshot::parse("100:105:101,103").unwrap();
+        for ended in [1, 99, 100, 102, 104] {
+            assert!(snapshot.ended(ended), "{ended}");
+        }
+        for running_or_later in [101, 103, 105, 200] {
+            assert!(!snapshot.ended(running_or_later), "{running_or_later}");
+        }
+        let none_running = Snapshot::parse("7:7:").unwrap();
+        assert!(none_running.ended(6) && !none_running.ended(7));
+        for bad in ["", "7", "7:x:", "7:8:a"] {
+            assert_eq!(Snapshot::parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -22,6 +22,7 @@ mod m20261204_000010_index_product_reads;
 mod m20261205_000001_add_product_version;
 mod m20261206_000001_add_refresh_successors;
 mod m20261207_000001_fold_search_text;
+mod m20261208_000001_notify_changes;
 
 /// The ordered list of Storefront's migrations.
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_add_product_version::Migration),
             Box::new(m20261206_000001_add_refresh_successors::Migration),
             Box::new(m20261207_000001_fold_search_text::Migration),
+            Box::new(m20261208_000001_notify_changes::Migration),
         ]
     }
 }

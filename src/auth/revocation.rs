@@ -2,7 +2,8 @@
 //!
 //! Logout, logout-all, a password change and a role change append a row to `revocations`.
 //! Each replica keeps the recent rows in memory and reads new ones every `REVOCATION_POLL_MS`
-//! (250 ms by default); an access token is checked against that memory only. A replica applies
+//! (250 ms by default), and at once when it hears that one was stored (PostgreSQL: a trigger
+//! sends a notification, see `replicas`); an access token is checked against that memory only. A replica applies
 //! its own revocations at once. Rows older than an access token's lifetime no longer matter
 //! (every token they could reject has expired) and are forgotten.
 
@@ -172,16 +173,19 @@ impl Revocations {
         }
     }
 
-    /// Polls every `interval` for as long as the process runs.
+    /// Polls every `interval`, and when `wake` is woken (a revocation was heard of), for as
+    /// long as the process runs.
     pub fn spawn_poller(
         self: &Arc<Self>,
         db: DatabaseConnection,
         interval: Duration,
+        wake: crate::db::Wake,
     ) -> tokio::task::JoinHandle<()> {
         crate::db::poll_every(
             self,
             db,
             interval,
+            wake,
             "revocations",
             async |revocations, db| revocations.poll(&db).await,
         )

@@ -969,11 +969,13 @@ impl SharedAuthorizer {
         Ok(())
     }
 
-    /// Reads the policy files every `every` and, when they hold another policy than the one
-    /// in force, puts it in force as [`Self::reload`] does: a policy that is refused is logged
-    /// once and the one in force stays (until the files change again). Does nothing for the
-    /// built-in copy, or when `every` is zero. The task ends once the authorizer is dropped.
-    pub fn spawn_watcher(self: &Arc<Self>, every: Duration) {
+    /// Reads the policy files (or the stored policy) every `every`, and at once when `wake` is
+    /// woken (a change to the stored policy was heard of), and, when they hold another policy
+    /// than the one in force, puts it in force as [`Self::reload`] does: a policy that is
+    /// refused is logged once and the one in force stays (until the files change again). Does
+    /// nothing for the built-in copy, or when `every` is zero. The task ends once the
+    /// authorizer is dropped.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration, wake: crate::db::Wake) {
         if every.is_zero() || matches!(self.current().source(), PolicySource::BuiltIn) {
             return;
         }
@@ -984,7 +986,10 @@ impl SharedAuthorizer {
             // The version of the files last refused, so a broken edit is logged once.
             let mut refused: Option<String> = None;
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = wake.woken() => {}
+                }
                 let Some(authz) = watched.upgrade() else {
                     return;
                 };

@@ -35,6 +35,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 
 use super::query::{self, Filter, Listed, ProductQuery};
 use crate::{
+    db::Wake,
     error::AppResult,
     pagination::{Page, Window},
 };
@@ -125,8 +126,9 @@ impl PageCache {
         Ok(catalog)
     }
 
-    /// Re-reads the catalog version every `interval`, for as long as the catalog is in use.
-    pub fn spawn_poller(self: &Arc<Self>, db: DatabaseConnection, interval: Duration) {
+    /// Re-reads the catalog version every `interval`, and when `wake` is woken (another
+    /// replica's change was heard), for as long as the catalog is in use.
+    pub fn spawn_poller(self: &Arc<Self>, db: DatabaseConnection, interval: Duration, wake: Wake) {
         if self.budget == 0 {
             return;
         }
@@ -134,6 +136,7 @@ impl PageCache {
             self,
             db,
             interval,
+            wake,
             "the catalog version",
             async |catalog, db| catalog.check_version(&db).await,
         );
@@ -349,9 +352,7 @@ mod tests {
                 price: "1.00",
                 stock: 1,
             };
-            products::create(&db, new, None, |_| async {})
-                .await
-                .unwrap();
+            products::create(&db, new, None, ()).await.unwrap();
         }
         // Room for a few one-product pages only.
         let budget = 8_000;
@@ -385,9 +386,7 @@ mod tests {
             price: "1.00",
             stock: 1,
         };
-        products::create(&db, new, None, |_| async {})
-            .await
-            .unwrap();
+        products::create(&db, new, None, ()).await.unwrap();
         catalog.note_change(&db).await;
         let page = catalog.page(&db, &list, &first, true).await.unwrap();
         assert_eq!(page.total_count, Some(31));

@@ -16,8 +16,38 @@ use crate::{
     db::{self, Db},
     entities::product,
     error::{AppError, AppResult},
+    subscriptions::{CatalogEvent, ChangeKind},
     validation,
 };
+
+/// What a change tells others of itself: [`Announce::stage`] in its transaction (an error
+/// rolls the change back), then [`Announce::announce`] once it has committed, in the task that
+/// commits (see [`db::write_then`]), so a request cancelled once its commit began still
+/// announces its change. `()` announces nothing.
+pub trait Announce: Clone + Send + Sync + 'static {
+    fn stage(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &CatalogEvent,
+    ) -> impl Future<Output = AppResult<()>> + Send;
+
+    fn announce(self, event: CatalogEvent) -> impl Future<Output = ()> + Send;
+}
+
+impl Announce for () {
+    async fn stage(&self, _: &DatabaseTransaction, _: &CatalogEvent) -> AppResult<()> {
+        Ok(())
+    }
+
+    async fn announce(self, _: CatalogEvent) {}
+}
+
+/// Announces `event`, if there is one, once committed.
+async fn announce_committed<A: Announce>(announcer: A, event: Option<CatalogEvent>) {
+    if let Some(event) = event {
+        announcer.announce(event).await;
+    }
+}
 
 /// A new product, as the client sent it.
 pub struct NewProduct<'a> {
@@ -41,22 +71,19 @@ pub struct ProductChanges<'a> {
 /// # Errors
 /// `BAD_USER_INPUT` on the first field that breaks a rule; `SERVICE_UNAVAILABLE` when it could
 /// not be stored.
-pub async fn create<F, Fut>(
+pub async fn create(
     db: &Db,
     new: NewProduct<'_>,
     created_by: Option<Uuid>,
-    after_commit: F,
-) -> AppResult<product::Model>
-where
-    F: FnOnce(product::Model) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    announcer: impl Announce,
+) -> AppResult<product::Model> {
     let name = validation::product_name(new.name)?;
     validation::description(new.description)?;
     let price_cents = validation::price_cents(new.price)?;
     let stock = validation::stock(new.stock)?;
     let now = Utc::now();
     let id = Uuid::now_v7();
+    let staging = announcer.clone();
     let product = product::ActiveModel {
         id: Set(id),
         name_search: Set(search_key(&name)),
@@ -97,11 +124,14 @@ where
                 changes: Change::created(audited_fields(&product)),
             };
             audit::record(txn, entry).await?;
-            Ok(product)
+            let event = CatalogEvent::of(ChangeKind::Created, &product, true);
+            staging.stage(txn, &event).await?;
+            Ok((product, Some(event)))
         },
-        after_commit,
+        move |(_, event)| announce_committed(announcer, event),
     )
     .await
+    .map(|(product, _)| product)
 }
 
 /// Applies changes to a product, for `actor`, with the audit record of the fields whose values
@@ -119,19 +149,15 @@ where
 /// `SERVICE_UNAVAILABLE` when it could not be stored.
 ///
 /// Returns the product as it was before, and as committed (the same when nothing changed).
-pub async fn update<F, Fut>(
+pub async fn update(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     changes: ProductChanges<'_>,
     expected_version: Option<i32>,
-    after_commit: F,
-) -> AppResult<(product::Model, product::Model)>
-where
-    F: FnOnce((product::Model, product::Model)) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    announcer: impl Announce,
+) -> AppResult<(product::Model, product::Model)> {
     let name = changes.name.map(validation::product_name).transpose()?;
     if let Some(description) = changes.description {
         validation::description(description)?;
@@ -139,6 +165,7 @@ where
     let price_cents = changes.price.map(validation::price_cents).transpose()?;
     let stock = changes.stock.map(validation::stock).transpose()?;
 
+    let staging = announcer.clone();
     db::write_then(
         db,
         async |txn| {
@@ -166,8 +193,9 @@ where
             if let Some(stock) = stock.filter(|stock| *stock != existing.stock) {
                 active.stock = Set(stock);
             }
+            // Nothing differs: nothing is written, and there is nothing to announce.
             if !active.is_changed() {
-                return Ok((existing.clone(), existing));
+                return Ok(((existing.clone(), existing), None));
             }
             active.updated_at = Set(Utc::now());
             let updated = product::Entity::update_many()
@@ -191,11 +219,15 @@ where
                 changes: Change::between(audited_fields(&existing), audited_fields(&product)),
             };
             audit::record(txn, entry).await?;
-            Ok((existing, product))
+            let stock_changed = existing.stock != product.stock;
+            let event = CatalogEvent::of(ChangeKind::Updated, &product, stock_changed);
+            staging.stage(txn, &event).await?;
+            Ok(((existing, product), Some(event)))
         },
-        after_commit,
+        move |(_, event)| announce_committed(announcer, event),
     )
     .await
+    .map(|(changed, _)| changed)
 }
 
 /// Deletes a product, for `actor`, with the audit record of what it was; with
@@ -205,18 +237,15 @@ where
 /// # Errors
 /// `NOT_FOUND` when there is no such product; `CONFLICT` (`StaleVersion`) when it is not at
 /// `expected_version`; `SERVICE_UNAVAILABLE` when the deletion could not be stored.
-pub async fn delete<F, Fut>(
+pub async fn delete(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     expected_version: Option<i32>,
-    after_commit: F,
-) -> AppResult<()>
-where
-    F: FnOnce(()) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    announcer: impl Announce,
+) -> AppResult<()> {
+    let staging = announcer.clone();
     db::write_then(
         db,
         async |txn| {
@@ -241,11 +270,15 @@ where
                 entity_id: id.to_string(),
                 changes: Change::deleted(audited_fields(&existing)),
             };
-            audit::record(txn, entry).await
+            audit::record(txn, entry).await?;
+            let event = CatalogEvent::deleted(&existing);
+            staging.stage(txn, &event).await?;
+            Ok(Some(event))
         },
-        after_commit,
+        move |event| announce_committed(announcer, event),
     )
     .await
+    .map(|_| ())
 }
 
 /// Adds `delta` to a product's stock, for `actor`, in one statement that also checks that the
@@ -258,18 +291,14 @@ where
 /// 2147483647 (nothing is changed then); `NOT_FOUND` when there is no such product; `FORBIDDEN`
 /// when `rows` does not cover it; `CONFLICT` on `delta` when other changes kept making a refusal
 /// wrong five times over; `SERVICE_UNAVAILABLE` when it could not be stored.
-pub async fn adjust_stock<F, Fut>(
+pub async fn adjust_stock(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     delta: i32,
-    after_commit: F,
-) -> AppResult<product::Model>
-where
-    F: FnOnce(product::Model) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+    announcer: impl Announce,
+) -> AppResult<product::Model> {
     if delta == 0 {
         return Err(AppError::bad_input("delta", "delta must not be 0"));
     }
@@ -280,7 +309,7 @@ where
     // read agrees with the refusal.
     for _ in 0..5 {
         if let Some(product) =
-            adjust_stock_once(db, actor, rows, id, delta, after_commit.clone()).await?
+            adjust_stock_once(db, actor, rows, id, delta, announcer.clone()).await?
         {
             return Ok(product);
         }
@@ -293,24 +322,15 @@ where
 
 /// One attempt of [`adjust_stock`]: the product changed, or `None` when a change committed in
 /// between made the refusal wrong.
-async fn adjust_stock_once<F, Fut>(
+async fn adjust_stock_once(
     db: &Db,
     actor: Option<Uuid>,
     rows: Rows,
     id: Uuid,
     delta: i32,
-    after_commit: F,
-) -> AppResult<Option<product::Model>>
-where
-    F: FnOnce(product::Model) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    // An attempt that found its refusal wrong committed nothing: nothing to follow it.
-    let after_commit = move |changed: Option<product::Model>| async move {
-        if let Some(product) = changed {
-            after_commit(product).await;
-        }
-    };
+    announcer: impl Announce,
+) -> AppResult<Option<product::Model>> {
+    let staging = announcer.clone();
     db::write_then(
         db,
         async |txn| {
@@ -320,8 +340,9 @@ where
                     return Err(not_theirs("adjust_stock"));
                 }
                 let after = i64::from(existing.stock) + i64::from(delta);
+                // An attempt that found its refusal wrong committed nothing: nothing to announce.
                 if (0..=i64::from(i32::MAX)).contains(&after) {
-                    return Ok(None);
+                    return Ok((None, None));
                 }
                 let message = if delta < 0 {
                     format!(
@@ -346,11 +367,14 @@ where
                 )],
             };
             audit::record(txn, entry).await?;
-            Ok(Some(product))
+            let event = CatalogEvent::of(ChangeKind::Updated, &product, true);
+            staging.stage(txn, &event).await?;
+            Ok((Some(product), Some(event)))
         },
-        after_commit,
+        move |(_, event)| announce_committed(announcer, event),
     )
     .await
+    .map(|(product, _)| product)
 }
 
 /// Adds `delta` to the stock of product `id` (if `rows` covers it) in one statement, unless

@@ -42,7 +42,7 @@ impl Subscription {
         ids: Option<Vec<ID>>,
     ) -> async_graphql::Result<impl Stream<Item = ProductChange> + use<>> {
         let ids = ids.map(|ids| ids_of("ids", &ids)).transpose()?;
-        let live = live(ctx, Interest::Products(ids))?;
+        let live = live(ctx, Interest::Products(ids)).await?;
         Ok(events(live).map_events(ProductChange))
     }
 
@@ -61,7 +61,7 @@ impl Subscription {
             return Err(AppError::bad_input("productIds", "name at least one product").into());
         }
         let ids = ids_of("productIds", &product_ids)?;
-        let live = live(ctx, Interest::Stock(ids))?;
+        let live = live(ctx, Interest::Stock(ids)).await?;
         Ok(events(live).map_events(StockChange))
     }
 }
@@ -83,11 +83,11 @@ fn ids_of(field: &'static str, ids: &[ID]) -> AppResult<HashSet<Uuid>> {
 }
 
 /// A subscriber to `interest` on the caller's connection.
-fn live(ctx: &Context<'_>, interest: Interest) -> AppResult<LiveSubscription> {
+async fn live(ctx: &Context<'_>, interest: Interest) -> AppResult<LiveSubscription> {
     let channel = ctx
         .channel()
         .ok_or_else(|| AppError::internal("a subscription ran without its WebSocket"))?;
-    Ok(channel.subscribe(interest))
+    Ok(channel.subscribe(interest).await)
 }
 
 /// The events of a subscriber, checked before each (see [`LiveSubscription::next`]).
@@ -132,6 +132,14 @@ impl ProductChange {
         ID(self.0.id.to_string())
     }
 
+    /// The product's version after the change (see `Product.version`); for `DELETED`, the
+    /// version it had when it was deleted. Events of one product can arrive out of order
+    /// (on SQLite, changes committed at nearly the same moment): keep the highest version, and
+    /// take a `DELETED` at version v as coming after every change up to v.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+
     /// The product as committed; null when it was deleted. Its fields are guarded as in a
     /// query (`createdBy` only for roles the policy lets read it).
     async fn product(&self) -> Option<Product> {
@@ -155,7 +163,7 @@ impl StockChange {
 
     /// The product's version after the change (see `Product.version`).
     async fn version(&self) -> i32 {
-        self.0.product.as_ref().map_or(0, |p| p.version)
+        self.0.version
     }
 
     async fn updated_at(&self) -> Timestamp {

@@ -30,6 +30,7 @@ mod policy;
 mod policy_adapter;
 mod policy_store;
 mod readme;
+mod replicas;
 mod revocation_races;
 mod roles;
 mod scalars;

@@ -780,6 +780,7 @@ async fn a_subscriber_that_does_not_read_is_dropped_and_the_others_keep_going() 
         json!({"type": "subscribe", "id": "slow", "payload": {"query": query}}),
     )
     .await;
+    until_subscribers(&app, 1).await;
     let mut reader = listening(&app, &user).await;
     until_subscribers(&app, 2).await;
 
@@ -841,7 +842,7 @@ async fn the_drain_closes_sockets_with_going_away() {
 
 /// A request cancelled once its commit has begun (its client went away, its deadline passed)
 /// still announces its change: what follows a commit runs in the task that commits. Requests
-/// whose clients give up after 1 to 300 ms are cut at every stage, before, during and after
+/// whose clients give up after 1 to 600 ms are cut at every stage, before, during and after
 /// their commit; every change that committed arrives, once.
 #[tokio::test]
 async fn a_change_whose_request_is_cancelled_after_it_committed_is_still_announced() {
@@ -864,7 +865,7 @@ async fn a_change_whose_request_is_cancelled_after_it_committed_is_still_announc
         let request = admin
             .request()
             .json(&body)
-            .timeout(Duration::from_millis(1 + i * 7 % 300));
+            .timeout(Duration::from_millis(1 + i * 7 % 600));
         requests.spawn(async move {
             let _ = request.send().await;
         });

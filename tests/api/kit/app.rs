@@ -98,6 +98,7 @@ impl TestApp {
         let started = internals::start(&config).await.expect("replica builds");
         Replica {
             url: format!("http://{}", started.addr),
+            state: started.state,
             _stop: started.stop,
         }
     }
@@ -109,6 +110,7 @@ impl TestApp {
         let started = internals::start(&config).await.expect("replica builds");
         Replica {
             url: format!("http://{}", started.addr),
+            state: started.state,
             _stop: started.stop,
         }
     }
@@ -333,7 +335,15 @@ impl TestApp {
 pub struct Replica {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    state: Arc<AppState>,
     _stop: oneshot::Sender<()>,
+}
+
+impl Replica {
+    /// The live subscriptions this replica's event hub holds.
+    pub fn subscriber_count(&self) -> usize {
+        internals::subscriber_count(&self.state)
+    }
 }
 
 impl Server for Replica {

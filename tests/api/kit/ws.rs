@@ -11,7 +11,10 @@ use tokio_tungstenite::{
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-use super::{actor::Actor, app::TestApp};
+use super::{
+    actor::{Actor, Server},
+    app::TestApp,
+};
 
 /// How long a test waits for a message that should come.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -43,6 +46,34 @@ impl WsClient {
             HeaderValue::from_static("graphql-transport-ws"),
         );
         request
+    }
+
+    /// The upgrade request to `server`'s `/graphql` (the app or a replica of it).
+    pub fn request_on(server: &impl Server) -> tungstenite::handshake::client::Request {
+        let url = server.graphql_url().replacen("http://", "ws://", 1);
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        request
+    }
+
+    /// Opens a socket to `server` and initialises it as `actor`, asserting the
+    /// `connection_ack`.
+    pub async fn signed_in_on(server: &impl Server, actor: &Actor) -> Self {
+        let mut client = Self::connect_request(Self::request_on(server))
+            .await
+            .unwrap();
+        client
+            .init(json!({ "Authorization": format!("Bearer {}", actor.token()) }))
+            .await;
+        assert_eq!(
+            client.receive().await,
+            Received::Message(json!({"type": "connection_ack"})),
+            "initialised"
+        );
+        client
     }
 
     /// Opens a socket with `request`.

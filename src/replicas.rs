@@ -1,0 +1,89 @@
+//! What a replica hears of the others (PostgreSQL): the catalog's events for its subscribers,
+//! and word that revocations, the stored policy or the catalog's version changed, which wakes
+//! the poll that reads them at once instead of at its next tick (see `db::listen`). On SQLite there is one
+//! process per database file and nothing to hear.
+
+use std::sync::Arc;
+
+use sea_orm::{DbBackend, DbErr};
+
+use crate::{
+    catalog::{Catalog, relay::Relay},
+    db::{
+        Db, Wake,
+        listen::{self, Heard, Hearer, channel},
+    },
+    subscriptions::{Close, Hub},
+};
+
+/// The polls a notification wakes.
+#[derive(Clone, Debug, Default)]
+pub struct Wakes {
+    pub revocations: Wake,
+    pub catalog: Wake,
+    pub policy: Wake,
+}
+
+impl Wakes {
+    fn all(&self) {
+        self.revocations.wake();
+        self.catalog.wake();
+        self.policy.wake();
+    }
+}
+
+struct Replica {
+    relay: Relay,
+    hub: Arc<Hub>,
+    wakes: Wakes,
+}
+
+impl Hearer for Replica {
+    async fn heard(&mut self, heard: Heard) {
+        match heard {
+            Heard::Notification { channel, payload } => match channel.as_str() {
+                channel::CATALOG => self.relay.heard(&payload).await,
+                channel::REVOCATIONS => self.wakes.revocations.wake(),
+                channel::POLICY => self.wakes.policy.wake(),
+                channel::CATALOG_VERSION => self.wakes.catalog.wake(),
+                _ => {}
+            },
+            Heard::Lost => {
+                // What changed meanwhile is read again by every poll; events sent meanwhile
+                // are gone, so subscribers start over.
+                self.wakes.all();
+                self.hub.close_subscribers(Close::EventsMissed);
+            }
+        }
+    }
+}
+
+/// On PostgreSQL, starts listening (on `listen_url`, or the database's own URL) before it
+/// returns; nothing on SQLite.
+///
+/// # Errors
+/// When the first `LISTEN` fails.
+pub async fn listen(
+    db: &Db,
+    url: &str,
+    catalog: &Catalog,
+    hub: Arc<Hub>,
+    wakes: Wakes,
+) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let replica = Replica {
+        relay: catalog.relay(),
+        hub,
+        wakes,
+    };
+    let channels = &[
+        channel::CATALOG,
+        channel::REVOCATIONS,
+        channel::POLICY,
+        channel::CATALOG_VERSION,
+    ];
+    listen::spawn_listener(url, channels, db.writer().clone(), replica).await?;
+    Ok(())
+}
