@@ -61,11 +61,7 @@ impl Catalog {
 
     /// What hands the changes this replica hears of to its subscribers (PostgreSQL).
     pub fn relay(&self) -> relay::Relay {
-        relay::Relay::new(
-            self.db.reader().clone(),
-            self.pages.clone(),
-            self.events.clone(),
-        )
+        relay::Relay::new(self.db.reader().clone(), self.pages.clone(), &self.events)
     }
 
     fn announcer(&self) -> Announcer {

@@ -3,7 +3,7 @@
 //! the poll that reads them at once instead of at its next tick (see `db::listen`). On SQLite there is one
 //! process per database file and nothing to hear.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use sea_orm::{DbBackend, DbErr};
 
@@ -34,7 +34,8 @@ impl Wakes {
 
 struct Replica {
     relay: Relay,
-    hub: Arc<Hub>,
+    /// Weak: the listener stops once the server that owns the hub is gone.
+    hub: Weak<Hub>,
     wakes: Wakes,
 }
 
@@ -52,9 +53,15 @@ impl Hearer for Replica {
                 // What changed meanwhile is read again by every poll; events sent meanwhile
                 // are gone, so subscribers start over.
                 self.wakes.all();
-                self.hub.close_subscribers(Close::EventsMissed);
+                if let Some(hub) = self.hub.upgrade() {
+                    hub.close_subscribers(Close::EventsMissed);
+                }
             }
         }
+    }
+
+    fn needed(&self) -> bool {
+        self.hub.strong_count() > 0
     }
 }
 
@@ -75,7 +82,7 @@ pub async fn listen(
     }
     let replica = Replica {
         relay: catalog.relay(),
-        hub,
+        hub: Arc::downgrade(&hub),
         wakes,
     };
     let channels = &[

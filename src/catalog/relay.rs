@@ -11,7 +11,10 @@
 //! comes, is not delivered again (no subscriber sees a version twice, or an older one after a
 //! newer).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
@@ -115,7 +118,8 @@ pub async fn stage(txn: &impl ConnectionTrait, event: &CatalogEvent) -> Result<(
 pub struct Relay {
     db: DatabaseConnection,
     pages: Arc<PageCache>,
-    hub: Arc<Hub>,
+    /// Weak: a relay does not keep its server's hub alive (see `db::listen::Hearer::needed`).
+    hub: Weak<Hub>,
     /// Products delivered at a later version than their event named (read because the event
     /// was too long to carry them): their events up to that version are not delivered again.
     ahead: HashMap<Uuid, i32>,
@@ -126,11 +130,11 @@ pub struct Relay {
 const MAX_AHEAD: usize = 10_000;
 
 impl Relay {
-    pub(super) fn new(db: DatabaseConnection, pages: Arc<PageCache>, hub: Arc<Hub>) -> Self {
+    pub(super) fn new(db: DatabaseConnection, pages: Arc<PageCache>, hub: &Arc<Hub>) -> Self {
         Self {
             db,
             pages,
-            hub,
+            hub: Arc::downgrade(hub),
             ahead: HashMap::new(),
         }
     }
@@ -146,9 +150,11 @@ impl Relay {
             return;
         };
         self.pages.note_change(&self.db).await;
-        if let Some(mut event) = self.event(wire).await {
+        if let Some(mut event) = self.event(wire).await
+            && let Some(hub) = self.hub.upgrade()
+        {
             event.xid = Some(xid);
-            self.hub.deliver(Arc::new(event));
+            hub.deliver(Arc::new(event));
         }
     }
 

@@ -119,6 +119,10 @@ pub enum Heard {
 /// What is done with what the listener hears, one at a time, in commit order.
 pub trait Hearer: Send + 'static {
     fn heard(&mut self, heard: Heard) -> impl Future<Output = ()> + Send;
+
+    /// Whether anyone still needs what it hears: once not, the listener stops (checked at
+    /// each heartbeat and before each attempt to connect again).
+    fn needed(&self) -> bool;
 }
 
 /// How often the listener checks that it still hears, and how long it waits for its own
@@ -130,7 +134,7 @@ const RETRY: Duration = Duration::from_secs(1);
 pub const APPLICATION_NAME: &str = "storefront-listener";
 
 /// Listens on `channels` of the PostgreSQL database at `url` and hands what it hears to
-/// `handle`, in the order the transactions committed, until the process ends. The first
+/// `hearer`, in the order the transactions committed, for as long as it is needed. The first
 /// connection is made before this returns, so a change committed once it has returned is
 /// heard.
 ///
@@ -211,6 +215,9 @@ async fn run(
                 }
             },
             _ = ticker.tick() => {
+                if !hearer.needed() {
+                    return;
+                }
                 if awaiting.is_some_and(|sent| sent.elapsed() >= HEARTBEAT) {
                     tracing::warn!("the listening connection stopped hearing its own heartbeat");
                     true
@@ -230,6 +237,9 @@ async fn run(
         }
         // Start from a new connection (the old one may be half-open), then say what was lost.
         listener = loop {
+            if !hearer.needed() {
+                return;
+            }
             match connect(&options, channels).await {
                 Ok(listener) => break listener,
                 Err(err) => {

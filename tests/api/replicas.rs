@@ -248,3 +248,25 @@ async fn a_replica_that_loses_its_listening_connection_closes_subscribers_and_li
         (json!("CREATED"), json!(lamp.id))
     );
 }
+
+#[tokio::test]
+async fn a_stopped_replica_lets_go_of_its_listening_connection() {
+    if !TestDb::on_postgres() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let listeners = async || {
+        app.sql_count(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'storefront-listener'",
+            vec![],
+        )
+        .await
+    };
+    let other = app.replica().await;
+    assert_eq!(listeners().await, 2, "one listening connection per replica");
+    drop(other);
+    // It notices at its next heartbeat (every 5 s) and closes its connection.
+    let gone = within(Duration::from_secs(20), async || listeners().await == 1).await;
+    assert!(gone.is_some(), "the stopped replica still listens");
+}
