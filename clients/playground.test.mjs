@@ -1,7 +1,9 @@
 // The GraphiQL page in a real (headless) Chromium, used as a person would: it loads with every
 // request to another origin blocked (everything it needs comes from the server), under its
 // content security policy with no violation, and its Account panel signs in, keeps the session
-// across a reload, renews the access token and signs out.
+// across a reload, renews the access token and signs out. A subscription typed into GraphiQL
+// runs over a WebSocket to the page's origin: changes made over HTTP appear in the result pane,
+// Stop ends it, and when the server ends it for a revoked token the page renews and reconnects.
 //
 // Screenshots go to SCREENSHOT_DIR (the Rust harness points it into the target directory), or
 // to clients/screenshots/; each test prints where it wrote them.
@@ -11,10 +13,13 @@ import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { createClient } from 'graphql-ws';
 import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
 
-import { admin, clientsDir, storefrontUrl } from './lib/env.mjs';
-import { DEMO_PRODUCT_NAMES } from './lib/documents.mjs';
+import { run as runInNode, signInAdmin } from './lib/accounts.mjs';
+import { admin, clientsDir, storefrontUrl, uniqueUsername, USER_PASSWORD } from './lib/env.mjs';
+import { CREATE_PRODUCT, DEMO_PRODUCT_NAMES, REGISTER } from './lib/documents.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SCREENSHOTS = process.env.SCREENSHOT_DIR || path.join(clientsDir, 'screenshots');
@@ -123,6 +128,70 @@ async function documentedQueryFields(page) {
   return explorer.locator('.graphiql-doc-explorer-field-name').allTextContents();
 }
 
+const PRODUCT_CHANGED = 'subscription { productChanged { kind product { name } } }';
+const RENAME = 'mutation($id: ID!, $name: String!) { updateProduct(id: $id, input: { name: $name }) { id name } }';
+const SET_ROLE = 'mutation($id: ID!, $role: String!) { setUserRole(userId: $id, role: $role) { id role } }';
+
+/** The result pane's text. */
+const resultText = (page) => editorText(page, '.graphiql-response');
+
+/** Runs the query editor's only operation, as a person pressing Ctrl-Enter in it. */
+async function runEditor(page) {
+  await page.locator('.graphiql-query-editor .CodeMirror').first().click();
+  await page.keyboard.press('ControlOrMeta+Enter');
+}
+
+/** Waits until the result pane holds exactly `result` (as JSON); false after `ms`. */
+async function paneShows(page, result, ms) {
+  try {
+    await page.waitForFunction(
+      (expected) => {
+        const text = document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror.getValue();
+        try {
+          return JSON.stringify(JSON.parse(text)) === expected;
+        } catch {
+          return false;
+        }
+      },
+      JSON.stringify(result),
+      { timeout: ms },
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The event GraphiQL shows for a product created or updated with `name`. */
+const changed = (kind, name) => ({ data: { productChanged: { kind, product: { name } } } });
+
+/**
+ * Creates products over HTTP until one's event shows in the result pane (the page sends
+ * `subscribe` once the socket is acknowledged, and the server registers it when it reads it);
+ * returns that product.
+ */
+async function createUntilShown(page, adminToken, prefix) {
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const name = `${prefix} ${uniqueUsername('p')}`;
+    const { createProduct } = await runInNode(CREATE_PRODUCT, { input: { name, price: '4.00', stock: 1 } }, adminToken);
+    if (await paneShows(page, changed('CREATED', name), 1_000)) return createProduct;
+  }
+  throw new Error(`no product created by "${prefix}" showed in the result pane`);
+}
+
+/** Whether `predicate` holds within `ms`. */
+async function until(predicate, ms) {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
+/** The graphql-transport-ws messages of one socket, as `type` or `type id`. */
+const messageTypes = (messages) => messages.map((m) => (m.id ? `${m.type} ${m.id}` : m.type));
+
 describe('the GraphiQL page in Chromium', () => {
   let browser;
   const origin = new URL(storefrontUrl()).origin;
@@ -155,7 +224,7 @@ describe('the GraphiQL page in Chromium', () => {
    */
   async function openPage() {
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-    const seen = { offOrigin: [], violations: [], consoleErrors: [], pageErrors: [], requests: [] };
+    const seen = { offOrigin: [], violations: [], consoleErrors: [], pageErrors: [], requests: [], sockets: [] };
     await context.route('**/*', (route) => {
       const url = route.request().url();
       if (new URL(url).origin === origin) return route.continue();
@@ -173,6 +242,23 @@ describe('the GraphiQL page in Chromium', () => {
       if (message.type() === 'error') seen.consoleErrors.push(message.text());
     });
     page.on('pageerror', (error) => seen.pageErrors.push(String(error)));
+    // Every WebSocket the page opens, with the messages each way (recorded from its creation).
+    page.on('websocket', (ws) => {
+      const socket = { url: ws.url(), ws, sent: [], received: [], closed: false };
+      const parsed = (frame) => {
+        try {
+          return JSON.parse(frame.payload);
+        } catch {
+          return String(frame.payload);
+        }
+      };
+      ws.on('framesent', (frame) => socket.sent.push(parsed(frame)));
+      ws.on('framereceived', (frame) => socket.received.push(parsed(frame)));
+      ws.on('close', () => {
+        socket.closed = true;
+      });
+      seen.sockets.push(socket);
+    });
     page.on('request', (request) => {
       if (request.url() === `${origin}/graphql` && request.method() === 'POST') {
         seen.requests.push({ body: request.postData() ?? '', authorization: request.headers().authorization });
@@ -220,8 +306,12 @@ describe('the GraphiQL page in Chromium', () => {
       await body(opened);
     } catch (error) {
       await screenshot(opened.page, `${name}-failure.png`).catch(() => {});
-      const { requests, ...rest } = opened.seen;
+      const { requests, sockets, ...rest } = opened.seen;
       console.log(JSON.stringify(rest, null, 2));
+      for (const socket of sockets) {
+        console.log(`socket ${socket.url}${socket.closed ? ' (closed)' : ''}`);
+        console.log(`  sent: ${JSON.stringify(socket.sent)}\n  received: ${JSON.stringify(socket.received)}`);
+      }
       console.log(`requests:\n${requests.map((r) => `  ${r.authorization ? 'token ' : ''}${r.body.slice(0, 100)}`).join('\n')}`);
       throw error;
     } finally {
@@ -503,6 +593,184 @@ describe('the GraphiQL page in Chromium', () => {
       } finally {
         await other.close();
       }
+      assertClean(seen);
+    });
+  });
+
+  test('runs a subscription over a WebSocket: each change shows as it comes, and Stop ends it', { skip }, async () => {
+    await withPage('subscription', async ({ page, seen }) => {
+      await load(page);
+      const { username, password } = admin();
+      await signIn(page, username, password);
+      await badge(page, `${username} · admin`);
+      const session = await storedSession(page);
+      const adminToken = (await signInAdmin()).token;
+
+      await replaceQuery(page, PRODUCT_CHANGED);
+      // GraphiQL reads the operations of the text after a pause in typing, as the linter does.
+      await lintSettled(page);
+      assert.equal(await lintErrors(page), 0, 'the subscription is valid for the account');
+      await runEditor(page);
+      const product = await createUntilShown(page, adminToken, 'Shown in GraphiQL');
+      await page.getByRole('button', { name: 'Stop query (Ctrl-Enter)' }).waitFor();
+      // Each event replaces the last in the pane as it arrives.
+      await runInNode(RENAME, { id: product.id, name: `${product.name}, renamed` }, adminToken);
+      assert.ok(await paneShows(page, changed('UPDATED', `${product.name}, renamed`), 10_000), await resultText(page));
+      await screenshot(page, 'graphiql-subscription.png');
+
+      // One socket, to this origin's /graphql, speaking graphql-transport-ws with the token.
+      assert.equal(seen.sockets.length, 1);
+      const [socket] = seen.sockets;
+      assert.equal(socket.url, `${origin.replace(/^http/, 'ws')}/graphql`);
+      assert.deepEqual(socket.sent[0], {
+        type: 'connection_init',
+        payload: { Authorization: `Bearer ${session.accessToken}` },
+      });
+      assert.deepEqual(messageTypes(socket.sent), ['connection_init', 'subscribe 1']);
+      assert.equal(socket.sent[1].payload.query, PRODUCT_CHANGED);
+      assert.equal(socket.received[0].type, 'connection_ack');
+
+      // Stop: the page sends `complete` and closes the socket; GraphiQL can run again.
+      await page.getByRole('button', { name: 'Stop query (Ctrl-Enter)' }).click();
+      await page.getByRole('button', { name: 'Execute query (Ctrl-Enter)' }).waitFor();
+      assert.ok(await until(() => socket.closed, 10_000), 'the socket closed');
+      assert.deepEqual(messageTypes(socket.sent), ['connection_init', 'subscribe 1', 'complete 1']);
+      const shown = await resultText(page);
+      const eventsAtStop = socket.received.filter((m) => m.type === 'next').length;
+
+      // A change after the stop reaches a subscriber in Node, and not the page.
+      const witness = createClient({
+        url: `${origin.replace(/^http/, 'ws')}/graphql`,
+        webSocketImpl: WebSocket,
+        connectionParams: { Authorization: `Bearer ${adminToken}` },
+      });
+      try {
+        const names = [];
+        witness.subscribe(
+          { query: PRODUCT_CHANGED },
+          { next: ({ data }) => names.push(data?.productChanged?.product?.name), error: () => {}, complete: () => {} },
+        );
+        let after = null;
+        for (let attempt = 0; attempt < 20 && !after; attempt += 1) {
+          const name = `After the stop ${uniqueUsername('p')}`;
+          await runInNode(CREATE_PRODUCT, { input: { name, price: '4.00', stock: 1 } }, adminToken);
+          if (await until(() => names.includes(name), 1_000)) after = name;
+        }
+        assert.ok(after, 'the witness heard a change made after the stop');
+        assert.equal(await resultText(page), shown, 'the result pane still shows the last event before the stop');
+        assert.ok(!(await page.content()).includes(after));
+      } finally {
+        await witness.dispose();
+      }
+      assert.equal(seen.sockets.length, 1, 'no socket was opened again');
+      assert.equal(socket.received.filter((m) => m.type === 'next').length, eventsAtStop, 'no event after the stop');
+      assertClean(seen);
+    });
+  });
+
+  test('a subscription the server ends for a revoked token carries on with a renewed one', { skip }, async () => {
+    await withPage('subscription-renewal', async ({ page, seen }) => {
+      const adminToken = (await signInAdmin()).token;
+      const username = uniqueUsername('graphiql');
+      const { register } = await runInNode(REGISTER, { input: { username, password: USER_PASSWORD } });
+      await load(page);
+      await signIn(page, username, USER_PASSWORD);
+      await badge(page, `${username} · user`);
+      const first = await storedSession(page);
+
+      await replaceQuery(page, PRODUCT_CHANGED);
+      // GraphiQL reads the operations of the text after a pause in typing, as the linter does.
+      await lintSettled(page);
+      assert.equal(await lintErrors(page), 0, 'the subscription is valid for the account');
+      await runEditor(page);
+      await createUntilShown(page, adminToken, 'Before the role change');
+
+      // A role change revokes the account's access tokens and keeps its session: the server
+      // closes the socket (4403, "session ended"); the page renews the token, opens a new socket
+      // with it and subscribes again, and changes show again.
+      await runInNode(SET_ROLE, { id: register.account.id, role: 'admin' }, adminToken);
+      await badge(page, `${username} · admin`);
+      await createUntilShown(page, adminToken, 'After the role change');
+      const renewed = await storedSession(page);
+      assert.notEqual(renewed.accessToken, first.accessToken);
+      assert.equal(seen.sockets.length, 2, 'one socket, then one more');
+      const [before, after] = seen.sockets;
+      assert.ok(before.closed);
+      assert.equal(before.sent[0].payload.Authorization, `Bearer ${first.accessToken}`);
+      assert.equal(after.sent[0].payload.Authorization, `Bearer ${renewed.accessToken}`);
+      assert.deepEqual(messageTypes(after.sent), ['connection_init', 'subscribe 1']);
+      const refreshes = seen.requests.filter((r) => r.body.includes('refreshToken(refreshToken:'));
+      assert.equal(refreshes.length, 1, 'renewed once');
+      await page.getByRole('button', { name: 'Stop query (Ctrl-Enter)' }).click();
+      await page.getByRole('button', { name: 'Execute query (Ctrl-Enter)' }).waitFor();
+      assertClean(seen);
+    });
+  });
+
+  const skipWithoutSecret = skip || (JWT_SECRET ? false : 'skipped: STOREFRONT_JWT_SECRET is not set');
+
+  test('a subscription whose token the server refuses at connection_init renews it and connects again', { skip: skipWithoutSecret }, async () => {
+    await withPage('subscription-expired-token', async ({ page, seen }) => {
+      const adminToken = (await signInAdmin()).token;
+      await load(page);
+      const { username, password } = admin();
+      await signIn(page, username, password);
+      await badge(page, `${username} · admin`);
+      // An access token that really expired, which the page's clock takes for a fresh one.
+      const session = await storedSession(page);
+      const expired = expiredCopy(session.accessToken);
+      await page.evaluate(
+        ([key, stored]) => sessionStorage.setItem(key, JSON.stringify(stored)),
+        [SESSION_KEY, { ...session, accessToken: expired, expiresAt: Date.now() + 30 * 60_000 }],
+      );
+      await load(page);
+      await replaceQuery(page, PRODUCT_CHANGED);
+      await lintSettled(page);
+      await runEditor(page);
+      await createUntilShown(page, adminToken, 'After a refused token');
+      const renewed = await storedSession(page);
+      assert.notEqual(renewed.accessToken, expired);
+      assert.equal(seen.sockets.length, 2, 'a refused socket, then one with the renewed token');
+      const [refused, accepted] = seen.sockets;
+      assert.equal(refused.sent[0].payload.Authorization, `Bearer ${expired}`);
+      assert.deepEqual(messageTypes(refused.sent), ['connection_init'], 'nothing subscribed on the refused socket');
+      assert.deepEqual(refused.received, []);
+      assert.equal(accepted.sent[0].payload.Authorization, `Bearer ${renewed.accessToken}`);
+      await page.getByRole('button', { name: 'Stop query (Ctrl-Enter)' }).click();
+      await page.getByRole('button', { name: 'Execute query (Ctrl-Enter)' }).waitFor();
+      assertClean(seen);
+    });
+  });
+
+  test("a subscription sends the Headers pane's Authorization in place of the tab's token", { skip }, async () => {
+    await withPage('subscription-headers', async ({ page, seen }) => {
+      const adminToken = (await signInAdmin()).token;
+      await load(page);
+      const username = uniqueUsername('graphiql');
+      await runInNode(REGISTER, { input: { username, password: USER_PASSWORD } });
+      await signIn(page, username, USER_PASSWORD);
+      await badge(page, `${username} · user`);
+      const session = await storedSession(page);
+
+      // The Headers pane (the second editor of the tools section; Variables is the first).
+      await page.getByRole('button', { name: 'Headers' }).click();
+      await page.locator('section.graphiql-editor-tool[aria-label="Headers"]').waitFor();
+      await page.evaluate((token) => {
+        const [, headers] = document.querySelectorAll('section.graphiql-editor-tool .CodeMirror');
+        headers.CodeMirror.setValue(JSON.stringify({ Authorization: `Bearer ${token}`, 'x-other': '1' }));
+      }, adminToken);
+      await replaceQuery(page, PRODUCT_CHANGED);
+      await lintSettled(page);
+      await runEditor(page);
+      await createUntilShown(page, adminToken, 'With the pane header');
+      assert.equal(seen.sockets.length, 1);
+      assert.deepEqual(seen.sockets[0].sent[0], {
+        type: 'connection_init',
+        payload: { Authorization: `Bearer ${adminToken}` },
+      });
+      assert.notEqual(adminToken, session.accessToken);
+      await page.getByRole('button', { name: 'Stop query (Ctrl-Enter)' }).click();
+      await page.getByRole('button', { name: 'Execute query (Ctrl-Enter)' }).waitFor();
       assertClean(seen);
     });
   });

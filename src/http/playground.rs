@@ -1,7 +1,8 @@
 //! The GraphiQL page and every file it loads, served from the binary: React, ReactDOM and
 //! GraphiQL at the versions vendored in `playground/vendor/` (see its `VERSIONS`; re-created by
 //! `clients/scripts/vendor-playground.mjs`), and the page's own script, which starts GraphiQL
-//! with the sign-in control (`playground/storefront-playground.js`).
+//! with the sign-in control and runs subscriptions over a WebSocket to this origin
+//! (`playground/storefront-playground.js`).
 //!
 //! Each file is served at `/playground/<hash>/<name>`, `<hash>` being the start of its SHA-256,
 //! so a URL always names the same bytes and browsers may keep them for a year. The page itself
@@ -31,6 +32,9 @@ pub const ASSETS_PATH: &str = "/playground";
 /// that nonce. Everything else GraphiQL styles it sets through the CSSOM (`element.style`),
 /// which a policy does not govern, so neither `'unsafe-inline'` nor `style-src-attr` is needed.
 /// `img-src` and `font-src` allow `data:` for the icons and fonts inlined in GraphiQL's CSS.
+/// `connect-src 'self'` lets the page call `/graphql` over HTTP and open its subscriptions'
+/// WebSockets there: CSP Level 3 matches `'self'` against the `ws:` and `wss:` URLs of the
+/// page's own host and port too (`wss:` only, for a page served over `https:`).
 fn content_security_policy(nonce: &str) -> String {
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; \

@@ -5,6 +5,8 @@
 // `refreshToken` before it expires (and when the server answers TOKEN_EXPIRED), and signs out
 // with `logout`. Whenever the token changes, GraphiQL gets a new fetcher, which makes it fetch
 // the schema again: the Docs pane and autocompletion always show what the current role may use.
+// Subscriptions run over a WebSocket to this origin, with a small graphql-transport-ws client
+// of the page's own (`overSocket`).
 //
 // Plain JavaScript as browsers run it, no build step: React, ReactDOM and GraphiQL are the
 // globals their UMD bundles define (served from this origin; see src/http/playground.rs).
@@ -300,6 +302,157 @@
   }
 
   // ---------------------------------------------------------------------------------------
+  // Subscriptions: each one runs over a WebSocket of its own to this origin's /graphql (wss:
+  // when the page came over https:), speaking graphql-transport-ws (see docs/api.md). The
+  // socket opens when the subscription starts and closes when it ends, so a new token (sign-in,
+  // renewal, sign-out) is the one the next socket sends.
+
+  const WS_PROTOCOL = 'graphql-transport-ws';
+  /** The one operation a socket carries. */
+  const OPERATION_ID = '1';
+  /** Why the server closes a socket (4403) that a renewed token may reopen. */
+  const REOPENABLE = new Set(['token expired', 'session ended']);
+
+  /** The WebSocket URL of the endpoint: this origin, ws: or wss: as the page's scheme. */
+  function socketUrl() {
+    const url = new URL(config.endpoint, window.location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    return url.href;
+  }
+
+  /** Whether the operation GraphiQL runs (`operationName`, or the only one) is a subscription. */
+  function isSubscription(document, operationName) {
+    const operations = (document?.definitions ?? []).filter((d) => d.kind === 'OperationDefinition');
+    const operation = operationName
+      ? operations.find((d) => d.name?.value === operationName)
+      : operations.length === 1
+        ? operations[0]
+        : undefined;
+    return operation?.operation === 'subscription';
+  }
+
+  /** The Authorization header the Headers pane sets, if any (GraphiQL hands its JSON over). */
+  function ownAuthorization(headers) {
+    const entry = Object.entries(headers ?? {}).find(([name]) => name.toLowerCase() === 'authorization');
+    return entry ? String(entry[1]) : null;
+  }
+
+  /**
+   * A subscription as GraphiQL takes it from a fetcher, an observable: each `next` the server
+   * sends goes to the result pane as it arrives, and GraphiQL's Stop sends `complete` and closes
+   * the socket. The socket sends the session's access token in `connection_init` (or the
+   * Headers pane's Authorization). When the server refuses the session's token (4403 before
+   * `connection_ack`) or ends the subscription because the token expired or the session's
+   * tokens were revoked (4403 `token expired` / `session ended`), the token is renewed, once,
+   * and the subscription starts again on a new socket; any other close ends it with an error.
+   */
+  function overSocket(params, headers) {
+    return {
+      subscribe(observer) {
+        const authorization = ownAuthorization(headers);
+        let socket = null;
+        // The socket the operation was sent on (`subscribe`), once it was.
+        let subscribedOn = null;
+        let ended = false;
+        // Whether a 4403 may renew the token and reopen: once per acknowledged socket.
+        let mayReopen = true;
+
+        const end = (how) => {
+          if (ended) return;
+          ended = true;
+          how();
+        };
+        const send = (target, message) => {
+          if (target.readyState === WebSocket.OPEN) target.send(JSON.stringify(message));
+        };
+
+        async function open() {
+          const token = authorization === null ? await currentAccessToken() : null;
+          if (ended) return;
+          const sent = authorization ?? (token ? `Bearer ${token}` : null);
+          const current = new WebSocket(socketUrl(), WS_PROTOCOL);
+          socket = current;
+          let acknowledged = false;
+          current.onopen = () => {
+            if (ended) current.close(1000, 'Normal Closure');
+            else send(current, { type: 'connection_init', payload: sent ? { Authorization: sent } : {} });
+          };
+          current.onmessage = (event) => {
+            if (ended) return;
+            let message;
+            try {
+              message = JSON.parse(event.data);
+            } catch {
+              message = null;
+            }
+            switch (message?.type) {
+              case 'connection_ack':
+                acknowledged = true;
+                mayReopen = true;
+                send(current, { id: OPERATION_ID, type: 'subscribe', payload: params });
+                subscribedOn = current;
+                break;
+              case 'ping':
+                send(current, { type: 'pong' });
+                break;
+              case 'next':
+                if (message.id === OPERATION_ID) observer.next(message.payload);
+                break;
+              case 'error':
+                // The operation was refused before it ran: its errors, as an answer would carry them.
+                if (message.id === OPERATION_ID) {
+                  observer.next({ errors: message.payload });
+                  end(() => observer.complete());
+                  current.close(1000, 'Normal Closure');
+                }
+                break;
+              case 'complete':
+                if (message.id === OPERATION_ID) {
+                  end(() => observer.complete());
+                  current.close(1000, 'Normal Closure');
+                }
+                break;
+              default:
+                break;
+            }
+          };
+          current.onclose = async (event) => {
+            if (ended || socket !== current) return;
+            const refused = event.code === 4403 && (!acknowledged || REOPENABLE.has(event.reason));
+            if (refused && token && mayReopen) {
+              mayReopen = false;
+              // Renewed already (the socket outlived its token): the new token will do. Signed
+              // out meanwhile: the subscription ends.
+              const renewed =
+                Boolean(state.session) && (state.session.accessToken !== token || (await renew()));
+              if (renewed && !ended) {
+                open().catch(fail);
+                return;
+              }
+            }
+            const reason = event.reason ? ` (${event.reason})` : '';
+            fail(new Error(`The subscription's socket closed with code ${event.code}${reason}.`));
+          };
+        }
+
+        const fail = (error) => end(() => observer.error(error));
+        open().catch(fail);
+        return {
+          unsubscribe() {
+            end(() => {});
+            const current = socket;
+            if (current?.readyState === WebSocket.OPEN) {
+              if (subscribedOn === current) send(current, { id: OPERATION_ID, type: 'complete' });
+              current.close(1000, 'Normal Closure');
+            }
+            // Still connecting: `onopen` closes it.
+          },
+        };
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------
   // The page.
 
   const docs = config.documents;
@@ -466,15 +619,18 @@
     const { session } = useSession();
     const token = session?.accessToken ?? null;
     // A new fetcher for each token: GraphiQL fetches the schema again when its fetcher changes.
-    const fetcher = React.useMemo(
-      () =>
-        GraphiQL.createFetcher({
-          url: config.endpoint,
-          fetch: fetchWithSession,
-          enableIncrementalDelivery: false,
-        }),
-      [token],
-    );
+    // Subscriptions go over a socket, everything else over HTTP.
+    const fetcher = React.useMemo(() => {
+      const overHttp = GraphiQL.createFetcher({
+        url: config.endpoint,
+        fetch: fetchWithSession,
+        enableIncrementalDelivery: false,
+      });
+      return (params, options) =>
+        isSubscription(options?.documentAST, params.operationName)
+          ? overSocket(params, options?.headers)
+          : overHttp(params, options);
+    }, [token]);
     return h(
       GraphiQL,
       {
