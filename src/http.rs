@@ -62,6 +62,12 @@ pub struct HttpSettings {
     pub limits: Limits,
     /// `WS_INIT_TIMEOUT_SECS`.
     pub ws_init_timeout: Duration,
+    /// `WS_PING_INTERVAL_SECS`.
+    pub ws_ping_interval: Duration,
+    /// `WS_IDLE_TIMEOUT_SECS`.
+    pub ws_idle_timeout: Duration,
+    /// `WS_MAX_CONNECTIONS_PER_ADDRESS`.
+    pub ws_max_per_address: usize,
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
@@ -80,6 +86,8 @@ struct HttpState {
     documents: Arc<Documents>,
     app: Arc<AppState>,
     settings: Arc<HttpSettings>,
+    /// The WebSockets open from each client address.
+    sockets: Arc<ws::Addresses>,
 }
 
 /// The router with every route and layer.
@@ -109,6 +117,7 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
             documents,
             app,
             settings: Arc::new(settings),
+            sockets: Arc::default(),
         })
         .layer(CatchPanicLayer::custom(|_| {
             error_response(

@@ -566,6 +566,133 @@ async fn the_http_timeouts_leave_an_open_socket_alone_and_sockets_count_as_conne
     let _third = third.await.unwrap();
 }
 
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_closed() {
+    let app = TestApp::builder()
+        .ws_ping_interval(Duration::from_secs(1))
+        .spawn()
+        .await;
+    let user = app.user("ursula").await;
+    // Clients that read answer each ping (tungstenite queues the pong as it reads one): they
+    // stay, subscribed or not, well past two intervals. One that reads nothing (a peer gone
+    // without closing, as the server sees it) sends no pong.
+    let mut reading = listening(&app, &user).await;
+    let mut initialised = WsClient::anonymous(&app).await;
+    let mut deaf = listening(&app, &user).await;
+    tokio::join!(
+        reading.assert_silent(Duration::from_millis(3500)),
+        initialised.assert_silent(Duration::from_millis(3500)),
+        tokio::time::sleep(Duration::from_millis(3500)),
+    );
+
+    // Within two intervals of the first ping, the server closed the deaf one.
+    let ((code, reason), _) = deaf
+        .closed_within(Duration::from_millis(500))
+        .await
+        .expect("the socket that answered no ping is still open");
+    assert_eq!(
+        (code, reason.as_str()),
+        (1001, "no answer to pings (WS_PING_INTERVAL_SECS)")
+    );
+    // Its subscription is gone; the reading client's is not.
+    until_subscribers(&app, 1).await;
+    reading.assert_silent(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_socket_without_a_subscription_is_closed_after_the_idle_timeout() {
+    let app = TestApp::builder()
+        .ws_idle_timeout(Duration::from_secs(1))
+        .spawn()
+        .await;
+    let user = app.user("ursula").await;
+    let mut idle = WsClient::anonymous(&app).await;
+    let mut busy = listening(&app, &user).await;
+    // One whose subscription ended: idle from then on.
+    let mut done = listening(&app, &user).await;
+    done.complete("live").await;
+    until_subscribers(&app, 1).await;
+    let completed = std::time::Instant::now();
+
+    let ((code, reason), took) = idle
+        .closed_within(PATIENCE)
+        .await
+        .expect("the idle socket stayed open");
+    println!("the idle socket was closed after {took:?}");
+    assert_eq!(
+        (code, reason.as_str()),
+        (1000, "idle: no subscription open for WS_IDLE_TIMEOUT_SECS")
+    );
+    assert!(
+        took >= Duration::from_millis(900),
+        "before the timeout: {took:?}"
+    );
+    assert_eq!(done.closed().await.0, 1000);
+    assert!(completed.elapsed() >= Duration::from_millis(900));
+    // The socket with a live subscription stays, and still gets events.
+    busy.assert_silent(Duration::from_millis(1500)).await;
+    app.admin().await.add_product("Kettle", "10.00").await;
+    assert_eq!(
+        busy.next_of("live").await["data"]["productChanged"]["kind"],
+        "CREATED"
+    );
+}
+
+#[tokio::test]
+async fn sockets_are_limited_per_client_address() {
+    let app = TestApp::builder()
+        .ws_max_per_address(2)
+        .behind_proxy()
+        .spawn()
+        .await;
+    let from = |ip: &'static str| {
+        let mut request = WsClient::request(&app);
+        request
+            .headers_mut()
+            .insert("X-Forwarded-For", HeaderValue::from_static(ip));
+        request
+    };
+    let first = WsClient::connect_request(from("203.0.113.1"))
+        .await
+        .unwrap();
+    let _second = WsClient::connect_request(from("203.0.113.1"))
+        .await
+        .unwrap();
+
+    // The third from that address: 429 before the upgrade, with the usual error body.
+    match WsClient::connect_request(from("203.0.113.1")).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("Retry-After")
+                    .map(|v| v.to_str().unwrap()),
+                Some("5")
+            );
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(codes(&body["errors"]), ["TOO_MANY_REQUESTS"], "{body}");
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("a third socket from one address opened"),
+    }
+    // Another address (the proxy's last hop) has places of its own.
+    let _other = WsClient::connect_request(from("203.0.113.2"))
+        .await
+        .unwrap();
+
+    // Once one closes, the address is admitted again.
+    drop(first);
+    let admitted = within(PATIENCE, async || {
+        WsClient::connect_request(from("203.0.113.1")).await.is_ok()
+    })
+    .await;
+    assert!(
+        admitted.is_some(),
+        "the address was not admitted once a socket closed"
+    );
+}
+
 /// Subscribes `actor` on a socket of its own and returns it, listening.
 async fn listening(app: &TestApp, actor: &Actor) -> WsClient {
     let before = app.subscriber_count();
