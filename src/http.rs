@@ -886,52 +886,7 @@ struct ResponseBody {
 impl ResponseBody {
     /// `document` is the one that ran, to tell errors in its variables from errors in it.
     fn from_response(mut response: GqlResponse, document: Option<&ExecutableDocument>) -> Self {
-        let request_error = response.data == Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
-        for error in &mut response.errors {
-            // Errors raised by the engine itself carry no code. Before execution (no data, no
-            // path) they are validation errors, except a variable whose value does not fit its
-            // type, which is bad input like a wrong argument during execution. Parse and limit
-            // errors come coded from `Documents`.
-            let about_variables = error.message.starts_with("Invalid value for argument")
-                && document.is_some_and(|document| {
-                    error
-                        .locations
-                        .first()
-                        .is_some_and(|pos| argument_uses_variable(document, *pos))
-                });
-            let code = if request_error && !about_variables {
-                VALIDATION_FAILED
-            } else {
-                "BAD_USER_INPUT"
-            };
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                extensions.set("code", code);
-            }
-            null_at_error_path(&mut response.data, &error.path);
-            // The last line against messages that repeat what the client sent.
-            error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
-        }
-        if response.errors.len() > MAX_ERRORS {
-            let left_out = response.errors.split_off(MAX_ERRORS - 1);
-            let mut summary = async_graphql::ServerError::new(
-                format!("{} more errors left out", left_out.len()),
-                None,
-            );
-            let code = left_out[0]
-                .extensions
-                .as_ref()
-                .and_then(|extensions| extensions.get("code"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            summary
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code);
-            response.errors.push(summary);
-        }
+        let request_error = shape_response(&mut response, document);
         Self {
             data: (!request_error).then_some(response.data),
             errors: response.errors,
@@ -950,6 +905,62 @@ impl ResponseBody {
             (false, true) => Outcome::Ok,
         }
     }
+}
+
+/// Shapes an executed operation's answer as every answer leaves the server, over HTTP and as
+/// a subscription's events: each error has a code, a failed field is `null` (see
+/// [`null_at_error_path`]), messages and the number of errors are capped. Returns whether it
+/// is a request error (nothing ran: no `data` to send).
+///
+/// `document` is the one that ran, to tell errors in its variables from errors in it.
+fn shape_response(response: &mut GqlResponse, document: Option<&ExecutableDocument>) -> bool {
+    let request_error = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    for error in &mut response.errors {
+        // Errors raised by the engine itself carry no code. Before execution (no data, no
+        // path) they are validation errors, except a variable whose value does not fit its
+        // type, which is bad input like a wrong argument during execution. Parse and limit
+        // errors come coded from `Documents`.
+        let about_variables = error.message.starts_with("Invalid value for argument")
+            && document.is_some_and(|document| {
+                error
+                    .locations
+                    .first()
+                    .is_some_and(|pos| argument_uses_variable(document, *pos))
+            });
+        let code = if request_error && !about_variables {
+            VALIDATION_FAILED
+        } else {
+            "BAD_USER_INPUT"
+        };
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", code);
+        }
+        null_at_error_path(&mut response.data, &error.path);
+        // The last line against messages that repeat what the client sent.
+        error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
+    }
+    if response.errors.len() > MAX_ERRORS {
+        let left_out = response.errors.split_off(MAX_ERRORS - 1);
+        let mut summary = async_graphql::ServerError::new(
+            format!("{} more errors left out", left_out.len()),
+            None,
+        );
+        let code = left_out[0]
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        summary
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+        response.errors.push(summary);
+    }
+    request_error
 }
 
 /// Puts the `null` that the GraphQL spec requires where a field failed.

@@ -47,11 +47,11 @@ use axum::{
 use futures_util::{SinkExt, StreamExt, stream::SplitStream};
 use tokio::sync::{mpsc, watch};
 
-use super::{HttpState, client_ip, error_response, operation::Operation, prepare};
+use super::{HttpState, client_ip, error_response, operation::Operation, prepare, shape_response};
 use crate::{
     auth::{ClientIp, Viewer},
     config::CorsOrigins,
-    graphql::{is_subscription, root_fields},
+    graphql::{AppSchema, is_subscription, root_fields},
     server::UpgradeHandle,
     state::AppState,
     subscriptions::{CHECK_INTERVAL, Channel, Close, Closer, Refusal},
@@ -272,7 +272,8 @@ async fn serve(
     let init_session = session.clone();
     let mut connection_data = Data::default();
     connection_data.insert(client_ip);
-    let graphql = GraphQLWebSocket::new_with_pair(output, input, state.schema.clone(), protocol)
+    let events = Events(state.schema.clone());
+    let graphql = GraphQLWebSocket::new_with_pair(output, input, events, protocol)
         .with_data(connection_data)
         .on_connection_init(move |_payload| {
             // The gate checked the payload and opened the channel before letting it through.
@@ -388,6 +389,32 @@ async fn serve(
     // Completes the closing handshake (a close frame, if none was sent yet), within the grace.
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     drop(graphql);
+}
+
+/// The schema as sockets run it: each event leaves shaped as an HTTP answer does (see
+/// [`shape_response`]): a field the caller may not read is `null` with its error, not left out.
+#[derive(Clone)]
+struct Events(AppSchema);
+
+impl async_graphql::Executor for Events {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        let mut response = self.0.execute(request).await;
+        shape_response(&mut response, None);
+        response
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
+        async_graphql::Executor::execute_stream(&self.0, request, session_data)
+            .map(|mut response| {
+                shape_response(&mut response, None);
+                response
+            })
+            .boxed()
+    }
 }
 
 /// Resolves when the server drains (never without a handle).
