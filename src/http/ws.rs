@@ -2,13 +2,15 @@
 //! protocol (the `graphql-ws` library's, which Apollo Client and urql use), run by
 //! async-graphql-axum's connection over a gate of our own:
 //!
-//! - the upgrade is refused unless the client offers `graphql-transport-ws`, and a browser's
-//!   upgrade from an origin that `CORS_ALLOWED_ORIGINS` does not allow (or, with none allowed,
-//!   from another origin than the server's) is refused (cross-site WebSocket hijacking);
-//! - `connection_init` carries the access token in its payload (`Authorization`, or
-//!   `authorization`), checked as the header is: a bad, expired or revoked token closes the
-//!   socket with 4403, none makes an anonymous caller; no `connection_init` within
-//!   `WS_INIT_TIMEOUT_SECS` closes it with 4408;
+//! - the upgrade is refused unless the client offers `graphql-transport-ws` (spelled so), and a
+//!   browser's upgrade from an origin that `CORS_ALLOWED_ORIGINS` does not allow (or, with none
+//!   allowed, from another origin than the server's) is refused (cross-site WebSocket
+//!   hijacking);
+//! - `connection_init` carries the access token in its payload (`Authorization`, in any case),
+//!   checked as the header is: a bad, expired or revoked token closes the socket with 4403,
+//!   none makes an anonymous caller, a payload that is not an object or names the key twice
+//!   closes it with 4400; no `connection_init` within `WS_INIT_TIMEOUT_SECS` closes it with
+//!   4408; a message over `MAX_BODY_BYTES` closes it with 1009;
 //! - each `subscribe` is parsed and measured as an HTTP request is (depth, cost, aliases,
 //!   directives; see `graphql::documents`) and counted against the per-connection and
 //!   per-account limits before it runs; a refusal is an `error` message (`QUERY_TOO_COMPLEX`,
@@ -187,14 +189,15 @@ impl Drop for AddressSlot {
     }
 }
 
-/// Whether `headers` offer `protocol` in `Sec-WebSocket-Protocol`.
+/// Whether `headers` offer `protocol` in `Sec-WebSocket-Protocol`, spelled exactly so: a
+/// subprotocol name is case-sensitive (RFC 6455), and the answer must name what was offered.
 fn offers(headers: &HeaderMap, protocol: &str) -> bool {
     headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|offered| offered.trim().eq_ignore_ascii_case(protocol))
+        .any(|offered| offered.trim() == protocol)
 }
 
 /// Whether a browser on the request's `Origin` may open a socket: always without an `Origin`
@@ -446,6 +449,10 @@ fn incoming(
             loop {
                 let message = match source.next().await? {
                     Ok(message) => message,
+                    Err(err) if too_big(&err) => {
+                        gate.close(1009, "message too big (MAX_BODY_BYTES)").await;
+                        return None;
+                    }
                     Err(err) => return Some((Err(err), (source, gate))),
                 };
                 heard.store(true, Ordering::Relaxed);
@@ -464,6 +471,13 @@ fn incoming(
             }
         }
     })
+}
+
+/// Whether a read failed because the message (or a frame) was over the size limit.
+fn too_big(err: &axum::Error) -> bool {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|err| matches!(err, tungstenite::Error::Capacity(_)))
 }
 
 /// What the gate decided about one client message.
@@ -524,11 +538,30 @@ impl Gate {
             return Admit::Forward;
         }
         let app: &AppState = &self.state.app;
-        let value = payload.and_then(|payload| {
-            payload
-                .get("Authorization")
-                .or_else(|| payload.get("authorization"))
-        });
+        let payload = match payload {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Object(payload)) => Some(payload),
+            Some(_) => {
+                return self
+                    .close(4400, "connection_init's payload must be an object")
+                    .await;
+            }
+        };
+        // The key in any case, as an HTTP header's name; named twice, it is ambiguous.
+        let mut values = payload
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value);
+        let value = values.next();
+        if values.next().is_some() {
+            return self
+                .close(
+                    4400,
+                    "Authorization given more than once in connection_init",
+                )
+                .await;
+        }
         let authorization = match value {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(value)) => Some(value.as_str()),
@@ -540,6 +573,11 @@ impl Gate {
             return self.close(4403, "Forbidden").await;
         }
         let channel = Channel::new(viewer, token, self.closer.clone(), app.events.clone());
+        // A token within its leeway past `exp` passes verification, but the channel, whose
+        // clock is stricter, would close right after the ack: refused now instead.
+        if channel.verdict().is_some() {
+            return self.close(4403, "Forbidden").await;
+        }
         self.session.send_replace(Some(Arc::new(channel)));
         Admit::Forward
     }

@@ -97,6 +97,53 @@ async fn connection_init_takes_the_token_from_its_payload_and_refuses_a_bad_one(
         );
     }
 
+    // The key in any case is the key, as a header's name is.
+    let mut shouting = WsClient::initialised(
+        &app,
+        json!({"AUTHORIZATION": format!("Bearer {}", user.token())}),
+    )
+    .await;
+    shouting
+        .subscribe(
+            "mine",
+            "subscription { productChanged { kind } }",
+            json!({}),
+        )
+        .await;
+    until_subscribers(&app, 1).await;
+    drop(shouting);
+    // A payload that is not an object (nor null), or that names Authorization twice in any
+    // case (which one counts?): 4400, which graphql-ws does not retry. Before, these made an
+    // anonymous caller.
+    for payload in [
+        json!("Bearer x"),
+        json!([format!("Bearer {}", user.token())]),
+        json!({"Authorization": null, "authorization": format!("Bearer {}", user.token())}),
+        json!({"authorization": format!("Bearer {}", user.token()), "AUTHORIZATION": ""}),
+    ] {
+        let mut client = WsClient::connect(&app).await;
+        client.init(payload.clone()).await;
+        assert_eq!(client.closed().await.0, 4400, "{payload}");
+    }
+    // A null payload, or none, is anonymous.
+    WsClient::initialised(&app, Value::Null).await;
+    let mut bare = WsClient::connect(&app).await;
+    bare.send(json!({"type": "connection_init"})).await;
+    assert_eq!(bare.message().await, json!({"type": "connection_ack"}));
+
+    // A token past its `exp` but within the verification leeway: refused at init (before, it
+    // was acknowledged, then closed at the first check).
+    let mut just_expired = claims.clone();
+    just_expired["exp"] = json!(chrono::Utc::now().timestamp() - 2);
+    let just_expired = forge_jwt(&header, &just_expired, JWT_SECRET.as_bytes());
+    let mut late = WsClient::connect(&app).await;
+    late.init(json!({"Authorization": format!("Bearer {just_expired}")}))
+        .await;
+    assert_eq!(
+        late.receive().await,
+        Received::Closed(4403, "Forbidden".to_owned())
+    );
+
     // A subscribe before connection_init: 4401, as the protocol says.
     let mut early = WsClient::connect(&app).await;
     early.subscribe("1", PRODUCT_CHANGED, json!({})).await;
@@ -144,6 +191,14 @@ async fn only_graphql_transport_ws_from_allowed_origins_is_served() {
         HeaderValue::from_static("graphql-ws"),
     );
     assert_eq!(refused_with(legacy).await, 400);
+    // The name in another case: refused, not served without the header (the name is
+    // case-sensitive, and the answer must name what was offered).
+    let mut shouted = WsClient::request(&app);
+    shouted.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("GRAPHQL-TRANSPORT-WS"),
+    );
+    assert_eq!(refused_with(shouted).await, 400);
     // No subprotocol: refused.
     let mut none = WsClient::request(&app);
     none.headers_mut().remove("Sec-WebSocket-Protocol");
@@ -571,6 +626,22 @@ async fn the_http_timeouts_leave_an_open_socket_alone_and_sockets_count_as_conne
         .expect("the waiting socket was never served once one closed")
         .unwrap();
     let _third = third.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_with_1009() {
+    let app = TestApp::builder().max_body_bytes(4096).spawn().await;
+    let user = app.user("ursula").await;
+    let mut client = WsClient::signed_in(&app, &user).await;
+    let long = format!(
+        "subscription {{ productChanged {{ kind }} }} #{}",
+        "x".repeat(5000)
+    );
+    client.subscribe("big", &long, json!({})).await;
+    assert_eq!(
+        client.closed().await,
+        (1009, "message too big (MAX_BODY_BYTES)".to_owned())
+    );
 }
 
 #[tokio::test]
