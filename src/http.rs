@@ -46,8 +46,9 @@ use crate::{
     config::{CorsOrigins, Limits, MetricsToken},
     error::{AppError, RateLimited},
     graphql::{
-        self, AppSchema, Cost, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS,
-        VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, truncated,
+        self, AppSchema, Cost, CostModel, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS,
+        MAX_MESSAGE_CHARS, VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription,
+        truncated,
     },
     idempotency,
     metrics::Outcome,
@@ -846,7 +847,7 @@ async fn run_one(
         }
         Err(error) => GqlResponse::from_errors(vec![error]),
     };
-    let body = ResponseBody::from_response(response, Some(document));
+    let body = ResponseBody::from_response(response, Some(document), state.documents.model());
     state
         .app
         .metrics
@@ -861,7 +862,11 @@ fn refuse(
     error: async_graphql::ServerError,
     started: std::time::Instant,
 ) -> ResponseBody {
-    let body = ResponseBody::from_response(GqlResponse::from_errors(vec![error]), None);
+    let body = ResponseBody::from_response(
+        GqlResponse::from_errors(vec![error]),
+        None,
+        state.documents.model(),
+    );
     state.app.metrics.record_operation(
         request.operation_name.as_deref(),
         body.outcome(),
@@ -885,8 +890,12 @@ struct ResponseBody {
 
 impl ResponseBody {
     /// `document` is the one that ran, to tell errors in its variables from errors in it.
-    fn from_response(mut response: GqlResponse, document: Option<&ExecutableDocument>) -> Self {
-        let request_error = shape_response(&mut response, document);
+    fn from_response(
+        mut response: GqlResponse,
+        document: Option<&ExecutableDocument>,
+        model: &CostModel,
+    ) -> Self {
+        let request_error = shape_response(&mut response, document, model);
         Self {
             data: (!request_error).then_some(response.data),
             errors: response.errors,
@@ -912,11 +921,32 @@ impl ResponseBody {
 /// [`null_at_error_path`]), messages and the number of errors are capped. Returns whether it
 /// is a request error (nothing ran: no `data` to send).
 ///
-/// `document` is the one that ran, to tell errors in its variables from errors in it.
-fn shape_response(response: &mut GqlResponse, document: Option<&ExecutableDocument>) -> bool {
+/// `document` is the one that ran, to tell errors in its variables from errors in it, and
+/// which failed fields may be null (`model` says).
+fn shape_response(
+    response: &mut GqlResponse,
+    document: Option<&ExecutableDocument>,
+    model: &CostModel,
+) -> bool {
     let request_error = response.data == Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
+    let failed: Vec<Failed> = match document {
+        Some(document) => response
+            .errors
+            .iter()
+            .filter(|error| !error.path.is_empty())
+            .map(|error| Failed {
+                path: error.path.clone(),
+                nullable: error
+                    .locations
+                    .first()
+                    .and_then(|pos| model.nullable_at(document, *pos))
+                    .unwrap_or(false),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     for error in &mut response.errors {
         // Errors raised by the engine itself carry no code. Before execution (no data, no
         // path) they are validation errors, except a variable whose value does not fit its
@@ -938,7 +968,7 @@ fn shape_response(response: &mut GqlResponse, document: Option<&ExecutableDocume
         if extensions.get("code").is_none() {
             extensions.set("code", code);
         }
-        null_at_error_path(&mut response.data, &error.path);
+        null_at_error_path(&mut response.data, &error.path, &failed);
         // The last line against messages that repeat what the client sent.
         error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
     }
@@ -963,15 +993,23 @@ fn shape_response(response: &mut GqlResponse, document: Option<&ExecutableDocume
     request_error
 }
 
+/// A field that failed: where, and whether the schema lets it be null.
+struct Failed {
+    path: Vec<PathSegment>,
+    nullable: bool,
+}
+
 /// Puts the `null` that the GraphQL spec requires where a field failed.
 ///
 /// async-graphql 7 leaves a failed nullable field out of its parent object instead of setting
 /// it to null; the first missing key along the error's path is where the null belongs (the
-/// nearest nullable ancestor, since non-null failures remove their parents too).
-fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
+/// nearest nullable ancestor, since non-null failures remove their parents too). An object
+/// all of whose selected fields failed comes as `null` itself: when every field that failed
+/// inside it may be null (`failed`), it is an object again, holding those nulls.
+fn null_at_error_path(data: &mut Value, path: &[PathSegment], failed: &[Failed]) {
     let mut current = data;
-    for segment in path {
-        current = match (current, segment) {
+    for (depth, segment) in path.iter().enumerate() {
+        let next = match (current, segment) {
             (Value::Object(fields), PathSegment::Field(name)) => {
                 let key = Name::new(name);
                 if !fields.contains_key(&key) {
@@ -989,6 +1027,18 @@ fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
             },
             _ => return,
         };
+        let within = &path[..=depth];
+        if *next == Value::Null
+            && matches!(path.get(depth + 1), Some(PathSegment::Field(_)))
+            && failed.iter().any(|f| f.path == path)
+            && failed
+                .iter()
+                .filter(|f| f.path.starts_with(within))
+                .all(|f| f.nullable)
+        {
+            *next = Value::Object(Default::default());
+        }
+        current = next;
     }
 }
 

@@ -53,7 +53,7 @@ use super::{HttpState, client_ip, error_response, operation::Operation, prepare,
 use crate::{
     auth::{ClientIp, Viewer},
     config::CorsOrigins,
-    graphql::{AppSchema, is_subscription, root_fields},
+    graphql::{AppSchema, Documents, is_subscription, root_fields},
     server::UpgradeHandle,
     state::AppState,
     subscriptions::{CHECK_INTERVAL, Channel, Close, Closer, Refusal},
@@ -275,7 +275,10 @@ async fn serve(
     let init_session = session.clone();
     let mut connection_data = Data::default();
     connection_data.insert(client_ip);
-    let events = Events(state.schema.clone());
+    let events = Events {
+        schema: state.schema.clone(),
+        documents: state.documents.clone(),
+    };
     let graphql = GraphQLWebSocket::new_with_pair(output, input, events, protocol)
         .with_data(connection_data)
         .on_connection_init(move |_payload| {
@@ -397,12 +400,15 @@ async fn serve(
 /// The schema as sockets run it: each event leaves shaped as an HTTP answer does (see
 /// [`shape_response`]): a field the caller may not read is `null` with its error, not left out.
 #[derive(Clone)]
-struct Events(AppSchema);
+struct Events {
+    schema: AppSchema,
+    documents: Arc<Documents>,
+}
 
 impl async_graphql::Executor for Events {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
-        let mut response = self.0.execute(request).await;
-        shape_response(&mut response, None);
+        let mut response = self.schema.execute(request).await;
+        shape_response(&mut response, None, self.documents.model());
         response
     }
 
@@ -411,9 +417,12 @@ impl async_graphql::Executor for Events {
         request: async_graphql::Request,
         session_data: Option<Arc<Data>>,
     ) -> futures_util::stream::BoxStream<'static, async_graphql::Response> {
-        async_graphql::Executor::execute_stream(&self.0, request, session_data)
-            .map(|mut response| {
-                shape_response(&mut response, None);
+        // Parsed (and cached) by the gate already.
+        let document = self.documents.parse(&request.query).ok();
+        let documents = self.documents.clone();
+        async_graphql::Executor::execute_stream(&self.schema, request, session_data)
+            .map(move |mut response| {
+                shape_response(&mut response, document.as_deref(), documents.model());
                 response
             })
             .boxed()
