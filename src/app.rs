@@ -158,6 +158,9 @@ impl App {
         let settings = http::HttpSettings {
             limits: config.limits.clone(),
             ws_init_timeout: config.subscriptions.init_timeout,
+            ws_ping_interval: config.subscriptions.ping_interval,
+            ws_idle_timeout: config.subscriptions.idle_socket_timeout,
+            ws_max_per_address: config.subscriptions.max_connections_per_address,
             graphiql: config.discovery.graphiql,
             trust_proxy_headers: config.server.trust_proxy_headers,
             cors_allowed_origins: config.server.cors_allowed_origins.clone(),

@@ -344,6 +344,23 @@ pub struct Subscriptions {
     #[arg(long, env = "WS_MAX_QUEUED_EVENTS", default_value = "256",
         value_parser = rules::number::<usize>(1, 65_536))]
     pub max_queued_events: usize,
+    /// Seconds between the WebSocket pings the server sends each socket; a socket from which
+    /// nothing (a pong, a message) was read since the previous ping is closed with 1001, so a
+    /// peer gone without closing does not hold its place. Browsers and WebSocket libraries
+    /// answer pings by themselves.
+    #[arg(long, env = "WS_PING_INTERVAL_SECS", default_value = "30",
+        value_parser = rules::seconds(1, 3600))]
+    pub ping_interval: Duration,
+    /// Seconds an initialised WebSocket may stay open without a subscription; then it is
+    /// closed with 1000.
+    #[arg(long, env = "WS_IDLE_TIMEOUT_SECS", default_value = "120",
+        value_parser = rules::seconds(1, 86_400))]
+    pub idle_socket_timeout: Duration,
+    /// WebSockets open at once from one client address (as `TRUST_PROXY_HEADERS` decides it);
+    /// one more upgrade is answered with HTTP 429.
+    #[arg(long, env = "WS_MAX_CONNECTIONS_PER_ADDRESS", default_value = "50",
+        value_parser = rules::number::<usize>(1, 1_000_000))]
+    pub max_connections_per_address: usize,
 }
 
 /// What the API tells a caller about its schema.

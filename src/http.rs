@@ -46,8 +46,9 @@ use crate::{
     config::{CorsOrigins, Limits, MetricsToken},
     error::{AppError, RateLimited},
     graphql::{
-        self, AppSchema, Cost, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS, MAX_MESSAGE_CHARS,
-        VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription, truncated,
+        self, AppSchema, Cost, CostModel, DECIMAL_SPECIFIED_BY, Documents, MAX_ERRORS,
+        MAX_MESSAGE_CHARS, VALIDATION_FAILED, argument_uses_variable, is_mutation, is_subscription,
+        truncated,
     },
     idempotency,
     metrics::Outcome,
@@ -62,6 +63,12 @@ pub struct HttpSettings {
     pub limits: Limits,
     /// `WS_INIT_TIMEOUT_SECS`.
     pub ws_init_timeout: Duration,
+    /// `WS_PING_INTERVAL_SECS`.
+    pub ws_ping_interval: Duration,
+    /// `WS_IDLE_TIMEOUT_SECS`.
+    pub ws_idle_timeout: Duration,
+    /// `WS_MAX_CONNECTIONS_PER_ADDRESS`.
+    pub ws_max_per_address: usize,
     pub graphiql: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: CorsOrigins,
@@ -80,6 +87,8 @@ struct HttpState {
     documents: Arc<Documents>,
     app: Arc<AppState>,
     settings: Arc<HttpSettings>,
+    /// The WebSockets open from each client address.
+    sockets: Arc<ws::Addresses>,
 }
 
 /// The router with every route and layer.
@@ -109,6 +118,7 @@ pub fn router(schema: AppSchema, app: Arc<AppState>, settings: HttpSettings) -> 
             documents,
             app,
             settings: Arc::new(settings),
+            sockets: Arc::default(),
         })
         .layer(CatchPanicLayer::custom(|_| {
             error_response(
@@ -837,7 +847,7 @@ async fn run_one(
         }
         Err(error) => GqlResponse::from_errors(vec![error]),
     };
-    let body = ResponseBody::from_response(response, Some(document));
+    let body = ResponseBody::from_response(response, Some(document), state.documents.model());
     state
         .app
         .metrics
@@ -852,7 +862,11 @@ fn refuse(
     error: async_graphql::ServerError,
     started: std::time::Instant,
 ) -> ResponseBody {
-    let body = ResponseBody::from_response(GqlResponse::from_errors(vec![error]), None);
+    let body = ResponseBody::from_response(
+        GqlResponse::from_errors(vec![error]),
+        None,
+        state.documents.model(),
+    );
     state.app.metrics.record_operation(
         request.operation_name.as_deref(),
         body.outcome(),
@@ -876,53 +890,12 @@ struct ResponseBody {
 
 impl ResponseBody {
     /// `document` is the one that ran, to tell errors in its variables from errors in it.
-    fn from_response(mut response: GqlResponse, document: Option<&ExecutableDocument>) -> Self {
-        let request_error = response.data == Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|e| e.path.is_empty());
-        for error in &mut response.errors {
-            // Errors raised by the engine itself carry no code. Before execution (no data, no
-            // path) they are validation errors, except a variable whose value does not fit its
-            // type, which is bad input like a wrong argument during execution. Parse and limit
-            // errors come coded from `Documents`.
-            let about_variables = error.message.starts_with("Invalid value for argument")
-                && document.is_some_and(|document| {
-                    error
-                        .locations
-                        .first()
-                        .is_some_and(|pos| argument_uses_variable(document, *pos))
-                });
-            let code = if request_error && !about_variables {
-                VALIDATION_FAILED
-            } else {
-                "BAD_USER_INPUT"
-            };
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                extensions.set("code", code);
-            }
-            null_at_error_path(&mut response.data, &error.path);
-            // The last line against messages that repeat what the client sent.
-            error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
-        }
-        if response.errors.len() > MAX_ERRORS {
-            let left_out = response.errors.split_off(MAX_ERRORS - 1);
-            let mut summary = async_graphql::ServerError::new(
-                format!("{} more errors left out", left_out.len()),
-                None,
-            );
-            let code = left_out[0]
-                .extensions
-                .as_ref()
-                .and_then(|extensions| extensions.get("code"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            summary
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", code);
-            response.errors.push(summary);
-        }
+    fn from_response(
+        mut response: GqlResponse,
+        document: Option<&ExecutableDocument>,
+        model: &CostModel,
+    ) -> Self {
+        let request_error = shape_response(&mut response, document, model);
         Self {
             data: (!request_error).then_some(response.data),
             errors: response.errors,
@@ -943,15 +916,100 @@ impl ResponseBody {
     }
 }
 
+/// Shapes an executed operation's answer as every answer leaves the server, over HTTP and as
+/// a subscription's events: each error has a code, a failed field is `null` (see
+/// [`null_at_error_path`]), messages and the number of errors are capped. Returns whether it
+/// is a request error (nothing ran: no `data` to send).
+///
+/// `document` is the one that ran, to tell errors in its variables from errors in it, and
+/// which failed fields may be null (`model` says).
+fn shape_response(
+    response: &mut GqlResponse,
+    document: Option<&ExecutableDocument>,
+    model: &CostModel,
+) -> bool {
+    let request_error = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let failed: Vec<Failed> = match document {
+        Some(document) => response
+            .errors
+            .iter()
+            .filter(|error| !error.path.is_empty())
+            .map(|error| Failed {
+                path: error.path.clone(),
+                nullable: error
+                    .locations
+                    .first()
+                    .and_then(|pos| model.nullable_at(document, *pos))
+                    .unwrap_or(false),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    for error in &mut response.errors {
+        // Errors raised by the engine itself carry no code. Before execution (no data, no
+        // path) they are validation errors, except a variable whose value does not fit its
+        // type, which is bad input like a wrong argument during execution. Parse and limit
+        // errors come coded from `Documents`.
+        let about_variables = error.message.starts_with("Invalid value for argument")
+            && document.is_some_and(|document| {
+                error
+                    .locations
+                    .first()
+                    .is_some_and(|pos| argument_uses_variable(document, *pos))
+            });
+        let code = if request_error && !about_variables {
+            VALIDATION_FAILED
+        } else {
+            "BAD_USER_INPUT"
+        };
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", code);
+        }
+        null_at_error_path(&mut response.data, &error.path, &failed);
+        // The last line against messages that repeat what the client sent.
+        error.message = truncated(std::mem::take(&mut error.message), MAX_MESSAGE_CHARS);
+    }
+    if response.errors.len() > MAX_ERRORS {
+        let left_out = response.errors.split_off(MAX_ERRORS - 1);
+        let mut summary = async_graphql::ServerError::new(
+            format!("{} more errors left out", left_out.len()),
+            None,
+        );
+        let code = left_out[0]
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        summary
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+        response.errors.push(summary);
+    }
+    request_error
+}
+
+/// A field that failed: where, and whether the schema lets it be null.
+struct Failed {
+    path: Vec<PathSegment>,
+    nullable: bool,
+}
+
 /// Puts the `null` that the GraphQL spec requires where a field failed.
 ///
 /// async-graphql 7 leaves a failed nullable field out of its parent object instead of setting
 /// it to null; the first missing key along the error's path is where the null belongs (the
-/// nearest nullable ancestor, since non-null failures remove their parents too).
-fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
+/// nearest nullable ancestor, since non-null failures remove their parents too). An object
+/// all of whose selected fields failed comes as `null` itself: when every field that failed
+/// inside it may be null (`failed`), it is an object again, holding those nulls.
+fn null_at_error_path(data: &mut Value, path: &[PathSegment], failed: &[Failed]) {
     let mut current = data;
-    for segment in path {
-        current = match (current, segment) {
+    for (depth, segment) in path.iter().enumerate() {
+        let next = match (current, segment) {
             (Value::Object(fields), PathSegment::Field(name)) => {
                 let key = Name::new(name);
                 if !fields.contains_key(&key) {
@@ -969,6 +1027,18 @@ fn null_at_error_path(data: &mut Value, path: &[PathSegment]) {
             },
             _ => return,
         };
+        let within = &path[..=depth];
+        if *next == Value::Null
+            && matches!(path.get(depth + 1), Some(PathSegment::Field(_)))
+            && failed.iter().any(|f| f.path == path)
+            && failed
+                .iter()
+                .filter(|f| f.path.starts_with(within))
+                .all(|f| f.nullable)
+        {
+            *next = Value::Object(Default::default());
+        }
+        current = next;
     }
 }
 

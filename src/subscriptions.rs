@@ -162,6 +162,12 @@ pub enum Close {
     /// so events may have been missed: the client reconnects, subscribes again and reads
     /// afresh what it shows (graphql-ws reconnects after 1012).
     EventsMissed,
+    /// 1001: nothing was read from the client (not even a pong) in the `WS_PING_INTERVAL_SECS`
+    /// since the previous ping: the peer is gone or stuck. graphql-ws reconnects after it.
+    PingTimeout,
+    /// 1000: no subscription was open for `WS_IDLE_TIMEOUT_SECS`. graphql-ws reconnects after
+    /// it only if it has something to subscribe to (a lazy client) or is not lazy.
+    Idle,
 }
 
 impl Close {
@@ -172,8 +178,9 @@ impl Close {
             Close::Forbidden => 4403,
             Close::InitTimeout => 4408,
             Close::SlowConsumer => 1008,
-            Close::GoingAway => 1001,
+            Close::GoingAway | Close::PingTimeout => 1001,
             Close::EventsMissed => 1012,
+            Close::Idle => 1000,
         }
     }
 
@@ -186,6 +193,8 @@ impl Close {
             Close::SlowConsumer => "too slow: more events queued than WS_MAX_QUEUED_EVENTS",
             Close::GoingAway => "the server is shutting down",
             Close::EventsMissed => "events may have been missed: subscribe again",
+            Close::PingTimeout => "no answer to pings (WS_PING_INTERVAL_SECS)",
+            Close::Idle => "idle: no subscription open for WS_IDLE_TIMEOUT_SECS",
         }
     }
 }
@@ -475,6 +484,8 @@ pub struct Channel {
     open: Mutex<HashMap<String, Option<AccountSlot>>>,
     /// Subscriptions receiving events now.
     live: AtomicUsize,
+    /// Since when no operation has been open (`None` while one is).
+    idle_since: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Channel {
@@ -492,6 +503,7 @@ impl Channel {
             hub,
             open: Mutex::new(HashMap::new()),
             live: AtomicUsize::new(0),
+            idle_since: Mutex::new(Some(tokio::time::Instant::now())),
         }
     }
 
@@ -527,15 +539,30 @@ impl Channel {
             _ => None,
         };
         open.insert(id.to_owned(), slot);
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         Ok(())
     }
 
     /// Operation `id` ended (completed by either side): its places are free again.
     pub fn finish(&self, id: &str) {
-        self.open
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.remove(id).is_some() && open.is_empty() {
+            *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// Since when no operation has been open on the connection; `None` while one is.
+    pub fn idle_since(&self) -> Option<tokio::time::Instant> {
+        *self
+            .idle_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
     }
 
     /// A subscriber to `interest` for a subscription on this connection; counted as live

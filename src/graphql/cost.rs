@@ -48,6 +48,8 @@ struct FieldShape {
     by_ids: bool,
     /// A list of the introspection schema (counted once, but nesting is limited).
     introspection_list: bool,
+    /// It may be null (its type is not `…!`).
+    nullable: bool,
 }
 
 /// The shapes of the schema's fields, read from its SDL once at start.
@@ -190,6 +192,7 @@ impl CostModel {
                                 page,
                                 by_ids,
                                 introspection_list: false,
+                                nullable: field.ty.node.nullable,
                             };
                             (field.name.node.to_string(), shape)
                         })
@@ -213,6 +216,54 @@ impl CostModel {
         });
         model.add_introspection();
         Ok(model)
+    }
+
+    /// Whether the schema lets the field at `pos` in `document` (where an error's location
+    /// points) be null; `None` when no field of the schema is there.
+    pub fn nullable_at(&self, document: &ExecutableDocument, pos: parser::Pos) -> Option<bool> {
+        document.operations.iter().find_map(|(_, operation)| {
+            let root = match operation.node.ty {
+                OperationType::Query => Some(&self.query),
+                OperationType::Mutation => self.mutation.as_ref(),
+                OperationType::Subscription => self.subscription.as_ref(),
+            }?;
+            self.nullable_in(document, &operation.node.selection_set.node, root, pos, 0)
+        })
+    }
+
+    fn nullable_in(
+        &self,
+        document: &ExecutableDocument,
+        set: &SelectionSet,
+        ty: &str,
+        pos: parser::Pos,
+        nesting: usize,
+    ) -> Option<bool> {
+        if nesting > MAX_FRAGMENT_NESTING {
+            return None;
+        }
+        set.items.iter().find_map(|item| match &item.node {
+            Selection::Field(field) => {
+                let shape = self.types.get(ty)?.get(field.node.name.node.as_str())?;
+                if field.pos == pos {
+                    return Some(shape.nullable);
+                }
+                let inner = &field.node.selection_set.node;
+                self.nullable_in(document, inner, &shape.ty, pos, nesting)
+            }
+            Selection::InlineFragment(fragment) => {
+                let on = fragment.node.type_condition.as_ref();
+                let ty = on.map_or(ty, |condition| condition.node.on.node.as_str());
+                let inner = &fragment.node.selection_set.node;
+                self.nullable_in(document, inner, ty, pos, nesting + 1)
+            }
+            Selection::FragmentSpread(spread) => {
+                let fragment = document.fragments.get(&spread.node.fragment_name.node)?;
+                let ty = fragment.node.type_condition.node.on.node.as_str();
+                let inner = &fragment.node.selection_set.node;
+                self.nullable_in(document, inner, ty, pos, nesting + 1)
+            }
+        })
     }
 
     /// The introspection types, which the SDL leaves out: their object and list fields.
@@ -242,6 +293,7 @@ impl CostModel {
                 page: None,
                 by_ids: false,
                 introspection_list: list,
+                nullable: false,
             };
             self.types
                 .entry(parent.to_owned())
@@ -258,6 +310,7 @@ impl CostModel {
                     page: None,
                     by_ids: false,
                     introspection_list: false,
+                    nullable: false,
                 },
             );
         }

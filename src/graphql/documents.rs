@@ -73,6 +73,11 @@ impl Documents {
         }
     }
 
+    /// The schema's shapes the documents are measured with.
+    pub fn model(&self) -> &CostModel {
+        &self.model
+    }
+
     /// The parsed document of `query`, its names and argument lists checked.
     ///
     /// # Errors

@@ -191,6 +191,27 @@ async fn created_by_is_admin_only_and_the_rest_of_the_product_still_comes_back()
         Some(&Value::Null),
         "the refused field is present and null: {r}"
     );
+    // With only that field selected, the product is still there and holds the null
+    // (async-graphql turns an object whose every field failed into null), in a list as well.
+    let r = user
+        .query(
+            "query($id: ID!) { product(id: $id) { createdBy { id } } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(r.codes(), ["FORBIDDEN"], "{r}");
+    assert_eq!(r.raw_data()["product"], json!({"createdBy": null}), "{r}");
+    let r = user
+        .query(
+            "{ products(first: 1) { nodes { createdBy { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        r.raw_data()["products"]["nodes"],
+        json!([{"createdBy": null}]),
+        "{r}"
+    );
 
     let product = admin.product_with_creator(&id).await.ok().unwrap();
     assert_eq!(product.created_by.unwrap().username, "admin");

@@ -97,6 +97,53 @@ async fn connection_init_takes_the_token_from_its_payload_and_refuses_a_bad_one(
         );
     }
 
+    // The key in any case is the key, as a header's name is.
+    let mut shouting = WsClient::initialised(
+        &app,
+        json!({"AUTHORIZATION": format!("Bearer {}", user.token())}),
+    )
+    .await;
+    shouting
+        .subscribe(
+            "mine",
+            "subscription { productChanged { kind } }",
+            json!({}),
+        )
+        .await;
+    until_subscribers(&app, 1).await;
+    drop(shouting);
+    // A payload that is not an object (nor null), or that names Authorization twice in any
+    // case (which one counts?): 4400, which graphql-ws does not retry. Before, these made an
+    // anonymous caller.
+    for payload in [
+        json!("Bearer x"),
+        json!([format!("Bearer {}", user.token())]),
+        json!({"Authorization": null, "authorization": format!("Bearer {}", user.token())}),
+        json!({"authorization": format!("Bearer {}", user.token()), "AUTHORIZATION": ""}),
+    ] {
+        let mut client = WsClient::connect(&app).await;
+        client.init(payload.clone()).await;
+        assert_eq!(client.closed().await.0, 4400, "{payload}");
+    }
+    // A null payload, or none, is anonymous.
+    WsClient::initialised(&app, Value::Null).await;
+    let mut bare = WsClient::connect(&app).await;
+    bare.send(json!({"type": "connection_init"})).await;
+    assert_eq!(bare.message().await, json!({"type": "connection_ack"}));
+
+    // A token past its `exp` but within the verification leeway: refused at init (before, it
+    // was acknowledged, then closed at the first check).
+    let mut just_expired = claims.clone();
+    just_expired["exp"] = json!(chrono::Utc::now().timestamp() - 2);
+    let just_expired = forge_jwt(&header, &just_expired, JWT_SECRET.as_bytes());
+    let mut late = WsClient::connect(&app).await;
+    late.init(json!({"Authorization": format!("Bearer {just_expired}")}))
+        .await;
+    assert_eq!(
+        late.receive().await,
+        Received::Closed(4403, "Forbidden".to_owned())
+    );
+
     // A subscribe before connection_init: 4401, as the protocol says.
     let mut early = WsClient::connect(&app).await;
     early.subscribe("1", PRODUCT_CHANGED, json!({})).await;
@@ -144,6 +191,14 @@ async fn only_graphql_transport_ws_from_allowed_origins_is_served() {
         HeaderValue::from_static("graphql-ws"),
     );
     assert_eq!(refused_with(legacy).await, 400);
+    // The name in another case: refused, not served without the header (the name is
+    // case-sensitive, and the answer must name what was offered).
+    let mut shouted = WsClient::request(&app);
+    shouted.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("GRAPHQL-TRANSPORT-WS"),
+    );
+    assert_eq!(refused_with(shouted).await, 400);
     // No subprotocol: refused.
     let mut none = WsClient::request(&app);
     none.headers_mut().remove("Sec-WebSocket-Protocol");
@@ -298,9 +353,17 @@ async fn each_event_goes_through_the_guards_of_a_query() {
     as_user.subscribe("u", WITH_CREATOR, json!({})).await;
     let mut as_admin = WsClient::signed_in(&app, &admin).await;
     as_admin.subscribe("a", WITH_CREATOR, json!({})).await;
-    until_subscribers(&app, 2).await;
+    let mut only_creator = WsClient::signed_in(&app, &user).await;
+    only_creator
+        .subscribe(
+            "o",
+            "subscription { productChanged { product { createdBy { id } } } }",
+            json!({}),
+        )
+        .await;
+    until_subscribers(&app, 3).await;
 
-    admin.add_product("Kettle", "10.00").await;
+    let kettle = admin.add_product("Kettle", "10.00").await;
 
     let for_user = as_user.next_of("u").await;
     assert_eq!(codes(&for_user["errors"]), ["FORBIDDEN"], "{for_user}");
@@ -308,14 +371,42 @@ async fn each_event_goes_through_the_guards_of_a_query() {
         for_user["errors"][0]["path"],
         json!(["productChanged", "product", "createdBy"])
     );
+    // The field is there, null, as a query answers it (async-graphql leaves a failed field
+    // out; a missing key read as `null` hid that here before).
+    let product = &for_user["data"]["productChanged"]["product"];
     assert_eq!(
-        for_user["data"]["productChanged"]["product"]["name"],
-        "Kettle"
-    );
-    assert!(
-        for_user["data"]["productChanged"]["product"]["createdBy"].is_null(),
+        product,
+        &json!({"name": "Kettle", "createdBy": null}),
         "{for_user}"
     );
+    let queried = user
+        .query(
+            "query($id: ID!) { product(id: $id) { name createdBy { id } } }",
+            json!({"id": kettle.id}),
+        )
+        .await;
+    assert_eq!(&queried.raw_data()["product"], product, "{queried}");
+    // With only that field selected, the product is there (async-graphql turns an object
+    // whose every field failed into null, which looked like a deletion), over HTTP as well.
+    let only = only_creator.next_of("o").await;
+    assert_eq!(codes(&only["errors"]), ["FORBIDDEN"], "{only}");
+    let product = &only["data"]["productChanged"]["product"];
+    assert_eq!(product, &json!({"createdBy": null}), "{only}");
+    let queried = user
+        .query(
+            "query($id: ID!) { product(id: $id) { createdBy { id } } }",
+            json!({"id": kettle.id}),
+        )
+        .await;
+    assert_eq!(&queried.raw_data()["product"], product, "{queried}");
+    // A non-null field that fails (`history`) still makes its parent null, as the spec says.
+    let both = user
+        .query(
+            "query($id: ID!) { product(id: $id) { createdBy { id } history { totalCount } } }",
+            json!({"id": kettle.id}),
+        )
+        .await;
+    assert!(both.raw_data()["product"].is_null(), "{both}");
     let for_admin = as_admin.next_of("a").await;
     assert!(for_admin.get("errors").is_none(), "{for_admin}");
     assert_eq!(
@@ -564,6 +655,149 @@ async fn the_http_timeouts_leave_an_open_socket_alone_and_sockets_count_as_conne
         .expect("the waiting socket was never served once one closed")
         .unwrap();
     let _third = third.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_with_1009() {
+    let app = TestApp::builder().max_body_bytes(4096).spawn().await;
+    let user = app.user("ursula").await;
+    let mut client = WsClient::signed_in(&app, &user).await;
+    let long = format!(
+        "subscription {{ productChanged {{ kind }} }} #{}",
+        "x".repeat(5000)
+    );
+    client.subscribe("big", &long, json!({})).await;
+    assert_eq!(
+        client.closed().await,
+        (1009, "message too big (MAX_BODY_BYTES)".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_closed() {
+    let app = TestApp::builder()
+        .ws_ping_interval(Duration::from_secs(1))
+        .spawn()
+        .await;
+    let user = app.user("ursula").await;
+    // Clients that read answer each ping (tungstenite queues the pong as it reads one): they
+    // stay, subscribed or not, well past two intervals. One that reads nothing (a peer gone
+    // without closing, as the server sees it) sends no pong.
+    let mut reading = listening(&app, &user).await;
+    let mut initialised = WsClient::anonymous(&app).await;
+    let mut deaf = listening(&app, &user).await;
+    tokio::join!(
+        reading.assert_silent(Duration::from_millis(3500)),
+        initialised.assert_silent(Duration::from_millis(3500)),
+        tokio::time::sleep(Duration::from_millis(3500)),
+    );
+
+    // Within two intervals of the first ping, the server closed the deaf one.
+    let ((code, reason), _) = deaf
+        .closed_within(Duration::from_millis(500))
+        .await
+        .expect("the socket that answered no ping is still open");
+    assert_eq!(
+        (code, reason.as_str()),
+        (1001, "no answer to pings (WS_PING_INTERVAL_SECS)")
+    );
+    // Its subscription is gone; the reading client's is not.
+    until_subscribers(&app, 1).await;
+    reading.assert_silent(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_socket_without_a_subscription_is_closed_after_the_idle_timeout() {
+    let app = TestApp::builder()
+        .ws_idle_timeout(Duration::from_secs(1))
+        .spawn()
+        .await;
+    let user = app.user("ursula").await;
+    let mut idle = WsClient::anonymous(&app).await;
+    let mut busy = listening(&app, &user).await;
+    // One whose subscription ended: idle from then on.
+    let mut done = listening(&app, &user).await;
+    done.complete("live").await;
+    until_subscribers(&app, 1).await;
+    let completed = std::time::Instant::now();
+
+    let ((code, reason), took) = idle
+        .closed_within(PATIENCE)
+        .await
+        .expect("the idle socket stayed open");
+    println!("the idle socket was closed after {took:?}");
+    assert_eq!(
+        (code, reason.as_str()),
+        (1000, "idle: no subscription open for WS_IDLE_TIMEOUT_SECS")
+    );
+    assert!(
+        took >= Duration::from_millis(900),
+        "before the timeout: {took:?}"
+    );
+    assert_eq!(done.closed().await.0, 1000);
+    assert!(completed.elapsed() >= Duration::from_millis(900));
+    // The socket with a live subscription stays, and still gets events.
+    busy.assert_silent(Duration::from_millis(1500)).await;
+    app.admin().await.add_product("Kettle", "10.00").await;
+    assert_eq!(
+        busy.next_of("live").await["data"]["productChanged"]["kind"],
+        "CREATED"
+    );
+}
+
+#[tokio::test]
+async fn sockets_are_limited_per_client_address() {
+    let app = TestApp::builder()
+        .ws_max_per_address(2)
+        .behind_proxy()
+        .spawn()
+        .await;
+    let from = |ip: &'static str| {
+        let mut request = WsClient::request(&app);
+        request
+            .headers_mut()
+            .insert("X-Forwarded-For", HeaderValue::from_static(ip));
+        request
+    };
+    let first = WsClient::connect_request(from("203.0.113.1"))
+        .await
+        .unwrap();
+    let _second = WsClient::connect_request(from("203.0.113.1"))
+        .await
+        .unwrap();
+
+    // The third from that address: 429 before the upgrade, with the usual error body.
+    match WsClient::connect_request(from("203.0.113.1")).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("Retry-After")
+                    .map(|v| v.to_str().unwrap()),
+                Some("5")
+            );
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(codes(&body["errors"]), ["TOO_MANY_REQUESTS"], "{body}");
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("a third socket from one address opened"),
+    }
+    // Another address (the proxy's last hop) has places of its own.
+    let _other = WsClient::connect_request(from("203.0.113.2"))
+        .await
+        .unwrap();
+
+    // Once one closes, the address is admitted again.
+    drop(first);
+    let admitted = within(PATIENCE, async || {
+        WsClient::connect_request(from("203.0.113.1")).await.is_ok()
+    })
+    .await;
+    assert!(
+        admitted.is_some(),
+        "the address was not admitted once a socket closed"
+    );
 }
 
 /// Subscribes `actor` on a socket of its own and returns it, listening.

@@ -134,6 +134,21 @@ impl TestAppBuilder {
         self.configure(move |c| c.subscriptions.max_queued_events = events)
     }
 
+    /// `WS_PING_INTERVAL_SECS`.
+    pub fn ws_ping_interval(self, interval: Duration) -> Self {
+        self.configure(move |c| c.subscriptions.ping_interval = interval)
+    }
+
+    /// `WS_IDLE_TIMEOUT_SECS`.
+    pub fn ws_idle_timeout(self, timeout: Duration) -> Self {
+        self.configure(move |c| c.subscriptions.idle_socket_timeout = timeout)
+    }
+
+    /// `WS_MAX_CONNECTIONS_PER_ADDRESS`.
+    pub fn ws_max_per_address(self, sockets: usize) -> Self {
+        self.configure(move |c| c.subscriptions.max_connections_per_address = sockets)
+    }
+
     /// `MAX_BODY_BYTES`.
     pub fn max_body_bytes(self, bytes: usize) -> Self {
         self.configure(move |c| c.limits.max_body_bytes = bytes)
