@@ -11,9 +11,9 @@ use crate::{
     catalog::{Catalog, relay::Relay},
     db::{
         Db, Wake,
-        listen::{self, Heard, Hearer, channel},
+        listen::{self, Hearer, Notification, channel},
     },
-    subscriptions::{Close, Hub},
+    subscriptions::Hub,
 };
 
 /// The polls a notification wakes.
@@ -40,23 +40,35 @@ struct Replica {
 }
 
 impl Hearer for Replica {
-    async fn heard(&mut self, heard: Heard) {
-        match heard {
-            Heard::Notification { channel, payload } => match channel.as_str() {
-                channel::CATALOG => self.relay.heard(&payload).await,
+    async fn heard(&mut self, batch: Vec<Notification>) {
+        let mut events = Vec::new();
+        for notification in &batch {
+            match notification.channel.as_str() {
+                channel::CATALOG => events.push(notification.payload.as_str()),
                 channel::REVOCATIONS => self.wakes.revocations.wake(),
                 channel::POLICY => self.wakes.policy.wake(),
                 channel::CATALOG_VERSION => self.wakes.catalog.wake(),
                 _ => {}
-            },
-            Heard::Lost => {
-                // What changed meanwhile is read again by every poll; events sent meanwhile
-                // are gone, so subscribers start over.
-                self.wakes.all();
-                if let Some(hub) = self.hub.upgrade() {
-                    hub.close_subscribers(Close::EventsMissed);
-                }
             }
+        }
+        if !events.is_empty() {
+            self.relay.heard(events).await;
+        }
+    }
+
+    fn lost(&mut self) {
+        // Events sent from now on are missed: subscribers go elsewhere at once.
+        self.relay.lost();
+        if let Some(hub) = self.hub.upgrade() {
+            hub.deaf();
+        }
+    }
+
+    fn listening(&mut self) {
+        // What changed meanwhile is read again by every poll.
+        self.wakes.all();
+        if let Some(hub) = self.hub.upgrade() {
+            hub.hearing();
         }
     }
 

@@ -17,7 +17,7 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -158,9 +158,9 @@ pub enum Close {
     SlowConsumer,
     /// 1001: the server is shutting down.
     GoingAway,
-    /// 1012: this replica lost its connection to the database's notifications for a moment,
-    /// so events may have been missed: the client reconnects, subscribes again and reads
-    /// afresh what it shows (graphql-ws reconnects after 1012).
+    /// 1012: this replica lost its connection to the database's notifications, so events may
+    /// have been missed: the client reconnects (to a replica that hears), subscribes again and
+    /// reads afresh what it shows (graphql-ws reconnects after 1012).
     EventsMissed,
     /// 1001: nothing was read from the client (not even a pong) in the `WS_PING_INTERVAL_SECS`
     /// since the previous ping: the peer is gone or stuck. graphql-ws reconnects after it.
@@ -243,6 +243,9 @@ pub struct Hub {
     authz: Arc<SharedAuthorizer>,
     /// PostgreSQL: where a subscription reads its [`Snapshot`].
     snapshots: Option<DatabaseConnection>,
+    /// Whether this replica has lost its connection to the database's notifications (and so
+    /// cannot deliver what others change): no subscription starts meanwhile.
+    deaf: AtomicBool,
 }
 
 struct Entry {
@@ -270,7 +273,27 @@ impl Hub {
             revocations,
             authz,
             snapshots: postgres.then(|| db.clone()),
+            deaf: AtomicBool::new(false),
         })
+    }
+
+    /// This replica lost its connection to the database's notifications: events are missed
+    /// until it listens again, so every subscriber is closed ([`Close::EventsMissed`]: clients
+    /// reconnect, to a replica that hears, and refetch) and no subscription starts until
+    /// [`Hub::hearing`].
+    pub fn deaf(&self) {
+        self.deaf.store(true, Ordering::Release);
+        self.close_subscribers(Close::EventsMissed);
+    }
+
+    /// Listening again: subscriptions start again.
+    pub fn hearing(&self) {
+        self.deaf.store(false, Ordering::Release);
+    }
+
+    /// Whether subscriptions can start (see [`Hub::deaf`]).
+    pub fn is_hearing(&self) -> bool {
+        !self.deaf.load(Ordering::Acquire)
     }
 
     /// The transactions that have ended now (PostgreSQL); `None` on SQLite, where events are
@@ -336,13 +359,18 @@ impl Hub {
         let entry = Entry {
             interest,
             queue,
-            closer,
+            closer: closer.clone(),
             begun: false,
         };
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, entry);
+        // Gone deaf between the caller's check and now: `deaf` may have closed the others
+        // before this one was in the map.
+        if !self.is_hearing() {
+            closer.close(Close::EventsMissed);
+        }
         // Listening first, then the snapshot: a change that commits after the snapshot was
         // taken is heard after the subscriber listens, and one heard before is skipped.
         // Made before the wait, so that a subscribe cancelled meanwhile leaves the hub.
@@ -510,6 +538,11 @@ impl Channel {
     /// Who initialised the connection.
     pub fn viewer(&self) -> &Viewer {
         &self.viewer
+    }
+
+    /// Whether this replica hears every change now (see [`Hub::deaf`]).
+    pub fn hearing(&self) -> bool {
+        self.hub.is_hearing()
     }
 
     /// Closes the connection for `reason`.

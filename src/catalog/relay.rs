@@ -4,24 +4,19 @@
 //! ([`Relay::heard`]) and hands it to its subscribers. On SQLite nothing is sent: the one
 //! process serving the file publishes in process once the commit succeeded.
 //!
-//! The event carries the product as committed, so a replica delivers it without a query. A
-//! product whose text makes the event longer than a notification may be (8000 bytes) is sent
-//! by id and version only, and each replica reads it: when a later change has committed
-//! meanwhile, that later state is delivered at once and the later change's own event, when it
-//! comes, is not delivered again (no subscriber sees a version twice, or an older one after a
-//! newer).
+//! The event carries the product as committed, so a replica delivers it without a query; one
+//! whose text makes it longer than a notification may be (8000 bytes) is sent in pieces, in the
+//! same transaction, and put together again (a transaction's notifications are heard together,
+//! in the order sent). So each committed change is delivered as it was committed, once.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Weak},
-};
+use std::sync::{Arc, Weak};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{PageCache, products};
+use super::PageCache;
 use crate::{
     db::listen::{self, MAX_PAYLOAD, channel},
     entities::product,
@@ -79,9 +74,16 @@ impl From<Kind> for ChangeKind {
     }
 }
 
-/// `event` as a notification's payload: with the product when that fits, else without.
-fn payload(event: &CatalogEvent) -> String {
-    let mut wire = Wire {
+/// The most a piece of an event may take in one notification: the limit, less the sending
+/// transaction's id and the piece's number (`<i>/<n>:`).
+const MAX_PIECE: usize = MAX_PAYLOAD - listen::XID_PREFIX - 12;
+
+/// `event` as the payloads of its notifications: one, the event's JSON, when it fits; else
+/// `<i>/<n>:` and the i-th of n pieces of it (a product's text can be longer than one
+/// notification takes). A transaction's notifications are heard one after the other, in the
+/// order sent, so the pieces are put together again without reading anything.
+fn payloads(event: &CatalogEvent) -> Vec<String> {
+    let wire = Wire {
         kind: event.kind.into(),
         id: event.id,
         version: event.version,
@@ -97,12 +99,26 @@ fn payload(event: &CatalogEvent) -> String {
             updated_at: p.updated_at,
         }),
     };
-    let full = serde_json::to_string(&wire).expect("an event serializes");
-    if full.len() <= MAX_PAYLOAD - listen::XID_PREFIX {
-        return full;
+    let json = serde_json::to_string(&wire).expect("an event serializes");
+    if json.len() <= MAX_PIECE {
+        return vec![json];
     }
-    wire.product = None;
-    serde_json::to_string(&wire).expect("an event serializes")
+    let mut pieces = Vec::new();
+    let mut rest = json.as_str();
+    while !rest.is_empty() {
+        let mut end = rest.len().min(MAX_PIECE);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        pieces.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    let n = pieces.len();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| format!("{}/{n}:{piece}", i + 1))
+        .collect()
 }
 
 /// Sends `event` in the change's transaction `txn`: it is heard once, and only if, it commits.
@@ -111,7 +127,10 @@ fn payload(event: &CatalogEvent) -> String {
 /// # Errors
 /// On a database failure (the change is rolled back with it).
 pub async fn stage(txn: &impl ConnectionTrait, event: &CatalogEvent) -> Result<(), DbErr> {
-    listen::notify_from_transaction(txn, channel::CATALOG, &payload(event)).await
+    for payload in payloads(event) {
+        listen::notify_from_transaction(txn, channel::CATALOG, &payload).await?;
+    }
+    Ok(())
 }
 
 /// What one replica does with the catalog events it hears.
@@ -120,14 +139,8 @@ pub struct Relay {
     pages: Arc<PageCache>,
     /// Weak: a relay does not keep its server's hub alive (see `db::listen::Hearer::needed`).
     hub: Weak<Hub>,
-    /// Products delivered at a later version than their event named (read because the event
-    /// was too long to carry them): their events up to that version are not delivered again.
-    ahead: HashMap<Uuid, i32>,
+    events: Assembler,
 }
-
-/// Entries of [`Relay::ahead`] kept at most (each is one product read ahead; a change to it
-/// removes it): beyond, the oldest are forgotten, which at worst delivers a version twice.
-const MAX_AHEAD: usize = 10_000;
 
 impl Relay {
     pub(super) fn new(db: DatabaseConnection, pages: Arc<PageCache>, hub: &Arc<Hub>) -> Self {
@@ -135,53 +148,80 @@ impl Relay {
             db,
             pages,
             hub: Arc::downgrade(hub),
-            ahead: HashMap::new(),
+            events: Assembler::default(),
         }
     }
 
-    /// Delivers the event a notification carried, once the catalog version has been re-read
-    /// (so a subscriber that reads the list on hearing of a change is not served a cached
-    /// page from before it).
-    pub async fn heard(&mut self, payload: &str) {
-        let Some((xid, wire)) = listen::from_transaction(payload)
-            .and_then(|(xid, json)| Some((xid, serde_json::from_str::<Wire>(json).ok()?)))
-        else {
-            tracing::warn!("a catalog notification could not be read; ignored");
+    /// Delivers the events of a batch of notifications, in order, once the catalog version has
+    /// been re-read (so a subscriber that reads the list on hearing of a change is not served a
+    /// cached page from before it).
+    pub async fn heard<'a>(&mut self, payloads: impl IntoIterator<Item = &'a str>) {
+        let events: Vec<CatalogEvent> = payloads
+            .into_iter()
+            .filter_map(|payload| self.events.event(payload))
+            .collect();
+        if events.is_empty() {
             return;
-        };
+        }
         self.pages.note_change(&self.db).await;
-        if let Some(mut event) = self.event(wire).await
-            && let Some(hub) = self.hub.upgrade()
-        {
-            event.xid = Some(xid);
-            hub.deliver(Arc::new(event));
+        if let Some(hub) = self.hub.upgrade() {
+            for event in events {
+                hub.deliver(Arc::new(event));
+            }
         }
     }
 
-    async fn event(&mut self, wire: Wire) -> Option<CatalogEvent> {
-        let kind = ChangeKind::from(wire.kind);
-        if kind == ChangeKind::Deleted {
-            self.ahead.remove(&wire.id);
-            return Some(CatalogEvent {
-                kind,
-                id: wire.id,
-                version: wire.version,
-                product: None,
-                stock_changed: false,
-                xid: None,
-            });
-        }
-        if let Some(&ahead) = self.ahead.get(&wire.id) {
-            if wire.version <= ahead {
-                if wire.version == ahead {
-                    self.ahead.remove(&wire.id);
+    /// Notifications were missed: a partly heard event is gone with them.
+    pub fn lost(&mut self) {
+        self.events = Assembler::default();
+    }
+}
+
+/// Puts events together from the notifications that carry them.
+#[derive(Default)]
+struct Assembler {
+    /// The pieces heard so far of an event sent in several: its transaction, how many pieces,
+    /// and their text.
+    pieces: Option<(u64, usize, String)>,
+}
+
+impl Assembler {
+    /// The event `payload` completes, if any.
+    fn event(&mut self, payload: &str) -> Option<CatalogEvent> {
+        let Some((xid, rest)) = listen::from_transaction(payload) else {
+            tracing::warn!("a catalog notification could not be read; ignored");
+            return None;
+        };
+        let json = if rest.starts_with('{') {
+            self.pieces = None;
+            rest.to_owned()
+        } else {
+            let (i, n, piece) = rest.split_once(':').and_then(|(numbers, piece)| {
+                let (i, n) = numbers.split_once('/')?;
+                Some((i.parse::<usize>().ok()?, n.parse::<usize>().ok()?, piece))
+            })?;
+            let mut heard = match self.pieces.take() {
+                Some((same, count, text)) if same == xid && count == n => text,
+                _ if i == 1 => String::new(),
+                // A piece without those before it (they were missed): the event is lost.
+                _ => {
+                    tracing::warn!("a catalog event came without its first pieces; ignored");
+                    return None;
                 }
+            };
+            heard.push_str(piece);
+            if i < n {
+                self.pieces = Some((xid, n, heard));
                 return None;
             }
-            self.ahead.remove(&wire.id);
-        }
-        let product = match wire.product {
-            Some(p) => product::Model {
+            heard
+        };
+        let Ok(wire) = serde_json::from_str::<Wire>(&json) else {
+            tracing::warn!("a catalog notification could not be read; ignored");
+            return None;
+        };
+        let product = wire.product.map(|p| {
+            Arc::new(product::Model {
                 id: wire.id,
                 name: p.name,
                 name_search: p.name_search,
@@ -192,32 +232,15 @@ impl Relay {
                 created_at: p.created_at,
                 updated_at: p.updated_at,
                 version: wire.version,
-            },
-            None => match products::find(&self.db, wire.id).await {
-                // Deleted since: its deletion's event follows.
-                Ok(None) => return None,
-                Ok(Some(product)) => {
-                    if product.version > wire.version {
-                        if self.ahead.len() >= MAX_AHEAD {
-                            self.ahead.clear();
-                        }
-                        self.ahead.insert(wire.id, product.version);
-                    }
-                    product
-                }
-                Err(err) => {
-                    tracing::warn!(error = ?err, product_id = %wire.id, "could not read a changed product; its event is not delivered");
-                    return None;
-                }
-            },
-        };
+            })
+        });
         Some(CatalogEvent {
-            kind,
+            kind: wire.kind.into(),
             id: wire.id,
-            version: product.version,
-            product: Some(Arc::new(product)),
+            version: wire.version,
+            product,
             stock_changed: wire.stock_changed,
-            xid: None,
+            xid: Some(xid),
         })
     }
 }
@@ -241,24 +264,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_event_carries_its_product_when_it_fits_and_its_id_alone_when_not() {
-        let small = CatalogEvent::of(ChangeKind::Updated, &product("short"), true);
-        let wire: Wire = serde_json::from_str(&payload(&small)).unwrap();
-        let carried = wire.product.expect("the product fits");
-        assert_eq!(carried.description, "short");
-        assert_eq!((wire.version, wire.stock_changed), (4, true));
+    /// What a listener hears of `event`, sent by transaction `xid`.
+    fn heard(xid: u64, event: &CatalogEvent) -> Vec<String> {
+        payloads(event)
+            .into_iter()
+            .map(|payload| format!("{xid}:{payload}"))
+            .collect()
+    }
 
-        // 5000 characters of 4 bytes each: far beyond what a notification takes.
-        let large = CatalogEvent::of(ChangeKind::Updated, &product(&"𝄞".repeat(5000)), false);
-        let text = payload(&large);
-        assert!(
-            text.len() + listen::XID_PREFIX <= MAX_PAYLOAD,
-            "{} bytes",
-            text.len()
+    #[test]
+    fn an_event_is_heard_whole_whether_it_fits_one_notification_or_several() {
+        let mut events = Assembler::default();
+        let small = CatalogEvent::of(ChangeKind::Updated, &product("short"), true);
+        let sent = heard(7, &small);
+        assert_eq!(sent.len(), 1);
+        let got = events.event(&sent[0]).expect("one notification, one event");
+        assert_eq!(got.product.as_deref(), small.product.as_deref());
+        assert_eq!(
+            (got.version, got.stock_changed, got.xid),
+            (4, true, Some(7))
         );
-        let wire: Wire = serde_json::from_str(&text).unwrap();
-        assert!(wire.product.is_none());
-        assert_eq!((wire.id, wire.version), (large.id, 4));
+
+        // 5000 characters of 4 bytes each (and a name of 200): far beyond one notification.
+        let mut long = product(&"𝄞".repeat(5000));
+        long.name = "é".repeat(200);
+        let large = CatalogEvent::of(ChangeKind::Updated, &long, false);
+        let sent = heard(u64::MAX, &large);
+        assert!(sent.len() > 2, "{} pieces", sent.len());
+        assert!(sent.iter().all(|payload| payload.len() <= MAX_PAYLOAD));
+        for piece in &sent[..sent.len() - 1] {
+            assert!(
+                events.event(piece).is_none(),
+                "an event before its last piece"
+            );
+        }
+        let got = events
+            .event(sent.last().unwrap())
+            .expect("the last piece completes it");
+        assert_eq!(got.product.as_deref(), Some(&long));
+        assert_eq!(got.xid, Some(u64::MAX));
+
+        // Pieces whose first ones were missed make nothing; the next event is heard whole.
+        let mut events = Assembler::default();
+        assert!(events.event(&sent[1]).is_none());
+        assert!(events.event(sent.last().unwrap()).is_none());
+        assert!(events.event(&heard(8, &small)[0]).is_some());
     }
 }

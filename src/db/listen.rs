@@ -7,11 +7,12 @@
 //! policy) stay, as the fallback: a notification [`Wake`]s its poll at once instead of at its
 //! next tick, and a notification missed (the listening connection was lost) is repaired by the
 //! next tick. While the connection is lost, what was sent is lost with it: the listener says so
-//! ([`Heard::Lost`]) once it is listening again, so that what depended on hearing every change
-//! (subscribers) can start over.
+//! at once ([`Hearer::lost`]), so that what depended on hearing every change (subscribers) can
+//! start over elsewhere, and again once it listens ([`Hearer::listening`]).
 
 use std::{sync::Arc, time::Duration};
 
+use futures_util::FutureExt;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio::sync::Notify;
@@ -49,7 +50,7 @@ pub mod channel {
     /// The catalog's version changed: products changed, by the server or otherwise (a
     /// database trigger sends it).
     pub const CATALOG_VERSION: &str = "storefront_catalog_version";
-    /// What the listener sends itself to know that it still hears.
+    /// What the listener sends to know that it still hears.
     pub const HEARTBEAT: &str = "storefront_heartbeat";
 }
 
@@ -107,27 +108,37 @@ pub fn from_transaction(payload: &str) -> Option<(u64, &str)> {
     Some((xid.parse().ok()?, rest))
 }
 
-/// What the listener hands on.
+/// One notification heard.
 #[derive(Debug)]
-pub enum Heard {
-    /// A notification on one of the channels listened to.
-    Notification { channel: String, payload: String },
-    /// The connection was lost and is back: notifications sent meanwhile are gone.
-    Lost,
+pub struct Notification {
+    pub channel: String,
+    pub payload: String,
 }
 
-/// What is done with what the listener hears, one at a time, in commit order.
+/// What is done with what the listener hears, in commit order.
 pub trait Hearer: Send + 'static {
-    fn heard(&mut self, heard: Heard) -> impl Future<Output = ()> + Send;
+    /// The notifications that had arrived, in commit order (as a batch, so that work common to
+    /// all of them is done once).
+    fn heard(&mut self, batch: Vec<Notification>) -> impl Future<Output = ()> + Send;
+
+    /// The connection was lost: notifications sent from now until [`Hearer::listening`] are
+    /// gone.
+    fn lost(&mut self);
+
+    /// Listening again after a loss.
+    fn listening(&mut self);
 
     /// Whether anyone still needs what it hears: once not, the listener stops (checked at
     /// each heartbeat and before each attempt to connect again).
     fn needed(&self) -> bool;
 }
 
-/// How often the listener checks that it still hears, and how long it waits for its own
-/// heartbeat before it takes the connection for lost.
+/// How often the listener checks that it still hears: when nothing at all was heard since the
+/// heartbeat it sent at the previous check, it takes the connection for lost. (Anything heard
+/// will do: under a flood of notifications its own heartbeat waits behind them.)
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Notifications handed on at most in one batch.
+const MAX_BATCH: usize = 256;
 /// How long to wait before connecting again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
 /// The `application_name` of the listening connection (`pg_stat_activity` shows it).
@@ -169,6 +180,10 @@ async fn connect(
     let mut listener = PgListener::connect_with(&pool)
         .await
         .map_err(|err| DbErr::Custom(format!("could not connect to listen: {err}")))?;
+    // A lost connection is reported at once (`Ok(None)`), not after sqlx connected again inside
+    // the call, where a `select!` that drops the call would lose the report; a new connection
+    // is made here instead.
+    listener.eager_reconnect(false);
     listener
         .listen_all(channels.iter().copied().chain([channel::HEARTBEAT]))
         .await
@@ -183,31 +198,42 @@ async fn run(
     pool: sea_orm::DatabaseConnection,
     mut hearer: impl Hearer,
 ) {
-    // A heartbeat names itself, so one sent by another replica is not taken for this one's.
-    let me = uuid::Uuid::new_v4().to_string();
     let mut ticker = tokio::time::interval(HEARTBEAT);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // When this listener's last heartbeat was sent and not yet heard.
+    // When the heartbeat not yet followed by anything heard was sent.
     let mut awaiting: Option<tokio::time::Instant> = None;
     loop {
         let lost = tokio::select! {
             received = listener.try_recv() => match received {
-                Ok(Some(notification)) => {
-                    if notification.channel() == channel::HEARTBEAT {
-                        if notification.payload() == me {
-                            awaiting = None;
+                Ok(Some(first)) => {
+                    awaiting = None;
+                    // What else has arrived already joins the batch.
+                    let mut batch = vec![first];
+                    let mut lost = false;
+                    while batch.len() < MAX_BATCH {
+                        match listener.try_recv().now_or_never() {
+                            Some(Ok(Some(more))) => batch.push(more),
+                            Some(Ok(None) | Err(_)) => {
+                                lost = true;
+                                break;
+                            }
+                            None => break,
                         }
-                        continue;
                     }
-                    hearer
-                        .heard(Heard::Notification {
-                            channel: notification.channel().to_owned(),
-                            payload: notification.payload().to_owned(),
+                    let batch: Vec<Notification> = batch
+                        .iter()
+                        .filter(|n| n.channel() != channel::HEARTBEAT)
+                        .map(|n| Notification {
+                            channel: n.channel().to_owned(),
+                            payload: n.payload().to_owned(),
                         })
-                        .await;
-                    continue;
+                        .collect();
+                    if !batch.is_empty() {
+                        hearer.heard(batch).await;
+                    }
+                    lost
                 }
-                // The connection was lost (sqlx connects again on the next call).
+                // The connection was lost.
                 Ok(None) => true,
                 Err(err) => {
                     tracing::warn!(error = %err, "the listening connection failed");
@@ -219,14 +245,16 @@ async fn run(
                     return;
                 }
                 if awaiting.is_some_and(|sent| sent.elapsed() >= HEARTBEAT) {
-                    tracing::warn!("the listening connection stopped hearing its own heartbeat");
+                    tracing::warn!("the listening connection heard nothing, not even its own heartbeat");
                     true
                 } else {
                     if awaiting.is_none() {
-                        awaiting = Some(tokio::time::Instant::now());
-                    }
-                    if let Err(err) = notify(&pool, channel::HEARTBEAT, &me).await {
-                        tracing::debug!(error = %err, "could not send the listener's heartbeat");
+                        // Only a heartbeat that was sent is waited for: a busy pool is no sign
+                        // of a lost listening connection.
+                        match notify(&pool, channel::HEARTBEAT, "").await {
+                            Ok(()) => awaiting = Some(tokio::time::Instant::now()),
+                            Err(err) => tracing::debug!(error = %err, "could not send the listener's heartbeat"),
+                        }
                     }
                     false
                 }
@@ -235,7 +263,8 @@ async fn run(
         if !lost {
             continue;
         }
-        // Start from a new connection (the old one may be half-open), then say what was lost.
+        hearer.lost();
+        // Start from a new connection (the old one may be half-open).
         listener = loop {
             if !hearer.needed() {
                 return;
@@ -250,6 +279,6 @@ async fn run(
         };
         awaiting = None;
         tracing::info!("listening again; changes sent meanwhile were missed");
-        hearer.heard(Heard::Lost).await;
+        hearer.listening();
     }
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     authz::Permission,
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, Unavailable},
     subscriptions::{CatalogEvent, ChangeKind, Interest, LiveSubscription},
 };
 
@@ -87,6 +87,12 @@ async fn live(ctx: &Context<'_>, interest: Interest) -> AppResult<LiveSubscripti
     let channel = ctx
         .channel()
         .ok_or_else(|| AppError::internal("a subscription ran without its WebSocket"))?;
+    if !channel.hearing() {
+        return Err(AppError::ServiceUnavailable {
+            cause: Unavailable::Unreachable("not listening to the database's notifications"),
+            detail: None,
+        });
+    }
     Ok(channel.subscribe(interest).await)
 }
 

@@ -238,9 +238,7 @@ async fn a_replica_that_loses_its_listening_connection_closes_subscribers_and_li
         other.subscriber_count() == 0
     })
     .await;
-    let mut again = WsClient::signed_in_on(&other, &user).await;
-    again.subscribe("s", PRODUCT_CHANGED, json!({})).await;
-    until("subscribed again", async || other.subscriber_count() == 1).await;
+    let mut again = subscribed_once_listening(&other, &user).await;
     let lamp = admin.add_product("Lamp", "20.00").await;
     let event = again.next_of("s").await["data"]["productChanged"].clone();
     assert_eq!(
@@ -269,4 +267,203 @@ async fn a_stopped_replica_lets_go_of_its_listening_connection() {
     // It notices at its next heartbeat (every 5 s) and closes its connection.
     let gone = within(Duration::from_secs(20), async || listeners().await == 1).await;
     assert!(gone.is_some(), "the stopped replica still listens");
+}
+
+/// Long products (sent in several notifications) changed on one replica while their stock is
+/// adjusted on another: every subscriber, on either replica, receives every committed version
+/// once and in order, and every stock change (an outside attack found a long product's event
+/// read back at a later version, which swallowed the stock change's own event).
+#[tokio::test]
+async fn long_products_changed_beside_stock_adjustments_reach_every_subscriber_exactly() {
+    if !TestDb::on_postgres() {
+        return;
+    }
+    let app = slow_polls().spawn().await;
+    let other = app.replica_with(slow_polls()).await;
+    let admin = app.admin().await;
+    let user = app.user("ursula").await;
+    let kettle = admin.add_product("Kettle", "10.00").await;
+    const STOCK: &str =
+        "subscription($ids: [ID!]!) { stockChanged(productIds: $ids) { stock version } }";
+    const CHANGES: &str = "subscription($ids: [ID!]) { productChanged(ids: $ids) {
+        version product { description stock version } } }";
+    let ids = json!({"ids": [kettle.id]});
+    let mut clients = Vec::new();
+    for server in [&app as &dyn std::any::Any, &other as &dyn std::any::Any] {
+        let (mut stock, mut changes) = match server.downcast_ref::<TestApp>() {
+            Some(app) => (
+                WsClient::signed_in(app, &user).await,
+                WsClient::signed_in(app, &user).await,
+            ),
+            None => (
+                WsClient::signed_in_on(&other, &user).await,
+                WsClient::signed_in_on(&other, &user).await,
+            ),
+        };
+        stock.subscribe("s", STOCK, ids.clone()).await;
+        changes.subscribe("c", CHANGES, ids.clone()).await;
+        clients.push((stock, changes));
+    }
+    until("all subscribed", async || {
+        app.subscriber_count() == 2 && other.subscriber_count() == 2
+    })
+    .await;
+
+    let admin_there = admin.on(&other);
+    let mut adjusted = Vec::new();
+    for round in 0..6 {
+        let changes = ProductChanges {
+            description: Some(format!("{round}{}", "𝄞".repeat(4999))),
+            ..ProductChanges::default()
+        };
+        let (updated, stocked) = tokio::join!(
+            admin.update_product(&kettle.id, &changes),
+            admin_there.adjust_stock(&kettle.id, 1)
+        );
+        assert!(updated.codes().is_empty(), "{updated}");
+        let stocked = stocked.ok();
+        adjusted.push((stocked.stock, stocked.version));
+    }
+    adjusted.sort_by_key(|(_, version)| *version);
+    let last = kettle.version + 12;
+
+    for (stock, changes) in &mut clients {
+        let mut versions = Vec::new();
+        while versions.len() < 12 {
+            let event = changes.next_of("c").await["data"]["productChanged"].clone();
+            let version = event["version"].as_i64().unwrap();
+            assert_eq!(event["product"]["version"], version);
+            versions.push(version);
+        }
+        let expected: Vec<i64> = (kettle.version + 1..=last).collect();
+        assert_eq!(versions, expected, "every version, once, in commit order");
+        let mut stocks = Vec::new();
+        while stocks.len() < adjusted.len() {
+            let event = stock.next_of("s").await["data"]["stockChanged"].clone();
+            stocks.push((
+                event["stock"].as_i64().unwrap(),
+                event["version"].as_i64().unwrap(),
+            ));
+        }
+        assert_eq!(stocks, adjusted, "every stock change");
+        changes.assert_silent(Duration::from_millis(200)).await;
+        stock.assert_silent(Duration::from_millis(200)).await;
+    }
+}
+
+/// A subscriber to every product change on `replica` (which has no other), once it takes
+/// subscriptions again (it refuses them while it cannot listen).
+async fn subscribed_once_listening(replica: &Replica, user: &Actor) -> WsClient {
+    let mut subscribed = None;
+    let listening = within(PATIENCE, async || {
+        let mut client = WsClient::signed_in_on(replica, user).await;
+        client.subscribe("s", PRODUCT_CHANGED, json!({})).await;
+        let took = within(Duration::from_millis(500), async || {
+            replica.subscriber_count() == 1
+        })
+        .await
+        .is_some();
+        if took {
+            subscribed = Some(client);
+        }
+        took
+    })
+    .await;
+    assert!(listening.is_some(), "it never listened again");
+    subscribed.unwrap()
+}
+
+/// A TCP proxy to PostgreSQL that a test can cut: cut, it drops every connection it carries
+/// and every new one.
+struct Cuttable {
+    addr: String,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Cuttable {
+    async fn to(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (cut, watching) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut watching = watching.clone();
+                if *watching.borrow() {
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watching.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+}
+
+#[tokio::test]
+async fn a_replica_that_cannot_listen_sends_its_subscribers_elsewhere_and_takes_none_until_it_can()
+{
+    if !TestDb::on_postgres() {
+        return;
+    }
+    let app = slow_polls().spawn().await;
+    // The other replica listens through a proxy the test cuts.
+    let url = app.database_url().to_owned();
+    let host = url
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let proxy = Cuttable::to(host.clone()).await;
+    let listen_url = url.replacen(&host, &proxy.addr, 1);
+    let other = app
+        .replica_with(slow_polls().env("DATABASE_LISTEN_URL", &listen_url))
+        .await;
+    let admin = app.admin().await;
+    let user = app.user("ursula").await;
+    let mut there = WsClient::signed_in_on(&other, &user).await;
+    there.subscribe("s", PRODUCT_CHANGED, json!({})).await;
+    until("subscribed", async || other.subscriber_count() == 1).await;
+
+    // Cut: it closes its subscribers at once (1012), not when it listens again.
+    proxy.cut.send_replace(true);
+    assert_eq!(
+        there.closed().await,
+        (
+            1012,
+            "events may have been missed: subscribe again".to_owned()
+        )
+    );
+    // While it cannot listen, it starts no subscription: a client goes to another replica.
+    let mut refused = WsClient::signed_in_on(&other, &user).await;
+    refused.subscribe("r", PRODUCT_CHANGED, json!({})).await;
+    let answer = refused.message().await;
+    let errors = match answer["type"].as_str() {
+        Some("error") => answer["payload"].clone(),
+        _ => answer["payload"]["errors"].clone(),
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"], "SERVICE_UNAVAILABLE",
+        "{answer}"
+    );
+
+    // Back: it listens again and its subscribers hear the next change.
+    proxy.cut.send_replace(false);
+    let mut again = subscribed_once_listening(&other, &user).await;
+    let lamp = admin.add_product("Lamp", "20.00").await;
+    let event = again.next_of("s").await["data"]["productChanged"].clone();
+    assert_eq!(
+        (event["kind"].clone(), event["id"].clone()),
+        (json!("CREATED"), json!(lamp.id))
+    );
 }

@@ -242,6 +242,11 @@ impl TestApp {
         internals::password_work(&self.state)
     }
 
+    /// The URL of the server's database.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
     /// Whether the test runs on PostgreSQL.
     pub fn on_postgres(&self) -> bool {
         internals::backend(&self.state) == sea_orm::DbBackend::Postgres
