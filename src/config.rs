@@ -228,9 +228,11 @@ pub struct Auth {
         value_parser = rules::seconds(0, 60))]
     pub refresh_reuse_interval: Duration,
     /// How often each replica reads new revocations (logout, password and role changes) from
-    /// the database, in milliseconds.
+    /// the database, in milliseconds. On PostgreSQL replicas also hear of each revocation at
+    /// once (a notification), and the poll only repairs a missed one; on SQLite it is how a
+    /// server learns of revocations made by another process (`storefront create-admin`).
     #[arg(long, env = "REVOCATION_POLL_MS", default_value = "250",
-        value_parser = rules::millis(10, 1000))]
+        value_parser = rules::millis(10, 60_000))]
     pub revocation_poll: Duration,
     /// `login`, `register`, `changePassword`, `refreshToken` and `logout(refreshToken:)` attempts
     /// per client address per minute, per replica (an IPv6 address counts by its /64, an
@@ -393,9 +395,10 @@ pub struct Caches {
         value_parser = rules::megabytes(0, 4096))]
     pub catalog_bytes: usize,
     /// How often each replica checks whether another writer changed the catalog, in
-    /// milliseconds.
+    /// milliseconds. On PostgreSQL replicas also hear of each new catalog version at once (a
+    /// notification), and the poll only repairs a missed one.
     #[arg(long, env = "CATALOG_POLL_MS", default_value = "250",
-        value_parser = rules::millis(10, 1000))]
+        value_parser = rules::millis(10, 60_000))]
     pub catalog_poll: Duration,
 }
 
@@ -901,7 +904,8 @@ mod tests {
         );
         for (var, low, high) in [
             ("REFRESH_TOKEN_TTL_DAYS", "1", "365"),
-            ("REVOCATION_POLL_MS", "10", "1000"),
+            ("REVOCATION_POLL_MS", "10", "60000"),
+            ("CATALOG_POLL_MS", "10", "60000"),
             ("CATALOG_CACHE_MB", "0", "4096"),
             ("MAX_CONNECTIONS", "16", "1000000"),
             ("SHUTDOWN_TIMEOUT_SECS", "0", "3600"),

@@ -12,6 +12,7 @@ mod db;
 pub mod documents;
 pub mod internals;
 mod jwt;
+mod node;
 mod process;
 mod response;
 pub mod types;
@@ -25,7 +26,13 @@ pub use config::{
 };
 pub use db::TestDb;
 pub use jwt::{claims_of, forge_jwt, header_of};
-pub use process::{ServerProcess, Storefront, free_port, storefront};
+pub use node::{
+    NPM_TIMEOUT, clients_dir, install_client_packages, node_version, read_log, run_in_clients,
+    run_npm,
+};
+pub use process::{
+    ChildGuard, ServerProcess, Storefront, bare_storefront, free_port, run_storefront, storefront,
+};
 pub use response::Response;
 pub use types::{
     AuditChange, AuditEvent, AuthPayload, ListArgs, NewAccount, NewProduct, Node, Page, Product,

@@ -23,6 +23,7 @@ mod layout;
 mod limits;
 mod login;
 mod methods;
+mod nginx;
 mod ops;
 mod persisted;
 mod playground;

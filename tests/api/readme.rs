@@ -1060,6 +1060,7 @@ fn language_checks(block: &Block) -> Result<Vec<&'static str>, String> {
             Ok(checks)
         }
         "csv" => Ok(vec!["policy check"]),
+        "nginx" => Ok(vec!["nginx -t", "run by tests/api/nginx.rs"]),
         "text" if marker.output_of.is_some() => Ok(vec!["output compared"]),
         lang => Err(format!("no test checks a ```{lang} block")),
     }
@@ -1083,6 +1084,45 @@ fn bash_syntax(code: &str, at: &str) {
     assert!(
         out.status.success(),
         "{at}: `bash -n` refuses the block: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `nginx -t` on an nginx block (what goes in `conf.d/`, so inside `http { }`), with
+/// every file nginx writes in a temp dir; says so and returns when nginx is not installed
+/// (`.ci/run` installs it).
+fn nginx_syntax(code: &str, at: &str) {
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        println!("{at}: not checked, nginx is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let d = dir.path().display();
+    let config = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n\
+         access_log off;\nclient_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+         {code}\n}}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, config).expect("write the nginx config");
+    let out = Command::new(nginx)
+        .arg("-t")
+        .arg("-q")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("nginx runs");
+    assert!(
+        out.status.success(),
+        "{at}: `nginx -t` refuses the block: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -1119,6 +1159,7 @@ fn readme_every_markdown_example_is_checked() {
                     serde_json::from_str::<Value>(&block.code)
                         .unwrap_or_else(|e| panic!("{}: not JSON: {e}", block.at));
                 }
+                "nginx" => nginx_syntax(&block.code, &block.at),
                 _ => {}
             }
         }

@@ -4,7 +4,8 @@
 use std::{
     io::Write,
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -20,6 +21,34 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free local port")
         .port()
+}
+
+/// The `storefront` binary with only the variables the test chooses (no `.env`, no outer
+/// configuration leaking in).
+pub fn bare_storefront(work_dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_storefront"));
+    command.env_clear().current_dir(work_dir);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// Runs a one-shot `storefront` command and panics with its output if it fails.
+pub fn run_storefront(work_dir: &Path, env: &[(&str, String)], args: &[&str]) {
+    let output = bare_storefront(work_dir, env)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run storefront {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "storefront {args:?} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
 }
 
 /// `storefront ARGS`, to configure and then run to its end ([`Storefront::run`]).
@@ -167,5 +196,73 @@ impl ServerProcess {
 impl Server for ServerProcess {
     fn graphql_url(&self) -> String {
         format!("{}/graphql", self.url)
+    }
+}
+
+/// A child process (and, on Unix, every process it started) killed when this is dropped, so a
+/// failing assertion or a panic never leaves a server or a browser behind.
+pub struct ChildGuard {
+    child: Child,
+    name: &'static str,
+}
+
+impl ChildGuard {
+    pub fn spawn(name: &'static str, command: &mut Command) -> Self {
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(command, 0);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self { child, name }
+    }
+
+    /// The process itself (to take its piped standard streams).
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// The exit status once the process has ended, or `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("cannot wait for {}: {e}", self.name))
+    }
+
+    /// Waits for the process to end; kills it and returns `None` after `timeout`.
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills it (and its process group) with SIGKILL, and reaps it.
+    pub fn kill(&mut self) {
+        #[cfg(unix)]
+        {
+            // The process group holds the children too (node's test workers, Chromium).
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.kill();
+        }
     }
 }

@@ -83,6 +83,17 @@ impl WsClient {
     pub async fn connect_request(
         request: tungstenite::handshake::client::Request,
     ) -> Result<Self, tungstenite::Error> {
+        Ok(Self::connect_seeing_headers(request).await?.0)
+    }
+
+    /// Opens a socket with `request`, and returns the upgrade answer's headers too (what a
+    /// proxy in front added to them).
+    ///
+    /// # Errors
+    /// The handshake's failure (an HTTP answer other than 101 among them).
+    pub async fn connect_seeing_headers(
+        request: tungstenite::handshake::client::Request,
+    ) -> Result<(Self, tungstenite::http::HeaderMap), tungstenite::Error> {
         let (socket, response) = tokio_tungstenite::connect_async(request).await?;
         assert_eq!(
             response
@@ -92,7 +103,7 @@ impl WsClient {
             Some("graphql-transport-ws"),
             "the server picks graphql-transport-ws"
         );
-        Ok(Self { socket })
+        Ok((Self { socket }, response.into_parts().0.headers))
     }
 
     /// Opens a socket to `app`, not yet initialised.
