@@ -63,16 +63,7 @@ pub const MAX_PAYLOAD: usize = 7900;
 /// # Errors
 /// On a database failure; a payload longer than [`MAX_PAYLOAD`] is the caller's to avoid.
 pub async fn notify(db: &impl ConnectionTrait, channel: &str, payload: &str) -> Result<(), DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [channel.into(), payload.into()],
-    ))
-    .await?;
-    Ok(())
+    send(db, "SELECT pg_notify($1, $2)", channel, payload).await
 }
 
 /// The most [`notify_from_transaction`] puts before a payload: a transaction id (20 digits at
@@ -90,12 +81,23 @@ pub async fn notify_from_transaction(
     channel: &str,
     payload: &str,
 ) -> Result<(), DbErr> {
+    let sql = "SELECT pg_notify($1, pg_current_xact_id()::text || ':' || $2)";
+    send(db, sql, channel, payload).await
+}
+
+/// Runs `sql` (a `pg_notify` of `$1`, `$2`) on PostgreSQL; nothing on SQLite.
+async fn send(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    channel: &str,
+    payload: &str,
+) -> Result<(), DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT pg_notify($1, pg_current_xact_id()::text || ':' || $2)",
+        sql,
         [channel.into(), payload.into()],
     ))
     .await?;

@@ -153,9 +153,7 @@ async fn a_logout_on_one_replica_ends_a_subscription_on_another_at_once() {
     let app = slow_polls().spawn().await;
     let other = app.replica_with(slow_polls()).await;
     let user = app.user("ursula").await;
-    let mut there = WsClient::signed_in_on(&other, &user).await;
-    there.subscribe("s", PRODUCT_CHANGED, json!({})).await;
-    until("subscribed", async || other.subscriber_count() == 1).await;
+    let mut there = subscribed_on(&other, &user).await;
 
     user.logout().await.ok();
     let (closed, took) = there
@@ -179,9 +177,7 @@ async fn a_policy_change_on_one_replica_is_in_force_on_another_at_once() {
     let other = app.replica_with(stored()).await;
     let admin = app.admin().await;
     let user = app.user("ursula").await;
-    let mut there = WsClient::signed_in_on(&other, &user).await;
-    there.subscribe("s", PRODUCT_CHANGED, json!({})).await;
-    until("subscribed", async || other.subscriber_count() == 1).await;
+    let mut there = subscribed_on(&other, &user).await;
 
     let revoke = "mutation($role:String!,$p:PermissionInput!){
         revokePermission(role:$role, permission:$p){ version } }";
@@ -211,9 +207,7 @@ async fn a_replica_that_loses_its_listening_connection_closes_subscribers_and_li
     let other = app.replica_with(slow_polls()).await;
     let admin = app.admin().await;
     let user = app.user("ursula").await;
-    let mut there = WsClient::signed_in_on(&other, &user).await;
-    there.subscribe("s", PRODUCT_CHANGED, json!({})).await;
-    until("subscribed", async || other.subscriber_count() == 1).await;
+    let mut there = subscribed_on(&other, &user).await;
 
     // Both replicas' listening connections to this test's database are cut.
     let cut = app
@@ -351,6 +345,18 @@ async fn long_products_changed_beside_stock_adjustments_reach_every_subscriber_e
     }
 }
 
+/// A subscriber to every product change on `replica`, listening.
+async fn subscribed_on(replica: &Replica, user: &Actor) -> WsClient {
+    let before = replica.subscriber_count();
+    let mut client = WsClient::signed_in_on(replica, user).await;
+    client.subscribe("s", PRODUCT_CHANGED, json!({})).await;
+    until("subscribed", async || {
+        replica.subscriber_count() == before + 1
+    })
+    .await;
+    client
+}
+
 /// A subscriber to every product change on `replica` (which has no other), once it takes
 /// subscriptions again (it refuses them while it cannot listen).
 async fn subscribed_once_listening(replica: &Replica, user: &Actor) -> WsClient {
@@ -431,9 +437,7 @@ async fn a_replica_that_cannot_listen_sends_its_subscribers_elsewhere_and_takes_
         .await;
     let admin = app.admin().await;
     let user = app.user("ursula").await;
-    let mut there = WsClient::signed_in_on(&other, &user).await;
-    there.subscribe("s", PRODUCT_CHANGED, json!({})).await;
-    until("subscribed", async || other.subscriber_count() == 1).await;
+    let mut there = subscribed_on(&other, &user).await;
 
     // Cut: it closes its subscribers at once (1012), not when it listens again.
     proxy.cut.send_replace(true);
