@@ -72,6 +72,7 @@ FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1000").replace(" ", ""
           if n and int(n) > 0]
 FANOUT_CHANGES = env_int("BENCH_FANOUT_CHANGES", 100)
 FANOUT_GAP_MS = env_int("BENCH_FANOUT_GAP_MS", 50)
+FANOUT_SUBSCRIPTION = os.environ.get("BENCH_FANOUT_SUBSCRIPTION", "").strip() or "productChanged"
 # BENCH_ONLY=fanout: the fan-out scenario alone (no oha needed).
 ONLY = os.environ.get("BENCH_ONLY", "").strip()
 RESULTS_DIR = os.environ.get("BENCH_RESULTS_DIR") or os.path.join(ROOT, "bench", "results")
@@ -1337,7 +1338,8 @@ def fanout_run(label, env, workdir, subscribers):
         argv = [FANOUT_CLIENT, "--addr", server.addr, "--token", user_token,
                 "--admin-token", admin_token, "--product", product_id,
                 "--subscribers", str(subscribers), "--changes", str(FANOUT_CHANGES),
-                "--gap-ms", str(FANOUT_GAP_MS), "--server-pid", str(server.pid)]
+                "--gap-ms", str(FANOUT_GAP_MS), "--subscription", FANOUT_SUBSCRIPTION,
+                "--server-pid", str(server.pid)]
         proc = subprocess.Popen(pinned(CLIENT_CPUS, argv), stdout=subprocess.PIPE, text=True)
         CHILDREN.append(proc)
         out, _ = proc.communicate(timeout=900)
@@ -1588,7 +1590,7 @@ def markdown(results):
                 lines.append(f"\nBulk insert up to the big catalog ({db}): {took:.0f} s.")
     fanout = results.get("fanout")
     if fanout:
-        lines += ["", f"Subscription fan-out (`productChanged` of one product; "
+        lines += ["", f"Subscription fan-out (`{FANOUT_SUBSCRIPTION}` of one product; "
                   f"{FANOUT_CHANGES} `adjustStock` changes, each sent {FANOUT_GAP_MS} ms after "
                   f"the previous one reached every subscriber; times from the mutation's "
                   f"answer, in ms):", "",

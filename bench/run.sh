@@ -17,7 +17,8 @@
 # BENCH_BIG_CATALOG too), BENCH_RESULTS_DIR (bench/results),
 # BENCH_MICRO=1 (also run the criterion micro-benchmarks), BENCH_SKIP_BUILD=1, OHA (path),
 # BENCH_FANOUT (1000: subscriber counts of the fan-out scenario, comma-separated; 0 skips it),
-# BENCH_FANOUT_CHANGES (100), BENCH_FANOUT_GAP_MS (50), BENCH_ONLY=fanout (that scenario alone).
+# BENCH_FANOUT_CHANGES (100), BENCH_FANOUT_GAP_MS (50), BENCH_FANOUT_SUBSCRIPTION
+# (productChanged, or stockChanged), BENCH_ONLY=fanout (that scenario alone).
 # A quick run: BENCH_SECONDS=3 BENCH_ROUNDS=1 BENCH_WARMUP_SECONDS=1 bash bench/run.sh
 # The fan-out alone, at 1,000 and 10,000 sockets:
 #   BENCH_ONLY=fanout BENCH_FANOUT=1000,10000 bash bench/run.sh
