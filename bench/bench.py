@@ -35,6 +35,7 @@ RELEASE = os.path.join(TARGET, "release")
 STOREFRONT = os.path.join(RELEASE, "storefront")
 BASELINE = os.path.join(RELEASE, "baseline")
 ARGON2_TIME = os.path.join(RELEASE, "argon2-time")
+FANOUT_CLIENT = os.path.join(RELEASE, "fanout")
 
 
 def env_int(name, default):
@@ -66,6 +67,14 @@ SHAPE_SECONDS = env_float("BENCH_SHAPE_SECONDS", 2)
 SHAPE_ROUNDS = env_int("BENCH_SHAPE_ROUNDS", 3)
 SHAPE_WARMUP = env_float("BENCH_SHAPE_WARMUP_SECONDS", 1)
 SEARCH_MAX_MS = 20.0
+# Subscription fan-out (scenario 7): subscriber counts, one fresh server each ("0": skipped).
+FANOUT = [int(n) for n in os.environ.get("BENCH_FANOUT", "1000").replace(" ", "").split(",")
+          if n and int(n) > 0]
+FANOUT_CHANGES = env_int("BENCH_FANOUT_CHANGES", 100)
+FANOUT_GAP_MS = env_int("BENCH_FANOUT_GAP_MS", 50)
+FANOUT_SUBSCRIPTION = os.environ.get("BENCH_FANOUT_SUBSCRIPTION", "").strip() or "productChanged"
+# BENCH_ONLY=fanout: the fan-out scenario alone (no oha needed).
+ONLY = os.environ.get("BENCH_ONLY", "").strip()
 RESULTS_DIR = os.environ.get("BENCH_RESULTS_DIR") or os.path.join(ROOT, "bench", "results")
 OHA = os.environ.get("OHA") or shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
 
@@ -1287,6 +1296,93 @@ def scenario_postgres(workdir, results):
             log(f"could not drop database {name}: {e.stderr.strip()}")
 
 
+FANOUT_PRODUCT_MUTATION = (
+    'mutation { createProduct(input: {name: "Fan-out product", description: "Changed by the '
+    'fan-out scenario", price: "10.00", stock: 1000}) { id } }'
+)
+
+
+def fanout_env(env, subscribers):
+    """The server settings a fan-out to `subscribers` sockets from one address and one account
+    needs; the server's defaults stay as they are otherwise."""
+    return {
+        **env,
+        "MAX_CONNECTIONS": str(subscribers + 1000),
+        "WS_MAX_CONNECTIONS_PER_ADDRESS": str(subscribers + 100),
+        "WS_MAX_SUBSCRIPTIONS_PER_ACCOUNT": str(subscribers + 100),
+    }
+
+
+def fanout_run(label, env, workdir, subscribers):
+    """One fan-out on a fresh store: set up a user, an admin and a product, restart the server
+    (so the set-up's argon2 memory is not in its RSS), then run the fan-out client against it."""
+    env = fanout_env(env, subscribers)
+    server = Server(f"fanout-{subscribers}", [STOREFRONT, "serve"], env, workdir)
+    try:
+        user_token = register(server.addr, USER)
+        subprocess.run(
+            [STOREFRONT, "create-admin", "--username", ADMIN],
+            env={**env, "ADMIN_PASSWORD": PASSWORD}, cwd=workdir,
+            capture_output=True, check=True,
+        )
+        admin_token = login(server.addr, ADMIN)
+        product = graphql(server.addr, FANOUT_PRODUCT_MUTATION, token=admin_token)
+        product_id = product["createProduct"]["id"]
+    finally:
+        server.stop()
+    server = Server(f"fanout-{subscribers}", [STOREFRONT, "serve"], env, workdir)
+    try:
+        load = loadavg()
+        log(f"fan-out ({label}): {subscribers} subscribers, {FANOUT_CHANGES} changes "
+            f"(load average {load:.2f})")
+        argv = [FANOUT_CLIENT, "--addr", server.addr, "--token", user_token,
+                "--admin-token", admin_token, "--product", product_id,
+                "--subscribers", str(subscribers), "--changes", str(FANOUT_CHANGES),
+                "--gap-ms", str(FANOUT_GAP_MS), "--subscription", FANOUT_SUBSCRIPTION,
+                "--server-pid", str(server.pid)]
+        proc = subprocess.Popen(pinned(CLIENT_CPUS, argv), stdout=subprocess.PIPE, text=True)
+        CHILDREN.append(proc)
+        out, _ = proc.communicate(timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fan-out to {subscribers} subscribers ({label}) failed "
+                               f"(exit {proc.returncode}); see the fanout messages above and "
+                               f"{server.log_path}")
+        result = json.loads(out)
+        rss, hwm = memory_kib(server.pid)
+        result.update(database=label, loadavg_start=load, server_rss_end_kib=rss,
+                      server_peak_rss_kib=hwm)
+    finally:
+        server.stop()
+    last, every = result["last_receipt_ms"], result["all_receipts_ms"]
+    log(f"  last receipt per change p50 {last['p50']:.1f} ms, p99 {last['p99']:.1f} ms; every "
+        f"receipt p50 {every['p50']:.1f} ms, p99 {every['p99']:.1f} ms; "
+        f"{result['server_cpu_us_per_receipt']:.1f} us of server CPU per event delivered; "
+        f"RSS {result['server_rss_per_subscription_kib']:.1f} KiB per idle subscription")
+    return result
+
+
+def scenario_fanout(workdir, results):
+    """Scenario 7 on SQLite, and on PostgreSQL (LISTEN/NOTIFY) with BENCH_POSTGRES_URL."""
+    runs = results["fanout"] = []
+    for subscribers in FANOUT:
+        run_dir = tempfile.mkdtemp(prefix=f"fanout{subscribers}-", dir=workdir)
+        env = storefront_env(sqlite_url(os.path.join(run_dir, "storefront.db")))
+        runs.append(fanout_run("SQLite", env, run_dir, subscribers))
+    if not POSTGRES_URL or not shutil.which("psql"):
+        return
+    for subscribers in FANOUT:
+        name = f"storefront_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        psql(POSTGRES_URL, f"CREATE DATABASE {name}")
+        try:
+            env = storefront_env(with_database(POSTGRES_URL, name))
+            runs.append(fanout_run("PostgreSQL", env, workdir, subscribers))
+        finally:
+            try:
+                psql(POSTGRES_URL, f"DROP DATABASE IF EXISTS {name}")
+            except subprocess.CalledProcessError as e:
+                log(f"could not drop database {name}: {e.stderr.strip()}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -1353,6 +1449,16 @@ def verdicts(results):
          "<=", 1.0, " s"),
     ]
     rows += shape_verdicts(results)
+    for run in results.get("fanout") or []:
+        what = f"{run['subscribers']} subscribers ({run['database']})"
+        rows += [
+            (f"fan-out to {what}: time to the last receipt, p99",
+             run["last_receipt_ms"]["p99"], "info", None, " ms"),
+            (f"fan-out to {what}: server RSS per idle subscription",
+             run["server_rss_per_subscription_kib"], "info", None, " KiB"),
+        ]
+    if ONLY:
+        rows = [row for row in rows if row[1] is not None]
     out = []
     for name, value, op, target, unit in rows:
         if value is None or op == "info":
@@ -1418,8 +1524,10 @@ def markdown(results):
         verdict = {True: "pass", False: "FAIL", None: "not measured"}[v["pass"]]
         lines.append(f"| {v['name']} | {fmt(v['value'])}{v['unit']} | {v['op']} "
                      f"{v['target']}{v['unit']} | {verdict} |")
-    lines += ["", "| scenario | req/s | p50 ms | p99 ms | server CPU us/req | server CPU busy "
-              "| peak RSS MiB |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    if not ONLY:
+        lines += ["", "| scenario | req/s | p50 ms | p99 ms | server CPU us/req "
+                  "| server CPU busy | peak RSS MiB |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     table = [
         ("baseline (bare axum, -c %d)" % CONNECTIONS, results.get("baseline")),
         ("GraphQL floor, `{ __typename }` (-c %d)" % CONNECTIONS, results.get("graphql_floor")),
@@ -1480,6 +1588,28 @@ def markdown(results):
             took = (results.get(key) or {}).get("big_insert_s")
             if took:
                 lines.append(f"\nBulk insert up to the big catalog ({db}): {took:.0f} s.")
+    fanout = results.get("fanout")
+    if fanout:
+        lines += ["", f"Subscription fan-out (`{FANOUT_SUBSCRIPTION}` of one product; "
+                  f"{FANOUT_CHANGES} `adjustStock` changes, each sent {FANOUT_GAP_MS} ms after "
+                  f"the previous one reached every subscriber; times from the mutation's "
+                  f"answer, in ms):", "",
+                  "| database | subscribers | last receipt p50 / p99 / max | last receipt from "
+                  "the sending p50 / p99 | every receipt p50 / "
+                  "p99 | receipts before the answer | server CPU us/event | RSS KiB per idle "
+                  "subscription | connect + prime s | load average |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for run in fanout:
+            last, every = run["last_receipt_ms"], run["all_receipts_ms"]
+            sent = run["last_receipt_from_send_ms"]
+            lines.append(
+                f"| {run['database']} | {run['subscribers']} | {last['p50']:.1f} / "
+                f"{last['p99']:.1f} / {last['max']:.1f} | {sent['p50']:.1f} / {sent['p99']:.1f} "
+                f"| {every['p50']:.1f} / "
+                f"{every['p99']:.1f} | {run['receipts_before_answer']} of {run['receipts']} "
+                f"| {fmt(run['server_cpu_us_per_receipt'], 1)} "
+                f"| {fmt(run['server_rss_per_subscription_kib'], 1)} | {run['connect_s']:.1f} "
+                f"| {run['loadavg_start']:.2f} |")
     argon2 = results.get("argon2")
     if argon2:
         lines += ["", f"argon2id ({argon2['params']}): one verification takes "
@@ -1502,13 +1632,21 @@ def markdown(results):
 def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    for path in (STOREFRONT, BASELINE, ARGON2_TIME, OHA):
+    if ONLY not in ("", "fanout"):
+        sys.exit(f"bench: BENCH_ONLY={ONLY!r}: only 'fanout' is known")
+    if ONLY == "fanout" and not FANOUT:
+        sys.exit("bench: BENCH_ONLY=fanout with BENCH_FANOUT=0 runs nothing")
+    needed = [STOREFRONT] + ([FANOUT_CLIENT] if FANOUT else [])
+    if not ONLY:
+        needed += [BASELINE, ARGON2_TIME, OHA]
+    for path in needed:
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {path} is missing; run bench/run.sh, which builds and installs it")
     if CATALOG < 100:
         sys.exit("bench: BENCH_CATALOG must be at least 100 (a deep page starts at 90 %)")
     workdir = tempfile.mkdtemp(prefix="storefront-bench-")
-    oha_version = subprocess.run([OHA, "--version"], capture_output=True, text=True).stdout
+    oha_version = "" if ONLY else subprocess.run([OHA, "--version"], capture_output=True,
+                                                 text=True).stdout
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                       if line.startswith("model name")), platform.processor())
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
@@ -1524,14 +1662,16 @@ def main():
     log(f"workdir {workdir}; server on CPU {SERVER_CPUS}, load generator on CPU {CLIENT_CPUS}")
     failed = None
     try:
-        results["startup"] = measure_startup(workdir)
-        results["baseline"] = scenario_baseline(workdir)
-        scenario_sqlite(workdir, results)
-        if POSTGRES_URL:
-            if shutil.which("psql"):
-                scenario_postgres(workdir, results)
-            else:
-                log("BENCH_POSTGRES_URL is set but psql is missing: PostgreSQL skipped")
+        if not ONLY:
+            results["startup"] = measure_startup(workdir)
+            results["baseline"] = scenario_baseline(workdir)
+            scenario_sqlite(workdir, results)
+        if POSTGRES_URL and not shutil.which("psql"):
+            log("BENCH_POSTGRES_URL is set but psql is missing: PostgreSQL skipped")
+        elif POSTGRES_URL and not ONLY:
+            scenario_postgres(workdir, results)
+        if FANOUT:
+            scenario_fanout(workdir, results)
     except (Exception, KeyboardInterrupt, SystemExit) as e:  # noqa: BLE001 - report what we have
         failed = e
         log(f"benchmark stopped: {e!r}")

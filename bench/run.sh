@@ -15,8 +15,13 @@
 # BENCH_SHAPE_SECONDS (2), BENCH_SHAPE_ROUNDS (3), BENCH_SHAPE_WARMUP_SECONDS (1) (the page shapes),
 # BENCH_POSTGRES_URL (unset: PostgreSQL skipped), BENCH_POSTGRES_BIG (1: PostgreSQL grows to
 # BENCH_BIG_CATALOG too), BENCH_RESULTS_DIR (bench/results),
-# BENCH_MICRO=1 (also run the criterion micro-benchmarks), BENCH_SKIP_BUILD=1, OHA (path).
+# BENCH_MICRO=1 (also run the criterion micro-benchmarks), BENCH_SKIP_BUILD=1, OHA (path),
+# BENCH_FANOUT (1000: subscriber counts of the fan-out scenario, comma-separated; 0 skips it),
+# BENCH_FANOUT_CHANGES (100), BENCH_FANOUT_GAP_MS (50), BENCH_FANOUT_SUBSCRIPTION
+# (productChanged, or stockChanged), BENCH_ONLY=fanout (that scenario alone).
 # A quick run: BENCH_SECONDS=3 BENCH_ROUNDS=1 BENCH_WARMUP_SECONDS=1 bash bench/run.sh
+# The fan-out alone, at 1,000 and 10,000 sockets:
+#   BENCH_ONLY=fanout BENCH_FANOUT=1000,10000 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,7 +52,7 @@ fi
 
 # The load generator: oha, from crates.io, unless one is on PATH already (or OHA names one).
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
-if [ -z "${OHA:-}" ] && ! command -v oha >/dev/null 2>&1; then
+if [ "${BENCH_ONLY:-}" != fanout ] && [ -z "${OHA:-}" ] && ! command -v oha >/dev/null 2>&1; then
   step "cargo install oha --version $OHA_VERSION --locked (the load generator, once)"
   cargo install oha --version "$OHA_VERSION" --locked
 fi
