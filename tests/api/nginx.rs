@@ -756,6 +756,50 @@ fn node_subscription_tests_pass_through_nginx(cluster: &Cluster) {
     }
 }
 
+/// The GraphiQL page's subscription tests (clients/playground.test.mjs, in Chromium) pass
+/// through nginx: the page is served by one replica, its WebSocket may go to another.
+fn browser_subscription_tests_pass_through_nginx(cluster: &Cluster) {
+    let Cluster { nginx, work, .. } = cluster;
+    let Some(node) = node_version() else {
+        println!("the browser subscription tests skipped: node not found on PATH");
+        return;
+    };
+    install_client_packages(work.path());
+    let started = Instant::now();
+    let (status, output) = run_in_clients(
+        "node",
+        &[
+            "--test",
+            "--test-name-pattern=subscription",
+            "playground.test.mjs",
+        ],
+        &[
+            ("STOREFRONT_URL", nginx.url.clone()),
+            ("ADMIN_USERNAME", "admin".to_owned()),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ("STOREFRONT_JWT_SECRET", JWT_SECRET.to_owned()),
+            (
+                "SCREENSHOT_DIR",
+                work.path().join("screenshots").display().to_string(),
+            ),
+        ],
+        &work.path().join("browser-subscriptions.log"),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clients/playground.test.mjs's subscription tests (node {node}) through nginx failed \
+         ({status:?}):\n{output}"
+    );
+    assert!(
+        output.contains("# pass 4"),
+        "the four subscription tests of the GraphiQL page ran through nginx:\n{output}"
+    );
+    eprintln!(
+        "the GraphiQL page's subscriptions passed through nginx in {:?}",
+        started.elapsed()
+    );
+}
+
 /// C is killed (SIGKILL) in the middle of a write load sent through nginx: no acknowledged write
 /// is lost, and its subscribers (the Rust client, and graphql-ws clients by themselves) reconnect
 /// through nginx to A or B and receive what is changed afterwards.
@@ -975,6 +1019,7 @@ async fn three_replicas_behind_nginx_share_events_revocations_and_policy_and_sur
     a_logout_on_b_ends_a_subscription_on_a(&cluster, &ursula, on_a).await;
     a_policy_change_is_in_force_on_all_three(&cluster, &vera, behind).await;
     node_subscription_tests_pass_through_nginx(&cluster);
+    browser_subscription_tests_pass_through_nginx(&cluster);
     a_replica_killed_under_load_loses_no_acknowledged_write(&mut cluster, &vera).await;
 
     drop(cluster);
