@@ -40,8 +40,8 @@ impl Wake {
 
 /// The channels changes are announced on.
 pub mod channel {
-    /// A product was created, changed or deleted: the payload is the event (see
-    /// `subscriptions::CatalogEvent::to_payload`).
+    /// A product was created, changed or deleted: the payload is the event, whole or in
+    /// pieces (see `catalog::relay`).
     pub const CATALOG: &str = "storefront_catalog";
     /// A revocation was stored (a database trigger sends it).
     pub const REVOCATIONS: &str = "storefront_revocations";
