@@ -822,18 +822,24 @@ def scenario_baseline(workdir):
         server.stop()
 
 
-def prepare_sqlite_catalog(workdir):
-    """A fresh SQLite store with a user, an admin and CATALOG products; returns its state."""
-    db_path = os.path.join(workdir, "storefront.db")
-    env = storefront_env(sqlite_url(db_path))
-    server = Server("storefront-sqlite", [STOREFRONT, "serve"], env, workdir)
+def user_and_admin(server, env, workdir):
+    """Registers USER through `server` and makes ADMIN with `storefront create-admin` on its
+    store; returns their access tokens."""
     user_token = register(server.addr, USER)
     subprocess.run(
         [STOREFRONT, "create-admin", "--username", ADMIN],
         env={**env, "ADMIN_PASSWORD": PASSWORD}, cwd=workdir,
         capture_output=True, check=True,
     )
-    admin_token = login(server.addr, ADMIN)
+    return user_token, login(server.addr, ADMIN)
+
+
+def prepare_sqlite_catalog(workdir):
+    """A fresh SQLite store with a user, an admin and CATALOG products; returns its state."""
+    db_path = os.path.join(workdir, "storefront.db")
+    env = storefront_env(sqlite_url(db_path))
+    server = Server("storefront-sqlite", [STOREFRONT, "serve"], env, workdir)
+    user_token, admin_token = user_and_admin(server, env, workdir)
     graphql(
         server.addr,
         'mutation { createProduct(input: {name: "Reference product", description: "Made '
@@ -1319,13 +1325,7 @@ def fanout_run(label, env, workdir, subscribers):
     env = fanout_env(env, subscribers)
     server = Server(f"fanout-{subscribers}", [STOREFRONT, "serve"], env, workdir)
     try:
-        user_token = register(server.addr, USER)
-        subprocess.run(
-            [STOREFRONT, "create-admin", "--username", ADMIN],
-            env={**env, "ADMIN_PASSWORD": PASSWORD}, cwd=workdir,
-            capture_output=True, check=True,
-        )
-        admin_token = login(server.addr, ADMIN)
+        user_token, admin_token = user_and_admin(server, env, workdir)
         product = graphql(server.addr, FANOUT_PRODUCT_MUTATION, token=admin_token)
         product_id = product["createProduct"]["id"]
     finally:

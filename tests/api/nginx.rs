@@ -340,7 +340,7 @@ struct Subscriber {
 
 impl Subscriber {
     async fn through(nginx: &Endpoint, actor: &Actor) -> Self {
-        let (mut client, headers) = WsClient::connect_seeing_headers(WsClient::request_on(nginx))
+        let (mut client, headers) = WsClient::connect_seeing_headers(WsClient::request(nginx))
             .await
             .expect("a WebSocket through nginx");
         let upstream = headers
@@ -348,14 +348,7 @@ impl Subscriber {
             .and_then(|v| v.to_str().ok())
             .expect("nginx names the replica")
             .to_owned();
-        client
-            .init(json!({ "Authorization": format!("Bearer {}", actor.token()) }))
-            .await;
-        assert_eq!(
-            client.receive().await,
-            Received::Message(json!({"type": "connection_ack"})),
-            "initialised through nginx ({upstream})"
-        );
+        client.initialise(WsClient::token_of(actor)).await;
         client.subscribe("s", PRODUCT_CHANGED, json!({})).await;
         Self { client, upstream }
     }
@@ -568,7 +561,7 @@ async fn changes_reach_every_subscriber(
     } = cluster;
     let [a, _, c] = replicas;
     let expected_spread = cluster.spread_of_six();
-    let mut on_a = WsClient::signed_in_on(&a.endpoint, ursula).await;
+    let mut on_a = WsClient::signed_in(&a.endpoint, ursula).await;
     on_a.subscribe("s", PRODUCT_CHANGED, json!({})).await;
     let mut behind = Vec::new();
     for _ in 0..6 {
@@ -685,21 +678,7 @@ async fn a_policy_change_is_in_force_on_all_three(
         .query(revoke, permission.clone())
         .await;
     assert!(r.codes().is_empty(), "{r}");
-    for replica in replicas {
-        let took = within(BY_NOTIFICATION, async || {
-            vera.on(&replica.endpoint)
-                .products(Page::first(1))
-                .await
-                .codes()
-                == ["FORBIDDEN"]
-        })
-        .await;
-        let took = took.unwrap_or_else(|| panic!("vera still reads products on {}", replica.name));
-        eprintln!(
-            "the revoked permission in force on {} after {took:?}",
-            replica.name
-        );
-    }
+    vera_can_read_on_each(replicas, vera, false).await;
     // Vera's subscriptions end with it.
     for subscriber in &mut behind {
         let (closed, _) = subscriber
@@ -711,68 +690,44 @@ async fn a_policy_change_is_in_force_on_all_three(
     }
     let r = admin.on(&b.endpoint).query(grant, permission).await;
     assert!(r.codes().is_empty(), "{r}");
+    vera_can_read_on_each(replicas, vera, true).await;
+}
+
+/// Waits until products are `readable` by `vera` (else FORBIDDEN) on each replica.
+async fn vera_can_read_on_each(replicas: &[ReplicaProcess], vera: &Actor, readable: bool) {
+    let (what, still) = if readable {
+        ("the granted permission", "vera still cannot read on")
+    } else {
+        ("the revoked permission", "vera still reads products on")
+    };
     for replica in replicas {
         let took = within(BY_NOTIFICATION, async || {
-            vera.on(&replica.endpoint)
-                .products(Page::first(1))
-                .await
-                .is_ok()
+            let r = vera.on(&replica.endpoint).products(Page::first(1)).await;
+            if readable {
+                r.is_ok()
+            } else {
+                r.codes() == ["FORBIDDEN"]
+            }
         })
         .await;
-        let took = took.unwrap_or_else(|| panic!("vera still cannot read on {}", replica.name));
-        eprintln!(
-            "the granted permission in force on {} after {took:?}",
-            replica.name
-        );
+        let took = took.unwrap_or_else(|| panic!("{still} {}", replica.name));
+        eprintln!("{what} in force on {} after {took:?}", replica.name);
     }
 }
 
-/// The Node subscription tests (graphql-ws, Apollo Client's `GraphQLWsLink`) pass through nginx.
-fn node_subscription_tests_pass_through_nginx(cluster: &Cluster) {
-    let Cluster { nginx, work, .. } = cluster;
-    if let Some(node) = node_version() {
-        install_client_packages(work.path());
-        let node_started = Instant::now();
-        let (status, output) = run_in_clients(
-            "node",
-            &["--test", "subscriptions.test.mjs"],
-            &[
-                ("STOREFRONT_URL", nginx.url.clone()),
-                ("ADMIN_USERNAME", "admin".to_owned()),
-                ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
-            ],
-            &work.path().join("node-subscriptions.log"),
-        );
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "clients/subscriptions.test.mjs (node {node}) through nginx failed ({status:?}):\n{output}"
-        );
-        eprintln!(
-            "clients/subscriptions.test.mjs passed through nginx in {:?}",
-            node_started.elapsed()
-        );
-    } else {
-        println!("the Node subscription tests skipped: node not found on PATH");
-    }
-}
-
-/// The GraphiQL page's subscription tests (clients/playground.test.mjs, in Chromium) pass
-/// through nginx: the page is served by one replica, its WebSocket may go to another.
-fn browser_subscription_tests_pass_through_nginx(cluster: &Cluster) {
+/// Runs `node <args>` in clients/ against nginx (with the admin's credentials, the JWT secret
+/// and a screenshot folder) and asserts it passed; its output, or `None` without node.
+fn client_tests_pass_through_nginx(cluster: &Cluster, what: &str, args: &[&str]) -> Option<String> {
     let Cluster { nginx, work, .. } = cluster;
     let Some(node) = node_version() else {
-        println!("the browser subscription tests skipped: node not found on PATH");
-        return;
+        println!("{what} skipped: node not found on PATH");
+        return None;
     };
     install_client_packages(work.path());
     let started = Instant::now();
     let (status, output) = run_in_clients(
         "node",
-        &[
-            "--test",
-            "--test-name-pattern=subscription",
-            "playground.test.mjs",
-        ],
+        args,
         &[
             ("STOREFRONT_URL", nginx.url.clone()),
             ("ADMIN_USERNAME", "admin".to_owned()),
@@ -783,21 +738,43 @@ fn browser_subscription_tests_pass_through_nginx(cluster: &Cluster) {
                 work.path().join("screenshots").display().to_string(),
             ),
         ],
-        &work.path().join("browser-subscriptions.log"),
+        &work.path().join(format!("{}.log", args.join("_"))),
     );
     assert!(
         status.is_some_and(|s| s.success()),
-        "clients/playground.test.mjs's subscription tests (node {node}) through nginx failed \
-         ({status:?}):\n{output}"
+        "{what} (node {node}) through nginx failed ({status:?}):\n{output}"
     );
-    assert!(
-        output.contains("# pass 4"),
-        "the four subscription tests of the GraphiQL page ran through nginx:\n{output}"
+    eprintln!("{what} passed through nginx in {:?}", started.elapsed());
+    Some(output)
+}
+
+/// The Node subscription tests (graphql-ws, Apollo Client's `GraphQLWsLink`) pass through nginx.
+fn node_subscription_tests_pass_through_nginx(cluster: &Cluster) {
+    client_tests_pass_through_nginx(
+        cluster,
+        "clients/subscriptions.test.mjs",
+        &["--test", "subscriptions.test.mjs"],
     );
-    eprintln!(
-        "the GraphiQL page's subscriptions passed through nginx in {:?}",
-        started.elapsed()
+}
+
+/// The GraphiQL page's subscription tests (clients/playground.test.mjs, in Chromium) pass
+/// through nginx: the page is served by one replica, its WebSocket may go to another.
+fn browser_subscription_tests_pass_through_nginx(cluster: &Cluster) {
+    let output = client_tests_pass_through_nginx(
+        cluster,
+        "the GraphiQL page's subscription tests",
+        &[
+            "--test",
+            "--test-name-pattern=subscription",
+            "playground.test.mjs",
+        ],
     );
+    if let Some(output) = output {
+        assert!(
+            output.contains("# pass 4"),
+            "the four subscription tests of the GraphiQL page ran through nginx:\n{output}"
+        );
+    }
 }
 
 /// C is killed (SIGKILL) in the middle of a write load sent through nginx: no acknowledged write

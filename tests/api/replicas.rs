@@ -41,7 +41,7 @@ async fn a_subscriber_on_one_replica_hears_every_change_made_through_another_in_
     let admin = app.admin().await;
     let user = app.user("ursula").await;
 
-    let mut there = WsClient::signed_in_on(&other, &user).await;
+    let mut there = WsClient::signed_in(&other, &user).await;
     there.subscribe("s", PRODUCT_CHANGED, json!({})).await;
     let mut here = WsClient::signed_in(&app, &user).await;
     here.subscribe("s", PRODUCT_CHANGED, json!({})).await;
@@ -290,8 +290,8 @@ async fn long_products_changed_beside_stock_adjustments_reach_every_subscriber_e
                 WsClient::signed_in(app, &user).await,
             ),
             None => (
-                WsClient::signed_in_on(&other, &user).await,
-                WsClient::signed_in_on(&other, &user).await,
+                WsClient::signed_in(&other, &user).await,
+                WsClient::signed_in(&other, &user).await,
             ),
         };
         stock.subscribe("s", STOCK, ids.clone()).await;
@@ -348,7 +348,7 @@ async fn long_products_changed_beside_stock_adjustments_reach_every_subscriber_e
 /// A subscriber to every product change on `replica`, listening.
 async fn subscribed_on(replica: &Replica, user: &Actor) -> WsClient {
     let before = replica.subscriber_count();
-    let mut client = WsClient::signed_in_on(replica, user).await;
+    let mut client = WsClient::signed_in(replica, user).await;
     client.subscribe("s", PRODUCT_CHANGED, json!({})).await;
     until("subscribed", async || {
         replica.subscriber_count() == before + 1
@@ -362,7 +362,7 @@ async fn subscribed_on(replica: &Replica, user: &Actor) -> WsClient {
 async fn subscribed_once_listening(replica: &Replica, user: &Actor) -> WsClient {
     let mut subscribed = None;
     let listening = within(PATIENCE, async || {
-        let mut client = WsClient::signed_in_on(replica, user).await;
+        let mut client = WsClient::signed_in(replica, user).await;
         client.subscribe("s", PRODUCT_CHANGED, json!({})).await;
         let took = within(Duration::from_millis(500), async || {
             replica.subscriber_count() == 1
@@ -449,7 +449,7 @@ async fn a_replica_that_cannot_listen_sends_its_subscribers_elsewhere_and_takes_
         )
     );
     // While it cannot listen, it starts no subscription: a client goes to another replica.
-    let mut refused = WsClient::signed_in_on(&other, &user).await;
+    let mut refused = WsClient::signed_in(&other, &user).await;
     refused.subscribe("r", PRODUCT_CHANGED, json!({})).await;
     let answer = refused.message().await;
     let errors = match answer["type"].as_str() {

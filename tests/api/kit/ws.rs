@@ -11,10 +11,7 @@ use tokio_tungstenite::{
     tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue},
 };
 
-use super::{
-    actor::{Actor, Server},
-    app::TestApp,
-};
+use super::actor::{Actor, Server};
 
 /// How long a test waits for a message that should come.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -36,20 +33,9 @@ pub enum Received {
 }
 
 impl WsClient {
-    /// The upgrade request to `app`'s `/graphql` offering graphql-transport-ws, for a test to
-    /// change before [`WsClient::connect_request`].
-    pub fn request(app: &TestApp) -> tungstenite::handshake::client::Request {
-        let url = format!("ws://{}/graphql", app.addr());
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
-        );
-        request
-    }
-
-    /// The upgrade request to `server`'s `/graphql` (the app or a replica of it).
-    pub fn request_on(server: &impl Server) -> tungstenite::handshake::client::Request {
+    /// The upgrade request to `server`'s `/graphql` (the app or a replica of it) offering
+    /// graphql-transport-ws, for a test to change before [`WsClient::connect_request`].
+    pub fn request(server: &impl Server) -> tungstenite::handshake::client::Request {
         let url = server.graphql_url().replacen("http://", "ws://", 1);
         let mut request = url.into_client_request().unwrap();
         request.headers_mut().insert(
@@ -57,23 +43,6 @@ impl WsClient {
             HeaderValue::from_static("graphql-transport-ws"),
         );
         request
-    }
-
-    /// Opens a socket to `server` and initialises it as `actor`, asserting the
-    /// `connection_ack`.
-    pub async fn signed_in_on(server: &impl Server, actor: &Actor) -> Self {
-        let mut client = Self::connect_request(Self::request_on(server))
-            .await
-            .unwrap();
-        client
-            .init(json!({ "Authorization": format!("Bearer {}", actor.token()) }))
-            .await;
-        assert_eq!(
-            client.receive().await,
-            Received::Message(json!({"type": "connection_ack"})),
-            "initialised"
-        );
-        client
     }
 
     /// Opens a socket with `request`.
@@ -106,36 +75,44 @@ impl WsClient {
         Ok((Self { socket }, response.into_parts().0.headers))
     }
 
-    /// Opens a socket to `app`, not yet initialised.
-    pub async fn connect(app: &TestApp) -> Self {
-        Self::connect_request(Self::request(app)).await.unwrap()
+    /// Opens a socket to `server`, not yet initialised.
+    pub async fn connect(server: &impl Server) -> Self {
+        Self::connect_request(Self::request(server)).await.unwrap()
     }
 
-    /// Opens a socket to `app` and initialises it as `actor` (its token in the payload's
+    /// Opens a socket to `server` and initialises it as `actor` (its token in the payload's
     /// `Authorization`), asserting the `connection_ack`.
-    pub async fn signed_in(app: &TestApp, actor: &Actor) -> Self {
-        let payload = json!({ "Authorization": format!("Bearer {}", actor.token()) });
-        Self::initialised(app, payload).await
+    pub async fn signed_in(server: &impl Server, actor: &Actor) -> Self {
+        Self::initialised(server, Self::token_of(actor)).await
     }
 
-    /// Opens a socket to `app` and initialises it with no token, asserting the
+    /// Opens a socket to `server` and initialises it with no token, asserting the
     /// `connection_ack`.
-    pub async fn anonymous(app: &TestApp) -> Self {
-        Self::initialised(app, json!({})).await
+    pub async fn anonymous(server: &impl Server) -> Self {
+        Self::initialised(server, json!({})).await
     }
 
-    /// Opens a socket to `app` and initialises it with `payload`, asserting the
+    /// Opens a socket to `server` and initialises it with `payload`, asserting the
     /// `connection_ack`.
-    pub async fn initialised(app: &TestApp, payload: Value) -> Self {
-        let mut client = Self::connect(app).await;
-        client.init(payload).await;
-        let ack = client.receive().await;
+    pub async fn initialised(server: &impl Server, payload: Value) -> Self {
+        let mut client = Self::connect(server).await;
+        client.initialise(payload).await;
+        client
+    }
+
+    /// The `connection_init` payload that carries `actor`'s token.
+    pub fn token_of(actor: &Actor) -> Value {
+        json!({ "Authorization": format!("Bearer {}", actor.token()) })
+    }
+
+    /// Sends `connection_init` with `payload` and asserts the `connection_ack`.
+    pub async fn initialise(&mut self, payload: Value) {
+        self.init(payload).await;
         assert_eq!(
-            ack,
+            self.receive().await,
             Received::Message(json!({"type": "connection_ack"})),
             "initialised"
         );
-        client
     }
 
     /// Sends `connection_init` with `payload`.
