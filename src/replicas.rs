@@ -42,16 +42,24 @@ struct Replica {
 impl Hearer for Replica {
     async fn heard(&mut self, batch: Vec<Notification>) {
         let mut events = Vec::new();
+        let mut catalog_version = false;
         for notification in &batch {
             match notification.channel.as_str() {
                 channel::CATALOG => events.push(notification.payload.as_str()),
                 channel::REVOCATIONS => self.wakes.revocations.wake(),
                 channel::POLICY => self.wakes.policy.wake(),
-                channel::CATALOG_VERSION => self.wakes.catalog.wake(),
+                channel::CATALOG_VERSION => catalog_version = true,
                 _ => {}
             }
         }
-        if !events.is_empty() {
+        if events.is_empty() {
+            // A change made otherwise (seed, SQL): the catalog poll reads the version.
+            if catalog_version {
+                self.wakes.catalog.wake();
+            }
+        } else {
+            // The relay reads the catalog version once for the batch (a product change's
+            // transaction also announces the new version: no second read for it).
             self.relay.heard(events).await;
         }
     }
