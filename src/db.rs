@@ -23,8 +23,10 @@ pub mod checkpoint;
 mod health;
 pub mod listen;
 pub mod observe;
+mod sqlite_reader;
 pub use health::DbHealth;
 pub use listen::Wake;
+pub use sqlite_reader::SqliteReader;
 
 /// How long a SQLite connection waits for a lock (the writer: another process's write) before
 /// failing.
@@ -58,6 +60,8 @@ pub struct Db {
     shared: bool,
     /// When the pools ping a connection before handing it out.
     pings: Arc<Pings>,
+    /// Where [`Db::rows`] reads a SQLite file (`None`: through the reader pool).
+    sqlite_reader: Option<Arc<SqliteReader>>,
 }
 
 impl Db {
@@ -72,7 +76,47 @@ impl Db {
             writer: pool,
             shared: true,
             pings,
+            sqlite_reader: None,
         }
+    }
+
+    /// Runs a read and returns every row `decode` makes of it, in order: on a SQLite file
+    /// through [`SqliteReader`] (one hand-off to a blocking thread and back, rows decoded
+    /// there), otherwise through the reader pool. What the hot reads use.
+    ///
+    /// # Errors
+    /// `SERVICE_UNAVAILABLE` when the database cannot serve; internal, on any other failure,
+    /// including a row `decode` refuses.
+    pub async fn rows<T, F>(&self, statement: Statement, decode: F) -> AppResult<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn Columns) -> Result<T, DbErr> + Send + 'static,
+    {
+        match &self.sqlite_reader {
+            Some(reader) => reader.rows(statement, decode).await,
+            None => {
+                let rows = self.reader.query_all_raw(statement).await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| decode(row))
+                    .collect::<Result<_, _>>()?)
+            }
+        }
+    }
+
+    /// The same database with [`Db::rows`] going through the reader pool: what a test
+    /// compares the two ways of reading with.
+    #[doc(hidden)]
+    pub fn without_sqlite_reader(&self) -> Self {
+        Self {
+            sqlite_reader: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether [`Db::rows`] reads through a [`SqliteReader`].
+    pub fn has_sqlite_reader(&self) -> bool {
+        self.sqlite_reader.is_some()
     }
 
     /// Takes note that a query just failed because of the database: for a while, every
@@ -166,7 +210,58 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
         writer,
         shared: false,
         pings: Arc::default(),
+        sqlite_reader: Some(Arc::new(SqliteReader::new(url, SQLITE_READERS as usize)?)),
     })
+}
+
+/// A row's columns by position, whichever way it was read (see [`Db::rows`]): one decoder
+/// serves both.
+pub trait Columns {
+    /// # Errors
+    /// When the column is not an id.
+    fn uuid(&self, i: usize) -> Result<uuid::Uuid, DbErr>;
+    /// # Errors
+    /// When the column is neither an id nor NULL.
+    fn optional_uuid(&self, i: usize) -> Result<Option<uuid::Uuid>, DbErr>;
+    /// # Errors
+    /// When the column is not text.
+    fn text(&self, i: usize) -> Result<String, DbErr>;
+    /// # Errors
+    /// When the column is not a 64-bit integer.
+    fn i64(&self, i: usize) -> Result<i64, DbErr>;
+    /// # Errors
+    /// When the column is not a 32-bit integer.
+    fn i32(&self, i: usize) -> Result<i32, DbErr>;
+    /// # Errors
+    /// When the column is not a number.
+    fn f64(&self, i: usize) -> Result<f64, DbErr>;
+    /// # Errors
+    /// When the column is not a time.
+    fn time(&self, i: usize) -> Result<chrono::DateTime<chrono::Utc>, DbErr>;
+}
+
+impl Columns for sea_orm::QueryResult {
+    fn uuid(&self, i: usize) -> Result<uuid::Uuid, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn optional_uuid(&self, i: usize) -> Result<Option<uuid::Uuid>, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn text(&self, i: usize) -> Result<String, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn i64(&self, i: usize) -> Result<i64, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn i32(&self, i: usize) -> Result<i32, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn f64(&self, i: usize) -> Result<f64, DbErr> {
+        self.try_get_by_index(i)
+    }
+    fn time(&self, i: usize) -> Result<chrono::DateTime<chrono::Utc>, DbErr> {
+        self.try_get_by_index(i)
+    }
 }
 
 /// A pooled connection used within this long is handed out without a ping first.

@@ -4,6 +4,7 @@
 use async_graphql::ErrorExtensions;
 
 mod unavailable;
+pub(crate) use unavailable::sqlite_cause;
 pub(crate) use unavailable::{POOL_TIMED_OUT, sqlx_cause};
 pub use unavailable::{Unavailable, unavailable_cause};
 

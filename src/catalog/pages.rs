@@ -35,7 +35,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 
 use super::query::{self, Filter, Listed, ProductQuery};
 use crate::{
-    db::Wake,
+    db::{Db, Wake},
     error::AppResult,
     pagination::{Page, Window},
 };
@@ -162,7 +162,7 @@ impl PageCache {
     /// `BAD_USER_INPUT` on a cursor of another list; internal, on a database failure.
     pub async fn page(
         &self,
-        db: &DatabaseConnection,
+        db: &Db,
         query: &Arc<ProductQuery>,
         window: &Window,
         with_total: bool,
@@ -183,7 +183,7 @@ impl PageCache {
     /// [`PageCache::page`] through the cache: the shared page and the count.
     async fn cached(
         &self,
-        db: &DatabaseConnection,
+        db: &Db,
         query: &Arc<ProductQuery>,
         window: &Window,
         with_total: bool,
@@ -309,7 +309,7 @@ fn key_bytes(query: &ProductQuery) -> usize {
 }
 
 async fn read(
-    db: &DatabaseConnection,
+    db: &Db,
     query: &ProductQuery,
     window: &Window,
     with_total: bool,

@@ -10,12 +10,13 @@
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Iterable, Statement, Value};
+use sea_orm::{DbBackend, DbErr, Iterable, Statement, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::products::{self, escape_like, search_key};
 use crate::{
+    db::{Columns, Db},
     entities::product,
     error::{AppError, AppResult},
     pagination::{Cursor, Direction, KeyValue, Page, Window},
@@ -295,7 +296,7 @@ struct Position {
 /// The position `cursor` (given as `field`) stands for in `query`'s list. A cursor of the
 /// first format (an id alone) is read under the default order, at its product's creation time.
 async fn position(
-    db: &DatabaseConnection,
+    db: &Db,
     query: &ProductQuery,
     cursor: &Cursor,
     field: &'static str,
@@ -311,7 +312,7 @@ async fn position(
             if !query.is_default_order() {
                 return Err(foreign());
             }
-            let row = products::find(db, *id).await?.ok_or_else(|| {
+            let row = products::find(db.reader(), *id).await?.ok_or_else(|| {
                 AppError::bad_input(field, format!("{field} points at a product that is gone"))
             })?;
             Ok(Position {
@@ -584,19 +585,36 @@ const VERSION_COLUMN: usize = 10;
 
 /// A product from a page's row, read by position: the columns are [`columns`]' (the entity's,
 /// in its order). Reading by name looked each name up in each row (a hash per value).
-fn listed_product(row: &sea_orm::QueryResult) -> Result<product::Model, sea_orm::DbErr> {
+fn listed_product(row: &dyn Columns) -> Result<product::Model, DbErr> {
     Ok(product::Model {
-        id: row.try_get_by_index(0)?,
-        name: row.try_get_by_index(1)?,
-        name_search: row.try_get_by_index(2)?,
-        description: row.try_get_by_index(3)?,
-        price_cents: row.try_get_by_index(4)?,
-        stock: row.try_get_by_index(5)?,
-        created_by: row.try_get_by_index(6)?,
-        created_at: row.try_get_by_index(7)?,
-        updated_at: row.try_get_by_index(8)?,
-        version: row.try_get_by_index(9)?,
+        id: row.uuid(0)?,
+        name: row.text(1)?,
+        name_search: row.text(2)?,
+        description: row.text(3)?,
+        price_cents: row.i64(4)?,
+        stock: row.i32(5)?,
+        created_by: row.optional_uuid(6)?,
+        created_at: row.time(7)?,
+        updated_at: row.time(8)?,
+        version: row.i32(9)?,
     })
+}
+
+/// A page's row: the product, the catalog version it was read at and, with a search, its
+/// relevance.
+fn page_row(searched: bool) -> impl Fn(&dyn Columns) -> Result<(Listed, i64), DbErr> {
+    move |row| {
+        let relevance = if searched {
+            Some(row.f64(VERSION_COLUMN + 1)?)
+        } else {
+            None
+        };
+        let listed = Listed {
+            product: Arc::new(listed_product(row)?),
+            relevance,
+        };
+        Ok((listed, row.i64(VERSION_COLUMN)?))
+    }
 }
 
 /// `SELECT p.<every column of the entity>, catalog_version[, relevance]`.
@@ -816,7 +834,7 @@ pub fn statements(backend: DbBackend, query: &ProductQuery) -> Vec<Statement> {
 /// `BAD_USER_INPUT` on `after` or `before` when the cursor was made for another list;
 /// internal, on a database failure.
 pub async fn page(
-    db: &DatabaseConnection,
+    db: &Db,
     query: &ProductQuery,
     window: &Window,
 ) -> AppResult<(Page<Listed>, Option<i64>)> {
@@ -846,27 +864,11 @@ pub async fn page(
         limit: window.size + 1,
     };
     let statement = read_statement(backend, query, read);
-    let rows = db.query_all_raw(statement).await?;
-    let searched = query.filter.search.is_some();
-    let version = match rows.first() {
-        Some(row) => Some(row.try_get_by_index::<i64>(VERSION_COLUMN)?),
-        None => None,
-    };
-    let mut items = rows
-        .iter()
-        .map(|row| {
-            let product = listed_product(row)?;
-            let relevance = if searched {
-                Some(row.try_get_by_index::<f64>(VERSION_COLUMN + 1)?)
-            } else {
-                None
-            };
-            Ok(Listed {
-                product: Arc::new(product),
-                relevance,
-            })
-        })
-        .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+    let rows = db
+        .rows(statement, page_row(query.filter.search.is_some()))
+        .await?;
+    let version = rows.first().map(|(_, version)| *version);
+    let mut items: Vec<Listed> = rows.into_iter().map(|(listed, _)| listed).collect();
     let more = items.len() as u64 > window.size;
     items.truncate(window.size as usize);
     if !forward {
@@ -877,7 +879,7 @@ pub async fn page(
         match position {
             Some(position) => {
                 let statement = exists_statement(backend, query, position, forward);
-                Ok(db.query_one_raw(statement).await?.is_some())
+                Ok(!db.rows(statement, |_| Ok(())).await?.is_empty())
             }
             None => Ok(false),
         }
@@ -907,22 +909,163 @@ pub async fn page(
 ///
 /// # Errors
 /// Internal, on a database failure.
-pub async fn count(db: &DatabaseConnection, filter: &Filter) -> AppResult<(u64, Option<i64>)> {
+pub async fn count(db: &Db, filter: &Filter) -> AppResult<(u64, Option<i64>)> {
     if filter.matches_nothing() {
         return Ok((0, None));
     }
-    let row = db
-        .query_one_raw(count_statement(db.get_database_backend(), filter))
+    // `n`, then `catalog_version` (see [`count_statement`]).
+    let statement = count_statement(db.get_database_backend(), filter);
+    let (n, version) = db
+        .rows(statement, |row| Ok((row.i64(0)?, row.i64(1)?)))
         .await?
+        .pop()
         .ok_or_else(|| AppError::internal("COUNT returned no row"))?;
-    let n: i64 = row.try_get("", "n")?;
-    let version: i64 = row.try_get("", "catalog_version")?;
     Ok((u64::try_from(n).unwrap_or(0), Some(version)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every page of `query` walked forward by `size` and back again, read by `db`: the ids,
+    /// the `hasNextPage`/`hasPreviousPage` of each page and the count.
+    async fn walk(db: &Db, query: &ProductQuery, size: i32) -> Vec<(Vec<Uuid>, bool, bool, u64)> {
+        let mut pages = Vec::new();
+        let count = count(db, query.filter()).await.unwrap().0;
+        let mut after: Option<String> = None;
+        loop {
+            let window = Window::new(Some(size), after.as_deref(), None, None).unwrap();
+            let (page, _) = page(db, query, &window).await.unwrap();
+            let ids = page.items.iter().map(|l| l.product.id).collect();
+            pages.push((ids, page.has_next_page, page.has_previous_page, count));
+            match page.items.last() {
+                Some(last) if page.has_next_page => after = Some(query.cursor(last).encode()),
+                _ => break,
+            }
+        }
+        let mut before: Option<String> = None;
+        loop {
+            let window = Window::new(None, None, Some(size), before.as_deref()).unwrap();
+            let (page, _) = page(db, query, &window).await.unwrap();
+            let ids = page.items.iter().map(|l| l.product.id).collect();
+            pages.push((ids, page.has_next_page, page.has_previous_page, count));
+            match page.items.first() {
+                Some(first) if page.has_previous_page => {
+                    before = Some(query.cursor(first).encode());
+                }
+                _ => break,
+            }
+        }
+        pages
+    }
+
+    #[tokio::test]
+    async fn sqlite_reads_give_what_the_pool_gives_for_every_order_and_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = crate::db::connect_and_migrate(&url).await.unwrap();
+        assert!(
+            db.has_sqlite_reader(),
+            "a SQLite file is read by the reader"
+        );
+        let pool = db.without_sqlite_reader();
+        assert!(!pool.has_sqlite_reader());
+        // Ties on every key but the id: 4 prices, 3 stocks, 5 names, shared words.
+        let words = ["Lamp", "Chair", "Désk", "lamp shade", "Chair cushion"];
+        let mut ids = Vec::new();
+        for i in 0..37_i32 {
+            let price = format!("{}.{:02}", 5 + (i % 4) * 10, (i * 7) % 100 % 4);
+            let new = crate::catalog::NewProduct {
+                name: words[(i % 5) as usize],
+                description: if i % 3 == 0 { "oak wood" } else { "steel" },
+                price: &price,
+                stock: (i % 3) * 4,
+            };
+            let product = products::create(&db, new, None, ()).await.unwrap();
+            ids.push(product.id);
+        }
+        let mid = products::find(db.reader(), ids[18]).await.unwrap().unwrap();
+        let key = |field, direction| SortKey { field, direction };
+        let (asc, desc) = (SortDirection::Asc, SortDirection::Desc);
+        let orders = [
+            vec![],
+            vec![key(SortField::Price, desc)],
+            vec![key(SortField::Name, asc), key(SortField::Stock, desc)],
+            vec![key(SortField::UpdatedAt, desc)],
+            vec![key(SortField::Stock, asc), key(SortField::CreatedAt, desc)],
+        ];
+        let filters = [
+            Filter::default(),
+            Filter {
+                price_min_cents: Some(1_500),
+                in_stock: Some(true),
+                ..Filter::default()
+            },
+            Filter {
+                created_after: Some(mid.created_at),
+                price_max_cents: Some(2_600),
+                ..Filter::default()
+            },
+            Filter {
+                created_before: Some(mid.created_at),
+                ..Filter::default()
+            },
+            Filter::default().with_ids(ids[3..30].to_vec()).unwrap(),
+            Filter {
+                name_contains: Some("chair".to_owned()),
+                ..Filter::default()
+            },
+            Filter {
+                search: Search::parse("desk"),
+                ..Filter::default()
+            },
+            Filter {
+                search: Search::parse("la"),
+                in_stock: Some(false),
+                ..Filter::default()
+            },
+        ];
+        let mut compared = 0;
+        for filter in &filters {
+            let mut lists: Vec<Vec<SortKey>> = orders.to_vec();
+            if filter.search.is_some() {
+                lists.push(vec![key(SortField::Relevance, desc)]);
+                lists.push(vec![
+                    key(SortField::Relevance, asc),
+                    key(SortField::Price, asc),
+                ]);
+            }
+            for order in lists {
+                let query = ProductQuery::new(order.clone(), filter.clone()).unwrap();
+                for size in [1, 4, 50] {
+                    let read = walk(&db, &query, size).await;
+                    let pooled = walk(&pool, &query, size).await;
+                    assert_eq!(read, pooled, "{order:?} {filter:?} by {size}");
+                    compared += read.iter().map(|(ids, ..)| ids.len()).sum::<usize>();
+                }
+            }
+        }
+        assert!(compared > 2_000, "{compared} products compared");
+
+        // The product itself, field by field, and its relevance.
+        let query = ProductQuery::new(
+            vec![key(SortField::Relevance, desc)],
+            Filter {
+                search: Search::parse("lamp"),
+                ..Filter::default()
+            },
+        )
+        .unwrap();
+        let window = Window::new(Some(50), None, None, None).unwrap();
+        let (read, read_at) = page(&db, &query, &window).await.unwrap();
+        let (pooled, pooled_at) = page(&pool, &query, &window).await.unwrap();
+        assert_eq!(read_at, pooled_at);
+        assert!(!read.items.is_empty());
+        for (a, b) in read.items.iter().zip(&pooled.items) {
+            assert_eq!(a.product, b.product);
+            assert_eq!(a.relevance, b.relevance);
+        }
+    }
 
     #[test]
     fn pages_are_read_by_position_in_the_entity_s_column_order() {

@@ -70,7 +70,7 @@ pub(crate) fn sqlx_cause(err: &sqlx::Error) -> Option<Unavailable> {
 }
 
 /// SQLite result codes (the primary code is the low byte of the extended one).
-fn sqlite_cause(extended: i32) -> Option<Unavailable> {
+pub(crate) fn sqlite_cause(extended: i32) -> Option<Unavailable> {
     use Unavailable::{Unreachable, Unwritable};
     match extended & 0xff {
         5 => Some(Unwritable("database busy: another writer holds the lock")),
