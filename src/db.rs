@@ -23,9 +23,11 @@ pub mod checkpoint;
 mod health;
 pub mod listen;
 pub mod observe;
+mod postgres_reader;
 mod sqlite_reader;
 pub use health::DbHealth;
 pub use listen::Wake;
+pub use postgres_reader::PostgresReader;
 pub use sqlite_reader::SqliteReader;
 
 /// How long a SQLite connection waits for a lock (the writer: another process's write) before
@@ -38,6 +40,13 @@ pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 const SQLITE_READERS: u32 = 4;
 /// Connections in a PostgreSQL pool, per replica.
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+/// Connections of a replica's [`PostgresReader`], besides the pool's.
+const POSTGRES_READERS: usize = 8;
+/// How long a pool connection (or a reader's) may take to connect, or to become free.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle connection is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// An arbitrary constant that names Storefront's migration lock in `pg_advisory_xact_lock`.
 const MIGRATION_LOCK_KEY: i64 = 0x5354_4f52_4546_524e; // "STOREFRN"
 
@@ -60,8 +69,17 @@ pub struct Db {
     shared: bool,
     /// When the pools ping a connection before handing it out.
     pings: Arc<Pings>,
-    /// Where [`Db::rows`] reads a SQLite file (`None`: through the reader pool).
-    sqlite_reader: Option<Arc<SqliteReader>>,
+    /// Where [`Db::rows`] reads.
+    reads: Reads,
+}
+
+/// Where the hot reads ([`Db::rows`]) go.
+#[derive(Clone, Debug)]
+enum Reads {
+    /// Through the reader pool (an in-memory SQLite database, and tests that compare).
+    Pool,
+    Sqlite(Arc<SqliteReader>),
+    Postgres(Arc<PostgresReader>),
 }
 
 impl Db {
@@ -76,13 +94,14 @@ impl Db {
             writer: pool,
             shared: true,
             pings,
-            sqlite_reader: None,
+            reads: Reads::Pool,
         }
     }
 
     /// Runs a read and returns every row `decode` makes of it, in order: on a SQLite file
     /// through [`SqliteReader`] (one hand-off to a blocking thread and back, rows decoded
-    /// there), otherwise through the reader pool. What the hot reads use.
+    /// there), on PostgreSQL through [`PostgresReader`] (one round trip, no ping after it),
+    /// otherwise through the reader pool. What the catalog's reads use.
     ///
     /// # Errors
     /// `SERVICE_UNAVAILABLE` when the database cannot serve; internal, on any other failure,
@@ -92,9 +111,10 @@ impl Db {
         T: Send + 'static,
         F: Fn(&dyn Columns) -> Result<T, DbErr> + Send + 'static,
     {
-        match &self.sqlite_reader {
-            Some(reader) => reader.rows(statement, decode).await,
-            None => {
+        match &self.reads {
+            Reads::Sqlite(reader) => reader.rows(statement, decode).await,
+            Reads::Postgres(reader) => reader.rows(statement, decode).await,
+            Reads::Pool => {
                 let rows = self.reader.query_all_raw(statement).await?;
                 Ok(rows
                     .iter()
@@ -107,16 +127,16 @@ impl Db {
     /// The same database with [`Db::rows`] going through the reader pool: what a test
     /// compares the two ways of reading with.
     #[doc(hidden)]
-    pub fn without_sqlite_reader(&self) -> Self {
+    pub fn reading_through_the_pool(&self) -> Self {
         Self {
-            sqlite_reader: None,
+            reads: Reads::Pool,
             ..self.clone()
         }
     }
 
-    /// Whether [`Db::rows`] reads through a [`SqliteReader`].
-    pub fn has_sqlite_reader(&self) -> bool {
-        self.sqlite_reader.is_some()
+    /// Whether [`Db::rows`] reads through connections of its own rather than the pool.
+    pub fn reads_apart(&self) -> bool {
+        !matches!(self.reads, Reads::Pool)
     }
 
     /// Takes note that a query just failed because of the database: for a while, every
@@ -154,6 +174,9 @@ impl Db {
     /// # Errors
     /// When a pool fails to close.
     pub async fn close(self) -> Result<(), DbErr> {
+        if let Reads::Postgres(reader) = &self.reads {
+            reader.close().await;
+        }
         if !self.is_shared() {
             self.writer.close().await?;
         }
@@ -195,7 +218,10 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
                     Ok(true)
                 })
             });
-        return Ok(Db::shared_with(Database::connect(options).await?, pings));
+        let reader = PostgresReader::new(url, POSTGRES_READERS, pings.clone())?;
+        let mut db = Db::shared_with(Database::connect(options).await?, pings);
+        db.reads = Reads::Postgres(Arc::new(reader));
+        return Ok(db);
     }
     if is_sqlite_memory(url) {
         return Ok(Db::shared(
@@ -210,7 +236,7 @@ pub async fn connect(url: &str) -> Result<Db, DbErr> {
         writer,
         shared: false,
         pings: Arc::default(),
-        sqlite_reader: Some(Arc::new(SqliteReader::new(url, SQLITE_READERS as usize)?)),
+        reads: Reads::Sqlite(Arc::new(SqliteReader::new(url, SQLITE_READERS as usize)?)),
     })
 }
 
@@ -307,9 +333,9 @@ fn clock_ms() -> u64 {
 fn pool_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(IDLE_TIMEOUT)
         .sqlx_logging(false);
     options
 }

@@ -4,8 +4,7 @@
 use async_graphql::ErrorExtensions;
 
 mod unavailable;
-pub(crate) use unavailable::sqlite_cause;
-pub(crate) use unavailable::{POOL_TIMED_OUT, sqlx_cause};
+pub(crate) use unavailable::{POOL_TIMED_OUT, sqlite_cause, sqlx_cause};
 pub use unavailable::{Unavailable, unavailable_cause};
 
 /// Every failure a client can see.

@@ -208,6 +208,23 @@ pub fn search(search: &str) -> AppResult<()> {
     Ok(())
 }
 
+/// Checks a part of a product name to look for (`filter.nameContains`, and `search`, its
+/// older name): as [`search`], and no control characters, which no name holds (PostgreSQL
+/// refuses a NUL in text outright).
+///
+/// # Errors
+/// `BAD_USER_INPUT` on `search` when too long or holding a control character.
+pub fn name_fragment(fragment: &str) -> AppResult<()> {
+    search(fragment)?;
+    if fragment.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "search",
+            "search must not contain control characters: no product name holds one",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a product description.
 ///
 /// # Errors

@@ -959,17 +959,80 @@ mod tests {
         pages
     }
 
+    /// Times written at a SQL prompt, in every form sqlx reads, are read the same both ways.
+    /// (Found by an outside attack: the reader refused `2026-01-01 10:00+01:00`.)
+    #[tokio::test]
+    async fn sqlite_reads_read_every_time_the_pool_reads() {
+        use sea_orm::ConnectionTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = crate::db::connect_and_migrate(&url).await.unwrap();
+        // (`created_at` has text affinity: SQLite stores a number written to it as text, which
+        // neither way reads as a time.)
+        let times: [sea_orm::Value; 14] = [
+            "2026-01-01T10:00:00.123456789+00:00".into(),
+            "2026-01-01T11:00:00+01:00".into(),
+            "2026-01-01 10:00:00.5".into(),
+            "2026-01-01 10:00".into(),
+            "2026-01-01 10:00Z".into(),
+            "2026-01-01 10:00+01:00".into(),
+            "2026-01-01 10:00:00.25Z".into(),
+            "2026-01-01 10:00:00.25-02:30".into(),
+            "2026-01-01T10:00".into(),
+            "2026-01-01T10:00Z".into(),
+            "2026-01-01T10:00-05:00".into(),
+            "2026-01-01T10:00:00.75".into(),
+            "2026-01-01T10:00:00.75Z".into(),
+            "2026-01-01T10:00:00.1+14:00".into(),
+        ];
+        for (i, time) in times.iter().enumerate() {
+            let new = crate::catalog::NewProduct {
+                name: &format!("Item {i:02}"),
+                description: "d",
+                price: "1.00",
+                stock: 1,
+            };
+            let product = products::create(&db, new, None, ()).await.unwrap();
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "UPDATE products SET created_at = $1, updated_at = $1 WHERE id = $2",
+                [time.clone(), product.id.into()],
+            );
+            assert_eq!(
+                db.writer()
+                    .execute_raw(statement)
+                    .await
+                    .unwrap()
+                    .rows_affected(),
+                1
+            );
+        }
+        let query = ProductQuery::new(
+            vec![SortKey {
+                field: SortField::Price,
+                direction: SortDirection::Asc,
+            }],
+            Filter::default(),
+        )
+        .unwrap();
+        let window = Window::new(Some(50), None, None, None).unwrap();
+        let (read, _) = page(&db, &query, &window).await.unwrap();
+        let pool = db.reading_through_the_pool();
+        let (pooled, _) = page(&pool, &query, &window).await.unwrap();
+        assert_eq!(read.items.len(), times.len());
+        for (a, b) in read.items.iter().zip(&pooled.items) {
+            assert_eq!(a.product, b.product);
+        }
+    }
+
     #[tokio::test]
     async fn sqlite_reads_give_what_the_pool_gives_for_every_order_and_filter() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let db = crate::db::connect_and_migrate(&url).await.unwrap();
-        assert!(
-            db.has_sqlite_reader(),
-            "a SQLite file is read by the reader"
-        );
-        let pool = db.without_sqlite_reader();
-        assert!(!pool.has_sqlite_reader());
+        assert!(db.reads_apart(), "a SQLite file is read by the reader");
+        let pool = db.reading_through_the_pool();
+        assert!(!pool.reads_apart());
         // Ties on every key but the id: 4 prices, 3 stocks, 5 names, shared words.
         let words = ["Lamp", "Chair", "Désk", "lamp shade", "Chair cushion"];
         let mut ids = Vec::new();

@@ -255,27 +255,54 @@ impl Columns for Row<'_> {
                 .ok_or_else(|| DbErr::Type(format!("column {i}: not a time"))),
             ValueRef::Integer(seconds) => DateTime::from_timestamp(seconds, 0)
                 .ok_or_else(|| DbErr::Type(format!("column {i}: a time out of range"))),
+            ValueRef::Real(day) => julian_day(day)
+                .ok_or_else(|| DbErr::Type(format!("column {i}: a time out of range"))),
             other => Err(mismatch(i, "a time", other)),
         }
     }
 }
 
-/// A time as sqlx writes it (RFC 3339), or as SQLite's own functions do (`2026-12-03
-/// 16:45:56`, UTC), with or without fraction and offset: what sqlx reads too.
+/// A time stored as text, read as sqlx reads it (`decode_datetime_from_text` in sqlx-sqlite
+/// 0.9): RFC 3339 (how sqlx writes times), else the first of the formats SQLite's own
+/// functions and its documentation use that fits, with or without an offset (none: UTC).
+/// Found by an outside attack: a shorter list here refused times the pool read, such as
+/// `2026-01-01 10:00+01:00` written at a SQL prompt.
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    const FORMATS: [&str; 12] = [
+        "%F %T%.f",
+        "%F %R",
+        "%F %RZ",
+        "%F %R%:z",
+        "%F %T%.fZ",
+        "%F %T%.f%:z",
+        "%FT%R",
+        "%FT%RZ",
+        "%FT%R%:z",
+        "%FT%T%.f",
+        "%FT%T%.fZ",
+        "%FT%T%.f%:z",
+    ];
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Some(time.to_utc());
     }
-    let text = text.trim_end_matches('Z');
-    for format in ["%F %T%.f%#z", "%FT%T%.f%#z"] {
-        if let Ok(time) = DateTime::parse_from_str(text, format) {
-            return Some(time.to_utc());
-        }
+    FORMATS.iter().find_map(|format| {
+        DateTime::parse_from_str(text, format)
+            .map(|time| time.to_utc())
+            .or_else(|_| NaiveDateTime::parse_from_str(text, format).map(|naive| naive.and_utc()))
+            .ok()
+    })
+}
+
+/// A time stored as a Julian day number (SQLite's `julianday()`), read as sqlx reads it.
+fn julian_day(day: f64) -> Option<DateTime<Utc>> {
+    const UNIX_EPOCH_JULIAN_DAY: f64 = 2_440_587.5;
+    let seconds = (day - UNIX_EPOCH_JULIAN_DAY) * 86_400.0;
+    if !seconds.is_finite() {
+        return None;
     }
-    ["%F %T%.f", "%FT%T%.f", "%F %R", "%FT%R"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .map(|naive| naive.and_utc())
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let (whole, nanos) = (seconds.trunc() as i64, (seconds.fract() * 1e9).abs() as u32);
+    DateTime::from_timestamp(whole, nanos)
 }
 
 #[cfg(test)]
@@ -299,7 +326,19 @@ mod tests {
             t("2026-12-03 16:45"),
             Some("2026-12-03T16:45:00+00:00".to_owned())
         );
+        assert_eq!(
+            t("2026-12-03 16:45+01:00"),
+            Some("2026-12-03T15:45:00+00:00".to_owned())
+        );
+        assert_eq!(
+            t("2026-12-03T16:45Z"),
+            Some("2026-12-03T16:45:00+00:00".to_owned())
+        );
         assert_eq!(t("yesterday"), None);
+        assert_eq!(
+            julian_day(2_440_588.0).map(|t| t.to_rfc3339()),
+            Some("1970-01-01T12:00:00+00:00".to_owned())
+        );
     }
 
     #[test]

@@ -446,16 +446,20 @@ pub fn product_list(
             .map(|price| validation::price_cents(&price.0).map_err(|err| refield(err, field)))
             .transpose()
     };
-    let text = |value: &Option<String>, field: &'static str| -> AppResult<()> {
+    let text = |value: &Option<String>, field: &'static str, rule: fn(&str) -> AppResult<()>| {
         match value {
-            Some(text) => validation::search(text).map_err(|err| refield(err, field)),
+            Some(text) => rule(text).map_err(|err| refield(err, field)),
             None => Ok(()),
         }
     };
-    text(&filter.search, "filter.search")?;
-    text(&filter.name_contains, "filter.nameContains")?;
+    text(&filter.search, "filter.search", validation::search)?;
+    text(
+        &filter.name_contains,
+        "filter.nameContains",
+        validation::name_fragment,
+    )?;
     if let Some(search) = search {
-        validation::search(search)?;
+        validation::name_fragment(search)?;
         if filter.name_contains.is_some() {
             return Err(AppError::bad_input(
                 "search",

@@ -139,6 +139,38 @@ async fn with_the_cache_off_every_read_goes_to_the_database() {
     assert_eq!(names(&admin, None).await, (vec![], 0));
 }
 
+/// With the cache off, many reads at once share the few connections the catalog reads with
+/// (four on SQLite, eight on PostgreSQL, held outside the pool: `db::sqlite_reader`,
+/// `db::postgres_reader`): 48 requests, each for a window of its own, all answered with
+/// exactly their window, in two rounds (connections are taken back and reused).
+#[tokio::test]
+async fn with_the_cache_off_reads_at_once_share_the_readers_and_each_gets_its_own_page() {
+    let app = TestApp::builder().without_catalog_cache().spawn().await;
+    let admin = app.admin().await;
+    let mut all = Vec::new();
+    for i in 0..30 {
+        let name = format!("Item {i:02}");
+        admin.add_product(&name, "1.00").await;
+        all.push(name);
+    }
+    let (first_page, total) = names(&admin, None).await;
+    assert_eq!(total, 30);
+    let all = first_page;
+    for round in 0..2 {
+        let reads = (0..48_usize).map(|i| {
+            let (admin, all) = (&admin, &all);
+            async move {
+                let size = 1 + (i + round) % 30;
+                let products = admin.products(Page::first(size as i64)).await.ok();
+                assert_eq!(products.names(), all[..size], "read {i} of round {round}");
+                assert_eq!(products.total_count, 30);
+                assert_eq!(products.page_info.has_next_page, size < 30);
+            }
+        });
+        futures_util::future::join_all(reads).await;
+    }
+}
+
 /// A product never goes back to an older version for a client of one replica: a read that
 /// meets a catalog version newer than the replica knew (another writer changed it) raises the
 /// replica's, so a page cached before the change is not served after a newer one was. (Found

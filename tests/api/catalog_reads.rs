@@ -714,6 +714,16 @@ async fn invalid_arguments_name_their_field() {
             ListArgs::default().filter(json!({ "nameContains": "x".repeat(201) })),
             "filter.nameContains",
         ),
+        // No name holds a control character; PostgreSQL refused the NUL as a database error
+        // (found by an outside attack).
+        (
+            ListArgs::default().filter(json!({ "nameContains": "a\u{0}" })),
+            "filter.nameContains",
+        ),
+        (
+            ListArgs::default().filter(json!({ "nameContains": "a\nb" })),
+            "filter.nameContains",
+        ),
     ];
     for (args, field) in cases {
         let refused = admin.product_list(&args).await;
@@ -733,6 +743,14 @@ async fn invalid_arguments_name_their_field() {
         )
         .await;
     assert_eq!(both.error().field(), Some("search"));
+    let nul = admin
+        .query(
+            "{ products(search: \"a\\u0000\") { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(nul.error().code(), "BAD_USER_INPUT");
+    assert_eq!(nul.error().field(), Some("search"));
 }
 
 #[tokio::test]
