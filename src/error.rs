@@ -144,6 +144,18 @@ impl AppError {
         Self::Internal(detail.to_string())
     }
 
+    /// A database failure: `SERVICE_UNAVAILABLE` when `cause` says why the database cannot
+    /// serve now, internal otherwise; `err`'s text is logged only.
+    pub(crate) fn database(cause: Option<Unavailable>, err: impl std::fmt::Display) -> Self {
+        match cause {
+            Some(cause) => Self::ServiceUnavailable {
+                cause,
+                detail: Some(err.to_string()),
+            },
+            None => Self::internal(format_args!("database: {err}")),
+        }
+    }
+
     /// The `extensions.code` of this error.
     pub fn code(&self) -> &'static str {
         match self {
@@ -161,13 +173,7 @@ impl AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
-        match unavailable_cause(&err) {
-            Some(cause) => Self::ServiceUnavailable {
-                cause,
-                detail: Some(err.to_string()),
-            },
-            None => Self::internal(format_args!("database: {err}")),
-        }
+        Self::database(unavailable_cause(&err), err)
     }
 }
 

@@ -176,13 +176,7 @@ fn sqlite_error(err: rusqlite::Error) -> AppError {
         }
         _ => None,
     };
-    match cause {
-        Some(cause) => AppError::ServiceUnavailable {
-            cause,
-            detail: Some(err.to_string()),
-        },
-        None => AppError::internal(format_args!("database: {err}")),
-    }
+    AppError::database(cause, err)
 }
 
 struct Row<'a>(&'a rusqlite::Row<'a>);
