@@ -6,6 +6,7 @@ mod guard;
 mod loaders;
 mod mutation;
 mod node;
+mod plain;
 mod query;
 mod scalars;
 mod subscription;

@@ -1,13 +1,16 @@
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use async_graphql::{
-    Context, ID, InputObject, MaybeUndefined, Object, SimpleObject, dataloader::DataLoader,
+    ContainerType, Context, ContextSelectionSet, ID, InputObject, MaybeUndefined, Object,
+    ObjectType, OutputType, Positioned, ScalarType, ServerResult, SimpleObject, Value,
+    dataloader::DataLoader, parser::types::Field, registry::Registry, resolver_utils::Fields,
 };
 use uuid::Uuid;
 
 use super::ContextExt;
 use super::guard::{Can, visible};
 use super::loaders::AccountLoader;
+use super::plain::{self, Plain};
 pub use super::scalars::{Decimal, Timestamp};
 use crate::{
     accounts::NewAccount,
@@ -230,16 +233,49 @@ impl From<&RoleDefinition> for RoleView {
 }
 
 /// A view of a stored product that is cheap to clone: pages of the catalog are shared between
-/// requests (see `catalog`), and each field is made when a query selects it.
+/// requests (see `catalog`), and each field is made when a query selects it. Resolved through
+/// [`plain::object`] when every field selected is plain, else as [`ProductObject`].
 #[derive(Clone)]
-pub struct Product(Arc<product::Model>);
+pub struct Product(ProductObject);
+
+/// The product's GraphQL object as async-graphql derives it (the schema's `Product`).
+#[derive(Clone)]
+struct ProductObject(Arc<product::Model>);
+
+impl ProductObject {
+    fn id_value(&self) -> ID {
+        // As `to_string` writes it, without `fmt`'s machinery (every product in a page).
+        let mut text = Uuid::encode_buffer();
+        ID(self.0.id.hyphenated().encode_lower(&mut text).to_owned())
+    }
+
+    fn price_value(&self) -> Decimal {
+        Decimal(validation::format_cents(self.0.price_cents))
+    }
+
+    /// A field that needs nothing but the product (no argument, guard or context), as the
+    /// resolver below answers it; `None` for the others.
+    fn plain_field(&self, name: &str) -> Option<Value> {
+        Some(match name {
+            "id" => self.id_value().to_value(),
+            "name" => Value::String(self.0.name.clone()),
+            "description" => Value::String(self.0.description.clone()),
+            "price" => self.price_value().to_value(),
+            "stock" => self.0.stock.to_value(),
+            "createdAt" => Timestamp(self.0.created_at).to_value(),
+            "updatedAt" => Timestamp(self.0.updated_at).to_value(),
+            "version" => self.0.version.to_value(),
+            _ => return None,
+        })
+    }
+}
 
 /// A product in the catalog.
-#[Object]
-impl Product {
+#[Object(name = "Product")]
+impl ProductObject {
     /// Unique among every `Node`.
-    pub async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+    async fn id(&self) -> ID {
+        self.id_value()
     }
 
     async fn name(&self) -> &str {
@@ -251,7 +287,7 @@ impl Product {
     }
 
     async fn price(&self) -> Decimal {
-        Decimal(validation::format_cents(self.0.price_cents))
+        self.price_value()
     }
 
     async fn stock(&self) -> i32 {
@@ -306,21 +342,88 @@ impl Product {
     }
 }
 
+impl Product {
+    /// Unique among every `Node` (the `Node` interface's field, called as the derived object
+    /// method it stands for).
+    pub async fn id(&self, _: &Context<'_>) -> async_graphql::Result<ID> {
+        Ok(self.0.id_value())
+    }
+}
+
+impl OutputType for Product {
+    fn type_name() -> Cow<'static, str> {
+        ProductObject::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        ProductObject::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match self.plain(ctx) {
+            Some(value) => Ok(value),
+            None => self.0.resolve(ctx, field).await,
+        }
+    }
+}
+
+impl Plain for Product {
+    fn plain(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
+        plain::object(ctx, "Product", |_, selected| {
+            self.0.plain_field(&selected.node.name.node)
+        })
+    }
+}
+
+/// Accounts and audit records are always resolved by async-graphql (their lists are short and
+/// rare).
+impl Plain for Account {
+    fn plain(&self, _: &ContextSelectionSet<'_>) -> Option<Value> {
+        None
+    }
+}
+
+impl Plain for AuditEvent {
+    fn plain(&self, _: &ContextSelectionSet<'_>) -> Option<Value> {
+        None
+    }
+}
+
+impl ContainerType for Product {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        self.0.resolve_field(ctx).await
+    }
+
+    fn collect_all_fields<'a>(
+        &'a self,
+        ctx: &ContextSelectionSet<'a>,
+        fields: &mut Fields<'a>,
+    ) -> ServerResult<()> {
+        self.0.collect_all_fields(ctx, fields)
+    }
+}
+
+impl ObjectType for Product {}
+
 impl From<product::Model> for Product {
     fn from(row: product::Model) -> Self {
-        Self(Arc::new(row))
+        Self(ProductObject(Arc::new(row)))
     }
 }
 
 impl From<Arc<product::Model>> for Product {
     fn from(row: Arc<product::Model>) -> Self {
-        Self(row)
+        Self(ProductObject(row))
     }
 }
 
 impl From<Listed> for Product {
     fn from(listed: Listed) -> Self {
-        Self(listed.product)
+        Self(ProductObject(listed.product))
     }
 }
 
@@ -520,15 +623,28 @@ pub struct PageInfo {
 /// Defines a connection type (one page of a list) and its edge type over a node type.
 /// Edges, cursors and the page info are made only when a query selects them.
 macro_rules! connection {
-    ($connection:ident, $edge:ident, $node:ty, $key:ty, $what:literal, $plural:literal) => {
-        pub struct $edge {
+    (
+        $connection:ident,
+        $edge:ident,
+        $edge_object:ident,
+        $edge_name:literal,
+        $node:ty,
+        $key:ty,
+        $what:literal,
+        $plural:literal
+    ) => {
+        /// Resolved through [`plain::object`] when its node can be (see [`plain::Plain`]),
+        /// else as the derived object.
+        pub struct $edge($edge_object);
+
+        struct $edge_object {
             node: $node,
             key: $key,
         }
 
         #[doc = concat!($what, " with the cursor to pass as `after` to read the ones that follow it.")]
-        #[Object]
-        impl $edge {
+        #[Object(name = $edge_name)]
+        impl $edge_object {
             async fn cursor(&self) -> String {
                 self.key.cursor()
             }
@@ -537,6 +653,54 @@ macro_rules! connection {
                 &self.node
             }
         }
+
+        impl OutputType for $edge {
+            fn type_name() -> Cow<'static, str> {
+                $edge_object::type_name()
+            }
+
+            fn create_type_info(registry: &mut Registry) -> String {
+                $edge_object::create_type_info(registry)
+            }
+
+            async fn resolve(
+                &self,
+                ctx: &ContextSelectionSet<'_>,
+                field: &Positioned<Field>,
+            ) -> ServerResult<Value> {
+                let edge = &self.0;
+                let built = plain::object(ctx, &Self::type_name(), |ctx, selected| {
+                    match selected.node.name.node.as_str() {
+                        "cursor" => Some(Value::String(edge.key.cursor())),
+                        "node" => edge.node.plain(
+                            &ctx.with_field(selected)
+                                .with_selection_set(&selected.node.selection_set),
+                        ),
+                        _ => None,
+                    }
+                });
+                match built {
+                    Some(value) => Ok(value),
+                    None => edge.resolve(ctx, field).await,
+                }
+            }
+        }
+
+        impl ContainerType for $edge {
+            async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+                self.0.resolve_field(ctx).await
+            }
+
+            fn collect_all_fields<'a>(
+                &'a self,
+                ctx: &ContextSelectionSet<'a>,
+                fields: &mut Fields<'a>,
+            ) -> ServerResult<()> {
+                self.0.collect_all_fields(ctx, fields)
+            }
+        }
+
+        impl ObjectType for $edge {}
 
         pub struct $connection {
             nodes: Vec<$node>,
@@ -553,9 +717,11 @@ macro_rules! connection {
                 self.nodes
                     .iter()
                     .zip(&self.keys)
-                    .map(|(node, key)| $edge {
-                        node: node.clone(),
-                        key: key.clone(),
+                    .map(|(node, key)| {
+                        $edge($edge_object {
+                            node: node.clone(),
+                            key: key.clone(),
+                        })
                     })
                     .collect()
             }
@@ -603,6 +769,8 @@ macro_rules! connection {
 connection!(
     ProductConnection,
     ProductEdge,
+    ProductEdgeObject,
+    "ProductEdge",
     Product,
     ListedKey,
     "A product",
@@ -611,6 +779,8 @@ connection!(
 connection!(
     AccountConnection,
     AccountEdge,
+    AccountEdgeObject,
+    "AccountEdge",
     Account,
     Uuid,
     "An account",
@@ -619,6 +789,8 @@ connection!(
 connection!(
     AuditEventConnection,
     AuditEventEdge,
+    AuditEventEdgeObject,
+    "AuditEventEdge",
     AuditEvent,
     Uuid,
     "An audit record",
