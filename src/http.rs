@@ -1148,19 +1148,30 @@ struct CappedWriter {
 }
 
 impl std::io::Write for CappedWriter {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    // serde_json writes each token and string piece with `write_all`: inlined, the check and
+    // the copy are a few instructions, not a call through `write` and its loop.
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         if self.bytes.len() + buf.len() > self.max_bytes {
-            return Err(std::io::Error::other(
-                "the response is over MAX_RESPONSE_BYTES",
-            ));
+            return Err(over_the_cap());
         }
         self.bytes.extend_from_slice(buf);
-        Ok(buf.len())
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[cold]
+fn over_the_cap() -> std::io::Error {
+    std::io::Error::other("the response is over MAX_RESPONSE_BYTES")
 }
 
 fn internal_error() -> serde_json::Value {

@@ -289,9 +289,34 @@ pub fn price_cents(price: &str) -> AppResult<i64> {
     Ok(cents)
 }
 
-/// Formats cents as a decimal string with two places: `1999` → `"19.99"`.
+/// Formats cents as a decimal string with two places: `1999` → `"19.99"`. Written digit by
+/// digit: every price in a page is formatted, and `format!` cost about 1,000 instructions each.
 pub fn format_cents(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
+    // i64::MIN has 19 digits, a point and a sign.
+    let mut text = [0_u8; 22];
+    let mut start = text.len();
+    let mut rest = cents.unsigned_abs();
+    let mut push = |byte: u8| {
+        start -= 1;
+        text[start] = byte;
+    };
+    for place in 0..3 {
+        if place == 2 {
+            push(b'.');
+        }
+        push(b'0' + u8::try_from(rest % 10).expect("a digit"));
+        rest /= 10;
+    }
+    while rest > 0 {
+        push(b'0' + u8::try_from(rest % 10).expect("a digit"));
+        rest /= 10;
+    }
+    if cents < 0 {
+        push(b'-');
+    }
+    std::str::from_utf8(&text[start..])
+        .expect("ASCII digits")
+        .to_owned()
 }
 
 /// Checks a stock level.
@@ -440,6 +465,23 @@ mod tests {
         }
         assert_eq!(format_cents(1999), "19.99");
         assert_eq!(format_cents(5), "0.05");
+        for (cents, text) in [
+            (0, "0.00"),
+            (10, "0.10"),
+            (100, "1.00"),
+            (100_000_000_000, "1000000000.00"),
+            (-150, "-1.50"),
+            (i64::MAX, "92233720368547758.07"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
+            assert_eq!(format_cents(cents), text);
+        }
+        for cents in (0..100_000).chain([123_456_789, 99_999_999_999]) {
+            assert_eq!(
+                format_cents(cents),
+                format!("{}.{:02}", cents / 100, cents % 100)
+            );
+        }
     }
 
     #[test]
