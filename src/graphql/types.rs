@@ -232,6 +232,50 @@ impl From<&RoleDefinition> for RoleView {
     }
 }
 
+/// The GraphQL object of `$outer`, a wrapper around the object async-graphql derives
+/// (`$inner`, its `.0`): built by [`Plain::plain`] when it can be, else resolved as the derived
+/// object, whose name, fields and type information it has.
+macro_rules! plain_first {
+    ($outer:ty, $inner:ty) => {
+        impl OutputType for $outer {
+            fn type_name() -> Cow<'static, str> {
+                <$inner as OutputType>::type_name()
+            }
+
+            fn create_type_info(registry: &mut Registry) -> String {
+                <$inner as OutputType>::create_type_info(registry)
+            }
+
+            async fn resolve(
+                &self,
+                ctx: &ContextSelectionSet<'_>,
+                field: &Positioned<Field>,
+            ) -> ServerResult<Value> {
+                match self.plain(ctx) {
+                    Some(value) => Ok(value),
+                    None => self.0.resolve(ctx, field).await,
+                }
+            }
+        }
+
+        impl ContainerType for $outer {
+            async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+                self.0.resolve_field(ctx).await
+            }
+
+            fn collect_all_fields<'a>(
+                &'a self,
+                ctx: &ContextSelectionSet<'a>,
+                fields: &mut Fields<'a>,
+            ) -> ServerResult<()> {
+                self.0.collect_all_fields(ctx, fields)
+            }
+        }
+
+        impl ObjectType for $outer {}
+    };
+}
+
 /// A view of a stored product that is cheap to clone: pages of the catalog are shared between
 /// requests (see `catalog`), and each field is made when a query selects it. Resolved through
 /// [`plain::object`] when every field selected is plain, else as [`ProductObject`].
@@ -350,27 +394,6 @@ impl Product {
     }
 }
 
-impl OutputType for Product {
-    fn type_name() -> Cow<'static, str> {
-        ProductObject::type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        ProductObject::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        field: &Positioned<Field>,
-    ) -> ServerResult<Value> {
-        match self.plain(ctx) {
-            Some(value) => Ok(value),
-            None => self.0.resolve(ctx, field).await,
-        }
-    }
-}
-
 impl Plain for Product {
     fn plain(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
         plain::object(ctx, "Product", |_, selected| {
@@ -393,21 +416,7 @@ impl Plain for AuditEvent {
     }
 }
 
-impl ContainerType for Product {
-    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
-        self.0.resolve_field(ctx).await
-    }
-
-    fn collect_all_fields<'a>(
-        &'a self,
-        ctx: &ContextSelectionSet<'a>,
-        fields: &mut Fields<'a>,
-    ) -> ServerResult<()> {
-        self.0.collect_all_fields(ctx, fields)
-    }
-}
-
-impl ObjectType for Product {}
+plain_first!(Product, ProductObject);
 
 impl From<product::Model> for Product {
     fn from(row: product::Model) -> Self {
@@ -654,22 +663,10 @@ macro_rules! connection {
             }
         }
 
-        impl OutputType for $edge {
-            fn type_name() -> Cow<'static, str> {
-                $edge_object::type_name()
-            }
-
-            fn create_type_info(registry: &mut Registry) -> String {
-                $edge_object::create_type_info(registry)
-            }
-
-            async fn resolve(
-                &self,
-                ctx: &ContextSelectionSet<'_>,
-                field: &Positioned<Field>,
-            ) -> ServerResult<Value> {
+        impl Plain for $edge {
+            fn plain(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
                 let edge = &self.0;
-                let built = plain::object(ctx, &Self::type_name(), |ctx, selected| {
+                plain::object(ctx, &Self::type_name(), |ctx, selected| {
                     match selected.node.name.node.as_str() {
                         "cursor" => Some(Value::String(edge.key.cursor())),
                         "node" => edge.node.plain(
@@ -678,29 +675,11 @@ macro_rules! connection {
                         ),
                         _ => None,
                     }
-                });
-                match built {
-                    Some(value) => Ok(value),
-                    None => edge.resolve(ctx, field).await,
-                }
+                })
             }
         }
 
-        impl ContainerType for $edge {
-            async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
-                self.0.resolve_field(ctx).await
-            }
-
-            fn collect_all_fields<'a>(
-                &'a self,
-                ctx: &ContextSelectionSet<'a>,
-                fields: &mut Fields<'a>,
-            ) -> ServerResult<()> {
-                self.0.collect_all_fields(ctx, fields)
-            }
-        }
-
-        impl ObjectType for $edge {}
+        plain_first!($edge, $edge_object);
 
         pub struct $connection {
             nodes: Vec<$node>,
