@@ -120,7 +120,7 @@ impl App {
         let listen_url = config.database.listen_url.as_ref();
         let listen_url = listen_url.unwrap_or(&config.database.url).as_str();
         replicas::listen(&db, listen_url, &catalog, events.clone(), wakes).await?;
-        crate::pruning::spawn_pruner(db.clone(), config.audit.retention);
+        crate::pruning::start_pruner(db.clone(), config.audit.retention).await;
         db::checkpoint::spawn_wal_checkpointer(db.clone());
         let tokens = Arc::new(TokenService::new(config));
         let metrics = Arc::new(Metrics::default());

@@ -79,18 +79,29 @@ pub async fn prune(db: &Db, audit_retention: Option<Duration>) -> AppResult<Prun
     .await
 }
 
-/// Prunes every [`PRUNE_EVERY`] for as long as the process runs (audit records older than
-/// `audit_retention`, when it is set).
-pub fn spawn_pruner(db: Db, audit_retention: Option<Duration>) -> tokio::task::JoinHandle<()> {
+/// Prunes once, before the server answers anything, then every [`PRUNE_EVERY`] for as long as
+/// the process runs (audit records older than `audit_retention`, when it is set). The first
+/// prune is awaited so that it cannot land in the middle of what the server does next (a test
+/// that ages a record by hand saw a start-up prune delayed by load delete it first).
+pub async fn start_pruner(
+    db: Db,
+    audit_retention: Option<Duration>,
+) -> tokio::task::JoinHandle<()> {
+    prune_and_log(&db, audit_retention).await;
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(PRUNE_EVERY);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match prune(&db, audit_retention).await {
-                Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
-                Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
-            }
+            prune_and_log(&db, audit_retention).await;
         }
     })
+}
+
+async fn prune_and_log(db: &Db, audit_retention: Option<Duration>) {
+    match prune(db, audit_retention).await {
+        Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
+        Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
+    }
 }
