@@ -515,6 +515,28 @@ impl Sql {
             .order
             .last()
             .map_or(SortDirection::Asc, |k| k.direction);
+        // Every key in one direction (the id follows the last key's): one row comparison,
+        // which both databases take as the index range itself. Key by key (below), the rows
+        // tied with the position on the first key are each read and filtered out: a page deep
+        // in the 100,000 products out of stock (orderBy STOCK) read 90,000 of them first, 226
+        // ms on PostgreSQL against 0.2 ms as a row comparison.
+        if query
+            .order
+            .iter()
+            .all(|key| key.direction == last_direction)
+        {
+            self.push(" AND (");
+            for key in &query.order {
+                self.key(key.field, search).push(", ");
+            }
+            self.push("p.id)")
+                .push(op(last_direction, inclusive))
+                .push("(");
+            for value in &position.keys {
+                self.bind(value.clone()).push(", ");
+            }
+            return self.bind(position.id).push(")");
+        }
         // The first key's bound alone, so the index range starts there.
         let first = query.order[0];
         self.push(" AND ")

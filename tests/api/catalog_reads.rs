@@ -857,3 +857,45 @@ async fn created_bounds_beyond_year_9999_compare_as_times() {
         "created before year 10000"
     );
 }
+
+/// A cursor inside a run of ties (10 % of a catalog out of stock, listed by `STOCK`) must not
+/// make the database read the ties before it one by one: the rows past a cursor are one row
+/// comparison of the sort keys and the id, which both databases take as the index range
+/// itself. Compared key by key, a page 90,000 ties deep read all of them first (226 ms on
+/// PostgreSQL at 1,000,000 products, against 0.2 ms).
+#[tokio::test]
+async fn the_rows_past_a_cursor_are_an_index_range_on_the_keys_and_the_id() {
+    let app = TestApp::spawn().await;
+    let mut bounded = std::collections::BTreeSet::new();
+    for (sql, plan) in app.catalog_query_plans().await {
+        // The unfiltered lists' statements that start past a cursor.
+        let Some(rest) = sql.split_once("WHERE 1 = 1 AND (p.").map(|(_, rest)| rest) else {
+            continue;
+        };
+        let Some((keys, _)) = rest.split_once(", p.id) ") else {
+            continue;
+        };
+        let range = if app.on_postgres() {
+            plan.contains("Index Cond: (ROW(")
+        } else {
+            plan.lines().any(|line| {
+                line.trim().starts_with("SEARCH p USING")
+                    && (line.contains(",id)>") || line.contains(",id)<"))
+            })
+        };
+        assert!(range, "{sql}\n{plan}");
+        bounded.insert(keys.split(' ').next().unwrap_or_default().to_owned());
+    }
+    let keys: Vec<_> = bounded.into_iter().collect();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "name_search",
+            "price_cents",
+            "stock",
+            "updated_at"
+        ],
+        "every indexed order has its statements past a cursor"
+    );
+}
