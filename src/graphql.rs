@@ -62,6 +62,8 @@ pub fn build_schema(state: Arc<AppState>, config: &Config) -> AppSchema {
     if !config.discovery.field_suggestions {
         builder = builder.disable_suggestions();
     }
+    // No extension (`.extension(…)`): `plain` builds products and edges without the per-field
+    // `resolve` hook an extension would be given; one added here needs that path gone.
     builder.finish()
 }
 

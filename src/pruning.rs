@@ -79,28 +79,36 @@ pub async fn prune(db: &Db, audit_retention: Option<Duration>) -> AppResult<Prun
     .await
 }
 
+/// How long start-up waits for its prune; a longer one (a lock held elsewhere) goes on in the
+/// background while the server starts answering.
+const FIRST_PRUNE_WAIT: Duration = Duration::from_secs(10);
+
 /// Prunes once, before the server answers anything, then every [`PRUNE_EVERY`] for as long as
 /// the process runs (audit records older than `audit_retention`, when it is set). The first
-/// prune is awaited so that it cannot land in the middle of what the server does next (a test
-/// that ages a record by hand saw a start-up prune delayed by load delete it first).
+/// prune is awaited (up to [`FIRST_PRUNE_WAIT`]) so that it cannot land in the middle of what
+/// the server does next (a test that ages a record by hand saw a start-up prune delayed by
+/// load delete it first).
 pub async fn start_pruner(
     db: Db,
     audit_retention: Option<Duration>,
 ) -> tokio::task::JoinHandle<()> {
-    prune_and_log(&db, audit_retention).await;
+    let first = tokio::spawn(prune_and_log(db.clone(), audit_retention));
+    if tokio::time::timeout(FIRST_PRUNE_WAIT, first).await.is_err() {
+        tracing::warn!("the start-up prune is still running; it goes on in the background");
+    }
     tokio::spawn(async move {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            prune_and_log(&db, audit_retention).await;
+            prune_and_log(db.clone(), audit_retention).await;
         }
     })
 }
 
-async fn prune_and_log(db: &Db, audit_retention: Option<Duration>) {
-    match prune(db, audit_retention).await {
+async fn prune_and_log(db: Db, audit_retention: Option<Duration>) {
+    match prune(&db, audit_retention).await {
         Ok(pruned) => tracing::debug!(?pruned, "pruned expired security rows"),
         Err(err) => tracing::warn!(error = ?err, "pruning failed; will retry"),
     }

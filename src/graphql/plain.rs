@@ -7,8 +7,9 @@
 //! object is such a field (or `__typename`), with no directive left on it and each response
 //! key once, the object is built here, in the order of the selections, as async-graphql
 //! builds it; otherwise (a fragment, a guarded field, a directive, a key twice) async-graphql
-//! resolves it as before. No extension is registered on the schema, so no hook is skipped
-//! (`graphql::builder`): one that is would have to see every field, and this path must go.
+//! resolves it as before. No extension is registered on the schema (`build_schema` says so),
+//! so no hook is skipped; an extension's `resolve` hook expects every field, so adding one
+//! means removing this path.
 
 use async_graphql::{
     ContextSelectionSet, Name, Positioned, Value,
