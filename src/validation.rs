@@ -300,16 +300,17 @@ pub fn format_cents(cents: i64) -> String {
         start -= 1;
         text[start] = byte;
     };
-    for place in 0..3 {
-        if place == 2 {
-            push(b'.');
+    let digit = |n: u64| b'0' + u8::try_from(n % 10).expect("a digit");
+    push(digit(rest));
+    push(digit(rest / 10));
+    push(b'.');
+    rest /= 100;
+    loop {
+        push(digit(rest));
+        rest /= 10;
+        if rest == 0 {
+            break;
         }
-        push(b'0' + u8::try_from(rest % 10).expect("a digit"));
-        rest /= 10;
-    }
-    while rest > 0 {
-        push(b'0' + u8::try_from(rest % 10).expect("a digit"));
-        rest /= 10;
     }
     if cents < 0 {
         push(b'-');

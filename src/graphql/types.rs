@@ -396,7 +396,7 @@ impl Product {
 
 impl Plain for Product {
     fn plain(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
-        plain::object(ctx, "Product", |_, selected| {
+        plain::object(ctx, &Self::type_name(), |_, selected| {
             self.0.plain_field(&selected.node.name.node)
         })
     }
